@@ -1,0 +1,49 @@
+# concord: the two everyday commands are `make run` (the hub and its demo) and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+CONCORD = $(VENV)/bin/concord
+
+.PHONY: install kafka topics run test unit lint format bench stop clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed: install it or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+kafka: install
+	$(CONCORD) kafka start
+
+topics: kafka
+	$(CONCORD) topics create
+
+run: topics
+	$(PY) -m services.demo
+
+test: kafka
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest tests/unit tests/property
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: topics
+	$(PY) -m bench.run
+
+stop:
+	-$(CONCORD) kafka stop
+
+clean: stop
+	rm -rf $(VENV) .cache

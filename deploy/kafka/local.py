@@ -1,0 +1,417 @@
+"""Fetch, start, stop and inspect a single-node Kafka broker (KRaft) for development and tests.
+
+When KAFKA_BOOTSTRAP_SERVERS names an existing cluster, nothing is fetched, started or stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import structlog
+
+KAFKA_VERSION = "4.1.1"
+
+log = structlog.get_logger(__name__)
+
+_HERE = Path(__file__).resolve().parent
+_OR_EXTERNAL = "or set KAFKA_BOOTSTRAP_SERVERS to an existing cluster"
+_JAVA_HINT = f"install it (Debian: apt-get install openjdk-17-jre-headless) {_OR_EXTERNAL}"
+# Popen objects of brokers spawned by this process, kept so that they can be reaped
+# (an unreaped child stays a zombie and would look alive to os.kill(pid, 0)).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class KafkaSetupError(Exception):
+    """The local broker cannot be fetched, started or reached; the message says what to do."""
+
+
+class _Files(NamedTuple):
+    data: Path
+    props: Path
+    pid: Path
+    log: Path
+    lock: Path
+
+
+def uses_external_cluster() -> bool:
+    return bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip())
+
+
+def bootstrap_servers() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or f"127.0.0.1:{_port()}"
+
+
+def _env_port(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise KafkaSetupError(f"{name} must be a TCP port number from 1 to 65535, not {raw!r}.")
+    return int(raw)
+
+
+def _port() -> int:
+    return _env_port("CONCORD_KAFKA_PORT", 9092)
+
+
+def _controller_port() -> int:
+    return _env_port("CONCORD_KAFKA_CONTROLLER_PORT", _port() + 1)
+
+
+def _kafka_dir() -> Path:
+    cache = os.environ.get("CONCORD_CACHE_DIR") or _HERE.parent.parent / ".cache"
+    return Path(cache).expanduser().resolve() / "kafka"
+
+
+def _lib_dir() -> Path:
+    return _kafka_dir() / KAFKA_VERSION / "libs"
+
+
+def _files(port: int) -> _Files:
+    # Jars are shared; everything else is per port so that brokers on different ports coexist.
+    base = _kafka_dir()
+    return _Files(
+        data=base / f"data-{port}",
+        props=base / f"server-{port}.properties",
+        pid=base / f"kafka-{port}.pid",
+        log=base / f"kafka-{port}.log",
+        lock=base / f"kafka-{port}.lock",
+    )
+
+
+def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
+    """Broker and controller in one process, reachable only from this machine."""
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        # `StorageTool format --standalone` needs the bootstrap form, not controller.quorum.voters.
+        "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(data_dir),
+        # One broker: internal topics cannot have more than one replica.
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "num.partitions": "1",
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    # Parallel test sessions may call start() together; only one may spawn a broker per port.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(re.sub(r"\x1b\[[0-9;]*m", "", text).strip().splitlines()[-lines:])
+
+
+def fetch() -> Path:
+    libs = _lib_dir()
+    marker = libs / f"kafka_2.13-{KAFKA_VERSION}.jar"
+    if marker.is_file():
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise KafkaSetupError(
+            "Maven (mvn) is needed to fetch the Kafka jars: install it "
+            f"(Debian: apt-get install maven) {_OR_EXTERNAL}."
+        )
+    with _locked(libs.parent / "fetch.lock"):
+        if marker.is_file():  # another process fetched them while we waited
+            return libs
+        partial = libs.with_name("libs.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        cmd = [mvn, "-B", "-q", "-Dstyle.color=never"]
+        cmd += shlex.split(os.environ.get("CONCORD_MAVEN_OPTS", ""))
+        cmd += ["-f", str(_HERE / "pom.xml"), "dependency:copy-dependencies"]
+        cmd += [f"-DoutputDirectory={partial}", "-DincludeScope=runtime"]
+        cmd += [f"-Dkafka.version={KAFKA_VERSION}"]
+        log.info("kafka.fetch", version=KAFKA_VERSION, into=str(libs))
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0 or not (partial / marker.name).is_file():
+            raise KafkaSetupError(
+                f"Maven could not fetch the Kafka {KAFKA_VERSION} jars (exit {done.returncode}); "
+                f"its last output:\n{_tail(done.stdout + done.stderr)}"
+            )
+        # Renaming a complete directory means a half-finished fetch never looks usable.
+        shutil.rmtree(libs, ignore_errors=True)
+        partial.rename(libs)
+    return libs
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise KafkaSetupError(
+            f"Java 17 or newer is needed to run the local Kafka broker: {_JAVA_HINT}."
+        )
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if found:
+        major = int(found[2] or 0) if found[1] == "1" else int(found[1])  # "1.8.0" is Java 8
+        if major < 17:
+            raise KafkaSetupError(
+                f"Java 17 or newer is needed to run the local Kafka broker, but {java} is "
+                f"Java {major}: {_JAVA_HINT}."
+            )
+    return java
+
+
+def _jvm(java: str, libs: Path) -> list[str]:
+    return [java, "-cp", f"{libs}/*", f"-Dlog4j2.configurationFile={_HERE / 'log4j2.yaml'}"]
+
+
+def _new_cluster_id() -> str:
+    # Same format as `StorageTool random-uuid` (URL-safe base64 of 16 random bytes) without a JVM.
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):  # would read as a command-line flag
+            return cluster_id
+
+
+def _format_storage(java: str, libs: Path, files: _Files) -> None:
+    if (files.data / "meta.properties").is_file():
+        return  # formatted before: keeps its cluster id and topics
+    cmd = [*_jvm(java, libs), "kafka.tools.StorageTool", "format", "-t", _new_cluster_id()]
+    cmd += ["-c", str(files.props), "--standalone"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise KafkaSetupError(
+            f"Formatting Kafka storage in {files.data} failed:\n{_tail(done.stdout + done.stderr)}"
+        )
+
+
+def _alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        # Trust poll() for our own children: right after exec their cmdline can still read empty.
+        if child.poll() is None:
+            return True
+        del _children[pid]
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    # A recycled pid may belong to another program, and a broker that exited but is not yet
+    # reaped by the process that started it lingers as a zombie.
+    with contextlib.suppress(OSError, IndexError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return state != "Z" and (not cmdline or b"kafka.Kafka" in cmdline)
+    return True
+
+
+def _running_pid(pid_file: Path) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pid_file.read_text().strip())
+        if _alive(pid):
+            return pid
+    return None
+
+
+def _listening(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout_s):
+        return True
+    return False
+
+
+def _answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
+    host, _, port = bootstrap.rpartition(":")
+    if not _listening(host, int(port)):
+        return False  # spares kafka-python's connection-refused warnings while the JVM boots
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=ms, bootstrap_timeout_ms=ms
+        )
+    except (KafkaError, OSError):
+        return False
+    try:
+        return bool(admin.describe_cluster().get("brokers"))
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def _wait_until_ready(bootstrap: str, pid: int, log_file: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not _answers(bootstrap):
+        if not _alive(pid):
+            tail = _tail(log_file.read_text(errors="replace")) if log_file.is_file() else ""
+            raise KafkaSetupError(
+                f"The local Kafka broker exited while starting; see {log_file}, which ends:\n{tail}"
+            )
+        if time.monotonic() > deadline:
+            raise KafkaSetupError(
+                f"The local Kafka broker did not answer on {bootstrap} within {timeout_s:g} s; "
+                f"see {log_file}."
+            )
+        time.sleep(0.25)
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _terminate(pid: int, timeout_s: float) -> None:
+    # SIGTERM lets Kafka flush and close its logs, so the next start skips log recovery.
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        if _wait_gone(pid, wait_s):
+            return
+        log.warning("kafka.stop_slow", pid=pid, signal=sig.name)
+
+
+def start(timeout_s: float = 90.0) -> str:
+    bootstrap = bootstrap_servers()
+    if uses_external_cluster():
+        log.info("kafka.external", bootstrap=bootstrap)
+        return bootstrap
+    port, controller_port = _port(), _controller_port()
+    files = _files(port)
+    with _locked(files.lock):
+        pid = _running_pid(files.pid)
+        if pid is not None:
+            _wait_until_ready(bootstrap, pid, files.log, timeout_s)
+            return bootstrap
+        for taken in (port, controller_port):
+            if _listening("127.0.0.1", taken):
+                raise KafkaSetupError(
+                    f"Port {taken} on 127.0.0.1 is already in use by another program: stop it, "
+                    "choose other ports with CONCORD_KAFKA_PORT and CONCORD_KAFKA_CONTROLLER_PORT, "
+                    "or point KAFKA_BOOTSTRAP_SERVERS at that broker."
+                )
+        java = _java()
+        libs = fetch()
+        files.props.write_text(server_properties(port, controller_port, files.data))
+        _format_storage(java, libs, files)
+        heap = os.environ.get("CONCORD_KAFKA_HEAP", "").strip() or "512m"
+        cmd = [*_jvm(java, libs), f"-Xmx{heap}", "kafka.Kafka", str(files.props)]
+        with files.log.open("wb") as out:
+            child = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=files.data.parent,
+                start_new_session=True,  # Ctrl-C in the starting terminal must not reach the broker
+            )
+        _children[child.pid] = child
+        files.pid.write_text(f"{child.pid}\n")
+        log.info("kafka.starting", pid=child.pid, bootstrap=bootstrap, log=str(files.log))
+        try:
+            _wait_until_ready(bootstrap, child.pid, files.log, timeout_s)
+        except KafkaSetupError:
+            _terminate(child.pid, 10.0)  # a broker that failed to start must not linger
+            files.pid.unlink(missing_ok=True)
+            raise
+    log.info("kafka.started", pid=child.pid, bootstrap=bootstrap)
+    return bootstrap
+
+
+def stop(timeout_s: float = 30.0) -> bool:
+    if uses_external_cluster():
+        log.info("kafka.external_not_stopped", bootstrap=bootstrap_servers())
+        return False
+    files = _files(_port())
+    if not files.pid.is_file():
+        return False
+    with _locked(files.lock):
+        pid = _running_pid(files.pid)
+        files.pid.unlink(missing_ok=True)
+        if pid is None:
+            return False
+        _terminate(pid, timeout_s)
+    log.info("kafka.stopped", pid=pid)
+    return True
+
+
+def status() -> dict[str, object]:
+    """`version` is the pinned local broker version, also when an external cluster is used."""
+    bootstrap = bootstrap_servers()
+    pid: int | None = None
+    log_file: str | None = None
+    if uses_external_cluster():  # a TCP connect only: the cluster may need credentials
+        host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
+        running = port.isdigit() and _listening(host, int(port), timeout_s=1.0)
+    else:
+        files = _files(_port())
+        pid, log_file = _running_pid(files.pid), str(files.log)
+        running = pid is not None
+    return {
+        "bootstrap": bootstrap,
+        "external": uses_external_cluster(),
+        "running": running,
+        "pid": pid,
+        "version": KAFKA_VERSION,
+        "log": log_file,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.kafka.local", description=__doc__)
+    parser.add_argument("command", choices=["start", "stop", "status", "fetch"])
+    command = parser.parse_args(argv).command
+    if not structlog.is_configured():
+        # stdout carries only the one-line result (status is JSON for scripts).
+        structlog.configure(logger_factory=lambda *_: structlog.PrintLogger(sys.stderr))
+    try:
+        if command == "start":
+            where = "external cluster" if uses_external_cluster() else "local broker"
+            print(f"Kafka ({where}) is up at {start()}.")
+        elif command == "stop" and uses_external_cluster():
+            print("Nothing stopped: KAFKA_BOOTSTRAP_SERVERS points at an external cluster.")
+        elif command == "stop":
+            print("Kafka stopped." if stop() else "No local Kafka broker was running.")
+        elif command == "status":
+            print(json.dumps(status()))
+        else:
+            print(f"Kafka {KAFKA_VERSION} jars are in {fetch()}.")
+    except KafkaSetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

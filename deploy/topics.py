@@ -1,0 +1,69 @@
+"""Create the catalogue's topics on the cluster; running it again changes nothing."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+
+from deploy.kafka.local import bootstrap_servers
+from schemas.topics import CATALOGUE, Topic
+
+
+class TopicSetupError(RuntimeError):
+    """The topics could not be created; the message says why in one sentence."""
+
+
+def _admin(wait_s: float) -> KafkaAdminClient:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return KafkaAdminClient(
+                bootstrap_servers=bootstrap_servers(), client_id="concord-admin"
+            )
+        except KafkaTimeoutError as exc:
+            if time.monotonic() > deadline:
+                raise TopicSetupError(
+                    f"no Kafka broker answers at {bootstrap_servers()}: run `concord kafka start` "
+                    "or set KAFKA_BOOTSTRAP_SERVERS"
+                ) from exc
+            time.sleep(0.5)
+
+
+def create_topics(catalogue: tuple[Topic, ...] = CATALOGUE, wait_s: float = 30.0) -> list[str]:
+    """Create every missing topic; returns the names created (empty when all existed)."""
+    admin = _admin(wait_s)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in catalogue if t.name not in existing]
+        created = []
+        for topic in missing:
+            new = NewTopic(
+                topic.name, topic.partitions, replication_factor(), topic_configs=topic.configs()
+            )
+            try:
+                admin.create_topics([new])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass  # another process made it between our listing and creating: fine
+            except KafkaError as exc:
+                raise TopicSetupError(f"cannot create topic {topic.name}: {exc}") from exc
+        return created
+    finally:
+        admin.close()
+
+
+def list_topics(wait_s: float = 10.0) -> list[str]:
+    """Names of the topics on the cluster."""
+    admin = _admin(wait_s)
+    try:
+        return sorted(admin.list_topics())
+    finally:
+        admin.close()
+
+
+def replication_factor() -> int:
+    """Replicas per topic: 1 for the local broker, CONCORD_REPLICATION_FACTOR on a cluster."""
+    return int(os.environ.get("CONCORD_REPLICATION_FACTOR", "1"))

@@ -1,0 +1,140 @@
+"""The topic catalogue: every Kafka topic the hub uses, declared once as data.
+
+Names carry a configurable prefix (CONCORD_TOPIC_PREFIX, default "concord.") so
+that tests and parallel environments can share one cluster without meeting.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """One topic: its short name, key, layout and who writes and reads it."""
+
+    short_name: str
+    key: str
+    partitions: int
+    cleanup: Literal["delete", "compact"]
+    retention_ms: int  # -1 keeps messages for ever
+    produced_by: str
+    consumed_by: str
+    purpose: str
+
+    @property
+    def name(self) -> str:
+        """The full topic name, with the environment's prefix."""
+        return topic_prefix() + self.short_name
+
+    def configs(self) -> dict[str, str]:
+        """Topic-level configs for creation."""
+        return {"cleanup.policy": self.cleanup, "retention.ms": str(self.retention_ms)}
+
+
+def topic_prefix() -> str:
+    """The prefix of every topic name in this environment."""
+    return os.environ.get("CONCORD_TOPIC_PREFIX", "concord.")
+
+
+INBOUND = Topic(
+    "inbound",
+    key="subject identifier token (system|value) as the source knows the person",
+    partitions=4,
+    cleanup="delete",
+    retention_ms=14 * DAY_MS,
+    produced_by="connectors (publish CLI, HTTP gateway, MLLP listener, partner feeds)",
+    consumed_by="person index",
+    purpose="validated envelopes from partners, one FHIR resource each",
+)
+PERSON_EVENTS = Topic(
+    "person-events",
+    key="hub person id",
+    partitions=4,
+    cleanup="delete",
+    retention_ms=14 * DAY_MS,
+    produced_by="person index",
+    consumed_by="reconciler, referrals, consent",
+    purpose="inbound envelopes re-keyed by the resolved hub person id, in order per person",
+)
+IDENTITY = Topic(
+    "identity",
+    key="identifier token",
+    partitions=4,
+    cleanup="compact",
+    retention_ms=-1,
+    produced_by="person index",
+    consumed_by="person index (all workers, as a global table)",
+    purpose="identifier to hub person id links",
+)
+ALERTS = Topic(
+    "alerts",
+    key="hub person id",
+    partitions=4,
+    cleanup="delete",
+    retention_ms=30 * DAY_MS,
+    produced_by="reconciler, referrals",
+    consumed_by="outbound delivery, officer views",
+    purpose="minimised DetectedIssue alerts: clashes, explained absences, escalations",
+)
+OUTBOUND = Topic(
+    "outbound",
+    key="recipient partner id",
+    partitions=4,
+    cleanup="delete",
+    retention_ms=14 * DAY_MS,
+    produced_by="reconciler, referrals",
+    consumed_by="outbound delivery connectors",
+    purpose="minimised messages addressed to one partner each",
+)
+AUDIT = Topic(
+    "audit",
+    key="hub person id",
+    partitions=4,
+    cleanup="delete",
+    retention_ms=-1,
+    produced_by="every service that discloses to a partner",
+    consumed_by="audit CLI, governance reporting",
+    purpose="one FHIR AuditEvent per disclosure",
+)
+DEADLETTER = Topic(
+    "deadletter",
+    key="source partner id",
+    partitions=1,
+    cleanup="delete",
+    retention_ms=90 * DAY_MS,
+    produced_by="every connector and service that rejects input",
+    consumed_by="hub operators",
+    purpose="rejected input, raw, with the reason it was rejected",
+)
+
+CATALOGUE: tuple[Topic, ...] = (
+    INBOUND,
+    PERSON_EVENTS,
+    IDENTITY,
+    ALERTS,
+    OUTBOUND,
+    AUDIT,
+    DEADLETTER,
+)
+
+
+def by_short_name(short_name: str) -> Topic:
+    """The catalogue entry for a short name such as "inbound"."""
+    for topic in CATALOGUE:
+        if topic.short_name == short_name:
+            return topic
+    known = ", ".join(t.short_name for t in CATALOGUE)
+    raise KeyError(f"no topic {short_name!r} in the catalogue (known: {known})")
+
+
+def resolve_name(name: str) -> str:
+    """Accept a short name ("alerts") or a full name and return the full topic name."""
+    try:
+        return by_short_name(name).name
+    except KeyError:
+        return name

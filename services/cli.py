@@ -1,0 +1,152 @@
+"""The `concord` command: run the local broker, provision topics, publish, read, operate.
+
+Each sub-command is a thin call into the module that does the work; errors a
+person can fix are printed as one sentence with a non-zero exit, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from schemas.identifiers import PARTNER_ID
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+class CommandError(Exception):
+    """A failure the user can act on; its message is printed as is."""
+
+    def __init__(self, message: str, code: int = EXIT_UNAVAILABLE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _kafka(args: argparse.Namespace) -> int:
+    from deploy.kafka import local
+
+    try:
+        if args.action == "start":
+            print(f"Kafka {local.KAFKA_VERSION} ready at {local.start()}")
+        elif args.action == "stop":
+            print("Kafka stopped" if local.stop() else "Kafka was not running")
+        else:
+            print(json.dumps(local.status(), default=str))
+    except local.KafkaSetupError as exc:
+        raise CommandError(str(exc)) from exc
+    return EXIT_OK
+
+
+def _topics(args: argparse.Namespace) -> int:
+    from deploy.topics import TopicSetupError, create_topics, list_topics
+
+    try:
+        if args.action == "create":
+            created = create_topics()
+            print(
+                f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else "")
+            )
+        else:
+            print("\n".join(list_topics()))
+    except TopicSetupError as exc:
+        raise CommandError(str(exc)) from exc
+    return EXIT_OK
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError
+
+    from connectors.kafka_io import DeliveryError, Publisher
+    from connectors.publish import publish_files
+
+    if not PARTNER_ID.match(args.partner):
+        raise CommandError(f"--as {args.partner!r} is not a valid partner id", EXIT_USAGE)
+    paths = [Path(p) for p in args.files]
+    for path in paths:
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file", EXIT_USAGE)
+    try:
+        publisher = Publisher()
+    except KafkaError as exc:
+        raise CommandError(f"cannot reach Kafka: {exc.__class__.__name__}") from exc
+    try:
+        summary = publish_files(paths, args.partner, publisher)
+    except DeliveryError as exc:
+        raise CommandError(f"{exc}; nothing reported as accepted is lost, re-run to retry") from exc
+    finally:
+        publisher.close()
+    for error in summary.errors:
+        print(error, file=sys.stderr)
+    print(
+        f"accepted {summary.accepted}, rejected {summary.rejected}"
+        + (f", ignored {summary.ignored} supporting resource(s)" if summary.ignored else "")
+    )
+    return EXIT_REJECTED if summary.rejected else EXIT_OK
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from connectors.kafka_io import read_topic
+    from schemas.topics import resolve_name
+
+    topic = resolve_name(args.topic)
+    try:
+        for _key, value in read_topic(topic, max_messages=args.max, idle_timeout_s=args.timeout):
+            sys.stdout.write(value.decode() + "\n")
+            sys.stdout.flush()
+    except LookupError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every sub-command."""
+    parser = argparse.ArgumentParser(prog="concord", description=__doc__)
+    parser.add_argument("--log-level", default=None, help="debug, info, warning, error")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    kafka = commands.add_parser("kafka", help="run the local Apache Kafka broker")
+    kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka.set_defaults(run=_kafka)
+
+    topics = commands.add_parser("topics", help="create or list the hub's topics")
+    topics.add_argument("action", choices=["create", "list"])
+    topics.set_defaults(run=_topics)
+
+    publish = commands.add_parser(
+        "publish", help="validate partner FHIR files (JSON, NDJSON, XML) and publish them"
+    )
+    publish.add_argument("--as", dest="partner", required=True, help="the publishing partner id")
+    publish.add_argument("files", nargs="+", help="FHIR JSON, Bundle, NDJSON or XML files")
+    publish.set_defaults(run=_publish)
+
+    tail = commands.add_parser("tail", help="print a topic's messages as JSON lines")
+    tail.add_argument("topic", help="short name (inbound, alerts, deadletter…) or full name")
+    tail.add_argument("--max", type=int, default=None, help="stop after N messages")
+    tail.add_argument(
+        "--timeout", type=float, default=5.0, help="stop after S seconds with no message"
+    )
+    tail.set_defaults(run=_tail)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `concord` console command."""
+    from services.logs import configure
+
+    args = build_parser().parse_args(argv)
+    configure(args.log_level)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except CommandError as exc:
+        print(f"concord {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The breach check: before deciding on a breach, what the hub knows about where the
+person was when they missed an appointment, and how current that knowledge is."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from services.domain.calendar import (
+    ATTENDED_STATUSES,
+    DEFAULT_TRAVEL_BUFFER,
+    HEALTH_KINDS,
+    AgencyKind,
+    Calendar,
+    Slot,
+    overlaps,
+)
+
+Verdict = Literal["explained", "possible-conflict", "no-known-conflict"]
+
+
+class UnknownAppointment(KeyError):  # noqa: N818 -- name fixed by the shared API
+    """The appointment asked about is not in the person's calendar."""
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A health appointment as an officer may see it: no service type, no location."""
+
+    appointment_id: str
+    partner: str
+    kind: AgencyKind
+    status: str
+    start: datetime | None
+    end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerFreshness:
+    """When the hub last heard from a partner that could hold evidence (None: never)."""
+
+    partner: str
+    kind: AgencyKind
+    last_heard: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BreachCheck:
+    """The answer for one missed appointment, with what it rests on."""
+
+    person_id: str
+    appointment_id: str
+    verdict: Verdict
+    evidence: tuple[Evidence, ...]
+    partners: tuple[PartnerFreshness, ...]
+
+
+def _evidence(slots: list[Slot]) -> tuple[Evidence, ...]:
+    ordered = sorted(slots, key=lambda s: (s.start, s.appointment_id))
+    return tuple(
+        Evidence(s.appointment_id, s.partner, s.kind, s.status, s.start, s.end) for s in ordered
+    )
+
+
+def breach_check(
+    calendar: Calendar,
+    appointment_id: str,
+    health_partners: Mapping[str, AgencyKind],
+    last_heard: Mapping[str, datetime],
+    buffer: timedelta = DEFAULT_TRAVEL_BUFFER,
+) -> BreachCheck:
+    """Judge a missed appointment against the person's health appointments.
+
+    `health_partners` are the health partners known to have a relationship with the
+    person; they are listed with their freshness even when the calendar holds nothing
+    from them, because their silence may only mean their feed is behind. The verdict
+    ignores the missed appointment's own status, so it can be asked before the no-show
+    is recorded.
+    """
+    missed = calendar.slots.get(appointment_id)
+    if missed is None:
+        raise UnknownAppointment(appointment_id)
+
+    nearby = [
+        s
+        for s in calendar.slots.values()
+        if s.kind in HEALTH_KINDS and s.partner != missed.partner and overlaps(missed, s, buffer)
+    ]
+    attended = [s for s in nearby if s.status in ATTENDED_STATUSES]
+    booked = [s for s in nearby if s.status == "booked"]
+    verdict: Verdict
+    if attended:
+        verdict, evidence = "explained", _evidence(attended)
+    elif booked:
+        verdict, evidence = "possible-conflict", _evidence(booked)
+    else:
+        verdict, evidence = "no-known-conflict", ()
+
+    # The passed-in relationships win over what the calendar implies about a partner;
+    # partners of other kinds are left out because they cannot hold evidence.
+    kinds = {s.partner: s.kind for s in calendar.slots.values() if s.kind in HEALTH_KINDS}
+    kinds.update({p: k for p, k in health_partners.items() if k in HEALTH_KINDS})
+    partners = tuple(
+        PartnerFreshness(partner, kind, last_heard.get(partner))
+        for partner, kind in sorted(kinds.items())
+    )
+    return BreachCheck(calendar.person_id, appointment_id, verdict, evidence, partners)

@@ -1,0 +1,87 @@
+"""`concord publish` and `concord tail` against the real broker."""
+
+import json
+from pathlib import Path
+
+from schemas.codec import decode, decode_dead_letter
+from schemas.envelope import content_event_id
+from tests.conftest import run_concord
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+
+
+def tail(topic: str, count: int) -> list[str]:
+    result = run_concord("tail", topic, "--max", str(count), "--timeout", "10")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_published_file_reads_back_as_the_same_envelope(topics: str) -> None:
+    path = FIXTURES / "gp" / "appointment-booked.json"
+    result = run_concord("publish", "--as", "gp-Y01234", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "accepted 1, rejected 0" in result.stdout
+
+    [line] = tail("inbound", 1)
+    envelope = decode(line.encode())
+    resource = json.loads(path.read_text())
+    assert envelope.resource == resource
+    assert envelope.source == "gp-Y01234"
+    assert envelope.event_id == content_event_id("gp-Y01234", resource)
+    assert [i.value for i in envelope.subject.identifiers] == ["9434765919"]
+    # The bytes on the topic are exactly the codec's encoding of the envelope.
+    assert json.loads(line) == json.loads(envelope.model_dump_json())
+
+
+def test_invalid_file_is_refused_with_path_and_reason_and_kept_on_dead_letter(topics: str) -> None:
+    path = FIXTURES / "invalid" / "appointment.json"
+    result = run_concord("publish", "--as", "gp-Y01234", str(path))
+    assert result.returncode == 1
+    assert "appointment.json: Appointment.participant.actor:" in result.stderr
+    assert "accepted 0, rejected 1" in result.stdout
+
+    [line] = tail("deadletter", 1)
+    letter = decode_dead_letter(line.encode())
+    assert letter.origin == "appointment.json"
+    assert "Appointment.participant.actor" in letter.reason
+    assert json.loads(letter.raw) == json.loads(path.read_text())
+
+
+def test_good_records_of_a_partly_bad_file_are_still_published(topics: str) -> None:
+    result = run_concord(
+        "publish", "--as", "gp-Y01234", str(FIXTURES / "invalid" / "mixed-collection.json")
+    )
+    assert result.returncode == 1
+    assert "accepted 1, rejected 2" in result.stdout
+    [good] = tail("inbound", 1)
+    assert decode(good.encode()).resource["id"] == "good-1"
+    letters = [decode_dead_letter(line.encode()) for line in tail("deadletter", 2)]
+    assert sorted(letter.origin for letter in letters) == [
+        "mixed-collection.json#entry[1]",
+        "mixed-collection.json#entry[2]",
+    ]
+
+
+def test_every_partner_format_publishes(topics: str) -> None:
+    files = [
+        FIXTURES / "gp" / "message-bundle.json",
+        FIXTURES / "mht" / "appointments.xml",
+        FIXTURES / "voluntary" / "appointments.ndjson",
+        FIXTURES / "probation" / "patient-link.json",
+    ]
+    result = run_concord("publish", "--as", "gp-Y01234", *map(str, files))
+    assert result.returncode == 0, result.stderr
+    assert "accepted 7, rejected 0, ignored 1" in result.stdout
+    assert len(tail("inbound", 7)) == 7
+
+
+def test_publish_to_missing_file_is_a_usage_error(topics: str) -> None:
+    result = run_concord("publish", "--as", "gp-Y01234", "no-such-file.json")
+    assert result.returncode == 2
+    assert "no such file" in result.stderr
+
+
+def test_tail_of_unknown_topic_says_so(topics: str) -> None:
+    result = run_concord("tail", "no-such-topic", "--timeout", "1")
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr

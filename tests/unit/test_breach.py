@@ -1,0 +1,143 @@
+"""Unit tests for the breach check: verdicts, minimised evidence and partner freshness."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.domain.breach import (
+    BreachCheck,
+    Evidence,
+    PartnerFreshness,
+    UnknownAppointment,
+    breach_check,
+)
+from services.domain.calendar import AgencyKind, Calendar, Slot, Version
+
+T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+HEARD = datetime(2025, 2, 28, 17, 0, tzinfo=UTC)
+
+
+def slot(
+    name: str,
+    kind: AgencyKind = "probation",
+    *,
+    partner: str | None = None,
+    status: str = "booked",
+    at: int = 0,
+    minutes: int = 60,
+) -> Slot:
+    partner = partner or {"probation": "probation-london", "gp": "gp-Y01234"}.get(kind, kind)
+    start = T0 + timedelta(minutes=at)
+    return Slot(
+        appointment_id=f"{partner}/{name}",
+        partner=partner,
+        kind=kind,
+        status=status,
+        start=start,
+        end=start + timedelta(minutes=minutes),
+        location=None,
+        version=Version(1, T0, f"e-{name}"),
+        service_type="Psychiatry",
+    )
+
+
+MISSED = slot("p", status="noshow")
+
+
+def check(
+    *others: Slot,
+    health_partners: Mapping[str, AgencyKind] | None = None,
+    last_heard: Mapping[str, datetime] | None = None,
+) -> BreachCheck:
+    cal = Calendar("person-1", {s.appointment_id: s for s in (MISSED, *others)})
+    return breach_check(cal, MISSED.appointment_id, health_partners or {}, last_heard or {})
+
+
+def test_attended_gp_visit_at_the_time_explains_the_absence() -> None:
+    result = check(slot("g", "gp", status="fulfilled", at=30))
+    assert result.verdict == "explained"
+    assert result.person_id == "person-1"
+    assert result.appointment_id == MISSED.appointment_id
+    assert [e.appointment_id for e in result.evidence] == ["gp-Y01234/g"]
+
+
+def test_booked_health_appointment_is_a_possible_conflict() -> None:
+    result = check(slot("m", "mht", partner="mht-nelft", status="booked", at=-60))
+    assert result.verdict == "possible-conflict"
+    assert result.evidence == (
+        Evidence("mht-nelft/m", "mht-nelft", "mht", "booked", T0 - timedelta(hours=1), T0),
+    )
+
+
+def test_nothing_at_that_time_is_no_known_conflict() -> None:
+    result = check(slot("g", "gp", status="fulfilled", at=120))
+    assert result.verdict == "no-known-conflict"
+    assert result.evidence == ()
+
+
+def test_attendance_outweighs_a_booking_and_only_attendance_is_evidence() -> None:
+    result = check(
+        slot("g", "gp", status="booked"),
+        slot("m", "mht", partner="mht-nelft", status="arrived"),
+    )
+    assert result.verdict == "explained"
+    assert [e.appointment_id for e in result.evidence] == ["mht-nelft/m"]
+
+
+def test_travel_buffer_counts_towards_the_overlap() -> None:
+    assert check(slot("g", "gp", status="fulfilled", at=60 + 29)).verdict == "explained"
+    assert check(slot("g", "gp", status="fulfilled", at=60 + 30)).verdict == "no-known-conflict"
+
+
+def test_cancelled_health_appointment_is_not_evidence() -> None:
+    assert check(slot("g", "gp", status="cancelled")).verdict == "no-known-conflict"
+
+
+def test_other_obligations_at_the_time_are_not_evidence() -> None:
+    voluntary = slot("v", "voluntary", partner="vol-turning-point", status="fulfilled")
+    assert check(voluntary).verdict == "no-known-conflict"
+
+
+def test_verdict_does_not_depend_on_the_missed_appointment_status() -> None:
+    booked = dataclasses.replace(MISSED, status="booked")
+    gp = slot("g", "gp", status="fulfilled")
+    cal = Calendar("person-1", {booked.appointment_id: booked, gp.appointment_id: gp})
+    assert breach_check(cal, booked.appointment_id, {}, {}).verdict == "explained"
+
+
+def test_evidence_is_minimised() -> None:
+    (evidence,) = check(slot("m", "mht", partner="mht-nelft", status="fulfilled")).evidence
+    names = {f.name for f in dataclasses.fields(evidence)}
+    assert names == {"appointment_id", "partner", "kind", "status", "start", "end"}
+
+
+def test_every_health_partner_that_could_hold_evidence_is_listed_with_freshness() -> None:
+    """Partners with a known relationship are listed even when they have sent nothing."""
+    result = check(
+        slot("g", "gp", status="cancelled", at=600),
+        slot("v", "voluntary", partner="vol-turning-point"),
+        health_partners={"mht-nelft": "mht", "gp-Y01234": "gp", "vol-turning-point": "voluntary"},
+        last_heard={"gp-Y01234": HEARD, "probation-london": HEARD},
+    )
+    assert result.verdict == "no-known-conflict"
+    assert result.partners == (
+        PartnerFreshness("gp-Y01234", "gp", HEARD),
+        PartnerFreshness("mht-nelft", "mht", None),
+    )
+
+
+def test_health_partner_seen_only_in_the_calendar_is_listed() -> None:
+    result = check(slot("g", "gp", partner="gp-A81001", status="booked", at=600))
+    assert result.partners == (PartnerFreshness("gp-A81001", "gp", None),)
+
+
+def test_unknown_appointment_is_an_error() -> None:
+    cal = Calendar("person-1", {MISSED.appointment_id: MISSED})
+    with pytest.raises(UnknownAppointment):
+        breach_check(cal, "probation-london/nope", {}, {})
+    with pytest.raises(KeyError):
+        breach_check(cal, "probation-london/nope", {}, {})

@@ -1,0 +1,101 @@
+"""Reading partner FHIR files and deciding, record by record, what is published."""
+
+from pathlib import Path
+
+from connectors.fhir_input import read_file, read_text
+from connectors.publish import Accepted, Ignored, Rejected, dead_letter, decide
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+
+
+def decisions(path: Path, partner: str = "gp-Y01234") -> list:
+    return [decide(record, partner) for record in read_file(path)]
+
+
+def test_single_json_resource_is_one_envelope() -> None:
+    [only] = decisions(FIXTURES / "gp" / "appointment-booked.json")
+    assert isinstance(only, Accepted)
+    assert only.envelope.event_type == "appointment.booking.updated"
+    assert only.envelope.source == "gp-Y01234"
+
+
+def test_message_bundle_publishes_its_resources_and_passes_by_practitioners() -> None:
+    results = decisions(FIXTURES / "gp" / "message-bundle.json")
+    kinds = [type(r).__name__ for r in results]
+    assert kinds == ["Accepted", "Accepted", "Ignored"]
+    appointment = results[1].envelope
+    # The appointment names its patient by a bundle reference; the subject is the patient's NHS number.
+    assert [i.value for i in appointment.subject.identifiers] == ["9000000009"]
+    assert appointment.correlation_id == results[0].envelope.correlation_id
+
+
+def test_message_bundle_without_header_first_is_rejected_whole() -> None:
+    text = '{"resourceType":"Bundle","type":"message","entry":[{"resource":{"resourceType":"Patient"}}]}'
+    [only] = [decide(r, "gp-Y01234") for r in read_text(text, "m.json")]
+    assert isinstance(only, Rejected)
+    assert "MessageHeader" in only.reason()
+
+
+def test_xml_bundle_entries_are_read_with_their_patient_links() -> None:
+    results = decisions(FIXTURES / "mht" / "appointments.xml", "mht-rv5")
+    assert [type(r).__name__ for r in results] == ["Accepted", "Accepted"]
+    assert results[1].envelope.resource["status"] == "booked"
+    assert len(results[1].envelope.subject.identifiers) == 2
+
+
+def test_ndjson_reports_line_numbers() -> None:
+    text = '{"resourceType":"Patient","identifier":[{"system":"urn:concord:id:probation-crn","value":"X123456"}]}\n{oops\n'
+    results = [decide(r, "probation-london") for r in read_text(text, "feed.ndjson")]
+    assert isinstance(results[0], Accepted)
+    assert isinstance(results[1], Rejected)
+    assert results[1].origin == "feed.ndjson:2"
+
+
+def test_bad_records_are_rejected_and_good_ones_in_the_same_file_accepted() -> None:
+    results = decisions(FIXTURES / "invalid" / "mixed-collection.json")
+    assert [type(r).__name__ for r in results] == ["Accepted", "Rejected", "Rejected"]
+    assert "Appointment.status" in results[1].reason()
+    assert "check digit" in results[2].reason()
+
+
+def test_rejection_message_names_file_element_and_reason() -> None:
+    [only] = decisions(FIXTURES / "invalid" / "appointment.json")
+    assert isinstance(only, Rejected)
+    assert f"{only.origin}: {only.reason()}".startswith("appointment.json: Appointment.participant")
+
+
+def test_malformed_json_is_rejected_with_the_raw_text_kept() -> None:
+    [only] = [decide(r, "gp-Y01234") for r in read_text("{not json", "broken.json")]
+    assert isinstance(only, Rejected)
+    letter = dead_letter(only, "gp-Y01234")
+    assert letter.raw == "{not json"
+    assert "not valid JSON" in letter.reason
+
+
+def test_malformed_xml_is_rejected() -> None:
+    [only] = [decide(r, "mht-rv5") for r in read_text("<Appointment><status", "a.xml")]
+    assert isinstance(only, Rejected)
+    assert "XML" in only.reason()
+
+
+def test_xml_with_a_bad_code_is_rejected_by_the_hub_rules() -> None:
+    xml = (
+        '<Appointment xmlns="http://hl7.org/fhir"><status value="bogus"/>'
+        '<participant><status value="accepted"/></participant></Appointment>'
+    )
+    [only] = [decide(r, "mht-rv5") for r in read_text(xml, "a.xml")]
+    assert isinstance(only, Rejected)
+    assert "Appointment.status" in only.reason()
+
+
+def test_unsupported_top_level_resource_is_rejected_not_ignored() -> None:
+    [only] = [
+        decide(r, "gp-Y01234") for r in read_text('{"resourceType":"Practitioner"}', "p.json")
+    ]
+    assert isinstance(only, Rejected)
+    assert not isinstance(only, Ignored)
+
+
+def test_dead_letter_of_huge_input_is_trimmed_to_fit_the_broker() -> None:
+    [only] = [decide(r, "gp-Y01234") for r in read_text("x" * 2_000_000, "big.json")]
+    assert len(dead_letter(only, "gp-Y01234").raw) < 600_000
