@@ -58,28 +58,48 @@ PERSON_EVENTS = Topic(
     cleanup="delete",
     retention_ms=14 * DAY_MS,
     produced_by="person index",
-    consumed_by="reconciler, referrals, consent",
-    purpose="inbound envelopes re-keyed by the resolved hub person id, in order per person",
+    consumed_by="reconciler",
+    purpose="envelopes re-keyed by hub person id, plus merge and transfer commands when people join",
 )
-IDENTITY = Topic(
-    "identity",
+LINKS = Topic(
+    "links",
+    key="first identifier token of the linking resource",
+    partitions=1,
+    cleanup="delete",
+    retention_ms=14 * DAY_MS,
+    produced_by="person index (events naming a person by several identifiers)",
+    consumed_by="identity linker (one partition: links are rare and need one global view)",
+    purpose="resources that join identifiers, e.g. a probation Patient with CRN and NHS number",
+)
+ASSIGNMENTS = Topic(
+    "assignments",
     key="identifier token",
     partitions=4,
     cleanup="compact",
     retention_ms=-1,
+    produced_by="identity linker",
+    consumed_by="person index (co-partitioned with inbound, so each token is looked up locally)",
+    purpose="which hub person id each linked identifier now belongs to",
+)
+PARTNER_ACTIVITY = Topic(
+    "partner-activity",
+    key="partner id",
+    partitions=1,
+    cleanup="compact",
+    retention_ms=-1,
     produced_by="person index",
-    consumed_by="person index (all workers, as a global table)",
-    purpose="identifier to hub person id links",
+    consumed_by="every worker, read whole, for the breach check's feed freshness",
+    purpose="when the hub last heard from each partner",
 )
 ALERTS = Topic(
     "alerts",
-    key="hub person id",
+    key="recipient partner id",
     partitions=4,
     cleanup="delete",
     retention_ms=30 * DAY_MS,
     produced_by="reconciler, referrals",
     consumed_by="outbound delivery, officer views",
-    purpose="minimised DetectedIssue alerts: clashes, explained absences, escalations",
+    purpose="minimised DetectedIssue alerts, one per recipient: clashes, explained absences",
 )
 OUTBOUND = Topic(
     "outbound",
@@ -115,7 +135,9 @@ DEADLETTER = Topic(
 CATALOGUE: tuple[Topic, ...] = (
     INBOUND,
     PERSON_EVENTS,
-    IDENTITY,
+    LINKS,
+    ASSIGNMENTS,
+    PARTNER_ACTIVITY,
     ALERTS,
     OUTBOUND,
     AUDIT,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from schemas.identifiers import PARTNER_ID
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 
 
 class CommandError(Exception):
@@ -101,6 +101,48 @@ def _tail(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from deploy.topics import TopicSetupError
+    from services.worker import main as run_worker
+
+    try:
+        return run_worker(args.log_level or "warning")
+    except TopicSetupError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _get_json(url: str) -> tuple[int, dict[str, object]]:
+    from services.client import get_json
+
+    status, body = get_json(url)
+    if status == 0:
+        raise CommandError(
+            f"no worker answers at {url.split('/people', maxsplit=1)[0]}: start one with `concord worker`"
+        )
+    return status, body
+
+
+def _breach_check(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    from services.config import worker_url
+
+    base = worker_url()
+    status, found = _get_json(f"{base}/people?identifier={quote(args.person, safe='')}")
+    if status != 200:
+        raise CommandError(str(found.get("error", f"worker answered {status}")), EXIT_USAGE)
+    person = str(found["person_id"])
+    status, answer = _get_json(
+        f"{base}/people/{quote(person)}/breach-check?appointment={quote(args.appointment, safe='')}"
+    )
+    if status == 404:
+        raise CommandError(str(answer.get("error", "not found")), EXIT_NOT_FOUND)
+    if status != 200:
+        raise CommandError(str(answer.get("error", f"worker answered {status}")), EXIT_USAGE)
+    print(json.dumps(answer, indent=2))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
     parser = argparse.ArgumentParser(prog="concord", description=__doc__)
@@ -129,6 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=5.0, help="stop after S seconds with no message"
     )
     tail.set_defaults(run=_tail)
+
+    worker = commands.add_parser("worker", help="run the stream processors and the HTTP API")
+    worker.set_defaults(run=_worker)
+
+    check = commands.add_parser(
+        "breach-check", help="was a missed appointment explained by attendance elsewhere?"
+    )
+    check.add_argument(
+        "--person", required=True, help="SYSTEM|VALUE, e.g. urn:concord:id:probation-crn|X123456"
+    )
+    check.add_argument("--appointment", required=True, help="the appointment id, or PARTNER/ID")
+    check.set_defaults(run=_breach_check)
     return parser
 
 

@@ -1,49 +1,111 @@
-"""The demo feed: partner events for one person, replayed in order through the publish path.
+"""The demo: a worker, a feed of partner events for one person, the alerts and the breach check.
 
-`make run` starts Kafka and the topics, then runs this: a probation case, a GP,
-a Mental Health Trust and an addiction service each publish what they know.
+`make run` starts Kafka and runs this. A probation case links a CRN to an NHS
+number; a GP, a Mental Health Trust and an addiction service publish
+appointments; the addiction appointment clashes with the GP's and is then
+missed while the person was at the GP. The output is what each booker is told,
+and the officer's breach check.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
-from connectors.fhir_input import read_file
-from connectors.kafka_io import Publisher, read_topic
-from connectors.publish import publish_records
-from schemas import topics
-from schemas.codec import decode
-from services.logs import configure
+from services.client import get_json
 
 FEED = Path(__file__).parent.parent / "deploy" / "demo"
+PERSON = "urn:concord:id:probation-crn|X123456"
+MISSED = "vol-recovery/rec-5531"
 
 
-def replay(publisher: Publisher) -> int:
-    """Publish every step of the demo feed in order; returns how many were accepted."""
-    accepted = 0
-    for step in json.loads((FEED / "feed.json").read_text()):
-        summary = publish_records(read_file(FEED / step["file"]), step["as"], publisher)
-        accepted += summary.accepted
-        print(f"  {step['as']:<18} published {step['file']}")
-    return accepted
+def start_worker(url: str, log_file: Path) -> subprocess.Popen[bytes]:
+    """A worker subprocess for the demo, once it answers HTTP."""
+    with log_file.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "worker"], stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the worker stopped; see {log_file}")
+        if get_json(f"{url}/ready")[0] == 200:
+            return process
+        time.sleep(0.5)
+    process.kill()
+    raise SystemExit(f"the worker did not start in time; see {log_file}")
+
+
+def replay() -> None:
+    """Publish every step of the feed, in order, as its partner."""
+    from connectors.fhir_input import read_file
+    from connectors.kafka_io import Publisher
+    from connectors.publish import publish_records
+
+    publisher = Publisher()
+    try:
+        for step in json.loads((FEED / "feed.json").read_text()):
+            publish_records(read_file(FEED / step["file"]), step["as"], publisher)
+            print(f"  {step['as']:<17} {step['says']}")
+            time.sleep(0.3)  # let the story unfold in order, as it would in a day
+    finally:
+        publisher.close()
+
+
+def wait_for_alerts(until_event_type: str) -> list[tuple[str, dict[str, Any]]]:
+    """(recipient, alert resource) pairs once an alert of the given type is out (bounded wait)."""
+    from connectors.kafka_io import read_topic
+    from schemas.codec import decode
+    from schemas.topics import ALERTS
+
+    found: list[tuple[str, str, dict[str, Any]]] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(t == until_event_type for _, t, _ in found):
+        found = [
+            (key.decode() if key else "?", (e := decode(value)).event_type, e.resource)
+            for key, value in read_topic(ALERTS.name, idle_timeout_s=1.0)
+        ]
+    return [(recipient, issue) for recipient, _, issue in found]
 
 
 def main() -> int:
-    """Replay the feed and show what reached the inbound topic."""
+    """Run the demo end to end and print what each partner sees."""
+    os.environ.setdefault("CONCORD_TOPIC_PREFIX", f"demo-{time.strftime('%Y%m%d-%H%M%S')}.")
+    os.environ.setdefault("CONCORD_STORE", "memory://")
+    from deploy.topics import create_topics
+    from services.config import ROOT, worker_url
+    from services.logs import configure
+
     configure("warning")
-    print("concord demo: replaying partner events")
-    publisher = Publisher()
+    create_topics()
+    url = worker_url()
+    log_file = ROOT / ".cache" / "demo-worker.log"
+    print(f"concord demo (topics {os.environ['CONCORD_TOPIC_PREFIX']}*, worker {url})\n")
+    worker = start_worker(url, log_file)
     try:
-        accepted = replay(publisher)
+        print("Partner events:")
+        replay()
+        print("\nWhat each booker is told:")
+        for recipient, issue in sorted(
+            wait_for_alerts("alert.absence.explained"), key=lambda a: a[0]
+        ):
+            print(f"  to {recipient:<17} {issue['detail']}")
+        status, found = get_json(f"{url}/people?identifier={PERSON.replace('|', '%7C')}")
+        status, check = get_json(
+            f"{url}/people/{found['person_id']}/breach-check?appointment={MISSED}"
+        )
+        print(f"\nBreach check for {MISSED}, asked by the probation officer (HTTP {status}):")
+        print(json.dumps(check, indent=2))
+        print(f"\nTry it yourself: concord breach-check --person '{PERSON}' --appointment rec-5531")
     finally:
-        publisher.close()
-    print(f"\n{accepted} events accepted; the inbound topic now holds:")
-    for _key, value in read_topic(topics.INBOUND.name, idle_timeout_s=2.0):
-        envelope = decode(value)
-        status = envelope.resource.get("status", "")
-        print(f"  {envelope.source:<18} {envelope.resource_type:<12} {status}")
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
     return 0
 
 

@@ -44,14 +44,16 @@ def topics(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return prefix
 
 
-def run_concord(*args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+def run_concord(
+    *args: str, timeout_s: float = 120.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real `concord` command in a subprocess with the test's environment."""
     return subprocess.run(
         [sys.executable, "-m", "services.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout_s,
-        env={**os.environ, "CONCORD_LOG_FORMAT": "json"},
+        env={**os.environ, "CONCORD_LOG_FORMAT": "json", **(env or {})},
         cwd=ROOT,
         check=False,
     )

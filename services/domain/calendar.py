@@ -4,7 +4,7 @@ appointments and no-shows explained by attendance at a health appointment."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import combinations
 from typing import Literal, NamedTuple, TypeAlias
@@ -68,6 +68,9 @@ class Calendar:
 
     person_id: str
     slots: Mapping[str, Slot] = field(default_factory=dict)
+    # every partner that has sent anything about the person, and its kind: who to tell,
+    # and whose feed could hold evidence
+    partners: Mapping[str, AgencyKind] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +90,18 @@ def _supersedes(slot: Slot, current: Slot | None) -> bool:
     return current is None or slot.version > current.version
 
 
+def add_partner(calendar: Calendar, partner: str, kind: AgencyKind) -> Calendar:
+    """Record that `partner` has a relationship with the person (the same object if known)."""
+    if calendar.partners.get(partner) == kind:
+        return calendar
+    return replace(calendar, partners={**calendar.partners, partner: kind})
+
+
 def apply_change(calendar: Calendar, slot: Slot) -> Calendar:
     """Upsert `slot` if it is newer than what the calendar holds; otherwise return `calendar`."""
     if not _supersedes(slot, calendar.slots.get(slot.appointment_id)):
         return calendar
-    return Calendar(calendar.person_id, {**calendar.slots, slot.appointment_id: slot})
+    return replace(calendar, slots={**calendar.slots, slot.appointment_id: slot})
 
 
 def overlaps(a: Slot, b: Slot, buffer: timedelta = DEFAULT_TRAVEL_BUFFER) -> bool:
@@ -150,9 +160,12 @@ def _keys_involving(calendar: Calendar, slot: Slot, buffer: timedelta) -> frozen
 def _alert(calendar: Calendar, key: AlertKey, action: AlertAction) -> Alert:
     kind, first_id, second_id = key
     first, second = calendar.slots[first_id], calendar.slots[second_id]
-    recipients = (
-        tuple(sorted({first.partner, second.partner})) if kind == "clash" else (first.partner,)
-    )
+    if kind == "clash":
+        recipients = tuple(sorted({first.partner, second.partner}))
+    else:
+        # The booker of the missed appointment, and the person's probation officers.
+        officers = {p for p, k in calendar.partners.items() if k == "probation"}
+        recipients = (first.partner, *sorted(officers - {first.partner}))
     return Alert(
         kind=kind,
         action=action,
@@ -197,6 +210,6 @@ def merge(
     for slot in b.slots.values():
         if _supersedes(slot, slots.get(slot.appointment_id)):
             slots[slot.appointment_id] = slot
-    merged = Calendar(person_id, slots)
+    merged = Calendar(person_id, slots, {**a.partners, **b.partners})
     before = open_alert_keys(a, buffer) | open_alert_keys(b, buffer)
     return merged, _diff(merged, before, open_alert_keys(merged, buffer))

@@ -1,0 +1,187 @@
+"""The stream processors: each decodes a message, asks services/pipeline.py, and emits.
+
+Alerts are sent before the table write that records them, so a crash between
+the two repeats an alert (same deterministic id) rather than losing it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+
+from schemas import topics
+from schemas.codec import CodecError, encode, peek
+from schemas.envelope import DeadLetter
+from schemas.identifiers import PersonIdentifier
+from services.config import partner_directory
+from services.domain.identity import PersonIndex
+from services.hub import (
+    SETTINGS,
+    TOPICS,
+    app,
+    calendars,
+    inbound_and_assignments,
+    linked_members,
+    linked_person_of,
+    links,
+    person_events,
+    token_person,
+)
+from services.pipeline import (
+    Context,
+    Out,
+    identifiers_of,
+    index_event,
+    link_event,
+    person_event,
+    token_of,
+)
+
+log = structlog.get_logger(__name__)
+ACTIVITY_EVERY_S = 1.0
+
+
+async def emit(outs: Iterable[Out]) -> None:
+    """Send each output on its topic."""
+    for out in outs:
+        await TOPICS[out.topic.name].send(key=out.key, value=out.value)
+
+
+async def reject(raw: bytes, reason: str, stage: str, source: str = "unknown") -> None:
+    """Keep a message the hub cannot process on the dead-letter topic, with the reason."""
+    letter = DeadLetter(
+        reason=reason,
+        source=source,
+        origin=stage,
+        received_at=datetime.now(UTC),
+        raw=raw.decode("utf-8", errors="replace"),
+    )
+    await TOPICS[topics.DEADLETTER.name].send(key=source.encode(), value=encode(letter))
+    log.warning(
+        "message.rejected", stage=stage, partner=source, reason=reason.split(":", maxsplit=1)[0]
+    )
+
+
+class PartnerActivity:
+    """Tells the partner-activity topic when each partner was last heard from, at most once a second."""
+
+    def __init__(self) -> None:
+        self._sent: dict[str, float] = {}
+
+    async def heard(self, partner: str, recorded_at: str) -> None:
+        now = time.monotonic()
+        if now - self._sent.get(partner, 0.0) < ACTIVITY_EVERY_S:
+            return
+        self._sent[partner] = now
+        value = orjson.dumps({"partner": partner, "last_heard": recorded_at})
+        await TOPICS[topics.PARTNER_ACTIVITY.name].send(key=partner.encode(), value=value)
+
+
+@app.agent(inbound_and_assignments)
+async def person_index(stream: Any) -> None:
+    """Re-key inbound envelopes by hub person id; learn token links from the linker."""
+    activity = PartnerActivity()
+    async for event in stream.events():
+        if event.message.topic == topics.ASSIGNMENTS.name:
+            token_person[event.key.decode()] = event.value
+            continue
+        try:
+            envelope = peek(event.value)
+            token = token_of(envelope)
+            assigned = token_person.get(token) if token else None
+            outs = index_event(envelope, event.value, assigned.decode() if assigned else None)
+        except (CodecError, KeyError, TypeError) as exc:
+            await reject(
+                event.value, f"not a valid envelope: {exc.__class__.__name__}", "person-index"
+            )
+            continue
+        await emit(outs)
+        await activity.heard(envelope["source"], envelope["recorded_at"])
+        log.debug(
+            "person_index.routed",
+            event_id=envelope["event_id"],
+            event_type=envelope["event_type"],
+            partner=envelope["source"],
+        )
+
+
+def _load_index(identifiers: list[PersonIdentifier]) -> PersonIndex:
+    """The slice of the linker's index touching these identifiers."""
+    persons = {p.decode() for i in identifiers if (p := linked_person_of.get(i.token()))}
+    members = {
+        p: frozenset(orjson.loads(linked_members[p])) for p in persons if linked_members.get(p)
+    }
+    person_of = {token: person for person, tokens in members.items() for token in tokens}
+    return PersonIndex(person_of=person_of, members=members)
+
+
+def _save_index(before: PersonIndex, after: PersonIndex) -> None:
+    for person in before.members.keys() - after.members.keys():
+        del linked_members[person]
+    for person, tokens in after.members.items():
+        if before.members.get(person) != tokens:
+            linked_members[person] = orjson.dumps(sorted(tokens))
+            for token in tokens:
+                linked_person_of[token] = person.encode()
+
+
+@app.agent(links)
+async def linker(stream: Any) -> None:
+    """Join identifiers named together (one partition: the one global view of links)."""
+    async for event in stream.events():
+        try:
+            envelope = peek(event.value)
+            index = _load_index(identifiers_of(envelope))
+            updated, resolution, outs = link_event(envelope, index)
+        except (CodecError, KeyError, TypeError, ValueError) as exc:
+            await reject(event.value, f"cannot link: {exc.__class__.__name__}", "linker")
+            continue
+        await emit(outs)
+        _save_index(index, updated)
+        log.info(
+            "linker.linked",
+            event_id=envelope["event_id"],
+            person_id=resolution.person_id,
+            merges=len(outs) - 1,
+        )
+
+
+def context() -> Context:
+    """The reconciler's context for the message being handled now."""
+    return Context(
+        partner_directory(SETTINGS.partners_file), SETTINGS.travel_buffer, datetime.now(UTC)
+    )
+
+
+@app.agent(person_events)
+async def reconciler(stream: Any) -> None:
+    """Keep each person's calendar; raise and resolve clash and explained-absence alerts."""
+    async for event in stream.events():
+        person = event.key.decode()
+        try:
+            message = peek(event.value)
+            stored, outs = person_event(calendars.get(person), message, context())
+        except (CodecError, KeyError, TypeError, ValueError) as exc:
+            source = (
+                message.get("source", "unknown")
+                if isinstance(locals().get("message"), dict)
+                else "unknown"
+            )
+            await reject(event.value, f"cannot reconcile: {exc}", "reconciler", source)
+            continue
+        await emit(outs)
+        if stored is not None:
+            calendars[person] = stored
+        log.info(
+            "reconciler.handled",
+            event_id=message.get("event_id"),
+            event_type=message.get("event_type", message.get("command")),
+            partner=message.get("source"),
+            person_id=person,
+            alerts=len(outs),
+        )

@@ -1,0 +1,69 @@
+"""Worker settings, read once from the environment, with the defaults documented in the README."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from deploy.kafka.local import bootstrap_servers
+from schemas.topics import topic_prefix
+from services.domain.partners import PartnerDirectory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a worker needs to know about its environment."""
+
+    app_id: str
+    broker: str
+    store: str
+    data_dir: Path
+    web_host: str
+    web_port: int
+    travel_buffer: timedelta
+    partners_file: Path
+
+    @property
+    def web_url(self) -> str:
+        """Where this worker's HTTP endpoints answer."""
+        return f"http://{self.web_host}:{self.web_port}"
+
+
+def settings() -> Settings:
+    """Settings from the environment (see the README's configuration table)."""
+    web_port = int(os.environ.get("CONCORD_WEB_PORT", "6066"))
+    cache_dir = Path(os.environ.get("CONCORD_CACHE_DIR", ROOT / ".cache"))
+    brokers = ";".join(f"kafka://{server}" for server in bootstrap_servers().split(","))
+    return Settings(
+        app_id=os.environ.get("CONCORD_APP_ID", f"{topic_prefix()}hub"),
+        broker=brokers,
+        store=os.environ.get("CONCORD_STORE", "rocksdb://"),
+        data_dir=Path(os.environ.get("CONCORD_DATA_DIR", cache_dir / f"worker-{web_port}")),
+        web_host=os.environ.get("CONCORD_WEB_HOST", "127.0.0.1"),
+        web_port=web_port,
+        travel_buffer=timedelta(
+            minutes=float(os.environ.get("CONCORD_TRAVEL_BUFFER_MINUTES", "30"))
+        ),
+        partners_file=Path(os.environ.get("CONCORD_PARTNERS", ROOT / "deploy" / "partners.yaml")),
+    )
+
+
+@cache
+def partner_directory(path: Path) -> PartnerDirectory:
+    """The partner directory from its YAML file, validated."""
+    with path.open(encoding="utf-8") as handle:
+        return PartnerDirectory.from_dict(yaml.safe_load(handle))
+
+
+def worker_url() -> str:
+    """The worker the CLI asks (CONCORD_WORKER_URL, default this machine's first worker)."""
+    return os.environ.get(
+        "CONCORD_WORKER_URL", f"http://127.0.0.1:{os.environ.get('CONCORD_WEB_PORT', '6066')}"
+    )

@@ -1,0 +1,193 @@
+"""Turn reconciliation alerts into minimised FHIR DetectedIssue resources, one per recipient.
+
+This is the disclosure boundary for alerts: a resource is built only from the slot fields
+named here (time, status, booking organisation), never from the partner's original resource.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from schemas.identifiers import HUB_PERSON
+from services.domain.calendar import Alert, AlertAction, AlertKind, Slot
+from services.domain.partners import ORGANISATION_TYPE_LABELS, PartnerDirectory
+
+# Fixed, so an alert reprocessed after a restart gets the same id.
+ALERT_NAMESPACE: Final = uuid.UUID("6f1c2f5e-3a7b-5d0e-9c41-2b8e7d6a1f30")
+ALERT_SYSTEM: Final = "urn:concord:alert"
+ORGANISATION_TYPE_SYSTEM: Final = "urn:concord:organisation-type"
+PARTNER_SYSTEM: Final = "urn:concord:partner"
+RECIPIENT_EXTENSION: Final = "urn:concord:extension:recipient"
+# Partners read times as UK wall-clock time; UTC would be an hour out all summer.
+PARTNER_TIME_ZONE: Final = ZoneInfo("Europe/London")
+
+EVENT_TYPES: Final[dict[tuple[AlertKind, AlertAction], str]] = {
+    ("clash", "raised"): "alert.clash.raised",
+    ("clash", "resolved"): "alert.clash.resolved",
+    ("explained-absence", "raised"): "alert.absence.explained",
+    ("explained-absence", "resolved"): "alert.absence.withdrawn",
+}
+_CODES: Final[dict[AlertKind, str]] = {
+    "clash": "appointment-clash",
+    "explained-absence": "explained-absence",
+}
+_SEVERITIES: Final[dict[AlertKind, str]] = {"clash": "moderate", "explained-absence": "high"}
+_STATUSES: Final[dict[AlertAction, str]] = {"raised": "final", "resolved": "cancelled"}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertMessage:
+    """One minimised DetectedIssue for one recipient partner."""
+
+    recipient: str
+    event_type: str
+    resource: dict[str, Any]
+    alert_id: str
+
+
+def alert_id(alert: Alert) -> str:
+    """A deterministic id: the same decision over the same versions always gets the same id."""
+    first, second = alert.slots
+    parts = (
+        alert.person_id,
+        alert.kind,
+        *alert.appointment_ids,
+        alert.action,
+        first.version.event_id,
+        second.version.event_id,
+    )
+    return str(uuid.uuid5(ALERT_NAMESPACE, "\n".join(parts)))
+
+
+def _instant(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _contained(
+    slot: Slot, local_id: str, directory: PartnerDirectory, recipient: str
+) -> dict[str, Any]:
+    """The appointment as the recipient may see it: built field by field from the slot.
+
+    Another agency's appointment shows its organisation type, not its name: the
+    name of, say, an addiction service would say more than the role needs.
+    """
+    appointment: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "id": local_id,
+        "status": slot.status,
+    }
+    if slot.start is not None and slot.end is not None:
+        appointment["start"] = _instant(slot.start)
+        appointment["end"] = _instant(slot.end)
+    appointment["serviceCategory"] = [
+        {
+            "coding": [
+                {
+                    "system": ORGANISATION_TYPE_SYSTEM,
+                    "code": slot.kind,
+                    "display": ORGANISATION_TYPE_LABELS[slot.kind],
+                }
+            ]
+        }
+    ]
+    appointment["participant"] = [
+        {
+            "actor": {
+                "identifier": {"system": PARTNER_SYSTEM, "value": slot.partner},
+                "display": _org_name(slot, directory)
+                if slot.partner == recipient
+                else ORGANISATION_TYPE_LABELS[slot.kind],
+            },
+            "status": "accepted",
+        }
+    ]
+    return appointment
+
+
+def _org_type(slot: Slot) -> str:
+    label = ORGANISATION_TYPE_LABELS[slot.kind]
+    return label if label.startswith("GP") else label[0].lower() + label[1:]
+
+
+def _org_name(slot: Slot, directory: PartnerDirectory) -> str:
+    partner = directory.get(slot.partner)
+    return partner.name if partner else slot.partner
+
+
+def _times(slot: Slot) -> str:
+    """'10:00-10:30 on 2026-12-03' (with an en dash) in UK time; 'at an unknown time' if untimed."""
+    if slot.start is None or slot.end is None:
+        return "at an unknown time"
+    start, end = slot.start.astimezone(PARTNER_TIME_ZONE), slot.end.astimezone(PARTNER_TIME_ZONE)
+    if start.date() == end.date():
+        return f"{start:%H:%M}–{end:%H:%M} on {start:%Y-%m-%d}"
+    return f"{start:%H:%M} on {start:%Y-%m-%d} to {end:%H:%M} on {end:%Y-%m-%d}"
+
+
+def _truly_overlap(a: Slot, b: Slot) -> bool:
+    if a.start is None or a.end is None or b.start is None or b.end is None:
+        return False
+    return a.start < b.end and b.start < a.end
+
+
+def _detail(alert: Alert, recipient: str) -> str:
+    """One plain sentence for the recipient: organisation types, times, attendance; nothing clinical."""
+    first, second = alert.slots
+    if alert.kind == "clash":
+        mine, other = (first, second) if first.partner == recipient else (second, first)
+        yours = f"your appointment {_times(mine)}"
+        theirs = f"a {_org_type(other)} appointment {_times(other)}"
+        if alert.action == "resolved":
+            return f"Appointment clash resolved: {yours} and {theirs} no longer clash."
+        if _truly_overlap(first, second):
+            return f"Appointment clash: {yours} overlaps {theirs}."
+        return f"Appointment clash: {yours} leaves too little travel time to or from {theirs}."
+    missed, evidence = first, second
+    if alert.action == "resolved":
+        return (
+            f"Explained absence withdrawn: the appointment {_times(missed)} is no longer "
+            f"explained by an attended {_org_type(evidence)} appointment."
+        )
+    return (
+        f"Explained absence: the missed appointment {_times(missed)} overlaps a "
+        f"{_org_type(evidence)} appointment that was attended ({evidence.status})."
+    )
+
+
+def _issue(
+    alert: Alert, issue_id: str, recipient: str, directory: PartnerDirectory, now: datetime
+) -> dict[str, Any]:
+    first, second = alert.slots
+    return {
+        "resourceType": "DetectedIssue",
+        "id": issue_id,
+        "contained": [
+            _contained(first, "a1", directory, recipient),
+            _contained(second, "a2", directory, recipient),
+        ],
+        "extension": [{"url": RECIPIENT_EXTENSION, "valueString": recipient}],
+        "status": _STATUSES[alert.action],
+        "code": {"coding": [{"system": ALERT_SYSTEM, "code": _CODES[alert.kind]}]},
+        "severity": _SEVERITIES[alert.kind],
+        # The hub person id only: each partner already knows the person by its own id.
+        "patient": {"identifier": {"system": HUB_PERSON, "value": alert.person_id}},
+        "identifiedDateTime": _instant(now),
+        "implicated": [{"reference": "#a1"}, {"reference": "#a2"}],
+        "detail": _detail(alert, recipient),
+    }
+
+
+def alert_messages(alert: Alert, directory: PartnerDirectory, now: datetime) -> list[AlertMessage]:
+    """The minimised DetectedIssue for each of the alert's recipients."""
+    issue_id = alert_id(alert)
+    event_type = EVENT_TYPES[(alert.kind, alert.action)]
+    return [
+        AlertMessage(
+            recipient, event_type, _issue(alert, issue_id, recipient, directory, now), issue_id
+        )
+        for recipient in alert.recipients
+    ]

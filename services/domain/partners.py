@@ -1,0 +1,111 @@
+"""The partner directory: which organisation each partner id names and what kind of agency it is.
+
+Loaded from deploy/partners.yaml and checked whole, so a typo stops the worker at start-up
+rather than misrouting an alert later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, get_args
+
+from schemas.identifiers import PARTNER_ID
+from services.domain.calendar import AgencyKind
+
+KINDS: tuple[AgencyKind, ...] = get_args(AgencyKind)
+
+ORGANISATION_TYPE_LABELS: Mapping[AgencyKind, str] = MappingProxyType(
+    {
+        "probation": "Probation service",
+        "gp": "GP practice",
+        "mht": "Mental health trust",
+        "voluntary": "Voluntary-sector service",
+    }
+)
+
+# The id convention, for partners that publish before the directory lists them.
+_PREFIX_KINDS: tuple[tuple[str, AgencyKind], ...] = (
+    ("probation-", "probation"),
+    ("gp-", "gp"),
+    ("mht-", "mht"),
+    ("vol-", "voluntary"),
+)
+_FIELDS = ("id", "kind", "name")
+
+
+class UnknownPartner(KeyError):  # noqa: N818 -- name fixed by the shared API
+    """A partner id neither the directory nor the id convention can place."""
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    """One organisation that exchanges events through the hub."""
+
+    id: str
+    kind: AgencyKind
+    name: str
+
+
+def _partner(position: int, entry: Any) -> Partner:
+    where = f"partner entry {position}"
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"{where} must be a mapping with id, kind and name")
+    if isinstance(entry.get("id"), str):
+        where += f" ({entry['id']!r})"
+    for name in _FIELDS:
+        if name not in entry:
+            raise ValueError(f"{where} is missing the field {name!r}")
+        if not isinstance(entry[name], str) or not entry[name].strip():
+            raise ValueError(f"{where}: {name} must be a non-empty string")
+    unexpected = sorted(str(key) for key in entry if key not in _FIELDS)
+    if unexpected:
+        raise ValueError(f"{where} has unexpected fields: {', '.join(unexpected)}")
+    if not PARTNER_ID.match(entry["id"]):
+        raise ValueError(
+            f"{where}: id is not a valid partner id (lower-case letters, digits and hyphens, "
+            "or a kind prefix and an ODS code such as gp-Y01234)"
+        )
+    kind = next((k for k in KINDS if k == entry["kind"]), None)
+    if kind is None:
+        raise ValueError(f"{where}: kind {entry['kind']!r} is not one of {', '.join(KINDS)}")
+    return Partner(id=entry["id"], kind=kind, name=entry["name"].strip())
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerDirectory:
+    """Every partner the hub knows, by partner id; `partners` is never mutated after construction."""
+
+    partners: Mapping[str, Partner] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PartnerDirectory:
+        """Build the directory from `{"partners": [{id, kind, name}, ...]}`; ValueError says what is wrong."""
+        entries = data.get("partners") if isinstance(data, Mapping) else None
+        if not isinstance(entries, list):
+            raise ValueError("the partner directory must be a mapping with a 'partners' list")
+        partners: dict[str, Partner] = {}
+        for position, entry in enumerate(entries, start=1):
+            partner = _partner(position, entry)
+            if partner.id in partners:
+                raise ValueError(f"partner entry {position}: id {partner.id!r} is listed twice")
+            partners[partner.id] = partner
+        return cls(partners)
+
+    def kind_of(self, partner_id: str) -> AgencyKind:
+        """The partner's kind from the directory, else from its id prefix; UnknownPartner if neither."""
+        partner = self.partners.get(partner_id)
+        if partner is not None:
+            return partner.kind
+        for prefix, kind in _PREFIX_KINDS:
+            if partner_id.startswith(prefix):
+                return kind
+        raise UnknownPartner(partner_id)
+
+    def get(self, partner_id: str) -> Partner | None:
+        """The listed partner, or None."""
+        return self.partners.get(partner_id)
+
+    def __contains__(self, partner_id: object) -> bool:
+        return partner_id in self.partners

@@ -1,0 +1,92 @@
+"""The calendars table's value encoding: a person's calendar as compact positional JSON.
+
+Read and written on every appointment event, so it is small and cheap; it must round-trip
+exactly, because a duplicate event is recognised by comparing versions with what is stored.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from services.domain.calendar import Calendar, Slot, Version
+
+# Bump with an upcaster when the row layout changes; tables outlive deployments.
+FORMAT = 1
+# A slot is one row: appointment_id, partner, kind, status, start, end, location,
+# version.number, version.updated, version.event_id, service_type, based_on.
+_ROW_LENGTH = 12
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Microseconds rather than milliseconds: envelope times carry them, and a truncated
+# stored version would make a redelivered event look newer than the one it duplicates.
+_TICK = timedelta(microseconds=1)
+
+
+def _ticks(value: datetime | None) -> int | None:
+    return None if value is None else (value - _EPOCH) // _TICK
+
+
+def _instant(ticks: int | None) -> datetime | None:
+    return None if ticks is None else _EPOCH + ticks * _TICK
+
+
+def _row(slot: Slot) -> list[Any]:
+    number, updated, event_id = slot.version
+    return [
+        slot.appointment_id,
+        slot.partner,
+        slot.kind,
+        slot.status,
+        _ticks(slot.start),
+        _ticks(slot.end),
+        slot.location,
+        number,
+        _ticks(updated),
+        event_id,
+        slot.service_type,
+        slot.based_on,
+    ]
+
+
+def _slot(row: list[Any]) -> Slot:
+    if not isinstance(row, list) or len(row) != _ROW_LENGTH:
+        raise ValueError(f"stored slot must be a list of {_ROW_LENGTH} fields")
+    aid, partner, kind, status, start, end, location, number, updated, event_id, stype, based = row
+    return Slot(
+        appointment_id=aid,
+        partner=partner,
+        kind=kind,
+        status=status,
+        start=_instant(start),
+        end=_instant(end),
+        location=location,
+        version=Version(number, _ticks_required(updated), event_id),
+        service_type=stype,
+        based_on=based,
+    )
+
+
+def _ticks_required(ticks: int) -> datetime:
+    value = _instant(ticks)
+    if value is None:
+        raise ValueError("stored slot has no version time")
+    return value
+
+
+def encode_calendar(cal: Calendar, merged_into: str | None = None) -> bytes:
+    """The table value for `cal`; `merged_into` marks a person absorbed into another."""
+    rows = [_row(s) for s in cal.slots.values()]
+    return orjson.dumps([FORMAT, cal.person_id, merged_into, rows, dict(cal.partners)])
+
+
+def decode_calendar(data: bytes) -> tuple[Calendar, str | None]:
+    """The calendar and merged-into person id stored by `encode_calendar`; ValueError if corrupt."""
+    value = orjson.loads(data)
+    if not isinstance(value, list) or len(value) != 5 or value[0] != FORMAT:
+        raise ValueError(f"stored calendar is not in format {FORMAT}")
+    _, person_id, merged_into, rows, partners = value
+    slots = [_slot(row) for row in rows]
+    return Calendar(person_id, {s.appointment_id: s for s in slots}, partners), merged_into

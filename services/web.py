@@ -1,0 +1,173 @@
+"""The worker's HTTP endpoints: find a person by identifier, and the breach check.
+
+Each request is routed by faust to the worker that owns the key's partition,
+so any worker answers for any person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from deploy.kafka.local import bootstrap_servers
+from schemas import topics
+from schemas.identifiers import IdentifierError, PersonIdentifier, check_identifier
+from services.config import partner_directory
+from services.domain.breach import BreachCheck, UnknownAppointment, breach_check
+from services.domain.identity import person_id_for
+from services.hub import SETTINGS, app, calendars, token_person
+from services.state import decode_calendar
+
+log = structlog.get_logger(__name__)
+
+# partner id -> when the hub last heard from it; every worker follows the whole topic
+LAST_HEARD: dict[str, datetime] = {}
+ROUTING_READY = asyncio.Event()
+
+
+def is_ready() -> bool:
+    """True once tables are recovered, no rebalance is under way, and routing knows the topics."""
+    recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+    return ROUTING_READY.is_set() and not app.rebalancing and recovered
+
+
+@app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped
+async def warm_routing() -> None:
+    """Fetch the routed tables' partition metadata, which faust's request routing needs."""
+    # No public way to ask: faust routes requests with this aiokafka producer.
+    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
+    for table in (token_person, calendars):
+        await producer.partitions_for(table.changelog_topic.get_topic_name())
+    ROUTING_READY.set()
+
+
+@app.page("/ready")
+async def ready(web: Any, request: Any) -> Any:
+    """200 when this worker can answer routed requests, 503 while it is starting or rebalancing."""
+    return web.json({"ready": is_ready()}, status=200 if is_ready() else 503)
+
+
+def _problem(web: Any, status: int, message: str) -> Any:
+    return web.json({"error": message}, status=status)
+
+
+def parse_identifier(token: str) -> PersonIdentifier:
+    """`SYSTEM|VALUE` as an acceptable person identifier, or IdentifierError."""
+    system, sep, value = token.rpartition("|")
+    if not sep or not system:
+        raise IdentifierError("person must be given as SYSTEM|VALUE")
+    return check_identifier(system, value)
+
+
+@app.page("/people")
+@app.table_route(table=token_person, query_param="identifier")
+async def person_by_identifier(web: Any, request: Any) -> Any:
+    """The hub person id an identifier resolves to (it may not have any events yet)."""
+    if not is_ready():
+        return _problem(web, 503, "the worker is starting or rebalancing; try again shortly")
+    try:
+        identifier = parse_identifier(request.query["identifier"])
+    except IdentifierError as exc:
+        return _problem(web, 400, str(exc))
+    assigned = token_person.get(identifier.token())
+    person = assigned.decode() if assigned else person_id_for(identifier)
+    return web.json({"person_id": person})
+
+
+@app.page("/people/{person_id}/breach-check")
+@app.table_route(table=calendars, match_info="person_id")
+async def breach_check_view(web: Any, request: Any, person_id: str) -> Any:
+    """Verdict, minimised evidence and feed freshness for one missed appointment."""
+    if not is_ready():
+        return _problem(web, 503, "the worker is starting or rebalancing; try again shortly")
+    stored = calendars.get(person_id)
+    if stored is None:
+        return _problem(web, 404, "no such person known to the hub")
+    calendar, merged_into = decode_calendar(stored)
+    if merged_into is not None:
+        return web.json({"merged_into": merged_into}, status=409)
+    wanted = request.query.get("appointment", "")
+    matches = [i for i in calendar.slots if i == wanted or i.endswith("/" + wanted)]
+    if len(matches) != 1:
+        message = (
+            "no such appointment for this person"
+            if not matches
+            else "appointment id is ambiguous: give PARTNER/ID"
+        )
+        return _problem(web, 404 if not matches else 400, message)
+    directory = partner_directory(SETTINGS.partners_file)
+    try:
+        check = breach_check(
+            calendar, matches[0], calendar.partners, dict(LAST_HEARD), SETTINGS.travel_buffer
+        )
+    except UnknownAppointment:
+        return _problem(web, 404, "no such appointment for this person")
+    log.info("breach_check.answered", person_id=person_id, verdict=check.verdict)
+    return web.json(breach_check_json(check, directory))
+
+
+def breach_check_json(check: BreachCheck, directory: Any) -> dict[str, Any]:
+    """The breach check as the officer sees it: no clinical detail, only times and attendance."""
+
+    def when(value: datetime | None) -> str | None:
+        return value.isoformat().replace("+00:00", "Z") if value else None
+
+    return {
+        "person_id": check.person_id,
+        "appointment_id": check.appointment_id,
+        "verdict": check.verdict,
+        "evidence": [
+            {
+                "appointment_id": e.appointment_id,
+                "organisation": (p.name if (p := directory.get(e.partner)) else e.partner),
+                "organisation_type": e.kind,
+                "status": e.status,
+                "start": when(e.start),
+                "end": when(e.end),
+            }
+            for e in check.evidence
+        ],
+        "partners": [
+            {"partner": f.partner, "organisation_type": f.kind, "last_heard": when(f.last_heard)}
+            for f in check.partners
+        ],
+    }
+
+
+@app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped
+async def follow_partner_activity() -> None:
+    """Keep LAST_HEARD current from the compacted partner-activity topic, read whole."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers(), enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    try:
+        partition = TopicPartition(topics.PARTNER_ACTIVITY.name, 0)
+        consumer.assign([partition])
+        await consumer.seek_to_beginning(partition)
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                for message in messages:
+                    data = orjson.loads(message.value)
+                    heard = datetime.fromisoformat(data["last_heard"].replace("Z", "+00:00"))
+                    if heard > LAST_HEARD.get(
+                        data["partner"], heard.min.replace(tzinfo=heard.tzinfo)
+                    ):
+                        LAST_HEARD[data["partner"]] = heard
+    except asyncio.CancelledError:
+        raise
+    finally:
+        await consumer.stop()
+
+
+@app.page("/stats")
+async def stats(web: Any, request: Any) -> Any:
+    """How many people's calendars this worker holds (tombstones of merged people excluded)."""
+    people = sum(1 for value in calendars.values() if decode_calendar(value)[1] is None)
+    return web.json({"calendars": people, "partners_heard": len(LAST_HEARD)})

@@ -1,0 +1,18 @@
+"""`concord worker`: create the topics if needed, then run the stream processors and HTTP API."""
+
+from __future__ import annotations
+
+
+def main(loglevel: str = "warning") -> int:
+    """Run one faust worker in the foreground until interrupted."""
+    from deploy.topics import create_topics
+
+    create_topics()
+    import faust
+
+    from services import agents, web  # noqa: F401 -- importing registers the agents and pages
+    from services.hub import app
+
+    worker = faust.Worker(app, loglevel=loglevel.upper(), quiet=True)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,173 @@
+"""A real worker process on the real broker, and helpers to feed it and read what it says."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.fhir_input import read_text
+from connectors.kafka_io import Publisher, read_topic
+from connectors.publish import publish_records
+from schemas.codec import decode
+
+ROOT = Path(__file__).parents[2]
+NHS = "https://fhir.nhs.uk/Id/nhs-number"
+CRN = "urn:concord:id:probation-crn"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Worker:
+    """One `concord worker` subprocess with its own web port."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / f"worker-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "CONCORD_WEB_PORT": str(self.port),
+            "CONCORD_STORE": "memory://",
+            "CONCORD_DATA_DIR": str(tmp / f"data-{self.port}"),
+            "CONCORD_LOG_FORMAT": "json",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 90.0) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "worker"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            status, _ = self.get("/ready")
+            if status == 200:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"worker did not become ready:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def get(self, path: str) -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return 0, {}
+
+
+@pytest.fixture
+def worker(topics: str, tmp_path: Path) -> Iterator[Worker]:
+    """A running worker on this test's topics."""
+    running = Worker(tmp_path)
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def publish() -> Iterator[Callable[[str, dict[str, Any]], None]]:
+    """Publish one FHIR resource as a partner, through the real publish path."""
+    publisher = Publisher()
+
+    def send(partner: str, resource: dict[str, Any]) -> None:
+        summary = publish_records(read_text(json.dumps(resource), "test.json"), partner, publisher)
+        assert summary.accepted == 1, summary.errors
+
+    yield send
+    publisher.close()
+
+
+def alerts(expected: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """Alert envelopes (as dicts) once at least `expected` are on the topic; bounded wait."""
+    deadline = time.monotonic() + timeout_s
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        found = [
+            {**decode(value).model_dump(mode="json"), "recipient": key.decode() if key else None}
+            for key, value in read_topic(_alerts_topic(), idle_timeout_s=1.0)
+        ]
+        if len(found) >= expected:
+            return found
+        time.sleep(0.5)
+    return found
+
+
+def _alerts_topic() -> str:
+    from schemas.topics import ALERTS
+
+    return ALERTS.name
+
+
+def appointment(
+    appointment_id: str,
+    status: str,
+    start: str,
+    end: str,
+    identifier: tuple[str, str],
+    *,
+    version: int = 1,
+    location: str | None = None,
+    specialty: str | None = None,
+) -> dict[str, Any]:
+    """A FHIR Appointment naming its person by one identifier."""
+    resource: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "id": appointment_id,
+        "meta": {"versionId": str(version), "lastUpdated": f"2026-12-01T08:{version:02d}:00Z"},
+        "status": status,
+        "start": start,
+        "end": end,
+        "participant": [
+            {
+                "actor": {"identifier": {"system": identifier[0], "value": identifier[1]}},
+                "status": "accepted",
+            }
+        ],
+    }
+    if location:
+        resource["participant"].append(
+            {"actor": {"reference": f"Location/{location}"}, "status": "accepted"}
+        )
+    if specialty:
+        resource["specialty"] = [{"text": specialty}]
+        resource["description"] = f"{specialty} review"
+    return resource
+
+
+def patient(*identifiers: tuple[str, str]) -> dict[str, Any]:
+    """A FHIR Patient carrying several identifiers of one person: a link."""
+    return {
+        "resourceType": "Patient",
+        "identifier": [{"system": s, "value": v} for s, v in identifiers],
+    }

@@ -1,0 +1,53 @@
+"""Any calendar survives the table encoding unchanged."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.domain.calendar import Calendar, Slot, Version
+from services.state import decode_calendar, encode_calendar
+
+instants = st.datetimes(
+    min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+)
+maybe_text = st.none() | st.text()
+
+
+@st.composite
+def slots(draw: st.DrawFn) -> Slot:
+    start = draw(st.none() | instants)
+    end = None if start is None else start + draw(st.timedeltas(timedelta(0), timedelta(days=2)))
+    return Slot(
+        appointment_id=draw(st.text(min_size=1)),
+        partner=draw(st.text(min_size=1)),
+        kind=draw(st.sampled_from(["probation", "gp", "mht", "voluntary"])),
+        status=draw(st.text()),
+        start=start,
+        end=end,
+        location=draw(maybe_text),
+        version=Version(draw(st.integers(0, 2**53)), draw(instants), draw(st.text())),
+        service_type=draw(maybe_text),
+        based_on=draw(maybe_text),
+    )
+
+
+calendars = st.builds(
+    lambda person, found: Calendar(person, {s.appointment_id: s for s in found}),
+    st.text(min_size=1),
+    st.lists(slots(), max_size=8),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(calendars, st.none() | st.text(min_size=1))
+def test_any_calendar_round_trips_through_the_encoding(
+    cal: Calendar, merged_into: str | None
+) -> None:
+    decoded, into = decode_calendar(encode_calendar(cal, merged_into))
+    assert (decoded, into) == (cal, merged_into)
+    for slot in decoded.slots.values():
+        assert slot.version.updated.tzinfo is UTC
+        assert slot.start is None or slot.start.tzinfo is UTC

@@ -1,0 +1,331 @@
+"""Unit tests for alert messages: who gets them, what they say, and what they never say."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.fhir import problems_in
+from services.domain.alerts import AlertMessage, alert_messages
+from services.domain.appointments import slot_from_appointment
+from services.domain.calendar import AgencyKind, Alert, Calendar, Slot, Version, reconcile
+from services.domain.partners import PartnerDirectory
+
+DEMO = Path(__file__).parents[2] / "deploy" / "demo"
+DIRECTORY = PartnerDirectory.from_dict(
+    {
+        "partners": [
+            {
+                "id": "probation-london",
+                "kind": "probation",
+                "name": "London Probation Delivery Unit",
+            },
+            {"id": "gp-Y01234", "kind": "gp", "name": "High Street Surgery"},
+            {"id": "vol-recovery", "kind": "voluntary", "name": "Recovery Hub addiction service"},
+        ]
+    }
+)
+DAY = datetime(2026, 12, 3, tzinfo=UTC)
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+PARTNERS: dict[AgencyKind, str] = {
+    "probation": "probation-london",
+    "gp": "gp-Y01234",
+    "mht": "mht-rv5",
+    "voluntary": "vol-recovery",
+}
+
+
+def slot(
+    kind: AgencyKind,
+    status: str = "booked",
+    *,
+    at: str = "10:00",
+    minutes: int = 30,
+    day: datetime = DAY,
+    version: int = 1,
+) -> Slot:
+    partner = PARTNERS[kind]
+    hours, mins = (int(part) for part in at.split(":"))
+    start = day + timedelta(hours=hours, minutes=mins)
+    return Slot(
+        appointment_id=f"{partner}/{kind}-1",
+        partner=partner,
+        kind=kind,
+        status=status,
+        start=start,
+        end=start + timedelta(minutes=minutes),
+        location=None,
+        version=Version(version, NOW, f"event-{kind}-{status}-{version}"),
+        service_type="Psychiatry: psychosis follow-up",
+        based_on="ServiceRequest/ref-2001",
+    )
+
+
+def alerts_for(*changes: Slot) -> list[Alert]:
+    calendar, alerts = Calendar("p-0a1b2c3d"), []
+    for change in changes:
+        calendar, new = reconcile(calendar, change)
+        alerts += new
+    return alerts
+
+
+GP = slot("gp", at="10:00", minutes=30)
+KEYWORK = slot("voluntary", at="10:15", minutes=45)
+CLASH_RAISED = alerts_for(GP, KEYWORK)[-1]
+CLASH_RESOLVED = alerts_for(
+    GP, KEYWORK, replace(KEYWORK, status="cancelled", version=Version(2, NOW, "e-cancel"))
+)[-1]
+ABSENCE_RAISED = alerts_for(replace(GP, status="fulfilled"), replace(KEYWORK, status="noshow"))[-1]
+ABSENCE_WITHDRAWN = alerts_for(
+    replace(GP, status="fulfilled"),
+    replace(KEYWORK, status="noshow"),
+    replace(GP, status="entered-in-error", version=Version(2, NOW, "e-error")),
+)[-1]
+EVERY_ALERT = [CLASH_RAISED, CLASH_RESOLVED, ABSENCE_RAISED, ABSENCE_WITHDRAWN]
+
+
+def strings_in(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [s for key, value in node.items() for s in [key, *strings_in(value)]]
+    if isinstance(node, list):
+        return [s for item in node for s in strings_in(item)]
+    return [node] if isinstance(node, str) else []
+
+
+def only(alert: Alert) -> AlertMessage:
+    (message,) = alert_messages(alert, DIRECTORY, NOW)
+    return message
+
+
+def test_the_scenarios_produce_the_alerts_under_test() -> None:
+    assert [(a.kind, a.action) for a in EVERY_ALERT] == [
+        ("clash", "raised"),
+        ("clash", "resolved"),
+        ("explained-absence", "raised"),
+        ("explained-absence", "resolved"),
+    ]
+
+
+def test_clash_alert_goes_to_both_bookers() -> None:
+    messages = alert_messages(CLASH_RAISED, DIRECTORY, NOW)
+    assert [m.recipient for m in messages] == ["gp-Y01234", "vol-recovery"]
+    for message in messages:
+        assert message.resource["extension"] == [
+            {"url": "urn:concord:extension:recipient", "valueString": message.recipient}
+        ]
+
+
+def test_explained_absence_goes_only_to_the_booker_of_the_missed_appointment() -> None:
+    assert only(ABSENCE_RAISED).recipient == "vol-recovery"
+
+
+@pytest.mark.parametrize(
+    ("alert", "event_type", "status", "severity", "code"),
+    [
+        (CLASH_RAISED, "alert.clash.raised", "final", "moderate", "appointment-clash"),
+        (CLASH_RESOLVED, "alert.clash.resolved", "cancelled", "moderate", "appointment-clash"),
+        (ABSENCE_RAISED, "alert.absence.explained", "final", "high", "explained-absence"),
+        (ABSENCE_WITHDRAWN, "alert.absence.withdrawn", "cancelled", "high", "explained-absence"),
+    ],
+)
+def test_event_type_status_severity_and_code_follow_the_alert(
+    alert: Alert, event_type: str, status: str, severity: str, code: str
+) -> None:
+    for message in alert_messages(alert, DIRECTORY, NOW):
+        issue = message.resource
+        assert message.event_type == event_type
+        assert (issue["status"], issue["severity"]) == (status, severity)
+        assert issue["code"] == {"coding": [{"system": "urn:concord:alert", "code": code}]}
+
+
+@pytest.mark.parametrize("alert", EVERY_ALERT, ids=lambda a: f"{a.kind}-{a.action}")
+def test_every_alert_is_a_valid_detected_issue(alert: Alert) -> None:
+    for message in alert_messages(alert, DIRECTORY, NOW):
+        assert problems_in(message.resource) == []
+
+
+def test_officer_alert_has_time_org_type_and_attendance_but_no_specialty() -> None:
+    issue = only(ABSENCE_RAISED).resource
+    evidence = issue["contained"][1]
+    assert evidence == {
+        "resourceType": "Appointment",
+        "id": "a2",
+        "status": "fulfilled",
+        "start": "2026-12-03T10:00:00Z",
+        "end": "2026-12-03T10:30:00Z",
+        "serviceCategory": [
+            {
+                "coding": [
+                    {
+                        "system": "urn:concord:organisation-type",
+                        "code": "gp",
+                        "display": "GP practice",
+                    }
+                ]
+            }
+        ],
+        "participant": [
+            {
+                "actor": {
+                    "identifier": {"system": "urn:concord:partner", "value": "gp-Y01234"},
+                    "display": "GP practice",
+                },
+                "status": "accepted",
+            }
+        ],
+    }
+    text = json.dumps(issue)
+    assert "High Street Surgery" not in text, "another agency is shown by its type, not its name"
+    assert "Psychiatry" not in text
+    assert "ServiceRequest" not in text
+
+
+def test_issue_implicates_the_two_contained_appointments_in_alert_order() -> None:
+    issue = alert_messages(CLASH_RAISED, DIRECTORY, NOW)[0].resource
+    assert [a["id"] for a in issue["contained"]] == ["a1", "a2"]
+    assert [a["participant"][0]["actor"]["identifier"]["value"] for a in issue["contained"]] == [
+        "gp-Y01234",
+        "vol-recovery",
+    ]
+    assert issue["implicated"] == [{"reference": "#a1"}, {"reference": "#a2"}]
+
+
+def test_person_is_named_by_the_hub_person_id_only() -> None:
+    issue = only(ABSENCE_RAISED).resource
+    assert issue["patient"] == {
+        "identifier": {"system": "urn:concord:id:person", "value": "p-0a1b2c3d"}
+    }
+    assert issue["identifiedDateTime"] == "2026-12-01T09:00:00Z"
+
+
+def test_alert_id_is_stable_for_the_same_alert() -> None:
+    """Reprocessing the same changes yields the same id, used for every recipient and as the issue id."""
+    again = alerts_for(GP, KEYWORK)[-1]
+    first, second = alert_messages(CLASH_RAISED, DIRECTORY, NOW)
+    assert alert_messages(again, DIRECTORY, NOW + timedelta(hours=1))[0].alert_id == first.alert_id
+    assert first.alert_id == second.alert_id == first.resource["id"]
+
+
+def test_alert_id_differs_for_a_resolution_or_a_later_version() -> None:
+    moved = replace(KEYWORK, version=Version(2, NOW, "e-moved"))
+    later = alerts_for(GP, replace(KEYWORK, status="cancelled"), moved)[-1]
+    ids = {only_id(a) for a in (CLASH_RAISED, CLASH_RESOLVED, later)}
+    assert len(ids) == 3
+
+
+def only_id(alert: Alert) -> str:
+    return alert_messages(alert, DIRECTORY, NOW)[0].alert_id
+
+
+def test_clash_detail_names_times_and_organisation_types_but_nothing_clinical() -> None:
+    assert CLASH_RAISED.slots[0].kind == "gp"
+    to_gp, to_service = alert_messages(CLASH_RAISED, DIRECTORY, NOW)
+    assert to_gp.resource["detail"] == (
+        "Appointment clash: your appointment 10:00–10:30 on 2026-12-03 overlaps a "
+        "voluntary-sector service appointment 10:15–11:00 on 2026-12-03."
+    )
+    assert to_service.resource["detail"] == (
+        "Appointment clash: your appointment 10:15–11:00 on 2026-12-03 overlaps a "
+        "GP practice appointment 10:00–10:30 on 2026-12-03."
+    )
+
+
+def test_recipient_sees_its_own_organisation_name_and_only_the_type_of_the_other() -> None:
+    to_gp, to_service = alert_messages(CLASH_RAISED, DIRECTORY, NOW)
+    names = [a["participant"][0]["actor"]["display"] for a in to_gp.resource["contained"]]
+    assert names == ["High Street Surgery", "Voluntary-sector service"]
+    names = [a["participant"][0]["actor"]["display"] for a in to_service.resource["contained"]]
+    assert names == ["GP practice", "Recovery Hub addiction service"]
+
+
+def test_clash_within_travel_time_says_so() -> None:
+    near = alerts_for(GP, slot("voluntary", at="10:45", minutes=30))[-1]
+    assert only_id(near)
+    assert alert_messages(near, DIRECTORY, NOW)[0].resource["detail"] == (
+        "Appointment clash: your appointment 10:00–10:30 on 2026-12-03 leaves too little "
+        "travel time to or from a voluntary-sector service appointment 10:45–11:15 on 2026-12-03."
+    )
+
+
+def test_explained_absence_detail() -> None:
+    assert only(ABSENCE_RAISED).resource["detail"] == (
+        "Explained absence: the missed appointment 10:15–11:00 on 2026-12-03 overlaps a "
+        "GP practice appointment that was attended (fulfilled)."
+    )
+
+
+def test_resolutions_say_the_condition_no_longer_holds() -> None:
+    assert "no longer clash" in alert_messages(CLASH_RESOLVED, DIRECTORY, NOW)[0].resource["detail"]
+    assert only(ABSENCE_WITHDRAWN).resource["detail"].startswith("Explained absence withdrawn:")
+
+
+def test_detail_times_are_uk_time_in_summer() -> None:
+    summer = datetime(2026, 7, 3, tzinfo=UTC)
+    alert = alerts_for(
+        slot("gp", day=summer), slot("voluntary", at="10:15", minutes=45, day=summer)
+    )[-1]
+    detail = alert_messages(alert, DIRECTORY, NOW)[0].resource["detail"]
+    assert "11:00–11:30 on 2026-07-03" in detail
+    assert alert_messages(alert, DIRECTORY, NOW)[0].resource["contained"][0]["start"] == (
+        "2026-07-03T10:00:00Z"
+    )
+
+
+def test_partner_missing_from_the_directory_is_shown_by_its_id() -> None:
+    alert = alerts_for(slot("mht", at="10:00"), slot("probation", at="10:15"))[-1]
+    messages = alert_messages(alert, DIRECTORY, NOW)
+    mht = messages[0].resource["contained"][0]
+    assert messages[0].recipient == "mht-rv5"
+    assert mht["participant"][0]["actor"]["display"] == "mht-rv5"
+    assert mht["serviceCategory"][0]["coding"][0]["display"] == "Mental health trust"
+    assert all(problems_in(m.resource) == [] for m in messages)
+
+
+def test_untimed_cancelled_appointment_in_a_resolution_has_no_times() -> None:
+    untimed = replace(
+        KEYWORK, status="cancelled", start=None, end=None, version=Version(2, NOW, "e-x")
+    )
+    resolved = alerts_for(GP, KEYWORK, untimed)[-1]
+    for message in alert_messages(resolved, DIRECTORY, NOW):
+        cancelled = message.resource["contained"][1]
+        assert "start" not in cancelled
+        assert "end" not in cancelled
+        assert "at an unknown time" in message.resource["detail"]
+        assert problems_in(message.resource) == []
+
+
+def test_demo_feed_raises_clash_then_explained_absence_without_clinical_text() -> None:
+    """The demo's partner files, end to end through mapping, reconciliation and alerts."""
+    feed = json.loads((DEMO / "feed.json").read_text(encoding="utf-8"))
+    calendar, messages = Calendar("p-demo"), []
+    clinical: set[str] = set()
+    for number, item in enumerate(feed):
+        resource = json.loads((DEMO / item["file"]).read_text(encoding="utf-8"))
+        if resource["resourceType"] != "Appointment":
+            continue
+        change = slot_from_appointment(
+            resource,
+            source=item["as"],
+            kind=DIRECTORY.kind_of(item["as"]),
+            event_id=f"event-{number}",
+            occurred_at=NOW,
+        )
+        clinical |= {c for c in (change.service_type,) if c}
+        calendar, alerts = reconcile(calendar, change)
+        messages += [m for a in alerts for m in alert_messages(a, DIRECTORY, NOW)]
+    assert [(m.event_type, m.recipient) for m in messages] == [
+        ("alert.clash.raised", "gp-Y01234"),
+        ("alert.clash.raised", "vol-recovery"),
+        ("alert.clash.resolved", "gp-Y01234"),
+        ("alert.clash.resolved", "vol-recovery"),
+        ("alert.absence.explained", "vol-recovery"),
+    ]
+    assert clinical
+    for message in messages:
+        assert problems_in(message.resource) == []
+        assert not any(c in s for c in clinical for s in strings_in(message.resource))

@@ -1,0 +1,163 @@
+"""The stream steps, decided without Kafka: routing, linking, merging, reconciling."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from schemas import topics
+from schemas.codec import peek
+from schemas.envelope import wrap
+from schemas.fhir import subject_of
+from schemas.identifiers import NHS_NUMBER, PROBATION_CRN, PersonIdentifier
+from services.config import ROOT, partner_directory
+from services.domain.identity import PersonIndex, person_id_for
+from services.pipeline import Context, index_event, link_event, person_event
+from services.state import decode_calendar
+
+CTX = Context(
+    partner_directory(ROOT / "deploy" / "partners.yaml"),
+    timedelta(minutes=30),
+    datetime(2026, 12, 1, tzinfo=UTC),
+)
+CRN = PersonIdentifier(PROBATION_CRN, "X123456")
+NHS = PersonIdentifier(NHS_NUMBER, "9434765919")
+
+
+def envelope(partner: str, resource: dict) -> tuple[dict, bytes]:
+    wrapped = wrap(
+        resource,
+        event_type="appointment.booking.updated",
+        source=partner,
+        subject=subject_of(resource),
+    )
+    raw = wrapped.model_dump_json().encode()
+    return peek(raw), raw
+
+
+def appointment(
+    appointment_id: str,
+    status: str,
+    start: str,
+    end: str,
+    who: PersonIdentifier,
+    *,
+    version: int = 1,
+) -> dict:
+    return {
+        "resourceType": "Appointment",
+        "id": appointment_id,
+        "meta": {"versionId": str(version)},
+        "status": status,
+        "start": f"2026-12-03T{start}:00Z",
+        "end": f"2026-12-03T{end}:00Z",
+        "participant": [
+            {
+                "actor": {"identifier": {"system": who.system, "value": who.value}},
+                "status": "accepted",
+            }
+        ],
+    }
+
+
+LINK = {
+    "resourceType": "Patient",
+    "identifier": [
+        {"system": CRN.system, "value": CRN.value},
+        {"system": NHS.system, "value": NHS.value},
+    ],
+}
+
+
+def test_single_identifier_event_goes_to_its_provisional_person() -> None:
+    message, raw = envelope("gp-Y01234", appointment("a", "booked", "10:00", "10:30", NHS))
+    [out] = index_event(message, raw, None)
+    assert out.topic is topics.PERSON_EVENTS
+    assert out.key == person_id_for(NHS).encode()
+    assert peek(out.value)["subject"]["person_id"] == person_id_for(NHS)
+
+
+def test_linked_identifier_goes_to_the_person_it_was_assigned() -> None:
+    message, raw = envelope("gp-Y01234", appointment("a", "booked", "10:00", "10:30", NHS))
+    [out] = index_event(message, raw, "p-survivor")
+    assert out.key == b"p-survivor"
+
+
+def test_event_naming_several_identifiers_goes_to_the_linker() -> None:
+    message, raw = envelope("probation-london", LINK)
+    [out] = index_event(message, raw, None)
+    assert out.topic is topics.LINKS
+
+
+def test_first_link_merges_both_provisional_people_into_one() -> None:
+    message, _ = envelope("probation-london", LINK)
+    _, resolution, outs = link_event(message, PersonIndex())
+    survivor = min(person_id_for(CRN), person_id_for(NHS))
+    absorbed = max(person_id_for(CRN), person_id_for(NHS))
+    assert resolution.person_id == survivor
+    assignments = {o.key for o in outs if o.topic is topics.ASSIGNMENTS}
+    assert assignments == {CRN.token().encode(), NHS.token().encode()}
+    merges = [
+        peek(o.value) for o in outs if o.topic is topics.PERSON_EVENTS and b'"command"' in o.value
+    ]
+    assert merges == [{"command": "merge", "absorbed": absorbed, "survivor": survivor}]
+
+
+def test_merge_then_transfer_moves_a_calendar_and_raises_the_clash_found_across_people() -> None:
+    gp_msg, _ = envelope("gp-Y01234", appointment("g", "booked", "10:00", "10:30", NHS))
+    vol_msg, _ = envelope("vol-recovery", appointment("v", "booked", "10:15", "11:00", CRN))
+    gp_person, vol_person = person_id_for(NHS), person_id_for(CRN)
+    gp_msg["subject"]["person_id"], vol_msg["subject"]["person_id"] = gp_person, vol_person
+    gp_cal, no_alerts = person_event(None, gp_msg, CTX)
+    vol_cal, _ = person_event(None, vol_msg, CTX)
+    assert no_alerts == []
+
+    survivor, absorbed = sorted([gp_person, vol_person])
+    stored = {gp_person: gp_cal, vol_person: vol_cal}
+    tombstone, [transfer] = person_event(
+        stored[absorbed], {"command": "merge", "absorbed": absorbed, "survivor": survivor}, CTX
+    )
+    assert decode_calendar(tombstone)[1] == survivor
+    assert transfer.key == survivor.encode()
+    merged, alerts = person_event(stored[survivor], orjson.loads(transfer.value), CTX)
+    calendar, _ = decode_calendar(merged)
+    assert set(calendar.slots) == {"gp-Y01234/g", "vol-recovery/v"}
+    assert sorted(a.key for a in alerts) == [b"gp-Y01234", b"vol-recovery"]
+
+
+def test_event_for_a_merged_person_is_forwarded_to_the_survivor() -> None:
+    from services.domain.calendar import Calendar
+    from services.state import encode_calendar
+
+    message, _ = envelope("gp-Y01234", appointment("g", "booked", "10:00", "10:30", NHS))
+    message["subject"]["person_id"] = "p-old"
+    stored, [out] = person_event(
+        encode_calendar(Calendar("p-old"), merged_into="p-new"), message, CTX
+    )
+    assert stored is None
+    assert out.key == b"p-new"
+    assert peek(out.value)["subject"]["person_id"] == "p-new"
+
+
+def test_explained_absence_goes_to_the_booker_and_the_persons_probation_officer() -> None:
+    person = person_id_for(CRN)
+    stored = None
+    for partner, resource in [
+        ("probation-london", LINK),
+        ("gp-Y01234", appointment("g", "fulfilled", "10:00", "10:30", CRN)),
+        ("vol-recovery", appointment("v", "noshow", "10:15", "11:00", CRN)),
+    ]:
+        message, _ = envelope(partner, resource)
+        message["subject"]["person_id"] = person
+        stored, outs = person_event(stored, message, CTX)
+    explained = [o for o in outs if peek(o.value)["event_type"] == "alert.absence.explained"]
+    assert sorted(o.key for o in explained) == [b"probation-london", b"vol-recovery"]
+    assert len({peek(o.value)["event_id"] for o in explained}) == 2, "one event per recipient"
+
+
+def test_duplicate_event_changes_nothing_and_says_nothing() -> None:
+    message, _ = envelope("gp-Y01234", appointment("g", "booked", "10:00", "10:30", NHS))
+    message["subject"]["person_id"] = "p-1"
+    stored, _ = person_event(None, message, CTX)
+    assert person_event(stored, message, CTX) == (None, [])

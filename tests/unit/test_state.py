@@ -1,0 +1,98 @@
+"""Unit tests for the calendars table encoding: exact round trips, small values, corrupt input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from services.domain.calendar import Calendar, Slot, Version
+from services.state import decode_calendar, encode_calendar
+
+T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+
+
+def slot(n: int, **fields: object) -> Slot:
+    values: dict[str, object] = {
+        "appointment_id": f"gp-Y01234/appt-{n:04d}",
+        "partner": "gp-Y01234",
+        "kind": "gp",
+        "status": "booked",
+        "start": T0 + timedelta(days=n),
+        "end": T0 + timedelta(days=n, minutes=30),
+        "location": "gp-Y01234/Location/surgery-main",
+        "version": Version(
+            3, T0 - timedelta(days=2, microseconds=123_457), f"{n:08d}-4433-5ab2-aff3-82c830d540ba"
+        ),
+        "service_type": "Community mental health team review",
+        "based_on": "ServiceRequest/ref-2001",
+    }
+    values.update(fields)
+    return Slot(**values)  # type: ignore[arg-type]
+
+
+FIVE = Calendar("p-0a1b2c3d4e5f60718293", {s.appointment_id: s for s in map(slot, range(5))})
+
+
+def test_calendar_round_trips_exactly() -> None:
+    assert decode_calendar(encode_calendar(FIVE)) == (FIVE, None)
+
+
+def test_datetimes_come_back_aware_utc_to_the_microsecond() -> None:
+    decoded, _ = decode_calendar(encode_calendar(FIVE))
+    first = decoded.slots["gp-Y01234/appt-0000"]
+    assert first.start is not None
+    assert first.start.tzinfo is UTC
+    assert first.version.updated == T0 - timedelta(days=2, microseconds=123_457)
+    assert isinstance(first.version, Version)
+
+
+def test_absent_fields_stay_none() -> None:
+    bare = slot(
+        1, start=None, end=None, location=None, service_type=None, based_on=None, status="cancelled"
+    )
+    cal = Calendar("p-1", {bare.appointment_id: bare})
+    assert decode_calendar(encode_calendar(cal)) == (cal, None)
+
+
+def test_times_in_another_offset_come_back_as_the_same_instant_in_utc() -> None:
+    plus_one = timezone(timedelta(hours=1))
+    moved = slot(
+        1,
+        start=datetime(2026, 7, 3, 11, 0, tzinfo=plus_one),
+        end=datetime(2026, 7, 3, 12, 0, tzinfo=plus_one),
+    )
+    decoded, _ = decode_calendar(encode_calendar(Calendar("p-1", {moved.appointment_id: moved})))
+    start = decoded.slots[moved.appointment_id].start
+    assert start == datetime(2026, 7, 3, 10, 0, tzinfo=UTC)
+    assert start is not None
+    assert start.tzinfo is UTC
+
+
+def test_merged_person_tombstone_round_trips() -> None:
+    tombstone = encode_calendar(Calendar("p-absorbed"), merged_into="p-survivor")
+    assert decode_calendar(tombstone) == (Calendar("p-absorbed"), "p-survivor")
+
+
+def test_empty_calendar_round_trips() -> None:
+    assert decode_calendar(encode_calendar(Calendar("p-1"))) == (Calendar("p-1"), None)
+
+
+def test_five_appointments_encode_well_under_two_kilobytes() -> None:
+    assert len(encode_calendar(FIVE)) < 2048
+
+
+def test_encoding_survives_being_embedded_in_another_json_message() -> None:
+    """A merge moves a calendar inside a JSON command; parse and dump must not change it."""
+    wrapped = orjson.dumps({"calendar": orjson.Fragment(encode_calendar(FIVE))})
+    assert decode_calendar(orjson.dumps(orjson.loads(wrapped)["calendar"])) == (FIVE, None)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"not json", b"{}", b'[2, "p-1", null, []]', b'[1, "p-1", null, [["too", "short"]]]'],
+)
+def test_corrupt_value_is_a_value_error(data: bytes) -> None:
+    with pytest.raises(ValueError, match=r".+"):
+        decode_calendar(data)
