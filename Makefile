@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 CONCORD = $(VENV)/bin/concord
 
-.PHONY: install kafka topics run test unit lint format bench stop clean
+.PHONY: install kafka topics run demo test unit lint format bench stop clean
 
 install: $(VENV)/.installed
 
@@ -21,8 +21,11 @@ kafka: install
 topics: kafka
 	$(CONCORD) topics create
 
-run: topics
+run: topics  ## the hub and its demo feed; stays running until Ctrl-C
 	$(PY) -m services.demo
+
+demo: topics  ## the demo once through, then exit
+	$(PY) -m services.demo --once
 
 test: kafka
 	$(PY) -m pytest

@@ -17,7 +17,7 @@ import structlog
 from schemas import topics
 from schemas.codec import CodecError, encode, peek
 from schemas.envelope import DeadLetter
-from schemas.identifiers import PersonIdentifier
+from schemas.identifiers import IdentifierError, PersonIdentifier
 from services.config import partner_directory
 from services.domain.identity import PersonIndex
 from services.hub import (
@@ -95,6 +95,9 @@ async def person_index(stream: Any) -> None:
             token = token_of(envelope)
             assigned = token_person.get(token) if token else None
             outs = index_event(envelope, event.value, assigned.decode() if assigned else None)
+        except IdentifierError as exc:
+            await reject(event.value, f"subject identifier rejected: {exc}", "person-index")
+            continue
         except (CodecError, KeyError, TypeError) as exc:
             await reject(
                 event.value, f"not a valid envelope: {exc.__class__.__name__}", "person-index"
@@ -163,16 +166,13 @@ async def reconciler(stream: Any) -> None:
     """Keep each person's calendar; raise and resolve clash and explained-absence alerts."""
     async for event in stream.events():
         person = event.key.decode()
+        message: dict[str, Any] = {}
         try:
             message = peek(event.value)
             stored, outs = person_event(calendars.get(person), message, context())
         except (CodecError, KeyError, TypeError, ValueError) as exc:
-            source = (
-                message.get("source", "unknown")
-                if isinstance(locals().get("message"), dict)
-                else "unknown"
-            )
-            await reject(event.value, f"cannot reconcile: {exc}", "reconciler", source)
+            reason = f"cannot reconcile: {exc}"
+            await reject(event.value, reason, "reconciler", str(message.get("source", "unknown")))
             continue
         await emit(outs)
         if stored is not None:

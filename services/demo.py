@@ -74,10 +74,10 @@ def wait_for_alerts(until_event_type: str) -> list[tuple[str, dict[str, Any]]]:
     return [(recipient, issue) for recipient, _, issue in found]
 
 
-def main() -> int:
-    """Run the demo end to end and print what each partner sees."""
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo end to end, print what each partner sees, then keep the hub running."""
+    once = "--once" in (sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("CONCORD_TOPIC_PREFIX", f"demo-{time.strftime('%Y%m%d-%H%M%S')}.")
-    os.environ.setdefault("CONCORD_STORE", "memory://")
     from deploy.topics import create_topics
     from services.config import ROOT, worker_url
     from services.logs import configure
@@ -102,10 +102,20 @@ def main() -> int:
         )
         print(f"\nBreach check for {MISSED}, asked by the probation officer (HTTP {status}):")
         print(json.dumps(check, indent=2))
-        print(f"\nTry it yourself: concord breach-check --person '{PERSON}' --appointment rec-5531")
+        if not once:
+            print(f"\nThe hub keeps running (worker log: {log_file}). In another terminal try:")
+            print(f"  .venv/bin/concord breach-check --person '{PERSON}' --appointment rec-5531")
+            print(
+                f"  CONCORD_TOPIC_PREFIX={os.environ['CONCORD_TOPIC_PREFIX']} .venv/bin/concord tail alerts"
+            )
+            print("Press Ctrl-C to stop.")
+            worker.wait()
+    except KeyboardInterrupt:
+        print("\nstopping")
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=60)
     return 0
 
 

@@ -18,7 +18,7 @@ import orjson
 from schemas import topics
 from schemas.codec import dumps, with_person
 from schemas.envelope import Envelope, Subject
-from schemas.identifiers import PersonIdentifier
+from schemas.identifiers import PersonIdentifier, check_identifier
 from schemas.topics import Topic
 from services.domain.alerts import alert_messages
 from services.domain.appointments import slot_from_appointment
@@ -49,9 +49,13 @@ class Context:
 
 
 def identifiers_of(envelope: Mapping[str, Any]) -> list[PersonIdentifier]:
-    """The subject identifiers of an envelope dict, as the source knows the person."""
+    """The subject identifiers of an envelope dict; IdentifierError for an invalid one.
+
+    The edge has checked them already; checking again is cheap and keeps a producer
+    that bypasses the edge from planting a bad NHS number in the person index.
+    """
     subject = envelope.get("subject") or {}
-    return [PersonIdentifier(i["system"], i["value"]) for i in subject.get("identifiers", ())]
+    return [check_identifier(i["system"], i["value"]) for i in subject.get("identifiers", ())]
 
 
 # --- person index: inbound (keyed by identifier token) -> person-events (keyed by person) ---

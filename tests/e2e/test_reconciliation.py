@@ -174,3 +174,32 @@ def test_breach_check_command_prints_the_verdict_as_json(worker: Worker, publish
     )
     assert missing.returncode == 4
     assert "no such appointment" in missing.stderr
+
+
+def test_invalid_nhs_number_reaching_the_hub_is_dead_lettered_with_the_reason(
+    worker: Worker,
+) -> None:
+    from connectors.kafka_io import Publisher, read_topic
+    from schemas.codec import decode_dead_letter
+    from schemas.envelope import wrap
+    from schemas.topics import DEADLETTER
+
+    bad = (NHS, "9434765918")
+    resource = appointment("gp-x", "booked", "2026-12-03T10:00:00Z", "2026-12-03T10:30:00Z", bad)
+    publisher = (
+        Publisher()
+    )  # straight onto the inbound topic, as a producer bypassing the edge would
+    publisher.send_envelope(
+        wrap(resource, event_type="appointment.booking.updated", source="gp-Y01234", subject=(bad,))
+    )
+    publisher.confirm()
+    publisher.close()
+    deadline = time.monotonic() + 30
+    letters: list = []
+    while not letters and time.monotonic() < deadline:
+        letters = [
+            decode_dead_letter(v) for _, v in read_topic(DEADLETTER.name, idle_timeout_s=1.0)
+        ]
+    assert len(letters) == 1
+    assert letters[0].origin == "person-index"
+    assert "check digit" in letters[0].reason

@@ -161,3 +161,14 @@ def test_duplicate_event_changes_nothing_and_says_nothing() -> None:
     message["subject"]["person_id"] = "p-1"
     stored, _ = person_event(None, message, CTX)
     assert person_event(stored, message, CTX) == (None, [])
+
+
+def test_invalid_nhs_number_that_bypassed_the_edge_is_refused_by_the_person_index() -> None:
+    import pytest
+
+    from schemas.identifiers import IdentifierError
+
+    message, raw = envelope("gp-Y01234", appointment("a", "booked", "10:00", "10:30", NHS))
+    message["subject"]["identifiers"][0]["value"] = "9434765918"
+    with pytest.raises(IdentifierError, match="check digit"):
+        index_event(message, raw, None)

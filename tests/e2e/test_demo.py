@@ -1,0 +1,39 @@
+"""The README's run command: the demo feed through a real worker to the breach check."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+from tests.e2e.conftest import ROOT, free_port
+
+
+def test_demo_shows_the_clash_the_explained_absence_and_the_breach_check(
+    kafka_bootstrap: str,
+) -> None:
+    env = {
+        **os.environ,
+        "CONCORD_TOPIC_PREFIX": f"test-demo-{uuid.uuid4().hex[:8]}.",
+        "CONCORD_WEB_PORT": str(free_port()),
+        "CONCORD_STORE": "memory://",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "services.demo", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "to probation-london  Explained absence" in out
+    assert "to gp-Y01234         Appointment clash: your appointment 10:00–10:30" in out
+    check = json.loads(out[out.index("{") : out.rindex("}") + 1])
+    assert check["verdict"] == "explained"
+    for clinical in ("Psychiatry", "Medication review", "Substance misuse"):
+        assert clinical not in out
