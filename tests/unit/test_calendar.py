@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import ast
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from services.domain import calendar as calendar_module
 from services.domain.calendar import (
     DEFAULT_TRAVEL_BUFFER,
     AgencyKind,
@@ -278,25 +274,3 @@ def test_merge_keeps_the_newer_version_and_resolves_what_it_closes() -> None:
     assert merged.slots["gp-Y01234/g"].status == "cancelled"
     assert summary(alerts) == [("clash", "resolved", ("gp-Y01234/g", "probation-london/p"))]
     assert alerts[0].person_id == "person-1"
-
-
-# --- purity ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("module", ["calendar", "breach"])
-def test_domain_module_imports_only_the_standard_library(module: str) -> None:
-    source = Path(calendar_module.__file__).with_name(f"{module}.py").read_text()
-    imported = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module)
-    outside = {
-        name
-        for name in imported
-        if name.split(".")[0] not in sys.stdlib_module_names
-        and name != "__future__"
-        and not name.startswith("services.domain")
-    }
-    assert outside == set()
