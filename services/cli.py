@@ -14,7 +14,7 @@ from pathlib import Path
 
 from schemas.identifiers import PARTNER_ID
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_AUTH = 0, 1, 2, 3, 4, 5
 
 
 class CommandError(Exception):
@@ -64,6 +64,7 @@ def _publish(args: argparse.Namespace) -> int:
 
     if not PARTNER_ID.match(args.partner):
         raise CommandError(f"--as {args.partner!r} is not a valid partner id", EXIT_USAGE)
+    _sign_in(args)
     paths = [Path(p) for p in args.files]
     for path in paths:
         if not path.is_file():
@@ -85,6 +86,26 @@ def _publish(args: argparse.Namespace) -> int:
         + (f", ignored {summary.ignored} supporting resource(s)" if summary.ignored else "")
     )
     return EXIT_REJECTED if summary.rejected else EXIT_OK
+
+
+def _sign_in(args: argparse.Namespace) -> str:
+    """Prove the caller is the partner it claims to be; returns the secret for onward calls."""
+    from services.auth import SECRET_ENV, AuthError, authenticate, secret_from
+    from services.config import partner_directory, settings
+
+    try:
+        secret = secret_from(args.secret_file)
+    except OSError as exc:
+        raise CommandError(f"cannot read --secret-file: {exc.strerror}", EXIT_USAGE) from exc
+    if not secret:
+        raise CommandError(
+            f"a partner secret is needed: set {SECRET_ENV} or pass --secret-file", EXIT_AUTH
+        )
+    try:
+        authenticate(partner_directory(settings().partners_file), args.partner, secret)
+    except AuthError as exc:
+        raise CommandError(f"refused: {exc}", EXIT_AUTH) from exc
+    return secret
 
 
 def _tail(args: argparse.Namespace) -> int:
@@ -111,10 +132,10 @@ def _worker(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
 
 
-def _get_json(url: str) -> tuple[int, dict[str, object]]:
+def _get_json(url: str, auth: str) -> tuple[int, dict[str, object]]:
     from services.client import get_json
 
-    status, body = get_json(url)
+    status, body = get_json(url, headers={"Authorization": auth})
     if status == 0:
         raise CommandError(
             f"no worker answers at {url.split('/people', maxsplit=1)[0]}: start one with `concord worker`"
@@ -125,22 +146,47 @@ def _get_json(url: str) -> tuple[int, dict[str, object]]:
 def _breach_check(args: argparse.Namespace) -> int:
     from urllib.parse import quote
 
+    from services.auth import basic_header
     from services.config import worker_url
 
+    auth = basic_header(args.partner, _sign_in(args))
     base = worker_url()
-    status, found = _get_json(f"{base}/people?identifier={quote(args.person, safe='')}")
+    status, found = _get_json(f"{base}/people?identifier={quote(args.person, safe='')}", auth)
     if status != 200:
         raise CommandError(str(found.get("error", f"worker answered {status}")), EXIT_USAGE)
     person = str(found["person_id"])
     status, answer = _get_json(
-        f"{base}/people/{quote(person)}/breach-check?appointment={quote(args.appointment, safe='')}"
+        f"{base}/people/{quote(person)}/breach-check?appointment={quote(args.appointment, safe='')}",
+        auth,
     )
     if status == 404:
         raise CommandError(str(answer.get("error", "not found")), EXIT_NOT_FOUND)
+    if status in (401, 403):
+        raise CommandError(str(answer.get("error", "refused")), EXIT_AUTH)
     if status != 200:
         raise CommandError(str(answer.get("error", f"worker answered {status}")), EXIT_USAGE)
     print(json.dumps(answer, indent=2))
     return EXIT_OK
+
+
+def _hash_secret(args: argparse.Namespace) -> int:
+    import getpass
+
+    from services.domain.credentials import hash_secret
+
+    secret = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass("secret: ")
+    if len(secret) < 12:
+        raise CommandError("a partner secret must be at least 12 characters", EXIT_USAGE)
+    print(hash_secret(secret))
+    return EXIT_OK
+
+
+def _secret_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--secret-file",
+        default=None,
+        help="file holding the partner's secret (default: the CONCORD_PARTNER_SECRET variable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         "publish", help="validate partner FHIR files (JSON, NDJSON, XML) and publish them"
     )
     publish.add_argument("--as", dest="partner", required=True, help="the publishing partner id")
+    _secret_option(publish)
     publish.add_argument("files", nargs="+", help="FHIR JSON, Bundle, NDJSON or XML files")
     publish.set_defaults(run=_publish)
 
@@ -182,7 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--person", required=True, help="SYSTEM|VALUE, e.g. urn:concord:id:probation-crn|X123456"
     )
     check.add_argument("--appointment", required=True, help="the appointment id, or PARTNER/ID")
+    check.add_argument("--as", dest="partner", required=True, help="the asking partner id")
+    _secret_option(check)
     check.set_defaults(run=_breach_check)
+
+    partners = commands.add_parser("partners", help="partner credentials")
+    partners.add_argument(
+        "action", choices=["hash-secret"], help="hash a secret read from stdin for partners.yaml"
+    )
+    partners.set_defaults(run=_hash_secret)
     return parser
 
 

@@ -18,11 +18,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from services.auth import basic_header
 from services.client import get_json
 
 FEED = Path(__file__).parent.parent / "deploy" / "demo"
 PERSON = "urn:concord:id:probation-crn|X123456"
 MISSED = "vol-recovery/rec-5531"
+OFFICER = "probation-london"
+
+
+def demo_secret(partner: str) -> str:
+    """A demo partner's secret (deploy/demo/secrets.json: demo use only; real secrets are never committed)."""
+    secrets: dict[str, str] = json.loads((FEED / "secrets.json").read_text())
+    return secrets[partner]
 
 
 def start_worker(url: str, log_file: Path) -> subprocess.Popen[bytes]:
@@ -96,15 +104,21 @@ def main(argv: list[str] | None = None) -> int:
             wait_for_alerts("alert.absence.explained"), key=lambda a: a[0]
         ):
             print(f"  to {recipient:<17} {issue['detail']}")
-        status, found = get_json(f"{url}/people?identifier={PERSON.replace('|', '%7C')}")
+        officer = {"Authorization": basic_header(OFFICER, demo_secret(OFFICER))}
+        status, found = get_json(
+            f"{url}/people?identifier={PERSON.replace('|', '%7C')}", headers=officer
+        )
         status, check = get_json(
-            f"{url}/people/{found['person_id']}/breach-check?appointment={MISSED}"
+            f"{url}/people/{found['person_id']}/breach-check?appointment={MISSED}", headers=officer
         )
         print(f"\nBreach check for {MISSED}, asked by the probation officer (HTTP {status}):")
         print(json.dumps(check, indent=2))
         if not once:
             print(f"\nThe hub keeps running (worker log: {log_file}). In another terminal try:")
-            print(f"  .venv/bin/concord breach-check --person '{PERSON}' --appointment rec-5531")
+            print(
+                f"  CONCORD_PARTNER_SECRET={demo_secret(OFFICER)} .venv/bin/concord breach-check "
+                f"--as {OFFICER} --person '{PERSON}' --appointment rec-5531"
+            )
             print(
                 f"  CONCORD_TOPIC_PREFIX={os.environ['CONCORD_TOPIC_PREFIX']} .venv/bin/concord tail alerts"
             )

@@ -17,9 +17,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from deploy.kafka.local import bootstrap_servers
 from schemas import topics
 from schemas.identifiers import IdentifierError, PersonIdentifier, check_identifier
+from services.auth import AuthError, authenticate, basic_credentials
 from services.config import partner_directory
-from services.domain.breach import BreachCheck, UnknownAppointment, breach_check
+from services.domain.breach import BreachCheck, breach_check
+from services.domain.calendar import Calendar
 from services.domain.identity import person_id_for
+from services.domain.partners import Partner
 from services.hub import SETTINGS, app, calendars, token_person
 from services.state import decode_calendar
 
@@ -53,7 +56,23 @@ async def ready(web: Any, request: Any) -> Any:
 
 
 def _problem(web: Any, status: int, message: str) -> Any:
-    return web.json({"error": message}, status=status)
+    response = web.json({"error": message}, status=status)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="concord"'
+    return response
+
+
+# Who may ask for a breach check: the agencies whose appointments can be missed.
+BREACH_CHECK_KINDS = frozenset({"probation", "voluntary"})
+
+
+def caller(request: Any) -> Partner | None:
+    """The signed-in partner making the request (HTTP Basic), or None."""
+    partner_id, secret = basic_credentials(request.headers.get("Authorization"))
+    try:
+        return authenticate(partner_directory(SETTINGS.partners_file), partner_id, secret)
+    except AuthError:
+        return None
 
 
 def parse_identifier(token: str) -> PersonIdentifier:
@@ -68,10 +87,11 @@ def parse_identifier(token: str) -> PersonIdentifier:
 @app.table_route(table=token_person, query_param="identifier")
 async def person_by_identifier(web: Any, request: Any) -> Any:
     """The hub person id an identifier resolves to (it may not have any events yet)."""
-    if not is_ready():
-        return _problem(web, 503, "the worker is starting or rebalancing; try again shortly")
     try:
-        identifier = parse_identifier(request.query["identifier"])
+        signed_in(request)
+        identifier = parse_identifier(request.query.get("identifier", ""))
+    except Refusal as refusal:
+        return _problem(web, refusal.status, refusal.message)
     except IdentifierError as exc:
         return _problem(web, 400, str(exc))
     assigned = token_person.get(identifier.token())
@@ -79,36 +99,63 @@ async def person_by_identifier(web: Any, request: Any) -> Any:
     return web.json({"person_id": person})
 
 
+class Refusal(Exception):  # noqa: N818 -- reads as what the caller gets
+    """A request answered with an HTTP error status and a sentence saying why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def signed_in(request: Any, kinds: frozenset[str] | None = None) -> Partner:
+    """The asking partner; Refusal when the worker is not ready, sign-in fails, or the role may not ask."""
+    if not is_ready():
+        raise Refusal(503, "the worker is starting or rebalancing; try again shortly")
+    asking = caller(request)
+    if asking is None:
+        raise Refusal(401, "sign in as a partner (HTTP Basic: partner id and secret)")
+    if kinds is not None and asking.kind not in kinds:
+        raise Refusal(403, "your organisation's role may not ask this")
+    return asking
+
+
+def calendar_for(person_id: str, asking: Partner) -> Calendar:
+    """The person's calendar, when the asking partner has a relationship with the person.
+
+    No relationship looks exactly like no person, so nobody can probe who the hub knows.
+    """
+    stored = calendars.get(person_id)
+    calendar, merged_into = decode_calendar(stored) if stored else (None, None)
+    if calendar is None or merged_into is not None or asking.id not in calendar.partners:
+        raise Refusal(404, "no such person known to the hub")
+    return calendar
+
+
+def appointment_in(calendar: Calendar, wanted: str) -> str:
+    """The calendar's appointment id for `wanted` (PARTNER/ID, or an ID unique in the calendar)."""
+    matches = [i for i in calendar.slots if i == wanted or i.endswith("/" + wanted)]
+    if not matches:
+        raise Refusal(404, "no such appointment for this person")
+    if len(matches) > 1:
+        raise Refusal(400, "appointment id is ambiguous: give PARTNER/ID")
+    return matches[0]
+
+
 @app.page("/people/{person_id}/breach-check")
 @app.table_route(table=calendars, match_info="person_id")
 async def breach_check_view(web: Any, request: Any, person_id: str) -> Any:
     """Verdict, minimised evidence and feed freshness for one missed appointment."""
-    if not is_ready():
-        return _problem(web, 503, "the worker is starting or rebalancing; try again shortly")
-    stored = calendars.get(person_id)
-    if stored is None:
-        return _problem(web, 404, "no such person known to the hub")
-    calendar, merged_into = decode_calendar(stored)
-    if merged_into is not None:
-        return web.json({"merged_into": merged_into}, status=409)
-    wanted = request.query.get("appointment", "")
-    matches = [i for i in calendar.slots if i == wanted or i.endswith("/" + wanted)]
-    if len(matches) != 1:
-        message = (
-            "no such appointment for this person"
-            if not matches
-            else "appointment id is ambiguous: give PARTNER/ID"
-        )
-        return _problem(web, 404 if not matches else 400, message)
-    directory = partner_directory(SETTINGS.partners_file)
     try:
-        check = breach_check(
-            calendar, matches[0], calendar.partners, dict(LAST_HEARD), SETTINGS.travel_buffer
-        )
-    except UnknownAppointment:
-        return _problem(web, 404, "no such appointment for this person")
-    log.info("breach_check.answered", person_id=person_id, verdict=check.verdict)
-    return web.json(breach_check_json(check, directory))
+        asking = signed_in(request, BREACH_CHECK_KINDS)
+        calendar = calendar_for(person_id, asking)
+        appointment = appointment_in(calendar, request.query.get("appointment", ""))
+    except Refusal as refusal:
+        return _problem(web, refusal.status, refusal.message)
+    check = breach_check(
+        calendar, appointment, calendar.partners, dict(LAST_HEARD), SETTINGS.travel_buffer
+    )
+    log.info("breach_check.answered", person_id=person_id, partner=asking.id, verdict=check.verdict)
+    return web.json(breach_check_json(check, partner_directory(SETTINGS.partners_file)))
 
 
 def breach_check_json(check: BreachCheck, directory: Any) -> dict[str, Any]:

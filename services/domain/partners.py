@@ -13,6 +13,7 @@ from typing import Any, get_args
 
 from schemas.identifiers import PARTNER_ID
 from services.domain.calendar import AgencyKind
+from services.domain.credentials import is_secret_hash
 
 KINDS: tuple[AgencyKind, ...] = get_args(AgencyKind)
 
@@ -46,6 +47,7 @@ class Partner:
     id: str
     kind: AgencyKind
     name: str
+    secret_hash: str | None = None  # services.domain.credentials format; None cannot sign in
 
 
 def _partner(position: int, entry: Any) -> Partner:
@@ -59,7 +61,7 @@ def _partner(position: int, entry: Any) -> Partner:
             raise ValueError(f"{where} is missing the field {name!r}")
         if not isinstance(entry[name], str) or not entry[name].strip():
             raise ValueError(f"{where}: {name} must be a non-empty string")
-    unexpected = sorted(str(key) for key in entry if key not in _FIELDS)
+    unexpected = sorted(str(key) for key in entry if key not in (*_FIELDS, "secret_hash"))
     if unexpected:
         raise ValueError(f"{where} has unexpected fields: {', '.join(unexpected)}")
     if not PARTNER_ID.match(entry["id"]):
@@ -70,7 +72,12 @@ def _partner(position: int, entry: Any) -> Partner:
     kind = next((k for k in KINDS if k == entry["kind"]), None)
     if kind is None:
         raise ValueError(f"{where}: kind {entry['kind']!r} is not one of {', '.join(KINDS)}")
-    return Partner(id=entry["id"], kind=kind, name=entry["name"].strip())
+    secret_hash = entry.get("secret_hash")
+    if secret_hash is not None and not is_secret_hash(secret_hash):
+        raise ValueError(
+            f"{where}: secret_hash is not a hash made by `concord partners hash-secret`"
+        )
+    return Partner(id=entry["id"], kind=kind, name=entry["name"].strip(), secret_hash=secret_hash)
 
 
 @dataclass(frozen=True, slots=True)

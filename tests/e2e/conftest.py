@@ -21,8 +21,10 @@ from connectors.fhir_input import read_text
 from connectors.kafka_io import Publisher, read_topic
 from connectors.publish import publish_records
 from schemas.codec import decode
+from services.auth import basic_header
 
 ROOT = Path(__file__).parents[2]
+DEMO_SECRETS: dict[str, str] = json.loads((ROOT / "deploy" / "demo" / "secrets.json").read_text())
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 CRN = "urn:concord:id:probation-crn"
 
@@ -76,9 +78,18 @@ class Worker:
                 self.process.kill()
                 self.process.wait()
 
-    def get(self, path: str) -> tuple[int, dict[str, Any]]:
+    def get(
+        self, path: str, as_partner: str | None = "probation-london"
+    ) -> tuple[int, dict[str, Any]]:
+        """GET a path, signed in as a demo partner (or anonymously with as_partner=None)."""
+        headers = (
+            {"Authorization": basic_header(as_partner, DEMO_SECRETS[as_partner])}
+            if as_partner
+            else {}
+        )
+        request = urllib.request.Request(self.url + path, headers=headers)
         try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"{}")

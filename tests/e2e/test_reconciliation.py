@@ -8,7 +8,7 @@ from collections import Counter
 from urllib.parse import quote
 
 from tests.conftest import run_concord
-from tests.e2e.conftest import CRN, NHS, Worker, alerts, appointment, patient
+from tests.e2e.conftest import CRN, DEMO_SECRETS, NHS, Worker, alerts, appointment, patient
 
 PERSON_CRN = (CRN, "X123456")
 PERSON_NHS = (NHS, "9434765919")
@@ -46,15 +46,19 @@ def breach_check(
     person: tuple[str, str] = PERSON_CRN,
     *,
     expect: str | None = None,
+    as_partner: str = "probation-london",
 ) -> dict:
     """The worker's answer once it has one (and it is `expect`, if given); bounded wait."""
     deadline = time.monotonic() + 30
     answer: dict = {}
     while time.monotonic() < deadline:
-        status, found = worker.get(f"/people?identifier={quote('|'.join(person), safe='')}")
+        status, found = worker.get(
+            f"/people?identifier={quote('|'.join(person), safe='')}", as_partner
+        )
         if status == 200:
             status, answer = worker.get(
-                f"/people/{found['person_id']}/breach-check?appointment={quote(appointment_id)}"
+                f"/people/{found['person_id']}/breach-check?appointment={quote(appointment_id)}",
+                as_partner,
             )
             if status == 200 and (expect is None or answer["verdict"] == expect):
                 return answer
@@ -146,10 +150,33 @@ def test_unknown_person_or_appointment_is_a_clear_404(worker: Worker, publish) -
     assert (status, answer["error"]) == (404, "no such person known to the hub")
 
     publish("vol-recovery", REHAB_BOOKED)
-    breach_check(worker, "rec-1")  # the person is known now
+    breach_check(worker, "rec-1", as_partner="vol-recovery")  # the person is known now
     status, found = worker.get(f"/people?identifier={quote('|'.join(PERSON_CRN), safe='')}")
-    status, answer = worker.get(f"/people/{found['person_id']}/breach-check?appointment=nope")
+    status, answer = worker.get(
+        f"/people/{found['person_id']}/breach-check?appointment=nope", "vol-recovery"
+    )
     assert (status, answer["error"]) == (404, "no such appointment for this person")
+
+
+def test_partner_without_a_relationship_cannot_tell_the_person_exists(
+    worker: Worker, publish
+) -> None:
+    """A known person looks exactly like an unknown one to a partner with no relationship."""
+    publish("vol-recovery", REHAB_BOOKED)
+    breach_check(worker, "rec-1", as_partner="vol-recovery")
+    _, found = worker.get(f"/people?identifier={quote('|'.join(PERSON_CRN), safe='')}")
+    path = f"/people/{found['person_id']}/breach-check?appointment=rec-1"
+    assert worker.get(path, "vol-housing") == (404, {"error": "no such person known to the hub"})
+
+
+def test_breach_check_needs_a_signed_in_partner_whose_role_may_ask(worker: Worker) -> None:
+    path = f"/people?identifier={quote(CRN + '|X123456', safe='')}"
+    assert worker.get(path, None)[0] == 401
+    _, found = worker.get(path)
+    assert (
+        worker.get(f"/people/{found['person_id']}/breach-check?appointment=x", "gp-Y01234")[0]
+        == 403
+    )
 
 
 def test_bad_identifier_is_a_clear_400(worker: Worker) -> None:
@@ -163,15 +190,15 @@ def test_breach_check_command_prints_the_verdict_as_json(worker: Worker, publish
     publish("gp-Y01234", GP_FULFILLED)
     publish("vol-recovery", REHAB_NOSHOW)
     breach_check(worker, "rec-1", expect="explained")
-    env = {"CONCORD_WORKER_URL": worker.url}
-    result = run_concord(
-        "breach-check", "--person", "|".join(PERSON_NHS), "--appointment", "rec-1", env=env
-    )
+    env = {
+        "CONCORD_WORKER_URL": worker.url,
+        "CONCORD_PARTNER_SECRET": DEMO_SECRETS["probation-london"],
+    }
+    ask = ("breach-check", "--as", "probation-london", "--person", "|".join(PERSON_NHS))
+    result = run_concord(*ask, "--appointment", "rec-1", env=env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["verdict"] == "explained"
-    missing = run_concord(
-        "breach-check", "--person", "|".join(PERSON_NHS), "--appointment", "nope", env=env
-    )
+    missing = run_concord(*ask, "--appointment", "nope", env=env)
     assert missing.returncode == 4
     assert "no such appointment" in missing.stderr
 

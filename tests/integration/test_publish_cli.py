@@ -1,6 +1,7 @@
 """`concord publish` and `concord tail` against the real broker."""
 
 import json
+import subprocess
 from pathlib import Path
 
 from schemas.codec import decode, decode_dead_letter
@@ -8,6 +9,15 @@ from schemas.envelope import content_event_id
 from tests.conftest import run_concord
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
+SECRETS = json.loads((Path(__file__).parents[2] / "deploy" / "demo" / "secrets.json").read_text())
+
+
+def publish(
+    partner: str, *files: str, secret_of: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`concord publish --as partner`, signed in with the secret of `secret_of` (default: the partner)."""
+    env = {"CONCORD_PARTNER_SECRET": SECRETS[secret_of or partner]}
+    return run_concord("publish", "--as", partner, *files, env=env)
 
 
 def tail(topic: str, count: int) -> list[str]:
@@ -18,7 +28,7 @@ def tail(topic: str, count: int) -> list[str]:
 
 def test_published_file_reads_back_as_the_same_envelope(topics: str) -> None:
     path = FIXTURES / "gp" / "appointment-booked.json"
-    result = run_concord("publish", "--as", "gp-Y01234", str(path))
+    result = publish("gp-Y01234", str(path))
     assert result.returncode == 0, result.stderr
     assert "accepted 1, rejected 0" in result.stdout
 
@@ -35,7 +45,7 @@ def test_published_file_reads_back_as_the_same_envelope(topics: str) -> None:
 
 def test_invalid_file_is_refused_with_path_and_reason_and_kept_on_dead_letter(topics: str) -> None:
     path = FIXTURES / "invalid" / "appointment.json"
-    result = run_concord("publish", "--as", "gp-Y01234", str(path))
+    result = publish("gp-Y01234", str(path))
     assert result.returncode == 1
     assert "appointment.json: Appointment.participant.actor:" in result.stderr
     assert "accepted 0, rejected 1" in result.stdout
@@ -48,9 +58,7 @@ def test_invalid_file_is_refused_with_path_and_reason_and_kept_on_dead_letter(to
 
 
 def test_good_records_of_a_partly_bad_file_are_still_published(topics: str) -> None:
-    result = run_concord(
-        "publish", "--as", "gp-Y01234", str(FIXTURES / "invalid" / "mixed-collection.json")
-    )
+    result = publish("gp-Y01234", str(FIXTURES / "invalid" / "mixed-collection.json"))
     assert result.returncode == 1
     assert "accepted 1, rejected 2" in result.stdout
     [good] = tail("inbound", 1)
@@ -69,14 +77,14 @@ def test_every_partner_format_publishes(topics: str) -> None:
         FIXTURES / "voluntary" / "appointments.ndjson",
         FIXTURES / "probation" / "patient-link.json",
     ]
-    result = run_concord("publish", "--as", "gp-Y01234", *map(str, files))
+    result = publish("gp-Y01234", *map(str, files))
     assert result.returncode == 0, result.stderr
     assert "accepted 7, rejected 0, ignored 1" in result.stdout
     assert len(tail("inbound", 7)) == 7
 
 
 def test_publish_to_missing_file_is_a_usage_error(topics: str) -> None:
-    result = run_concord("publish", "--as", "gp-Y01234", "no-such-file.json")
+    result = publish("gp-Y01234", "no-such-file.json")
     assert result.returncode == 2
     assert "no such file" in result.stderr
 
@@ -85,3 +93,27 @@ def test_tail_of_unknown_topic_says_so(topics: str) -> None:
     result = run_concord("tail", "no-such-topic", "--timeout", "1")
     assert result.returncode == 2
     assert "does not exist" in result.stderr
+
+
+def test_partner_publishing_as_another_partner_is_refused_and_nothing_is_published(
+    topics: str,
+) -> None:
+    result = publish(
+        "gp-Y01234", str(FIXTURES / "gp" / "appointment-booked.json"), secret_of="vol-recovery"
+    )
+    assert result.returncode == 5
+    assert "refused: unknown partner or wrong secret for partner 'gp-Y01234'" in result.stderr
+    assert SECRETS["vol-recovery"] not in result.stderr + result.stdout
+    assert run_concord("tail", "inbound", "--timeout", "2").stdout == "", "nothing published"
+
+
+def test_publish_without_a_secret_says_how_to_give_one(topics: str) -> None:
+    result = run_concord(
+        "publish",
+        "--as",
+        "gp-Y01234",
+        str(FIXTURES / "gp" / "appointment-booked.json"),
+        env={"CONCORD_PARTNER_SECRET": ""},
+    )
+    assert result.returncode == 5
+    assert "CONCORD_PARTNER_SECRET" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, get_args
 
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from services.domain.calendar import AgencyKind
+from services.domain.credentials import verify_secret
 from services.domain.partners import (
     ORGANISATION_TYPE_LABELS,
     Partner,
@@ -29,18 +31,26 @@ def entry(
     return {"id": partner_id, "kind": kind, "name": name}
 
 
-def test_demo_directory_lists_the_demo_partners() -> None:
+def test_demo_directory_lists_the_demo_partners_each_with_a_hashed_secret() -> None:
     demo = PartnerDirectory.from_dict(yaml.safe_load(DEMO_DIRECTORY.read_text(encoding="utf-8")))
-    assert demo.partners == {
-        "probation-london": Partner(
-            "probation-london", "probation", "London Probation Delivery Unit"
-        ),
-        "gp-Y01234": Partner("gp-Y01234", "gp", "High Street Surgery"),
-        "gp-A99999": Partner("gp-A99999", "gp", "Riverside Medical Centre"),
-        "mht-rv5": Partner("mht-rv5", "mht", "South London and Maudsley NHS FT"),
-        "vol-recovery": Partner("vol-recovery", "voluntary", "Recovery Hub addiction service"),
-        "vol-housing": Partner("vol-housing", "voluntary", "Safe Homes housing support"),
+    assert {(p.id, p.kind, p.name) for p in demo.partners.values()} == {
+        ("probation-london", "probation", "London Probation Delivery Unit"),
+        ("gp-Y01234", "gp", "High Street Surgery"),
+        ("gp-A99999", "gp", "Riverside Medical Centre"),
+        ("mht-rv5", "mht", "South London and Maudsley NHS FT"),
+        ("vol-recovery", "voluntary", "Recovery Hub addiction service"),
+        ("vol-housing", "voluntary", "Safe Homes housing support"),
     }
+    secrets = json.loads((DEMO_DIRECTORY.parent / "demo" / "secrets.json").read_text())
+    for partner in demo.partners.values():
+        assert partner.secret_hash is not None
+        assert secrets[partner.id] not in partner.secret_hash, "stored hashed, never in the clear"
+        assert verify_secret(secrets[partner.id], partner.secret_hash)
+
+
+def test_a_plain_secret_pasted_as_the_hash_is_refused() -> None:
+    with pytest.raises(ValueError, match="secret_hash"):
+        directory({**entry(), "secret_hash": "hunter2hunter2"})
 
 
 def test_listed_partner_kind_comes_from_the_directory() -> None:

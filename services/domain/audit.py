@@ -1,0 +1,85 @@
+"""The audit record of a disclosure: a FHIR AuditEvent saying who received what about whom,
+and under which basis (the role's default, their own record, or a consent)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from schemas.identifiers import HUB_PERSON
+from services.domain.consent import PARTNER_SYSTEM, ROLE_SYSTEM, Role
+
+# Fixed, so a disclosure reprocessed after a restart gets the same audit id.
+AUDIT_NAMESPACE: Final = uuid.UUID("0b7d7c1e-5f52-5a55-8a4e-3c6f9d2e7a41")
+BASIS_PREFIX: Final = "urn:concord:basis:"
+CONSENT_PREFIX: Final = "urn:concord:consent:"
+_NAMED_BASES: Final = frozenset({"role-default", "own-record"})
+
+
+def audit_id(disclosure_id: str) -> str:
+    """The AuditEvent id for a disclosure: one per disclosure, the same when it is reprocessed."""
+    return str(uuid.uuid5(AUDIT_NAMESPACE, disclosure_id))
+
+
+def _policy_uri(basis: str) -> str:
+    return f"{BASIS_PREFIX}{basis}" if basis in _NAMED_BASES else f"{CONSENT_PREFIX}{basis}"
+
+
+def audit_event(
+    *,
+    disclosure_id: str,
+    person_id: str,
+    recipient: str,
+    role: Role,
+    what: str,
+    basis: str,
+    at: datetime,
+) -> dict[str, Any]:
+    """The AuditEvent for one disclosure of `what` ("DetectedIssue/<id>") to `recipient` at `at`."""
+    if at.utcoffset() is None:
+        raise ValueError("at must be timezone-aware")
+    return {
+        "resourceType": "AuditEvent",
+        "id": audit_id(disclosure_id),
+        "type": {
+            "system": "http://dicom.nema.org/resources/ontology/DCM",
+            "code": "110106",
+            "display": "Export",
+        },
+        "subtype": [{"system": "urn:concord:audit", "code": "disclosure"}],
+        "action": "R",
+        "recorded": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "outcome": "0",
+        "agent": [
+            {
+                "type": {"coding": [{"system": ROLE_SYSTEM, "code": role}]},
+                "who": {"identifier": {"system": PARTNER_SYSTEM, "value": recipient}},
+                "requestor": False,
+                "policy": [_policy_uri(basis)],
+            }
+        ],
+        "source": {"observer": {"display": "concord hub"}},
+        "entity": [
+            {
+                # The hub person id only: the audit topic must not become an index of NHS numbers.
+                "what": {"identifier": {"system": HUB_PERSON, "value": person_id}},
+                "type": {
+                    "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                    "code": "1",
+                },
+            },
+            {"what": {"reference": what}},
+        ],
+    }
+
+
+def basis_of(event: Mapping[str, Any]) -> str:
+    """The basis an AuditEvent records: "role-default", "own-record" or a consent id."""
+    policy = event["agent"][0]["policy"][0]
+    if isinstance(policy, str) and policy.startswith(CONSENT_PREFIX):
+        return policy.removeprefix(CONSENT_PREFIX)
+    if isinstance(policy, str) and policy.startswith(BASIS_PREFIX):
+        return policy.removeprefix(BASIS_PREFIX)
+    raise ValueError(f"AuditEvent.agent[0].policy[0]: {policy!r} is not a concord basis")

@@ -1,0 +1,160 @@
+"""The disclosure policy, in one table: for each recipient role and resource type, the top-level
+elements that may leave the hub, by default and with consent. Everything sent to a partner
+passes here."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from services.domain.calendar import HEALTH_KINDS, AgencyKind
+from services.domain.consent import Category, ConsentDecision, Role, basis_for
+
+ROLE_DEFAULT = "role-default"
+OWN_RECORD = "own-record"
+
+
+def elements(words: str) -> frozenset[str]:
+    """A set of element names written as space-separated words."""
+    return frozenset(words.split())
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """The elements one role may see of one resource type."""
+
+    default: frozenset[str]
+    by_consent: Mapping[Category, frozenset[str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    # Consent enriches only records from these agency kinds (None: any kind).
+    enrich_kinds: frozenset[str] | None = None
+
+    def allowed(self) -> frozenset[str]:
+        """Every element this rule can ever let through."""
+        return self.default.union(*self.by_consent.values())
+
+
+# Another agency's appointment: free text, reasons and anything unrecognised stay in the hub.
+NEVER_DISCLOSED = elements(
+    "reasonCode reasonReference comment patientInstruction supportingInformation "
+    "text contained extension note"
+)
+
+NOTHING = Rule(frozenset())  # commissioners get aggregates only, never person-level records
+APPOINTMENT = Rule(
+    # time, attendance, organisation type (the builder reduces participant to the organisation)
+    default=elements("resourceType id status start end serviceCategory participant"),
+    by_consent=MappingProxyType(
+        {"appointment-detail": elements("specialty serviceType appointmentType description")}
+    ),
+    # A probation appointment says nothing more to a clinician, whatever the consent.
+    enrich_kinds=HEALTH_KINDS,
+)
+REFERRAL = Rule(
+    default=elements(
+        "resourceType id status intent priority category subject authoredOn requester performer"
+    ),
+    by_consent=MappingProxyType({"referral-content": elements("reasonCode note supportingInfo")}),
+)
+TASK = Rule(
+    elements(
+        "resourceType id status intent businessStatus statusReason focus for owner requester "
+        "authoredOn lastModified"
+    )
+)
+# Its contained appointments have been through the Appointment rule before being contained.
+DETECTED_ISSUE = Rule(
+    elements(
+        "resourceType id status code severity patient identifiedDateTime implicated detail "
+        "contained extension"
+    )
+)
+BREACH_EVIDENCE = Rule(
+    default=elements("appointment_id organisation organisation_type status start end"),
+    by_consent=MappingProxyType({"appointment-detail": elements("service_type")}),
+    enrich_kinds=HEALTH_KINDS,
+)
+
+# (recipient role, resource type) -> rule. "Appointment" is another agency's appointment;
+# a "ServiceRequest" goes to the organisation it is referred to.
+POLICY: Mapping[tuple[Role, str], Rule] = MappingProxyType(
+    {
+        ("probation-officer", "Appointment"): APPOINTMENT,
+        ("probation-officer", "ServiceRequest"): REFERRAL,
+        ("probation-officer", "Task"): TASK,
+        ("probation-officer", "DetectedIssue"): DETECTED_ISSUE,
+        ("probation-officer", "BreachEvidence"): BREACH_EVIDENCE,
+        ("gp", "Appointment"): APPOINTMENT,
+        ("gp", "ServiceRequest"): REFERRAL,
+        ("gp", "Task"): TASK,
+        ("gp", "DetectedIssue"): DETECTED_ISSUE,
+        ("gp", "BreachEvidence"): BREACH_EVIDENCE,
+        ("mht-clinician", "Appointment"): APPOINTMENT,
+        ("mht-clinician", "ServiceRequest"): REFERRAL,
+        ("mht-clinician", "Task"): TASK,
+        ("mht-clinician", "DetectedIssue"): DETECTED_ISSUE,
+        ("mht-clinician", "BreachEvidence"): BREACH_EVIDENCE,
+        ("voluntary-worker", "Appointment"): APPOINTMENT,
+        ("voluntary-worker", "ServiceRequest"): REFERRAL,
+        ("voluntary-worker", "Task"): TASK,
+        ("voluntary-worker", "DetectedIssue"): DETECTED_ISSUE,
+        ("voluntary-worker", "BreachEvidence"): BREACH_EVIDENCE,
+        ("commissioner", "Appointment"): NOTHING,
+        ("commissioner", "ServiceRequest"): NOTHING,
+        ("commissioner", "Task"): NOTHING,
+        ("commissioner", "DetectedIssue"): NOTHING,
+        ("commissioner", "BreachEvidence"): NOTHING,
+    }
+)
+# An unknown (role, type) pair discloses only that a resource exists.
+FAIL_CLOSED = Rule(elements("resourceType id"))
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """A resource as one recipient may see it, and the basis it is disclosed on."""
+
+    resource: dict[str, Any]
+    basis: str  # "own-record", "role-default" or the consent id that enriched it
+
+
+def disclose(
+    resource: Mapping[str, Any],
+    *,
+    resource_type: str,
+    role: Role,
+    own: bool,
+    agency_kind: AgencyKind | None,
+    consents: tuple[ConsentDecision, ...],
+    recipient: str,
+    at: datetime,
+) -> Disclosure:
+    """Keep only the elements the policy lets `recipient` see at `at`.
+
+    `own` is the recipient's own record, returned whole; `agency_kind` is the kind of agency
+    the record comes from (None when unknown: then no consent enriches it).
+    """
+    if own:
+        return Disclosure(copy.deepcopy(dict(resource)), OWN_RECORD)
+    rule = POLICY.get((role, resource_type), FAIL_CLOSED)
+    allowed = set(rule.default)
+    basis = ROLE_DEFAULT
+    if rule.enrich_kinds is not None and agency_kind not in rule.enrich_kinds:
+        consented: Mapping[Category, frozenset[str]] = {}
+    else:
+        consented = rule.by_consent
+    for category, extra in sorted(consented.items()):
+        consent_id = basis_for(consents, recipient=recipient, role=role, category=category, at=at)
+        if consent_id is None:
+            continue
+        allowed |= extra
+        # The audit names a consent only when it let something through.
+        if basis == ROLE_DEFAULT and extra & resource.keys():
+            basis = consent_id
+    kept = {name: copy.deepcopy(value) for name, value in resource.items() if name in allowed}
+    return Disclosure(kept, basis)
