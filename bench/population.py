@@ -106,7 +106,10 @@ def _agencies() -> dict[str, Agency]:
                 ("pdu-lambeth", "Lambeth probation office, Kennington Lane"),
                 ("pdu-lewisham", "Lewisham probation office, Catford Road"),
             ),
-            staff=(("pp-1042", "Probation practitioner"), ("pso-2210", "Probation service officer")),
+            staff=(
+                ("pp-1042", "Probation practitioner"),
+                ("pso-2210", "Probation service officer"),
+            ),
         ),
         GP: Agency(
             "gp",
@@ -466,7 +469,9 @@ def generate(people: int, events: int, seed: int = 7) -> Iterator[tuple[str, dic
         )
 
 
-def clash_pairs(first_person: int, pairs: int, seed: int = 7) -> Iterator[tuple[str, dict[str, Any]]]:
+def clash_pairs(
+    first_person: int, pairs: int, seed: int = 7
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """Two overlapping bookings from different agencies for each of `pairs` new people.
 
     Person `first_person + k` gets the k-th pair: probation and the recovery service by

@@ -81,3 +81,11 @@ def check_identifier(system: str, value: str) -> PersonIdentifier:
             raise IdentifierError("local identifier value must be 1-64 letters, digits or ._/-")
         return PersonIdentifier(system, value)
     raise IdentifierError(f"unknown identifier system {system!r}")
+
+
+def parse_token(token: str) -> PersonIdentifier:
+    """`SYSTEM|VALUE` as an acceptable person identifier, or IdentifierError saying why."""
+    system, sep, value = token.rpartition("|")
+    if not sep or not system:
+        raise IdentifierError("person must be given as SYSTEM|VALUE")
+    return check_identifier(system, value)

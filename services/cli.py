@@ -169,6 +169,25 @@ def _breach_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from schemas.identifiers import IdentifierError, parse_token
+    from services.audit_log import audit_line, audit_trail
+
+    try:
+        identifier = parse_token(args.person)
+    except IdentifierError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    try:
+        trail = audit_trail(identifier)
+    except LookupError as exc:
+        raise CommandError(str(exc)) from exc
+    for envelope in trail:
+        print(json.dumps(envelope) if args.json else audit_line(envelope))
+    if not args.json:
+        print(f"{len(trail)} disclosure(s)", file=sys.stderr)
+    return EXIT_OK
+
+
 def _hash_secret(args: argparse.Namespace) -> int:
     import getpass
 
@@ -232,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--as", dest="partner", required=True, help="the asking partner id")
     _secret_option(check)
     check.set_defaults(run=_breach_check)
+
+    audit = commands.add_parser("audit", help="every disclosure about a person, newest first")
+    audit.add_argument("--person", required=True, help="SYSTEM|VALUE")
+    audit.add_argument(
+        "--json", action="store_true", help="print the AuditEvent envelopes as JSON lines"
+    )
+    audit.set_defaults(run=_audit)
 
     partners = commands.add_parser("partners", help="partner credentials")
     partners.add_argument(

@@ -55,6 +55,7 @@ TOPICS: dict[str, Any] = {
     topics.LINKS.name: links,
     topics.PERSON_EVENTS.name: person_events,
     topics.ALERTS.name: alerts,
+    topics.AUDIT.name: _topic(topics.AUDIT),
     topics.PARTNER_ACTIVITY.name: partner_activity,
     topics.DEADLETTER.name: deadletter,
     topics.ASSIGNMENTS.name: _topic(topics.ASSIGNMENTS),

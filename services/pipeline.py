@@ -22,12 +22,15 @@ from schemas.identifiers import PersonIdentifier, check_identifier
 from schemas.topics import Topic
 from services.domain.alerts import alert_messages
 from services.domain.appointments import slot_from_appointment
-from services.domain.calendar import Alert, Calendar, add_partner, merge, reconcile
+from services.domain.audit import audit_event
+from services.domain.calendar import Alert, Calendar, add_consent, add_partner, merge, reconcile
+from services.domain.consent import decision_from_consent
 from services.domain.identity import PersonIndex, Resolution, person_id_for, resolve
 from services.domain.partners import PartnerDirectory
 from services.state import decode_calendar, encode_calendar
 
 HUB_SOURCE = "concord-hub"
+AUDIT_EVENT_TYPE = "audit.disclosure.recorded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +144,12 @@ def person_event(
     updated = add_partner(calendar, source, kind)
     alerts: list[Alert] = []
     resource = message["resource"]
-    if resource.get("resourceType") == "Appointment":
+    if resource.get("resourceType") == "Consent":
+        decision = decision_from_consent(
+            resource, source=source, occurred_at=_instant(message["occurred_at"])
+        )
+        updated = add_consent(updated, decision)
+    elif resource.get("resourceType") == "Appointment":
         slot = slot_from_appointment(
             resource,
             source=source,
@@ -152,7 +160,7 @@ def person_event(
         updated, alerts = reconcile(updated, slot, ctx.buffer)
     if updated is calendar:
         return None, []
-    return encode_calendar(updated), alert_outs(alerts, ctx, message["event_id"])
+    return encode_calendar(updated), alert_outs(alerts, updated, ctx, message["event_id"])
 
 
 def _load(stored: bytes | None, person_id: str) -> tuple[Calendar, str | None]:
@@ -198,30 +206,71 @@ def _take_over(
         ]
     theirs, _ = decode_calendar(orjson.dumps(message["calendar"]))
     merged, alerts = merge(mine, theirs, survivor, ctx.buffer)
-    return encode_calendar(merged), alert_outs(alerts, ctx, None)
+    return encode_calendar(merged), alert_outs(alerts, merged, ctx, None)
 
 
-def alert_outs(alerts: list[Alert], ctx: Context, cause: str | None) -> list[Out]:
-    """Minimised alert envelopes, one per recipient, keyed by the recipient."""
+def alert_outs(
+    alerts: list[Alert], calendar: Calendar, ctx: Context, cause: str | None
+) -> list[Out]:
+    """Alert envelopes as the policy lets each recipient see them, each with its audit record."""
     outs = []
     for alert in alerts:
-        for message in alert_messages(alert, ctx.directory, ctx.now):
+        for message in alert_messages(alert, ctx.directory, ctx.now, calendar.consents):
             # One event per recipient; the DetectedIssue id names the alert they share.
             event_id = uuid.uuid5(uuid.UUID(message.alert_id), message.recipient)
-            envelope = Envelope(
-                event_id=event_id,
-                event_type=message.event_type,
-                source=HUB_SOURCE,
-                subject=Subject(person_id=alert.person_id),
-                occurred_at=ctx.now,
-                recorded_at=ctx.now,
-                correlation_id=uuid.UUID(cause) if cause else event_id,
+            correlation = uuid.UUID(cause) if cause else event_id
+            sent = hub_envelope(
+                event_id,
+                message.event_type,
+                person_id=alert.person_id,
                 resource=message.resource,
+                now=ctx.now,
+                correlation_id=correlation,
             )
-            outs.append(
-                Out(topics.ALERTS, message.recipient.encode(), envelope.model_dump_json().encode())
+            outs.append(Out(topics.ALERTS, message.recipient.encode(), sent))
+            audit = audit_event(
+                disclosure_id=str(event_id),
+                person_id=alert.person_id,
+                recipient=message.recipient,
+                role=message.role,
+                what=f"DetectedIssue/{message.alert_id}",
+                basis=message.basis,
+                at=ctx.now,
             )
+            audit_id = uuid.UUID(audit["id"])
+            record = hub_envelope(
+                audit_id,
+                AUDIT_EVENT_TYPE,
+                person_id=alert.person_id,
+                resource=audit,
+                now=ctx.now,
+                correlation_id=event_id,
+            )
+            outs.append(Out(topics.AUDIT, alert.person_id.encode(), record))
     return outs
+
+
+def hub_envelope(
+    event_id: uuid.UUID,
+    event_type: str,
+    *,
+    person_id: str,
+    resource: dict[str, Any],
+    now: datetime,
+    correlation_id: uuid.UUID,
+) -> bytes:
+    """An envelope the hub itself sends about a person, encoded."""
+    envelope = Envelope(
+        event_id=event_id,
+        event_type=event_type,
+        source=HUB_SOURCE,
+        subject=Subject(person_id=person_id),
+        occurred_at=now,
+        recorded_at=now,
+        correlation_id=correlation_id,
+        resource=resource,
+    )
+    return envelope.model_dump_json().encode()
 
 
 def _instant(value: str) -> datetime:

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from services.domain.calendar import Calendar, Slot, Version
+from services.domain.consent import ConsentDecision
 
 # Bump with an upcaster when the row layout changes; tables outlive deployments.
 FORMAT = 1
@@ -76,17 +77,48 @@ def _ticks_required(ticks: int) -> datetime:
     return value
 
 
+def _consent_row(decision: ConsentDecision) -> list[Any]:
+    return [
+        decision.consent_id,
+        decision.source,
+        decision.permit,
+        sorted(decision.recipients),
+        sorted(decision.roles),
+        sorted(decision.categories),
+        _ticks(decision.start),
+        _ticks(decision.end),
+        _ticks(decision.recorded),
+    ]
+
+
+def _consent(row: list[Any]) -> ConsentDecision:
+    consent_id, source, permit, recipients, roles, categories, start, end, recorded = row
+    return ConsentDecision(
+        consent_id=consent_id,
+        source=source,
+        permit=permit,
+        recipients=frozenset(recipients),
+        roles=frozenset(roles),
+        categories=frozenset(categories),
+        start=_instant(start),
+        end=_instant(end),
+        recorded=_ticks_required(recorded),
+    )
+
+
 def encode_calendar(cal: Calendar, merged_into: str | None = None) -> bytes:
     """The table value for `cal`; `merged_into` marks a person absorbed into another."""
     rows = [_row(s) for s in cal.slots.values()]
-    return orjson.dumps([FORMAT, cal.person_id, merged_into, rows, dict(cal.partners)])
+    consents = [_consent_row(c) for c in cal.consents]
+    return orjson.dumps([FORMAT, cal.person_id, merged_into, rows, dict(cal.partners), consents])
 
 
 def decode_calendar(data: bytes) -> tuple[Calendar, str | None]:
     """The calendar and merged-into person id stored by `encode_calendar`; ValueError if corrupt."""
     value = orjson.loads(data)
-    if not isinstance(value, list) or len(value) != 5 or value[0] != FORMAT:
+    if not isinstance(value, list) or len(value) != 6 or value[0] != FORMAT:
         raise ValueError(f"stored calendar is not in format {FORMAT}")
-    _, person_id, merged_into, rows, partners = value
-    slots = [_slot(row) for row in rows]
-    return Calendar(person_id, {s.appointment_id: s for s in slots}, partners), merged_into
+    _, person_id, merged_into, rows, partners, consents = value
+    slots = {row[0]: _slot(row) for row in rows}
+    decisions = tuple(_consent(row) for row in consents)
+    return Calendar(person_id, slots, partners, decisions), merged_into

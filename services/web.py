@@ -7,7 +7,8 @@ so any worker answers for any person.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -16,14 +17,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from deploy.kafka.local import bootstrap_servers
 from schemas import topics
-from schemas.identifiers import IdentifierError, PersonIdentifier, check_identifier
+from schemas.identifiers import IdentifierError, parse_token
 from services.auth import AuthError, authenticate, basic_credentials
 from services.config import partner_directory
+from services.domain.audit import audit_event
 from services.domain.breach import BreachCheck, breach_check
 from services.domain.calendar import Calendar
+from services.domain.consent import ROLE_OF_KIND
+from services.domain.disclosure import disclose
 from services.domain.identity import person_id_for
-from services.domain.partners import Partner
-from services.hub import SETTINGS, app, calendars, token_person
+from services.domain.partners import Partner, PartnerDirectory
+from services.hub import SETTINGS, TOPICS, app, calendars, token_person
+from services.pipeline import AUDIT_EVENT_TYPE, hub_envelope
 from services.state import decode_calendar
 
 log = structlog.get_logger(__name__)
@@ -75,21 +80,13 @@ def caller(request: Any) -> Partner | None:
         return None
 
 
-def parse_identifier(token: str) -> PersonIdentifier:
-    """`SYSTEM|VALUE` as an acceptable person identifier, or IdentifierError."""
-    system, sep, value = token.rpartition("|")
-    if not sep or not system:
-        raise IdentifierError("person must be given as SYSTEM|VALUE")
-    return check_identifier(system, value)
-
-
 @app.page("/people")
 @app.table_route(table=token_person, query_param="identifier")
 async def person_by_identifier(web: Any, request: Any) -> Any:
     """The hub person id an identifier resolves to (it may not have any events yet)."""
     try:
         signed_in(request)
-        identifier = parse_identifier(request.query.get("identifier", ""))
+        identifier = parse_token(request.query.get("identifier", ""))
     except Refusal as refusal:
         return _problem(web, refusal.status, refusal.message)
     except IdentifierError as exc:
@@ -154,36 +151,88 @@ async def breach_check_view(web: Any, request: Any, person_id: str) -> Any:
     check = breach_check(
         calendar, appointment, calendar.partners, dict(LAST_HEARD), SETTINGS.travel_buffer
     )
+    now = datetime.now(UTC)
+    directory = partner_directory(SETTINGS.partners_file)
+    answer, basis = breach_check_answer(check, calendar, asking, directory, now)
+    await record_disclosure(person_id, asking, f"BreachCheck/{appointment}", basis, now)
     log.info("breach_check.answered", person_id=person_id, partner=asking.id, verdict=check.verdict)
-    return web.json(breach_check_json(check, partner_directory(SETTINGS.partners_file)))
+    return web.json(answer)
 
 
-def breach_check_json(check: BreachCheck, directory: Any) -> dict[str, Any]:
-    """The breach check as the officer sees it: no clinical detail, only times and attendance."""
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
 
-    def when(value: datetime | None) -> str | None:
-        return value.isoformat().replace("+00:00", "Z") if value else None
 
-    return {
+def breach_check_answer(
+    check: BreachCheck,
+    calendar: Calendar,
+    asking: Partner,
+    directory: PartnerDirectory,
+    at: datetime,
+) -> tuple[dict[str, Any], str]:
+    """The breach check as the asking partner may see it, and the basis of the disclosure."""
+    role = ROLE_OF_KIND[asking.kind]
+    evidence, bases = [], []
+    for e in check.evidence:
+        partner = directory.get(e.partner)
+        full = {
+            "appointment_id": e.appointment_id,
+            "organisation": partner.name if partner else e.partner,
+            "organisation_type": e.kind,
+            "status": e.status,
+            "start": _when(e.start),
+            "end": _when(e.end),
+            "service_type": calendar.slots[e.appointment_id].service_type,
+        }
+        shown = disclose(
+            full,
+            resource_type="BreachEvidence",
+            role=role,
+            own=e.partner == asking.id,
+            agency_kind=e.kind,
+            consents=calendar.consents,
+            recipient=asking.id,
+            at=at,
+        )
+        evidence.append({k: v for k, v in shown.resource.items() if v is not None})
+        bases.append(shown.basis)
+    answer = {
         "person_id": check.person_id,
         "appointment_id": check.appointment_id,
         "verdict": check.verdict,
-        "evidence": [
-            {
-                "appointment_id": e.appointment_id,
-                "organisation": (p.name if (p := directory.get(e.partner)) else e.partner),
-                "organisation_type": e.kind,
-                "status": e.status,
-                "start": when(e.start),
-                "end": when(e.end),
-            }
-            for e in check.evidence
-        ],
+        "evidence": evidence,
         "partners": [
-            {"partner": f.partner, "organisation_type": f.kind, "last_heard": when(f.last_heard)}
+            {"partner": f.partner, "organisation_type": f.kind, "last_heard": _when(f.last_heard)}
             for f in check.partners
         ],
     }
+    consent_bases = [b for b in bases if b not in ("role-default", "own-record")]
+    return answer, consent_bases[0] if consent_bases else "role-default"
+
+
+async def record_disclosure(
+    person_id: str, asking: Partner, what: str, basis: str, at: datetime
+) -> None:
+    """Put the AuditEvent of one disclosure on the audit topic."""
+    disclosure_id = uuid.uuid4()
+    audit = audit_event(
+        disclosure_id=str(disclosure_id),
+        person_id=person_id,
+        recipient=asking.id,
+        role=ROLE_OF_KIND[asking.kind],
+        what=what,
+        basis=basis,
+        at=at,
+    )
+    value = hub_envelope(
+        uuid.UUID(audit["id"]),
+        AUDIT_EVENT_TYPE,
+        person_id=person_id,
+        resource=audit,
+        now=at,
+        correlation_id=disclosure_id,
+    )
+    await TOPICS[topics.AUDIT.name].send(key=person_id.encode(), value=value)
 
 
 @app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped

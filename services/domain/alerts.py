@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 
 from schemas.identifiers import HUB_PERSON
 from services.domain.calendar import Alert, AlertAction, AlertKind, Slot
+from services.domain.consent import ROLE_OF_KIND, ConsentDecision, Role
+from services.domain.disclosure import Disclosure, disclose
 from services.domain.partners import ORGANISATION_TYPE_LABELS, PartnerDirectory
 
 # Fixed, so an alert reprocessed after a restart gets the same id.
@@ -47,6 +49,8 @@ class AlertMessage:
     event_type: str
     resource: dict[str, Any]
     alert_id: str
+    role: Role
+    basis: str  # "role-default", or the consent id that allowed more
 
 
 def alert_id(alert: Alert) -> str:
@@ -105,7 +109,34 @@ def _contained(
             "status": "accepted",
         }
     ]
+    if slot.service_type and slot.partner != recipient:
+        # Offered to the disclosure policy, which keeps it only under the person's consent;
+        # a booker is never sent its own detail back.
+        appointment["specialty"] = [{"text": slot.service_type}]
     return appointment
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who an alert is disclosed to, and what the disclosure policy needs to know about them."""
+
+    recipient: str
+    role: Role
+    consents: tuple[ConsentDecision, ...]
+    at: datetime
+
+
+def _disclosed(slot: Slot, local_id: str, directory: PartnerDirectory, to: Audience) -> Disclosure:
+    return disclose(
+        _contained(slot, local_id, directory, to.recipient),
+        resource_type="Appointment",
+        role=to.role,
+        own=slot.partner == to.recipient,
+        agency_kind=slot.kind,
+        consents=to.consents,
+        recipient=to.recipient,
+        at=to.at,
+    )
 
 
 def _org_type(slot: Slot) -> str:
@@ -158,36 +189,51 @@ def _detail(alert: Alert, recipient: str) -> str:
     )
 
 
-def _issue(
-    alert: Alert, issue_id: str, recipient: str, directory: PartnerDirectory, now: datetime
-) -> dict[str, Any]:
+def _issue(alert: Alert, issue_id: str, directory: PartnerDirectory, to: Audience) -> Disclosure:
     first, second = alert.slots
-    return {
+    contained = [_disclosed(first, "a1", directory, to), _disclosed(second, "a2", directory, to)]
+    consent_bases = [c.basis for c in contained if c.basis not in ("role-default", "own-record")]
+    issue = {
         "resourceType": "DetectedIssue",
         "id": issue_id,
-        "contained": [
-            _contained(first, "a1", directory, recipient),
-            _contained(second, "a2", directory, recipient),
-        ],
-        "extension": [{"url": RECIPIENT_EXTENSION, "valueString": recipient}],
+        "contained": [c.resource for c in contained],
+        "extension": [{"url": RECIPIENT_EXTENSION, "valueString": to.recipient}],
         "status": _STATUSES[alert.action],
         "code": {"coding": [{"system": ALERT_SYSTEM, "code": _CODES[alert.kind]}]},
         "severity": _SEVERITIES[alert.kind],
         # The hub person id only: each partner already knows the person by its own id.
         "patient": {"identifier": {"system": HUB_PERSON, "value": alert.person_id}},
-        "identifiedDateTime": _instant(now),
+        "identifiedDateTime": _instant(to.at),
         "implicated": [{"reference": "#a1"}, {"reference": "#a2"}],
-        "detail": _detail(alert, recipient),
+        "detail": _detail(alert, to.recipient),
     }
+    outer = disclose(
+        issue,
+        resource_type="DetectedIssue",
+        role=to.role,
+        own=False,
+        agency_kind=None,
+        consents=to.consents,
+        recipient=to.recipient,
+        at=to.at,
+    )
+    return Disclosure(outer.resource, consent_bases[0] if consent_bases else "role-default")
 
 
-def alert_messages(alert: Alert, directory: PartnerDirectory, now: datetime) -> list[AlertMessage]:
-    """The minimised DetectedIssue for each of the alert's recipients."""
+def alert_messages(
+    alert: Alert,
+    directory: PartnerDirectory,
+    now: datetime,
+    consents: tuple[ConsentDecision, ...] = (),
+) -> list[AlertMessage]:
+    """The DetectedIssue for each of the alert's recipients, as the disclosure policy allows."""
     issue_id = alert_id(alert)
     event_type = EVENT_TYPES[(alert.kind, alert.action)]
-    return [
-        AlertMessage(
-            recipient, event_type, _issue(alert, issue_id, recipient, directory, now), issue_id
+    messages = []
+    for recipient in alert.recipients:
+        role = ROLE_OF_KIND[directory.kind_of(recipient)]
+        disclosed = _issue(alert, issue_id, directory, Audience(recipient, role, consents, now))
+        messages.append(
+            AlertMessage(recipient, event_type, disclosed.resource, issue_id, role, disclosed.basis)
         )
-        for recipient in alert.recipients
-    ]
+    return messages

@@ -9,16 +9,20 @@ from datetime import datetime, timedelta
 from itertools import combinations
 from typing import Literal, NamedTuple, TypeAlias
 
-AgencyKind = Literal["probation", "gp", "mht", "voluntary"]
+from services.domain.consent import ConsentDecision, record
+from services.domain.kinds import HEALTH_KINDS, OBLIGATION_KINDS, AgencyKind
+
+__all__ = [
+    "HEALTH_KINDS",
+    "OBLIGATION_KINDS",
+    "AgencyKind",
+]  # re-exported: the calendar's vocabulary
+
 AlertKind = Literal["clash", "explained-absence"]
 AlertAction = Literal["raised", "resolved"]
 # (kind, id_a, id_b): clash ids sorted; explained-absence ids are (missed, evidence).
 AlertKey: TypeAlias = tuple[AlertKind, str, str]
 
-# Attendance at these can explain an absence elsewhere.
-HEALTH_KINDS: frozenset[str] = frozenset({"gp", "mht"})
-# Probation and treatment appointments: the ones whose no-show can lead to a breach.
-OBLIGATION_KINDS: frozenset[str] = frozenset({"probation", "voluntary"})
 LIVE_STATUSES: frozenset[str] = frozenset({"booked", "arrived", "checked-in"})
 ATTENDED_STATUSES: frozenset[str] = frozenset({"arrived", "checked-in", "fulfilled"})
 DEFAULT_TRAVEL_BUFFER = timedelta(minutes=30)
@@ -71,6 +75,8 @@ class Calendar:
     # every partner that has sent anything about the person, and its kind: who to tell,
     # and whose feed could hold evidence
     partners: Mapping[str, AgencyKind] = field(default_factory=dict)
+    # the person's consent decisions, latest per consent (services.domain.consent.record)
+    consents: tuple[ConsentDecision, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +94,12 @@ class Alert:
 def _supersedes(slot: Slot, current: Slot | None) -> bool:
     # Equal versions are the same change delivered again: no second effect.
     return current is None or slot.version > current.version
+
+
+def add_consent(calendar: Calendar, decision: ConsentDecision) -> Calendar:
+    """Record a consent decision (the same object when it changes nothing)."""
+    consents = record(calendar.consents, decision)
+    return calendar if consents is calendar.consents else replace(calendar, consents=consents)
 
 
 def add_partner(calendar: Calendar, partner: str, kind: AgencyKind) -> Calendar:
@@ -210,6 +222,9 @@ def merge(
     for slot in b.slots.values():
         if _supersedes(slot, slots.get(slot.appointment_id)):
             slots[slot.appointment_id] = slot
-    merged = Calendar(person_id, slots, {**a.partners, **b.partners})
+    consents = a.consents
+    for decision in b.consents:
+        consents = record(consents, decision)
+    merged = Calendar(person_id, slots, {**a.partners, **b.partners}, consents)
     before = open_alert_keys(a, buffer) | open_alert_keys(b, buffer)
     return merged, _diff(merged, before, open_alert_keys(merged, buffer))

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
-from services.domain.calendar import AgencyKind
+from services.domain.kinds import AgencyKind
 
 Category = Literal[
     "appointment-times", "appointment-detail", "referral-content", "assessment-outcome"
@@ -186,6 +186,7 @@ def decision_from_consent(
         raise ValueError(f"Consent.provision.type: {kind!r} is not permit or deny")
     recipients, roles = _roles(provision)
     period = provision.get("period") or {}
+    start, end = period.get("start"), period.get("end")
     meta = resource.get("meta") or {}
     if "dateTime" in resource:
         recorded = _instant(resource["dateTime"], "Consent.dateTime")
@@ -200,12 +201,8 @@ def decision_from_consent(
         recipients=recipients,
         roles=roles,
         categories=_categories(provision),
-        start=_instant(period["start"], "Consent.provision.period.start")
-        if "start" in period
-        else None,
-        end=_instant(period["end"], "Consent.provision.period.end", end=True)
-        if "end" in period
-        else None,
+        start=None if start is None else _instant(start, "Consent.provision.period.start"),
+        end=None if end is None else _instant(end, "Consent.provision.period.end", end=True),
         recorded=recorded,
     )
 

@@ -11,8 +11,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from services.domain.calendar import HEALTH_KINDS, AgencyKind
 from services.domain.consent import Category, ConsentDecision, Role, basis_for
+from services.domain.kinds import HEALTH_KINDS, AgencyKind
 
 ROLE_DEFAULT = "role-default"
 OWN_RECORD = "own-record"
@@ -74,9 +74,10 @@ DETECTED_ISSUE = Rule(
         "contained extension"
     )
 )
+# The evidence shows the type of organisation; its name and the service come with consent.
 BREACH_EVIDENCE = Rule(
-    default=elements("appointment_id organisation organisation_type status start end"),
-    by_consent=MappingProxyType({"appointment-detail": elements("service_type")}),
+    default=elements("appointment_id organisation_type status start end"),
+    by_consent=MappingProxyType({"appointment-detail": elements("organisation service_type")}),
     enrich_kinds=HEALTH_KINDS,
 )
 

@@ -179,7 +179,7 @@ def test_officer_alert_has_time_org_type_and_attendance_but_no_specialty() -> No
             }
         ],
     }
-    text = json.dumps(issue)
+    text = json.dumps(evidence)
     assert "High Street Surgery" not in text, "another agency is shown by its type, not its name"
     assert "Psychiatry" not in text
     assert "ServiceRequest" not in text

@@ -67,7 +67,7 @@ DETECTED_ISSUE = {
     "contained",
     "extension",
 }
-BREACH_EVIDENCE = {"appointment_id", "organisation", "organisation_type", "status", "start", "end"}
+BREACH_EVIDENCE = {"appointment_id", "organisation_type", "status", "start", "end"}
 DEFAULTS = {
     "Appointment": APPOINTMENT,
     "ServiceRequest": REFERRAL,

@@ -123,7 +123,13 @@ def test_merge_then_transfer_moves_a_calendar_and_raises_the_clash_found_across_
     merged, alerts = person_event(stored[survivor], orjson.loads(transfer.value), CTX)
     calendar, _ = decode_calendar(merged)
     assert set(calendar.slots) == {"gp-Y01234/g", "vol-recovery/v"}
-    assert sorted(a.key for a in alerts) == [b"gp-Y01234", b"vol-recovery"]
+    assert sorted(a.key for a in alerts if a.topic is topics.ALERTS) == [
+        b"gp-Y01234",
+        b"vol-recovery",
+    ]
+    assert [a.key for a in alerts if a.topic is topics.AUDIT] == [survivor.encode()] * 2, (
+        "one audit each"
+    )
 
 
 def test_event_for_a_merged_person_is_forwarded_to_the_survivor() -> None:

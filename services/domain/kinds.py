@@ -1,0 +1,12 @@
+"""The kinds of agency that exchange events through the hub, and the groups the rules use."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+AgencyKind = Literal["probation", "gp", "mht", "voluntary"]
+
+# Attendance at these can explain an absence elsewhere.
+HEALTH_KINDS: frozenset[str] = frozenset({"gp", "mht"})
+# Probation and treatment appointments: the ones whose no-show can lead to a breach.
+OBLIGATION_KINDS: frozenset[str] = frozenset({"probation", "voluntary"})
