@@ -111,6 +111,16 @@ OUTBOUND = Topic(
     consumed_by="outbound delivery connectors",
     purpose="minimised messages addressed to one partner each",
 )
+REFERRALS = Topic(
+    "referrals",
+    key="referral id (<referrer>/<ServiceRequest.id>)",
+    partitions=4,
+    cleanup="compact",
+    retention_ms=-1,
+    produced_by="reconciler (referral steps)",
+    consumed_by="referral inboxes: the worker API and `concord referrals`",
+    purpose="each referral's latest state: who referred to whom, status, deadline, first appointment",
+)
 AUDIT = Topic(
     "audit",
     key="hub person id",
@@ -140,6 +150,7 @@ CATALOGUE: tuple[Topic, ...] = (
     PARTNER_ACTIVITY,
     ALERTS,
     OUTBOUND,
+    REFERRALS,
     AUDIT,
     DEADLETTER,
 )

@@ -18,13 +18,15 @@ from schemas import topics
 from schemas.codec import CodecError, encode, peek
 from schemas.envelope import DeadLetter
 from schemas.identifiers import IdentifierError, PersonIdentifier
-from services.config import partner_directory
+from services import clock
+from services.config import partner_directory, service_directory
 from services.domain.identity import PersonIndex
 from services.hub import (
     SETTINGS,
     TOPICS,
     app,
     calendars,
+    deadlines,
     inbound_and_assignments,
     linked_members,
     linked_person_of,
@@ -32,9 +34,8 @@ from services.hub import (
     person_events,
     token_person,
 )
+from services.outputs import Context, Out
 from services.pipeline import (
-    Context,
-    Out,
     identifiers_of,
     index_event,
     link_event,
@@ -157,8 +158,36 @@ async def linker(stream: Any) -> None:
 def context() -> Context:
     """The reconciler's context for the message being handled now."""
     return Context(
-        partner_directory(SETTINGS.partners_file), SETTINGS.travel_buffer, datetime.now(UTC)
+        directory=partner_directory(SETTINGS.partners_file),
+        buffer=SETTINGS.travel_buffer,
+        now=clock.now(),
+        services=service_directory(SETTINGS.services_file),
+        sla=SETTINGS.sla_working_days,
     )
+
+
+def _schedule(person: str, deadline: datetime | None) -> None:
+    """Remember when the person's next referral falls due, for the escalation timer."""
+    if deadline is not None:
+        deadlines[person] = deadline.isoformat().encode()
+    elif deadlines.get(person) is not None:
+        del deadlines[person]
+
+
+@app.timer(interval=SETTINGS.escalation_check.total_seconds())  # type: ignore[untyped-decorator]
+async def escalation_check() -> None:
+    """Ask the reconciler to escalate referrals past their deadline (it decides, in order)."""
+    now = clock.now()
+    due = [
+        person
+        for person, when in list(deadlines.items())
+        if datetime.fromisoformat(when.decode()) <= now
+    ]
+    for person in due:
+        command = orjson.dumps(
+            {"command": "deadlines", "person_id": person, "now": now.isoformat()}
+        )
+        await TOPICS[topics.PERSON_EVENTS.name].send(key=person.encode(), value=command)
 
 
 @app.agent(person_events)
@@ -169,7 +198,7 @@ async def reconciler(stream: Any) -> None:
         message: dict[str, Any] = {}
         try:
             message = peek(event.value)
-            stored, outs = person_event(calendars.get(person), message, context())
+            stored, outs, deadline = person_event(calendars.get(person), message, context())
         except (CodecError, KeyError, TypeError, ValueError) as exc:
             reason = f"cannot reconcile: {exc}"
             await reject(event.value, reason, "reconciler", str(message.get("source", "unknown")))
@@ -177,6 +206,7 @@ async def reconciler(stream: Any) -> None:
         await emit(outs)
         if stored is not None:
             calendars[person] = stored
+            _schedule(person, deadline)
         log.info(
             "reconciler.handled",
             event_id=message.get("event_id"),

@@ -130,6 +130,8 @@ def _worker(args: argparse.Namespace) -> int:
         return run_worker(args.log_level or "warning")
     except TopicSetupError as exc:
         raise CommandError(str(exc)) from exc
+    except (ValueError, OSError) as exc:  # a partner or service directory that does not load
+        raise CommandError(f"cannot start: {exc}", EXIT_USAGE) from exc
 
 
 def _get_json(url: str, auth: str) -> tuple[int, dict[str, object]]:
@@ -185,6 +187,25 @@ def _audit(args: argparse.Namespace) -> int:
         print(json.dumps(envelope) if args.json else audit_line(envelope))
     if not args.json:
         print(f"{len(trail)} disclosure(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _referrals(args: argparse.Namespace) -> int:
+    from connectors.kafka_io import read_topic
+    from schemas.topics import REFERRALS
+    from services.inbox import inbox, inbox_line, latest_entries
+
+    if not PARTNER_ID.match(args.partner):
+        raise CommandError(f"--for {args.partner!r} is not a valid partner id", EXIT_USAGE)
+    _sign_in(args)
+    try:
+        entries = latest_entries(read_topic(REFERRALS.name, idle_timeout_s=2.0))
+    except LookupError as exc:
+        raise CommandError(str(exc)) from exc
+    found = inbox(entries, args.partner, args.status)
+    for entry in found:
+        print(json.dumps(entry) if args.json else inbox_line(entry, args.partner))
+    print(f"{len(found)} referral(s)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -258,6 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the AuditEvent envelopes as JSON lines"
     )
     audit.set_defaults(run=_audit)
+
+    referrals = commands.add_parser(
+        "referrals", help="a partner's referral inbox: referrals sent or received, and their state"
+    )
+    referrals.add_argument(
+        "--for", dest="partner", required=True, help="the partner (signs in as it)"
+    )
+    referrals.add_argument(
+        "--status", default=None, help="only referrals in this status (e.g. requested)"
+    )
+    referrals.add_argument("--json", action="store_true", help="print entries as JSON lines")
+    _secret_option(referrals)
+    referrals.set_defaults(run=_referrals)
 
     partners = commands.add_parser("partners", help="partner credentials")
     partners.add_argument(

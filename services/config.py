@@ -13,6 +13,7 @@ import yaml
 from deploy.kafka.local import bootstrap_servers
 from schemas.topics import topic_prefix
 from services.domain.partners import PartnerDirectory
+from services.domain.referrals import ServiceDirectory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +30,9 @@ class Settings:
     web_port: int
     travel_buffer: timedelta
     partners_file: Path
+    services_file: Path
+    sla_working_days: dict[str, int]
+    escalation_check: timedelta
 
     @property
     def web_url(self) -> str:
@@ -52,6 +56,14 @@ def settings() -> Settings:
             minutes=float(os.environ.get("CONCORD_TRAVEL_BUFFER_MINUTES", "30"))
         ),
         partners_file=Path(os.environ.get("CONCORD_PARTNERS", ROOT / "deploy" / "partners.yaml")),
+        services_file=Path(os.environ.get("CONCORD_SERVICES", ROOT / "deploy" / "services.yaml")),
+        sla_working_days={
+            "routine": int(os.environ.get("CONCORD_SLA_ROUTINE_DAYS", "5")),
+            "urgent": int(os.environ.get("CONCORD_SLA_URGENT_DAYS", "1")),
+        },
+        escalation_check=timedelta(
+            seconds=float(os.environ.get("CONCORD_ESCALATION_CHECK_SECONDS", "60"))
+        ),
     )
 
 
@@ -60,6 +72,13 @@ def partner_directory(path: Path) -> PartnerDirectory:
     """The partner directory from its YAML file, validated."""
     with path.open(encoding="utf-8") as handle:
         return PartnerDirectory.from_dict(yaml.safe_load(handle))
+
+
+@cache
+def service_directory(path: Path) -> ServiceDirectory:
+    """The service directory from its YAML file, validated (a worker refuses to start on errors)."""
+    with path.open(encoding="utf-8") as handle:
+        return ServiceDirectory.from_dict(yaml.safe_load(handle))
 
 
 def worker_url() -> str:

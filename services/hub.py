@@ -56,6 +56,8 @@ TOPICS: dict[str, Any] = {
     topics.PERSON_EVENTS.name: person_events,
     topics.ALERTS.name: alerts,
     topics.AUDIT.name: _topic(topics.AUDIT),
+    topics.OUTBOUND.name: _topic(topics.OUTBOUND),
+    topics.REFERRALS.name: _topic(topics.REFERRALS),
     topics.PARTNER_ACTIVITY.name: partner_activity,
     topics.DEADLETTER.name: deadletter,
     topics.ASSIGNMENTS.name: _topic(topics.ASSIGNMENTS),
@@ -80,3 +82,5 @@ linked_person_of = _table("linked-person-of", topics.LINKS.partitions, "token ->
 linked_members = _table("linked-members", topics.LINKS.partitions, "person -> tokens")
 # person id -> encoded calendar (services/state.py)
 calendars = _table("calendars", topics.PERSON_EVENTS.partitions, "person -> calendar")
+# person id -> earliest referral deadline (ISO), for people with referrals awaiting acceptance
+deadlines = _table("deadlines", topics.PERSON_EVENTS.partitions, "person -> next deadline")

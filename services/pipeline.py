@@ -9,46 +9,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 import orjson
 
 from schemas import topics
-from schemas.codec import dumps, with_person
-from schemas.envelope import Envelope, Subject
-from schemas.identifiers import PersonIdentifier, check_identifier
-from schemas.topics import Topic
+from schemas.codec import dumps, encode, with_person
+from schemas.envelope import DeadLetter
+from schemas.identifiers import HUB_PERSON, PersonIdentifier, check_identifier
+from services import referral_flow
 from services.domain.alerts import alert_messages
 from services.domain.appointments import slot_from_appointment
-from services.domain.audit import audit_event
 from services.domain.calendar import Alert, Calendar, add_consent, add_partner, merge, reconcile
 from services.domain.consent import decision_from_consent
 from services.domain.identity import PersonIndex, Resolution, person_id_for, resolve
-from services.domain.partners import PartnerDirectory
+from services.outputs import Context, Disclosed, Out, disclosure_outs
 from services.state import decode_calendar, encode_calendar
-
-HUB_SOURCE = "concord-hub"
-AUDIT_EVENT_TYPE = "audit.disclosure.recorded"
-
-
-@dataclass(frozen=True, slots=True)
-class Out:
-    """One message to emit."""
-
-    topic: Topic
-    key: bytes
-    value: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What the reconciler needs besides the message: partners, the buffer, the clock."""
-
-    directory: PartnerDirectory
-    buffer: timedelta
-    now: datetime
 
 
 def identifiers_of(envelope: Mapping[str, Any]) -> list[PersonIdentifier]:
@@ -75,7 +52,10 @@ def index_event(envelope: Mapping[str, Any], raw: bytes, assigned: str | None) -
         return []  # hub-wide resources (e.g. MeasureReport) name nobody
     if len(identifiers) > 1:
         return [Out(topics.LINKS, identifiers[0].token().encode(), raw)]
-    person = assigned or person_id_for(identifiers[0])
+    if identifiers[0].system == HUB_PERSON:
+        person = identifiers[0].value  # a reply about a person the hub named, e.g. a referral Task
+    else:
+        person = assigned or person_id_for(identifiers[0])
     return [Out(topics.PERSON_EVENTS, person.encode(), with_person(dict(envelope), person))]
 
 
@@ -121,46 +101,90 @@ def merge_command(absorbed: str, survivor: str) -> bytes:
 # --- reconciler: person-events (keyed by person) -> calendars table, alerts ---
 
 
-def person_event(
-    stored: bytes | None, message: Mapping[str, Any], ctx: Context
-) -> tuple[bytes | None, list[Out]]:
-    """Apply one person-keyed message to that person's stored calendar.
+class PersonStep(NamedTuple):
+    """What one person-keyed message did: the record's new bytes, messages, the next deadline."""
 
-    Returns the calendar's new bytes (None when unchanged) and the messages to emit.
-    """
+    stored: bytes | None  # None when the record is unchanged
+    outs: list[Out]
+    next_deadline: datetime | None = None  # earliest referral deadline, when stored changed
+
+
+def person_event(stored: bytes | None, message: Mapping[str, Any], ctx: Context) -> PersonStep:
+    """Apply one person-keyed message to that person's record (calendar, consents, referrals)."""
     command = message.get("command")
     if command == "merge":
-        return _hand_over(stored, message)
+        return PersonStep(*_hand_over(stored, message))
     if command == "transfer":
-        return _take_over(stored, message, ctx)
-    person_id = message["subject"]["person_id"]
+        return _done(*_take_over(stored, message, ctx))
+    person_id = message.get("person_id") or message["subject"]["person_id"]
     calendar, merged_into = _load(stored, person_id)
     if merged_into is not None:
-        return None, [
-            Out(topics.PERSON_EVENTS, merged_into.encode(), with_person(dict(message), merged_into))
-        ]
-    source = message["source"]
-    kind = ctx.directory.kind_of(source)
-    updated = add_partner(calendar, source, kind)
-    alerts: list[Alert] = []
-    resource = message["resource"]
-    if resource.get("resourceType") == "Consent":
-        decision = decision_from_consent(
-            resource, source=source, occurred_at=_instant(message["occurred_at"])
-        )
-        updated = add_consent(updated, decision)
-    elif resource.get("resourceType") == "Appointment":
-        slot = slot_from_appointment(
-            resource,
-            source=source,
-            kind=kind,
-            event_id=message["event_id"],
-            occurred_at=_instant(message["occurred_at"]),
-        )
-        updated, alerts = reconcile(updated, slot, ctx.buffer)
+        return PersonStep(None, [_forward(message, merged_into)])
+    if command == "deadlines":
+        updated, outs = referral_flow.on_deadlines(calendar, _instant(message["now"]), ctx)
+        return _done(None if updated is calendar else encode_calendar(updated), outs, updated)
+    updated, outs = _apply(calendar, message, ctx)
     if updated is calendar:
-        return None, []
-    return encode_calendar(updated), alert_outs(alerts, updated, ctx, message["event_id"])
+        return PersonStep(None, outs)
+    return _done(encode_calendar(updated), outs, updated)
+
+
+def _done(stored: bytes | None, outs: list[Out], calendar: Calendar | None = None) -> PersonStep:
+    deadline = referral_flow.next_deadline(calendar) if calendar is not None and stored else None
+    return PersonStep(stored, outs, deadline)
+
+
+def _forward(message: Mapping[str, Any], survivor: str) -> Out:
+    if "command" in message:
+        return Out(
+            topics.PERSON_EVENTS, survivor.encode(), dumps({**message, "person_id": survivor})
+        )
+    return Out(topics.PERSON_EVENTS, survivor.encode(), with_person(dict(message), survivor))
+
+
+def _apply(
+    calendar: Calendar, message: Mapping[str, Any], ctx: Context
+) -> tuple[Calendar, list[Out]]:
+    """One partner event on the person's record: what changes, and what to send."""
+    source, resource, cause = message["source"], message["resource"], message["event_id"]
+    kind = ctx.directory.kind_of(source)
+    occurred_at = _instant(message["occurred_at"])
+    updated = add_partner(calendar, source, kind)
+    resource_type = resource.get("resourceType")
+    if resource_type == "Consent":
+        decision = decision_from_consent(resource, source=source, occurred_at=occurred_at)
+        return add_consent(updated, decision), []
+    if resource_type == "ServiceRequest":
+        return referral_flow.on_service_request(updated, message, ctx, occurred_at)
+    if resource_type == "Task":
+        updated, outs, refusal = referral_flow.on_task(updated, message, ctx)
+        if refusal:
+            outs.append(_refused(message, refusal, ctx))
+        return updated, outs
+    if resource_type != "Appointment":
+        return updated, []
+    slot = slot_from_appointment(
+        resource, source=source, kind=kind, event_id=cause, occurred_at=occurred_at
+    )
+    updated, alerts = reconcile(updated, slot, ctx.buffer)
+    outs = alert_outs(alerts, updated, ctx, cause)
+    updated, booked = referral_flow.on_booking(
+        updated, slot.based_on, slot.appointment_id, ctx, cause
+    )
+    return updated, outs + booked
+
+
+def _refused(message: Mapping[str, Any], reason: str, ctx: Context) -> Out:
+    """A refused update kept on the dead-letter topic, with the reason."""
+    letter = DeadLetter(
+        reason=reason,
+        source=message["source"],
+        origin="referral-lifecycle",
+        received_at=ctx.now,
+        raw=orjson.dumps(message).decode(),
+        event_id=uuid.UUID(message["event_id"]),
+    )
+    return Out(topics.DEADLETTER, message["source"].encode(), encode(letter))
 
 
 def _load(stored: bytes | None, person_id: str) -> tuple[Calendar, str | None]:
@@ -217,60 +241,20 @@ def alert_outs(
     for alert in alerts:
         for message in alert_messages(alert, ctx.directory, ctx.now, calendar.consents):
             # One event per recipient; the DetectedIssue id names the alert they share.
-            event_id = uuid.uuid5(uuid.UUID(message.alert_id), message.recipient)
-            correlation = uuid.UUID(cause) if cause else event_id
-            sent = hub_envelope(
-                event_id,
-                message.event_type,
-                person_id=alert.person_id,
-                resource=message.resource,
-                now=ctx.now,
-                correlation_id=correlation,
-            )
-            outs.append(Out(topics.ALERTS, message.recipient.encode(), sent))
-            audit = audit_event(
-                disclosure_id=str(event_id),
-                person_id=alert.person_id,
+            disclosed = Disclosed(
+                topic=topics.ALERTS,
+                event_id=uuid.uuid5(uuid.UUID(message.alert_id), message.recipient),
+                event_type=message.event_type,
                 recipient=message.recipient,
                 role=message.role,
+                resource=message.resource,
                 what=f"DetectedIssue/{message.alert_id}",
                 basis=message.basis,
-                at=ctx.now,
             )
-            audit_id = uuid.UUID(audit["id"])
-            record = hub_envelope(
-                audit_id,
-                AUDIT_EVENT_TYPE,
-                person_id=alert.person_id,
-                resource=audit,
-                now=ctx.now,
-                correlation_id=event_id,
+            outs += disclosure_outs(
+                disclosed, alert.person_id, ctx.now, uuid.UUID(cause) if cause else None
             )
-            outs.append(Out(topics.AUDIT, alert.person_id.encode(), record))
     return outs
-
-
-def hub_envelope(
-    event_id: uuid.UUID,
-    event_type: str,
-    *,
-    person_id: str,
-    resource: dict[str, Any],
-    now: datetime,
-    correlation_id: uuid.UUID,
-) -> bytes:
-    """An envelope the hub itself sends about a person, encoded."""
-    envelope = Envelope(
-        event_id=event_id,
-        event_type=event_type,
-        source=HUB_SOURCE,
-        subject=Subject(person_id=person_id),
-        occurred_at=now,
-        recorded_at=now,
-        correlation_id=correlation_id,
-        resource=resource,
-    )
-    return envelope.model_dump_json().encode()
 
 
 def _instant(value: str) -> datetime:

@@ -13,6 +13,7 @@ import orjson
 
 from services.domain.calendar import Calendar, Slot, Version
 from services.domain.consent import ConsentDecision
+from services.domain.referrals import Referral
 
 # Bump with an upcaster when the row layout changes; tables outlive deployments.
 FORMAT = 1
@@ -106,19 +107,60 @@ def _consent(row: list[Any]) -> ConsentDecision:
     )
 
 
+def _referral_row(r: Referral) -> list[Any]:
+    return [
+        r.referral_id,
+        r.fhir_id,
+        r.referrer,
+        r.recipient,
+        r.status,
+        r.category,
+        r.urgency,
+        _ticks(r.requested),
+        _ticks(r.deadline),
+        r.escalated,
+        r.reason,
+        r.first_appointment,
+        _ticks(r.updated),
+    ]
+
+
+def _referral(row: list[Any]) -> Referral:
+    (referral_id, fhir_id, referrer, recipient, status, category, urgency, requested, deadline,
+     escalated, reason, first_appointment, updated) = row  # fmt: skip
+    return Referral(
+        referral_id=referral_id,
+        fhir_id=fhir_id,
+        referrer=referrer,
+        recipient=recipient,
+        status=status,
+        category=category,
+        urgency=urgency,
+        requested=_ticks_required(requested),
+        deadline=_instant(deadline),
+        escalated=escalated,
+        reason=reason,
+        first_appointment=first_appointment,
+        updated=_instant(updated),
+    )
+
+
 def encode_calendar(cal: Calendar, merged_into: str | None = None) -> bytes:
     """The table value for `cal`; `merged_into` marks a person absorbed into another."""
     rows = [_row(s) for s in cal.slots.values()]
     consents = [_consent_row(c) for c in cal.consents]
-    return orjson.dumps([FORMAT, cal.person_id, merged_into, rows, dict(cal.partners), consents])
+    referrals = [_referral_row(r) for r in cal.referrals.values()]
+    partners = dict(cal.partners)
+    return orjson.dumps([FORMAT, cal.person_id, merged_into, rows, partners, consents, referrals])
 
 
 def decode_calendar(data: bytes) -> tuple[Calendar, str | None]:
     """The calendar and merged-into person id stored by `encode_calendar`; ValueError if corrupt."""
     value = orjson.loads(data)
-    if not isinstance(value, list) or len(value) != 6 or value[0] != FORMAT:
+    if not isinstance(value, list) or len(value) != 7 or value[0] != FORMAT:
         raise ValueError(f"stored calendar is not in format {FORMAT}")
-    _, person_id, merged_into, rows, partners, consents = value
+    _, person_id, merged_into, rows, partners, consents, referral_rows = value
     slots = {row[0]: _slot(row) for row in rows}
     decisions = tuple(_consent(row) for row in consents)
-    return Calendar(person_id, slots, partners, decisions), merged_into
+    referrals = {row[0]: _referral(row) for row in referral_rows}
+    return Calendar(person_id, slots, partners, decisions, referrals), merged_into

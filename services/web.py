@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from deploy.kafka.local import bootstrap_servers
 from schemas import topics
 from schemas.identifiers import IdentifierError, parse_token
+from schemas.topics import Topic
 from services.auth import AuthError, authenticate, basic_credentials
 from services.config import partner_directory
 from services.domain.audit import audit_event
@@ -28,7 +29,8 @@ from services.domain.disclosure import disclose
 from services.domain.identity import person_id_for
 from services.domain.partners import Partner, PartnerDirectory
 from services.hub import SETTINGS, TOPICS, app, calendars, token_person
-from services.pipeline import AUDIT_EVENT_TYPE, hub_envelope
+from services.inbox import inbox
+from services.outputs import AUDIT_EVENT_TYPE, hub_envelope
 from services.state import decode_calendar
 
 log = structlog.get_logger(__name__)
@@ -235,31 +237,63 @@ async def record_disclosure(
     await TOPICS[topics.AUDIT.name].send(key=person_id.encode(), value=value)
 
 
-@app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped
-async def follow_partner_activity() -> None:
-    """Keep LAST_HEARD current from the compacted partner-activity topic, read whole."""
+async def follow(topic: Topic, apply: Any) -> None:
+    """Read a compacted topic whole, then keep up with it, passing each message to `apply`."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers(), enable_auto_commit=False, group_id=None
     )
     await consumer.start()
     try:
-        partition = TopicPartition(topics.PARTNER_ACTIVITY.name, 0)
-        consumer.assign([partition])
-        await consumer.seek_to_beginning(partition)
+        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
         while True:
             batch = await consumer.getmany(timeout_ms=500)
             for messages in batch.values():
                 for message in messages:
-                    data = orjson.loads(message.value)
-                    heard = datetime.fromisoformat(data["last_heard"].replace("Z", "+00:00"))
-                    if heard > LAST_HEARD.get(
-                        data["partner"], heard.min.replace(tzinfo=heard.tzinfo)
-                    ):
-                        LAST_HEARD[data["partner"]] = heard
+                    apply(message.key, message.value)
     except asyncio.CancelledError:
         raise
     finally:
         await consumer.stop()
+
+
+def _heard(key: bytes | None, value: bytes) -> None:
+    data = orjson.loads(value)
+    heard = datetime.fromisoformat(data["last_heard"].replace("Z", "+00:00"))
+    previous = LAST_HEARD.get(data["partner"])
+    if previous is None or heard > previous:
+        LAST_HEARD[data["partner"]] = heard
+
+
+def _referral_entry(key: bytes | None, value: bytes) -> None:
+    if key is not None:
+        REFERRAL_INBOX[key.decode()] = orjson.loads(value)
+
+
+@app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped
+async def follow_partner_activity() -> None:
+    """Keep LAST_HEARD current from the compacted partner-activity topic, read whole."""
+    await follow(topics.PARTNER_ACTIVITY, _heard)
+
+
+@app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped
+async def follow_referrals() -> None:
+    """Keep the referral inboxes current from the compacted referrals topic, read whole."""
+    await follow(topics.REFERRALS, _referral_entry)
+
+
+REFERRAL_INBOX: dict[str, dict[str, Any]] = {}
+
+
+@app.page("/referrals")
+async def referral_inbox(web: Any, request: Any) -> Any:
+    """The signed-in partner's referrals (sent or received), optionally filtered by ?status=."""
+    try:
+        asking = signed_in(request)
+    except Refusal as refusal:
+        return _problem(web, refusal.status, refusal.message)
+    return web.json({"referrals": inbox(REFERRAL_INBOX, asking.id, request.query.get("status"))})
 
 
 @app.page("/stats")

@@ -6,7 +6,12 @@ from __future__ import annotations
 def main(loglevel: str = "warning") -> int:
     """Run one faust worker in the foreground until interrupted."""
     from deploy.topics import create_topics
+    from services.config import partner_directory, service_directory, settings
 
+    current = settings()
+    # Refuse to start on a broken directory rather than fail on the first message.
+    partner_directory(current.partners_file)
+    service_directory(current.services_file)
     create_topics()
     import faust
 

@@ -11,6 +11,7 @@ from typing import Literal, NamedTuple, TypeAlias
 
 from services.domain.consent import ConsentDecision, record
 from services.domain.kinds import HEALTH_KINDS, OBLIGATION_KINDS, AgencyKind
+from services.domain.referrals import Referral
 
 __all__ = [
     "HEALTH_KINDS",
@@ -77,6 +78,8 @@ class Calendar:
     partners: Mapping[str, AgencyKind] = field(default_factory=dict)
     # the person's consent decisions, latest per consent (services.domain.consent.record)
     consents: tuple[ConsentDecision, ...] = ()
+    # the person's referrals, by referral id
+    referrals: Mapping[str, Referral] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,13 @@ def add_consent(calendar: Calendar, decision: ConsentDecision) -> Calendar:
     """Record a consent decision (the same object when it changes nothing)."""
     consents = record(calendar.consents, decision)
     return calendar if consents is calendar.consents else replace(calendar, consents=consents)
+
+
+def put_referral(calendar: Calendar, referral: Referral) -> Calendar:
+    """Store a referral's new state (the same object when it is unchanged)."""
+    if calendar.referrals.get(referral.referral_id) == referral:
+        return calendar
+    return replace(calendar, referrals={**calendar.referrals, referral.referral_id: referral})
 
 
 def add_partner(calendar: Calendar, partner: str, kind: AgencyKind) -> Calendar:
@@ -225,6 +235,13 @@ def merge(
     consents = a.consents
     for decision in b.consents:
         consents = record(consents, decision)
-    merged = Calendar(person_id, slots, {**a.partners, **b.partners}, consents)
+    referrals = dict(a.referrals)
+    for referral_id, referral in b.referrals.items():
+        mine = referrals.get(referral_id)
+        if mine is None or (referral.updated or referral.requested) > (
+            mine.updated or mine.requested
+        ):
+            referrals[referral_id] = referral
+    merged = Calendar(person_id, slots, {**a.partners, **b.partners}, consents, referrals)
     before = open_alert_keys(a, buffer) | open_alert_keys(b, buffer)
     return merged, _diff(merged, before, open_alert_keys(merged, buffer))

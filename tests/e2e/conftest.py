@@ -38,7 +38,7 @@ def free_port() -> int:
 class Worker:
     """One `concord worker` subprocess with its own web port."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, **extra_env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"worker-{self.port}.log"
@@ -48,6 +48,8 @@ class Worker:
             "CONCORD_STORE": "memory://",
             "CONCORD_DATA_DIR": str(tmp / f"data-{self.port}"),
             "CONCORD_LOG_FORMAT": "json",
+            "CONCORD_ESCALATION_CHECK_SECONDS": "1",
+            **extra_env,
         }
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -13,7 +13,8 @@ from schemas.fhir import subject_of
 from schemas.identifiers import NHS_NUMBER, PROBATION_CRN, PersonIdentifier
 from services.config import ROOT, partner_directory
 from services.domain.identity import PersonIndex, person_id_for
-from services.pipeline import Context, index_event, link_event, person_event
+from services.outputs import Context
+from services.pipeline import index_event, link_event, person_event
 from services.state import decode_calendar
 
 CTX = Context(
@@ -109,18 +110,18 @@ def test_merge_then_transfer_moves_a_calendar_and_raises_the_clash_found_across_
     vol_msg, _ = envelope("vol-recovery", appointment("v", "booked", "10:15", "11:00", CRN))
     gp_person, vol_person = person_id_for(NHS), person_id_for(CRN)
     gp_msg["subject"]["person_id"], vol_msg["subject"]["person_id"] = gp_person, vol_person
-    gp_cal, no_alerts = person_event(None, gp_msg, CTX)
-    vol_cal, _ = person_event(None, vol_msg, CTX)
+    gp_cal, no_alerts, _ = person_event(None, gp_msg, CTX)
+    vol_cal, _, _ = person_event(None, vol_msg, CTX)
     assert no_alerts == []
 
     survivor, absorbed = sorted([gp_person, vol_person])
     stored = {gp_person: gp_cal, vol_person: vol_cal}
-    tombstone, [transfer] = person_event(
+    tombstone, [transfer], _ = person_event(
         stored[absorbed], {"command": "merge", "absorbed": absorbed, "survivor": survivor}, CTX
     )
     assert decode_calendar(tombstone)[1] == survivor
     assert transfer.key == survivor.encode()
-    merged, alerts = person_event(stored[survivor], orjson.loads(transfer.value), CTX)
+    merged, alerts, _ = person_event(stored[survivor], orjson.loads(transfer.value), CTX)
     calendar, _ = decode_calendar(merged)
     assert set(calendar.slots) == {"gp-Y01234/g", "vol-recovery/v"}
     assert sorted(a.key for a in alerts if a.topic is topics.ALERTS) == [
@@ -138,7 +139,7 @@ def test_event_for_a_merged_person_is_forwarded_to_the_survivor() -> None:
 
     message, _ = envelope("gp-Y01234", appointment("g", "booked", "10:00", "10:30", NHS))
     message["subject"]["person_id"] = "p-old"
-    stored, [out] = person_event(
+    stored, [out], _ = person_event(
         encode_calendar(Calendar("p-old"), merged_into="p-new"), message, CTX
     )
     assert stored is None
@@ -156,7 +157,7 @@ def test_explained_absence_goes_to_the_booker_and_the_persons_probation_officer(
     ]:
         message, _ = envelope(partner, resource)
         message["subject"]["person_id"] = person
-        stored, outs = person_event(stored, message, CTX)
+        stored, outs, _ = person_event(stored, message, CTX)
     explained = [o for o in outs if peek(o.value)["event_type"] == "alert.absence.explained"]
     assert sorted(o.key for o in explained) == [b"probation-london", b"vol-recovery"]
     assert len({peek(o.value)["event_id"] for o in explained}) == 2, "one event per recipient"
@@ -165,8 +166,8 @@ def test_explained_absence_goes_to_the_booker_and_the_persons_probation_officer(
 def test_duplicate_event_changes_nothing_and_says_nothing() -> None:
     message, _ = envelope("gp-Y01234", appointment("g", "booked", "10:00", "10:30", NHS))
     message["subject"]["person_id"] = "p-1"
-    stored, _ = person_event(None, message, CTX)
-    assert person_event(stored, message, CTX) == (None, [])
+    stored, _, _ = person_event(None, message, CTX)
+    assert person_event(stored, message, CTX)[:2] == (None, [])
 
 
 def test_invalid_nhs_number_that_bypassed_the_edge_is_refused_by_the_person_index() -> None:

@@ -1,0 +1,570 @@
+"""What the HTTP ingest gateway decides about one request, with no I/O: accept it as envelopes or
+refuse it with a FHIR OperationOutcome, and the bounded memory that makes a retry harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+from lxml import etree
+
+from connectors.fhir_input import FHIR_NS, SUPPORTING_TYPES, Record, read_json, read_text
+from connectors.publish import Accepted, Ignored, Rejected, decide
+from schemas.codec import encode
+from schemas.envelope import Envelope
+from schemas.fhir import BUNDLE_TYPES, Problem
+
+MAX_DEPTH = 32
+# Kafka's default message.max.bytes and the producer's max_request_size: 1 MiB per record.
+BROKER_MAX_BYTES = 1024 * 1024
+# Room for the record's key, headers and batch framing beside the encoded envelope.
+RECORD_OVERHEAD_BYTES = 1024
+
+# What partners publish; DetectedIssue, AuditEvent and MeasureReport are the hub's own output.
+PARTNER_RESOURCE_TYPES = ("Appointment", "ServiceRequest", "Task", "Patient", "Consent")
+BUNDLE_KINDS = ("message", "batch", "transaction", "collection")
+JSON_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json"})
+XML_MEDIA_TYPES = frozenset({"application/fhir+xml"})
+PARTNER_SYSTEM = "urn:concord:partner"
+
+# FHIR issue-type codes (http://hl7.org/fhir/issue-type) used by the gateway.
+IssueCode = Literal[
+    "structure",
+    "invalid",
+    "security",
+    "too-long",
+    "not-supported",
+    "processing",
+    "conflict",
+    "transient",
+    "exception",
+]
+BodyKind = Literal["json", "xml"]
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One problem to report: where (shown to people), why, and the FHIRPath of the element."""
+
+    code: IssueCode
+    where: str
+    message: str
+    expression: str | None = None
+
+    @property
+    def diagnostics(self) -> str:
+        """The sentence a partner's developer reads: "Appointment.status: 'bogus' is not …"."""
+        return f"{self.where}: {self.message}"
+
+    def as_problem(self) -> Problem:
+        """The same problem in the form the dead-letter record carries."""
+        return Problem(self.where, self.message)
+
+
+def issue(code: IssueCode, problem: Problem) -> Issue:
+    """An issue about a problem; element paths become its expression, "(body)" and such do not."""
+    expression = None if problem.path.startswith("(") else problem.path
+    return Issue(code, problem.path, problem.message, expression)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request turned away: the HTTP status and every issue, and whether to dead-letter it."""
+
+    status: int
+    issues: tuple[Issue, ...]
+    # 401/403 inputs come from a sender who is unknown or not trusted: not kept as theirs.
+    dead_letter: bool = True
+
+    def outcome(self) -> dict[str, Any]:
+        """The FHIR OperationOutcome answering this refusal."""
+        return operation_outcome(self.issues)
+
+    def reason(self) -> str:
+        """Every issue on one line, as the dead-letter record gives it."""
+        return "; ".join(i.diagnostics for i in self.issues)
+
+
+def refuse(status: int, code: IssueCode, where: str, message: str, **flags: bool) -> Refusal:
+    """A refusal with one issue."""
+    return Refusal(status, (issue(code, Problem(where, message)),), **flags)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A request whose every resource passed: the envelopes to publish, and how many were passed by."""
+
+    accepted: tuple[Accepted, ...]
+    ignored: int
+
+    @property
+    def envelopes(self) -> tuple[Envelope, ...]:
+        """The envelopes, in input order."""
+        return tuple(a.envelope for a in self.accepted)
+
+    @property
+    def event_ids(self) -> list[str]:
+        """The envelopes' event ids, in input order."""
+        return [str(a.envelope.event_id) for a in self.accepted]
+
+    def answer(self) -> dict[str, Any]:
+        """The 202 body, given once Kafka has acknowledged every envelope."""
+        return {
+            "event_ids": self.event_ids,
+            "accepted": len(self.accepted),
+            "ignored": self.ignored,
+        }
+
+
+def operation_outcome(issues: Iterable[Issue]) -> dict[str, Any]:
+    """A FHIR R4 OperationOutcome with one error issue per problem."""
+    entries = []
+    for item in issues:
+        entry: dict[str, Any] = {
+            "severity": "error",
+            "code": item.code,
+            "diagnostics": item.diagnostics,
+        }
+        if item.expression:
+            entry["expression"] = [item.expression]
+        entries.append(entry)
+    return {"resourceType": "OperationOutcome", "issue": entries}
+
+
+# --- the request, step by step ------------------------------------------------------------------
+
+
+def body_kind(content_type: str | None) -> BodyKind | Refusal:
+    """JSON or XML from the Content-Type header; 415 for anything else or a charset not UTF-8."""
+    media, _, params = (content_type or "").partition(";")
+    media = media.strip().lower()
+    charset = _param(params, "charset")
+    if charset is not None and charset.lower() not in ("utf-8", "utf8"):
+        return refuse(415, "not-supported", "(Content-Type)", f"charset {charset!r}: use UTF-8")
+    if media in JSON_MEDIA_TYPES:
+        return "json"
+    if media in XML_MEDIA_TYPES:
+        return "xml"
+    accepted = ", ".join(sorted(JSON_MEDIA_TYPES | XML_MEDIA_TYPES))
+    shown = repr(media) if media else "missing"
+    return refuse(415, "not-supported", "(Content-Type)", f"{shown}: send one of {accepted}")
+
+
+def _param(params: str, name: str) -> str | None:
+    for part in params.split(";"):
+        key, _, value = part.partition("=")
+        if key.strip().lower() == name:
+            return value.strip().strip('"')
+    return None
+
+
+def nesting_depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """How deeply objects and arrays nest (a scalar is 0); counting stops once past `limit`."""
+    deepest = 0
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def xml_depth(root: Any, limit: int = MAX_DEPTH) -> int:
+    """How deeply XML elements nest (the root is 1); counting stops once past `limit`."""
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        element, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        stack.extend((child, depth + 1) for child in element)
+    return deepest
+
+
+def _too_deep() -> Refusal:
+    return refuse(400, "structure", "(body)", f"nested deeper than {MAX_DEPTH} levels")
+
+
+def parse_json(text: str) -> Any | Refusal:
+    """The JSON value of the body; 400 when it is malformed or nested too deeply."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        # orjson stops at its own depth limit (1024) before our walk could count.
+        if "depth" in str(exc) or "recursion" in str(exc):
+            return _too_deep()
+        return refuse(400, "structure", "(body)", f"not valid JSON: {exc}")
+    if nesting_depth(data) > MAX_DEPTH:
+        return _too_deep()
+    return data
+
+
+def parse_xml(data: bytes) -> Any | Refusal:
+    """The root element of FHIR XML; 400 when not well-formed, not FHIR, or nested too deeply."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    try:
+        root = etree.fromstring(data, parser=parser)
+    except etree.XMLSyntaxError as exc:
+        return refuse(400, "structure", "(body)", f"not well-formed XML: {exc}")
+    if etree.QName(root).namespace != FHIR_NS:
+        return refuse(
+            400, "structure", "(body)", f"the root element is not in the {FHIR_NS} namespace"
+        )
+    if xml_depth(root) > MAX_DEPTH:
+        return _too_deep()
+    return root
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """The facts about a parsed body the route checks need, whatever its format."""
+
+    resource_type: str | None
+    bundle_type: str | None
+    senders: tuple[str, ...]  # partner ids a message Bundle's MessageHeader.sender claims
+
+
+def json_facts(data: Any) -> Body:
+    """Resource type, Bundle type and claimed senders of a parsed JSON body."""
+    if not isinstance(data, dict):
+        return Body(None, None, ())
+    resource_type = data.get("resourceType")
+    bundle_type = data.get("type") if resource_type == "Bundle" else None
+    senders: tuple[str, ...] = ()
+    entries = data.get("entry")
+    if bundle_type == "message" and isinstance(entries, list) and entries:
+        first = entries[0].get("resource") if isinstance(entries[0], dict) else None
+        sender = first.get("sender") if isinstance(first, dict) else None
+        identifier = sender.get("identifier") if isinstance(sender, dict) else None
+        if isinstance(identifier, dict) and identifier.get("system") == PARTNER_SYSTEM:
+            senders = (str(identifier.get("value")),)
+    return Body(
+        resource_type if isinstance(resource_type, str) else None,
+        bundle_type if isinstance(bundle_type, str) else None,
+        senders,
+    )
+
+
+def xml_facts(root: Any) -> Body:
+    """Resource type, Bundle type and claimed senders of a FHIR XML body."""
+    resource_type = etree.QName(root).localname
+    if resource_type != "Bundle":
+        return Body(resource_type, None, ())
+    bundle_type = _xml_value(root, "type")
+    senders: tuple[str, ...] = ()
+    first = root.find(f"{{{FHIR_NS}}}entry")
+    if bundle_type == "message" and first is not None:
+        path = "/".join(
+            f"{{{FHIR_NS}}}{n}" for n in ("resource", "MessageHeader", "sender", "identifier")
+        )
+        identifier = first.find(path)
+        if identifier is not None and _xml_value(identifier, "system") == PARTNER_SYSTEM:
+            senders = (str(_xml_value(identifier, "value")),)
+    return Body(resource_type, bundle_type, senders)
+
+
+def _xml_value(element: Any, name: str) -> str | None:
+    child = element.find(f"{{{FHIR_NS}}}{name}")
+    return None if child is None else child.get("value")
+
+
+def route_type_refusal(route_type: str | None) -> Refusal | None:
+    """404 for a resource type the gateway does not take at /fhir/{resourceType}."""
+    if route_type is None or route_type in PARTNER_RESOURCE_TYPES:
+        return None
+    allowed = ", ".join(PARTNER_RESOURCE_TYPES)
+    return refuse(
+        404,
+        "not-supported",
+        "(path)",
+        f"/fhir/{route_type} is not accepted: post {allowed} to /fhir/{{resourceType}}, Bundles to /fhir",
+    )
+
+
+def body_refusal(body: Body, route_type: str | None, partner: str) -> Refusal | None:
+    """400 when the body does not fit its path, 422 for a Bundle type not taken, 403 for a sender not the partner."""
+    if route_type is not None and body.resource_type != route_type:
+        found = repr(body.resource_type) if body.resource_type else "missing"
+        return refuse(400, "invalid", "resourceType", f"{found} but the path is /fhir/{route_type}")
+    if route_type is None and body.resource_type != "Bundle":
+        found = repr(body.resource_type) if body.resource_type else "missing"
+        return refuse(
+            400,
+            "invalid",
+            "resourceType",
+            f"{found}: /fhir takes a Bundle; post one resource to /fhir/{{resourceType}}",
+        )
+    if (
+        route_type is None
+        and body.bundle_type in BUNDLE_TYPES
+        and body.bundle_type not in BUNDLE_KINDS
+    ):
+        kinds = ", ".join(BUNDLE_KINDS)
+        return refuse(
+            422,
+            "not-supported",
+            "Bundle.type",
+            f"{body.bundle_type!r} is not accepted: send {kinds}",
+        )
+    others = [s for s in body.senders if s != partner]
+    if others:
+        return refuse(
+            403,
+            "security",
+            "Bundle.entry[0].resource.sender.identifier",
+            f"names partner {others[0]!r}, but you signed in as {partner!r}: a partner publishes only as itself",
+            dead_letter=False,
+        )
+    return None
+
+
+_ENTRY = re.compile(r"#entry\[(\d+)\]$")
+
+
+def _located(record: Record, problem: Problem, code: IssueCode) -> Issue:
+    """An issue about a record, placed at its Bundle entry when it came from one."""
+    found = _ENTRY.search(record.origin)
+    if found is None:
+        return issue(code, problem)
+    entry = f"Bundle.entry[{found.group(1)}]"
+    path = problem.path
+    resource_type = str((record.resource or {}).get("resourceType", ""))
+    if path.startswith("Bundle."):
+        return Issue(code, path, problem.message, path)
+    if resource_type and (
+        path == resource_type or path.startswith((f"{resource_type}.", f"{resource_type}["))
+    ):
+        expression = f"{entry}.resource{path[len(resource_type) :]}"
+    else:
+        expression = f"{entry}.resource"
+    where = entry if path in (record.origin, "(file)", "(root)") else f"{entry}: {path}"
+    return Issue(code, where, problem.message, expression)
+
+
+def _type_problem(record: Record) -> Problem | None:
+    """Resource types a partner may not send here (hub output, MessageHeader out of place)."""
+    resource_type = str((record.resource or {}).get("resourceType"))
+    if record.resource is None or resource_type in PARTNER_RESOURCE_TYPES:
+        return None
+    if record.in_bundle and resource_type in SUPPORTING_TYPES:
+        return None
+    allowed = ", ".join(PARTNER_RESOURCE_TYPES)
+    return Problem(resource_type, f"not accepted from partners (send {allowed})")
+
+
+def _decisions(
+    records: Iterable[Record], partner: str, now: datetime | None
+) -> Iterator[tuple[Record, Accepted | Rejected | Ignored]]:
+    for record in records:
+        problem = _type_problem(record)
+        if problem is not None:
+            yield record, Rejected(record.origin, record.raw, (problem,))
+            continue
+        try:
+            yield record, decide(record, partner, now)
+        except ValueError as exc:  # the envelope model refused it; a bad input, never a 500
+            resource_type = str((record.resource or {}).get("resourceType"))
+            message = f"cannot be carried as an event ({type(exc).__name__})"
+            yield record, Rejected(record.origin, record.raw, (Problem(resource_type, message),))
+
+
+def judge(
+    records: Iterable[Record], partner: str, now: datetime | None = None
+) -> Admitted | Refusal:
+    """Every record accepted (as envelopes) or the request refused with every problem: all or nothing."""
+    accepted: list[Accepted] = []
+    ignored = 0
+    issues: list[Issue] = []
+    for record, decision in _decisions(records, partner, now):
+        if isinstance(decision, Rejected):
+            issues += [_located(record, p, "invalid") for p in decision.problems]
+        elif isinstance(decision, Accepted):
+            accepted.append(decision)
+        else:
+            ignored += 1
+    if issues:
+        return Refusal(422, tuple(issues))
+    return Admitted(tuple(accepted), ignored)
+
+
+def envelope_size(envelope: Envelope) -> int:
+    """What the envelope costs the broker: its encoded bytes, key and record framing."""
+    return len(encode(envelope)) + len(envelope.key()) + RECORD_OVERHEAD_BYTES
+
+
+def oversize_refusal(admitted: Admitted, limit: int = BROKER_MAX_BYTES) -> Refusal | None:
+    """413 when any envelope would exceed the broker's message limit: retrying cannot help."""
+    issues = []
+    for accepted in admitted.accepted:
+        size = envelope_size(accepted.envelope)
+        if size > limit:
+            found = _ENTRY.search(accepted.origin)
+            where = f"Bundle.entry[{found.group(1)}]" if found else accepted.envelope.resource_type
+            message = f"as an event this is {size} bytes, over the broker's limit of {limit}"
+            issues.append(Issue("too-long", where, message, None))
+    return Refusal(413, tuple(issues)) if issues else None
+
+
+def parse_body(body: bytes, kind: BodyKind, origin: str) -> tuple[Body, Iterable[Record]] | Refusal:
+    """The body's facts and its records, or a 400 for text that is not UTF-8, JSON or FHIR XML."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return refuse(
+            400, "structure", "(body)", f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+        )
+    if kind == "json":
+        data = parse_json(text)
+        if isinstance(data, Refusal):
+            return data
+        return json_facts(data), read_json(data, origin, text)
+    root = parse_xml(text.encode())
+    if isinstance(root, Refusal):
+        return root
+    return xml_facts(root), read_text(text, origin)
+
+
+def assess(
+    body: bytes,
+    content_type: str | None,
+    route_type: str | None,
+    partner: str,
+    now: datetime | None = None,
+) -> Admitted | Refusal:
+    """Everything the gateway decides about a signed-in partner's POST, before any I/O."""
+    origin = f"POST /fhir/{route_type}" if route_type else "POST /fhir"
+    kind = route_type_refusal(route_type) or body_kind(content_type)
+    if isinstance(kind, Refusal):
+        return kind
+    parsed = parse_body(body, kind, origin)
+    if isinstance(parsed, Refusal):
+        return parsed
+    facts, records = parsed
+    verdict = body_refusal(facts, route_type, partner) or judge(records, partner, now)
+    if isinstance(verdict, Refusal):
+        return verdict
+    return oversize_refusal(verdict) or verdict
+
+
+# --- idempotency --------------------------------------------------------------------------------
+
+
+def fingerprint(path: str, body: bytes) -> str:
+    """What makes two requests the same request: where they were posted and the exact body."""
+    return hashlib.sha256(path.encode() + b"\n" + body).hexdigest()
+
+
+def events_key(event_ids: Iterable[str]) -> str:
+    """An idempotency key from content-derived event ids, for requests sent without one."""
+    return "events:" + hashlib.sha256(",".join(sorted(event_ids)).encode()).hexdigest()
+
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def key_refusal(key: str | None) -> Refusal | None:
+    """400 for an Idempotency-Key that is empty, too long or not printable ASCII."""
+    if key is None or IDEMPOTENCY_KEY.match(key):
+        return None
+    return refuse(
+        400, "invalid", "(Idempotency-Key)", "use 1 to 255 printable ASCII characters, e.g. a UUID"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An HTTP answer worth replaying: its status and JSON body."""
+
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The request was seen before: give the same answer again."""
+
+    answer: Answer
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """The key was used before for a different request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """The key's first request is still being answered."""
+
+
+@dataclass(slots=True)
+class _Entry:
+    fingerprint: str
+    answer: Answer | None  # None while the first request is in flight
+    expires_at: float
+
+
+class IdempotencyMemory:
+    """Key → answer for `ttl_s`, at most `max_keys` of them; oldest forgotten first.
+
+    In memory and per process: several gateway replicas do not share it, which is safe
+    because event ids are content-derived, so a resubmission is a duplicate downstream.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = 24 * 60 * 60,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl_s, self._max_keys, self._clock = ttl_s, max_keys, clock
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def begin(self, key: str, print_: str) -> Replay | Mismatch | Busy | None:
+        """What to do with a request under `key`; None means go ahead (it is now in flight)."""
+        now = self._clock()
+        self._forget_expired(now)
+        entry = self._entries.get(key)
+        if entry is None:
+            self._remember(key, _Entry(print_, None, now + self._ttl_s))
+            return None
+        if entry.fingerprint != print_:
+            return Mismatch()
+        if entry.answer is None:
+            return Busy()
+        return Replay(entry.answer)
+
+    def finish(self, key: str, print_: str, answer: Answer | None) -> None:
+        """Keep the answer for replay, or (None) forget the key so a retry runs afresh."""
+        if answer is None:
+            self._entries.pop(key, None)
+            return
+        self._entries.pop(key, None)
+        self._remember(key, _Entry(print_, answer, self._clock() + self._ttl_s))
+
+    def _remember(self, key: str, entry: _Entry) -> None:
+        self._entries[key] = entry
+        while len(self._entries) > self._max_keys:
+            self._entries.popitem(last=False)
+
+    def _forget_expired(self, now: float) -> None:
+        # Entries are kept in the order they were last stored, so the oldest expire first.
+        while self._entries:
+            key, entry = next(iter(self._entries.items()))
+            if entry.expires_at > now:
+                return
+            del self._entries[key]

@@ -1,0 +1,113 @@
+"""What stream steps emit: messages for a topic, and disclosures that carry their audit record.
+
+Shared by the reconciler and referral steps so that every disclosure to a partner is
+built, and audited, in one way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from schemas import topics
+from schemas.envelope import Envelope, Subject
+from schemas.topics import Topic
+from services.domain.audit import audit_event
+from services.domain.consent import Role
+from services.domain.partners import PartnerDirectory
+from services.domain.referrals import DEFAULT_SLA_WORKING_DAYS, ServiceDirectory
+
+HUB_SOURCE = "concord-hub"
+AUDIT_EVENT_TYPE = "audit.disclosure.recorded"
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """One message to emit."""
+
+    topic: Topic
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the stream steps need besides the message: directories, settings, the clock."""
+
+    directory: PartnerDirectory
+    buffer: timedelta
+    now: datetime
+    services: ServiceDirectory = field(default_factory=lambda: ServiceDirectory(()))
+    sla: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SLA_WORKING_DAYS))
+
+
+def hub_envelope(
+    event_id: uuid.UUID,
+    event_type: str,
+    *,
+    person_id: str,
+    resource: dict[str, Any],
+    now: datetime,
+    correlation_id: uuid.UUID,
+) -> bytes:
+    """An envelope the hub itself sends about a person, encoded."""
+    envelope = Envelope(
+        event_id=event_id,
+        event_type=event_type,
+        source=HUB_SOURCE,
+        subject=Subject(person_id=person_id),
+        occurred_at=now,
+        recorded_at=now,
+        correlation_id=correlation_id,
+        resource=resource,
+    )
+    return envelope.model_dump_json().encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosed:
+    """One resource going to one partner, already minimised, and the basis for sending it."""
+
+    topic: Topic
+    event_id: uuid.UUID
+    event_type: str
+    recipient: str
+    role: Role
+    resource: dict[str, Any]
+    what: str  # "DetectedIssue/<id>", "ServiceRequest/<id>"…
+    basis: str
+
+
+def disclosure_outs(
+    d: Disclosed, person_id: str, now: datetime, cause: uuid.UUID | None
+) -> list[Out]:
+    """The message to the partner, keyed by the partner, and its AuditEvent, keyed by the person."""
+    sent = hub_envelope(
+        d.event_id,
+        d.event_type,
+        person_id=person_id,
+        resource=d.resource,
+        now=now,
+        correlation_id=cause or d.event_id,
+    )
+    audit = audit_event(
+        disclosure_id=str(d.event_id),
+        person_id=person_id,
+        recipient=d.recipient,
+        role=d.role,
+        what=d.what,
+        basis=d.basis,
+        at=now,
+    )
+    record = hub_envelope(
+        uuid.UUID(audit["id"]),
+        AUDIT_EVENT_TYPE,
+        person_id=person_id,
+        resource=audit,
+        now=now,
+        correlation_id=d.event_id,
+    )
+    return [Out(d.topic, d.recipient.encode(), sent), Out(topics.AUDIT, person_id.encode(), record)]

@@ -1,0 +1,166 @@
+"""Referrals end to end: routed, received, accepted, booked, refused, held, escalated once."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connectors.kafka_io import read_topic
+from schemas.topics import ALERTS, DEADLETTER, OUTBOUND
+from tests.conftest import run_concord
+from tests.e2e.conftest import CRN, DEMO_SECRETS, NHS, Worker, appointment, patient
+from tests.e2e.test_reconciliation import breach_check
+
+PERSON_CRN = (CRN, "X123456")
+PERSON_NHS = (NHS, "9434765919")
+
+
+def referral(
+    referral_id: str,
+    *,
+    category: str = "mental-health-assessment",
+    area: str = "E09000022",
+    priority: str = "routine",
+    authored: datetime | None = None,
+) -> dict[str, Any]:
+    """A probation ServiceRequest: category, urgency, the person's area; no clinical content."""
+    return {
+        "resourceType": "ServiceRequest",
+        "id": referral_id,
+        "status": "active",
+        "intent": "order",
+        "priority": priority,
+        "category": [{"coding": [{"system": "urn:concord:referral-category", "code": category}]}],
+        "locationCode": [{"coding": [{"system": "urn:concord:area", "code": area}]}],
+        "subject": {"identifier": {"system": CRN, "value": "X123456"}},
+        "authoredOn": (authored or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
+    }
+
+
+def task(
+    referral_id: str, status: str, person_id: str, reason: str | None = None
+) -> dict[str, Any]:
+    """The receiving service's update to the referral's Task."""
+    resource: dict[str, Any] = {
+        "resourceType": "Task",
+        "id": f"mht-task-{referral_id}-{status}",
+        "status": status,
+        "intent": "order",
+        "focus": {"reference": f"ServiceRequest/{referral_id}"},
+        "for": {"identifier": {"system": "urn:concord:id:person", "value": person_id}},
+    }
+    if reason:
+        resource["statusReason"] = {"text": reason}
+    return resource
+
+
+def messages(
+    topic: str, expected: int, timeout_s: float = 30.0, **match: str
+) -> list[dict[str, Any]]:
+    """Envelopes (with their Kafka key as `to`) matching `match`, once `expected` arrived; bounded."""
+    deadline = time.monotonic() + timeout_s
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        found = [
+            {**json.loads(v), "to": k.decode() if k else None}
+            for k, v in read_topic(topic, idle_timeout_s=1.0)
+        ]
+        found = [m for m in found if all(m.get(f) == want for f, want in match.items())]
+        if len(found) >= expected:
+            return found
+        time.sleep(0.3)
+    return found
+
+
+def delivered_person(timeout_s: float = 30.0) -> str:
+    [delivery] = messages(OUTBOUND.name, 1, timeout_s, event_type="referral.request.delivered")
+    assert delivery["to"] == "mht-rv5"
+    return delivery["resource"]["subject"]["identifier"]["value"]
+
+
+def officer_tasks(expected: int) -> list[dict[str, Any]]:
+    return [
+        m["resource"]
+        for m in messages(
+            OUTBOUND.name, expected, to="probation-london", event_type="referral.task.updated"
+        )
+    ]
+
+
+def test_referral_is_routed_accepted_and_booked_and_the_officer_sees_it(
+    worker: Worker, publish
+) -> None:
+    publish("probation-london", patient(PERSON_CRN, PERSON_NHS))
+    publish("probation-london", referral("ref-1"))
+    person = delivered_person()
+    assert officer_tasks(1)[0]["status"] == "requested"
+
+    publish("mht-rv5", task("ref-1", "accepted", person))
+    assert any(t["status"] == "accepted" for t in officer_tasks(2))
+
+    booked = appointment(
+        "mht-7", "booked", "2026-12-10T10:00:00Z", "2026-12-10T11:00:00Z", PERSON_NHS
+    )
+    booked["basedOn"] = [{"reference": "ServiceRequest/ref-1"}]
+    publish("mht-rv5", booked)
+    latest = officer_tasks(3)[-1]
+    assert latest["businessStatus"] == {"text": "first appointment booked"}
+    assert latest["status"] == "accepted"
+    # The booked appointment is in the person's calendar.
+    assert breach_check(worker, "mht-rv5/mht-7")["appointment_id"] == "mht-rv5/mht-7"
+
+    env = {"CONCORD_PARTNER_SECRET": DEMO_SECRETS["probation-london"]}
+    inbox = run_concord("referrals", "--for", "probation-london", "--json", env=env)
+    assert inbox.returncode == 0, inbox.stderr
+    [entry] = [json.loads(line) for line in inbox.stdout.splitlines()]
+    assert (entry["status"], entry["recipient"], entry["first_appointment"]) == (
+        "accepted",
+        "mht-rv5",
+        "mht-rv5/mht-7",
+    )
+    status, answer = worker.get("/referrals?status=accepted", "mht-rv5")
+    assert status == 200
+    assert [r["id"] for r in answer["referrals"]] == ["ref-1"]
+
+
+def test_no_service_for_the_area_tells_the_officer(worker: Worker, publish) -> None:
+    publish("probation-london", referral("ref-2", area="W1"))
+    [alert] = messages(ALERTS.name, 1, event_type="referral.routing.failed")
+    assert alert["to"] == "probation-london"
+    assert "no service offers mental-health-assessment in area W1" in alert["resource"]["detail"]
+    assert messages(OUTBOUND.name, 1, timeout_s=2, event_type="referral.request.delivered") == []
+
+
+def test_rejection_reason_reaches_the_officer(worker: Worker, publish) -> None:
+    publish("probation-london", referral("ref-3"))
+    person = delivered_person()
+    publish("mht-rv5", task("ref-3", "rejected", person, reason="already under our care"))
+    rejected = [t for t in officer_tasks(2) if t["status"] == "rejected"]
+    assert rejected[0]["statusReason"] == {"text": "already under our care"}
+
+
+def test_illegal_transition_is_refused_with_a_clear_error_to_the_sender(
+    worker: Worker, publish
+) -> None:
+    publish("probation-london", referral("ref-4"))
+    person = delivered_person()
+    publish("mht-rv5", task("ref-4", "completed", person))  # accepted was skipped: not allowed
+    [refusal] = messages(ALERTS.name, 1, event_type="referral.update.refused")
+    assert refusal["to"] == "mht-rv5"
+    assert "is requested; it cannot become completed" in refusal["resource"]["detail"]
+    [letter] = messages(DEADLETTER.name, 1)
+    assert letter["origin"] == "referral-lifecycle"
+
+
+def test_urgent_referral_not_accepted_by_its_deadline_is_escalated_exactly_once(
+    worker: Worker, publish
+) -> None:
+    three_days_ago = datetime.now(UTC) - timedelta(days=6)
+    publish("probation-london", referral("ref-5", priority="urgent", authored=three_days_ago))
+    delivered_person()
+    escalations = messages(ALERTS.name, 2, event_type="referral.deadline.missed")
+    assert sorted(e["to"] for e in escalations) == ["mht-rv5", "probation-london"]
+    time.sleep(3)  # several escalation checks (every second) pass: none may escalate again
+    assert len(messages(ALERTS.name, 3, timeout_s=2, event_type="referral.deadline.missed")) == 2
