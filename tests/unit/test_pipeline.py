@@ -179,3 +179,59 @@ def test_invalid_nhs_number_that_bypassed_the_edge_is_refused_by_the_person_inde
     message["subject"]["identifiers"][0]["value"] = "9434765918"
     with pytest.raises(IdentifierError, match="check digit"):
         index_event(message, raw, None)
+
+
+def referral_message(person: str, **overrides: object) -> dict:
+    resource = {
+        "resourceType": "ServiceRequest",
+        "id": "ref-9",
+        "status": "active",
+        "intent": "order",
+        "priority": "routine",
+        "category": [
+            {
+                "coding": [
+                    {"system": "urn:concord:referral-category", "code": "mental-health-assessment"}
+                ]
+            }
+        ],
+        "locationCode": [{"coding": [{"system": "urn:concord:area", "code": "E09000022"}]}],
+        "subject": {"identifier": {"system": CRN.system, "value": CRN.value}},
+        "authoredOn": "2026-11-30T09:00:00Z",
+    } | overrides
+    message, _ = envelope("probation-london", resource)
+    message["subject"]["person_id"] = person
+    return message
+
+
+def referral_ctx() -> Context:
+    import yaml
+
+    from services.domain.referrals import ServiceDirectory
+
+    services = ServiceDirectory.from_dict(
+        yaml.safe_load((ROOT / "deploy" / "services.yaml").read_text())
+    )
+    return Context(CTX.directory, CTX.buffer, CTX.now, services)
+
+
+def test_referral_is_delivered_minimised_and_audited_and_the_referrer_gets_its_task() -> None:
+    message = referral_message("p-1", reasonCode=[{"text": "hears voices"}])
+    stored, outs, deadline = person_event(None, message, referral_ctx())
+    kinds = [(o.topic.short_name, o.key.decode(), peek(o.value).get("event_type")) for o in outs]
+    # Reason without consent: held, and only the referrer is told.
+    assert ("alerts", "probation-london", "referral.routing.held") in kinds
+    assert all(k[0] != "outbound" for k in kinds)
+    assert deadline is None
+
+    stored, outs, deadline = person_event(None, referral_message("p-1"), referral_ctx())
+    by_topic = {}
+    for out in outs:
+        by_topic.setdefault(out.topic.short_name, []).append(out)
+    delivered = [peek(o.value) for o in by_topic["outbound"] if o.key == b"mht-rv5"]
+    assert delivered[0]["event_type"] == "referral.request.delivered"
+    assert delivered[0]["resource"]["subject"]["identifier"]["system"] == "urn:concord:id:person"
+    assert [o.key for o in by_topic["outbound"]] == [b"mht-rv5", b"probation-london"]
+    assert len(by_topic["audit"]) == 2, "every disclosure audited"
+    assert deadline == datetime(2026, 12, 7, 9, 0, tzinfo=UTC), "five working days"
+    assert decode_calendar(stored)[0].referrals["probation-london/ref-9"].recipient == "mht-rv5"
