@@ -24,6 +24,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as AioTopicPartition
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient
+from rocksdict import AccessType, Options, Rdict
+
+from bench.population import clash_pairs, generate
+from connectors.kafka_io import new_producer, read_topic
+from deploy.kafka.local import bootstrap_servers
+from deploy.topics import TopicSetupError, create_topics
+from schemas import fhir, topics
+from schemas.envelope import wrap
+from schemas.identifiers import NHS_NUMBER
+from services.client import get_json
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -88,9 +104,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def encode(partner: str, resource: dict[str, Any]) -> Message:
     """A resource as its partner's connector would publish it: wrapped, encoded, keyed."""
-    from schemas import fhir
-    from schemas.envelope import wrap
-
     envelope = wrap(
         resource,
         event_type=fhir.event_type_for(resource["resourceType"]),
@@ -117,16 +130,12 @@ class Backlog:
 
 def build_backlog(people: int, events: int, seed: int) -> Backlog:
     """Every envelope of the population, encoded; validates a sample against the hub's rules."""
-    from bench.population import generate
-    from schemas.fhir import validate
-    from schemas.identifiers import NHS_NUMBER
-
     backlog = Backlog()
     named, linked = set(), set()
     total = events + people  # an upper bound, for progress only
     for n, (partner, resource) in enumerate(generate(people, events, seed)):
         if n < 200:
-            validate(resource)  # a benchmark of rejected input would measure the wrong path
+            fhir.validate(resource)  # a benchmark of rejected input would measure the wrong path
         key, value, event_id = encode(partner, resource)
         backlog.messages.append((key, value, event_id))
         named.add(key)  # the identifier token a message is keyed by (a Patient's: its CRN)
@@ -147,8 +156,6 @@ def build_backlog(people: int, events: int, seed: int) -> Backlog:
 
 def produce_all(messages: list[Message], topic: str) -> float:
     """Seconds to send every message with acks=all until the last is acknowledged."""
-    from connectors.kafka_io import new_producer
-
     # Half the broker's default message.max.bytes: a full batch is still accepted.
     producer = new_producer(linger_ms=5, batch_size=512 * 1024)
     failures: list[Exception] = []
@@ -169,16 +176,12 @@ def produce_all(messages: list[Message], topic: str) -> float:
 
 
 async def _raw_consume(topic: str, partitions: int) -> tuple[int, float]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from deploy.kafka.local import bootstrap_servers
-
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers(), group_id=None, enable_auto_commit=False
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        tps = [AioTopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -199,10 +202,6 @@ def raw_consume(topic: str, partitions: int) -> tuple[int, float]:
 
 def end_offsets(topic: str, partitions: int) -> dict[int, int]:
     """Partition -> end offset of a topic now."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    from deploy.kafka.local import bootstrap_servers
-
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers(), group_id=None)
     try:
         ends = consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
@@ -253,7 +252,7 @@ class MemorySampler(threading.Thread):
                 return
 
     def stop(self) -> None:
-        """Stop sampling (after one last sample)."""
+        """Stop sampling."""
         self._stop_event.set()
         self.join()
 
@@ -269,8 +268,6 @@ class Worker:
 
     def get(self, path: str) -> tuple[int, Any]:
         """(HTTP status, JSON body); 0 when nothing answers."""
-        from services.client import get_json
-
         return get_json(self.url + path, timeout_s=60.0)
 
     def stop(self) -> float:
@@ -309,7 +306,7 @@ def start_worker(tmp: Path, log: Path) -> Worker:
 
 
 def wait_ready(worker: Worker, timeout_s: float = 180.0) -> None:
-    """Bounded poll of /ready; raise with the log's tail if the worker dies or never gets there."""
+    """Bounded poll of /ready; raise, naming the log, if the worker dies or never gets there."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if worker.process.poll() is not None:
@@ -333,7 +330,9 @@ class Drain:
     inbound_at_ready: int  # already committed when the clock started (processed during start-up)
 
 
-def _positions(admin: Any, consumer: Any, group: str, tps: list[Any]) -> dict[str, list[int]]:
+def _positions(
+    admin: KafkaAdminClient, consumer: KafkaConsumer, group: str, tps: list[TopicPartition]
+) -> dict[str, list[int]]:
     """Topic -> [committed, end] summed over its partitions."""
     committed = admin.list_group_offsets({group: None}).get(group, {})
     ends = consumer.end_offsets(tps)
@@ -348,12 +347,6 @@ def _positions(admin: Any, consumer: Any, group: str, tps: list[Any]) -> dict[st
 
 def wait_drained(group: str, timeout_s: float) -> Drain:
     """Poll until the group has committed every topic it reads up to its end, twice running."""
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.admin import KafkaAdminClient
-
-    from deploy.kafka.local import bootstrap_servers
-    from schemas import topics
-
     # Links and assignments too: a backlog is only drained once the linker has caught up.
     read = (topics.INBOUND, topics.ASSIGNMENTS, topics.LINKS, topics.PERSON_EVENTS)
     tps = [TopicPartition(t.name, p) for t in read for p in range(t.partitions)]
@@ -407,10 +400,6 @@ class Offer:
 
 def offer_clashes(first_person: int, rate: float, seconds: float, seed: int) -> Offer:
     """Send clashing pairs for new people at `rate` events/s; keep each record's timestamp."""
-    from bench.population import clash_pairs
-    from connectors.kafka_io import new_producer
-    from schemas import topics
-
     pairs = max(1, int(rate * seconds) // 2)
     messages = [encode(p, r) for p, r in clash_pairs(first_person, pairs, seed)]
     alerts_from = end_offsets(topics.ALERTS.name, topics.ALERTS.partitions)
@@ -433,12 +422,6 @@ def offer_clashes(first_person: int, rate: float, seconds: float, seed: int) -> 
 
 def collect_latencies(offer: Offer, timeout_s: float) -> tuple[list[int], int]:
     """(latency ms per matched alert, alerts seen that no offered event caused); bounded wait."""
-    import orjson
-    from kafka import KafkaConsumer, TopicPartition
-
-    from deploy.kafka.local import bootstrap_servers
-    from schemas import topics
-
     expected = 2 * offer.pairs  # a clash alert to each of the two bookers
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap_servers(), group_id=None, enable_auto_commit=False
@@ -466,11 +449,6 @@ def collect_latencies(offer: Offer, timeout_s: float) -> tuple[list[int], int]:
 
 def alert_kinds(total: int) -> dict[str, int]:
     """Alerts on the topic by event type (the first `total` of them)."""
-    import orjson
-
-    from connectors.kafka_io import read_topic
-    from schemas import topics
-
     counts: dict[str, int] = {}
     if total:
         for _, value in read_topic(topics.ALERTS.name, max_messages=total, idle_timeout_s=5.0):
@@ -507,11 +485,9 @@ def dir_bytes(path: Path) -> dict[str, int]:
 def live_calendar_bytes(data_dir: Path) -> int:
     """Key and value bytes the calendars table holds now, read from the stopped worker's RocksDB.
 
-    The data dir also holds superseded values that compaction has not yet dropped;
-    this is the live state it would shrink towards.
+    The data dir also holds every superseded value still in a write-ahead log or not yet
+    compacted away; this is the live state it would shrink towards.
     """
-    from rocksdict import AccessType, Options, Rdict
-
     total = 0
     for path in sorted(data_dir.rglob("calendars-*.db")):
         db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
@@ -538,10 +514,6 @@ def log_problems(log: Path) -> tuple[int, int, list[str]]:
 
 def delete_topics(prefix: str) -> int:
     """Delete every topic of the run (faust's changelogs included); how many went."""
-    from kafka.admin import KafkaAdminClient
-
-    from deploy.kafka.local import bootstrap_servers
-
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(), client_id="concord-bench")
     try:
         names = [t for t in admin.list_topics() if t.startswith(prefix)]
@@ -572,7 +544,7 @@ def number(value: float, digits: int = 0) -> str:
 
 
 def rows_of(f: dict[str, Any]) -> list[Row]:
-    """The table rows from the figures dict (see main for its keys)."""
+    """The table rows from the figures dict (see run and measure_worker for its keys)."""
     raw, drain = f["raw consume events/s"], f["pipeline drain events/s"]
     ratio = drain / raw if raw else math.nan
     drained = "" if f["drain caught up"] else f" (TIMED OUT at {f['drain seconds']:.0f} s)"
@@ -611,7 +583,7 @@ def rows_of(f: dict[str, Any]) -> list[Row]:
         (
             "worker peak RSS MiB",
             number(f["worker peak RSS MiB"]),
-            f"at the end {number(f['worker RSS at end MiB'])} MiB",
+            f"before stopping {number(f['worker RSS before stop MiB'])} MiB",
         ),
         (
             "alerts matched",
@@ -645,10 +617,7 @@ def rows_of(f: dict[str, Any]) -> list[Row]:
 
 
 def run(args: argparse.Namespace, prefix: str, tmp: Path, log: Path) -> dict[str, Any]:
-    """Every phase in order; the figures as a flat dict."""
-    from deploy.topics import create_topics
-    from schemas import topics
-
+    """Every phase in order: build, produce, raw baseline, then the worker; a flat dict of figures."""
     f: dict[str, Any] = {"alert rate": args.rate, "alert seconds": args.seconds}
     say(f"building {args.events:,} events for {args.people:,} people (seed {args.seed})")
     backlog = build_backlog(args.people, args.events, args.seed)
@@ -667,7 +636,18 @@ def run(args: argparse.Namespace, prefix: str, tmp: Path, log: Path) -> dict[str
     f |= {"raw consume events/s": count / seconds, "raw consume seconds": seconds}
     say(f"raw consumer read {count:,} in {seconds:.1f} s")
     backlog.messages.clear()  # ~0.4 GB the worker may want
+    f |= measure_worker(args, prefix, tmp, log)
+    f["people expected"] = backlog.people + f["alerts expected"] // 2
+    f["dead-lettered"] = sum(
+        end_offsets(topics.DEADLETTER.name, topics.DEADLETTER.partitions).values()
+    )
+    f["log errors"], f["log warnings"], f["log first errors"] = log_problems(log)
+    return f
 
+
+def measure_worker(args: argparse.Namespace, prefix: str, tmp: Path, log: Path) -> dict[str, Any]:
+    """Start one worker on the backlog; its drain, alert latency, memory and state size."""
+    f: dict[str, Any] = {}
     say("starting the worker")
     started = time.monotonic()
     worker = start_worker(tmp, log)
@@ -677,7 +657,7 @@ def run(args: argparse.Namespace, prefix: str, tmp: Path, log: Path) -> dict[str
         wait_ready(worker)
         f["worker start to ready s"] = time.monotonic() - started
         say(f"worker ready in {f['worker start to ready s']:.1f} s; draining")
-        f |= drain_figures(wait_drained(f"{prefix}hub", args.drain_timeout), f["inbound events"])
+        f |= drain_figures(wait_drained(f"{prefix}hub", args.drain_timeout))
         f["drain alerts emitted"] = sum(
             end_offsets(topics.ALERTS.name, topics.ALERTS.partitions).values()
         )
@@ -686,25 +666,21 @@ def run(args: argparse.Namespace, prefix: str, tmp: Path, log: Path) -> dict[str
         f |= latency_figures(args, first_person=args.people)
         status, stats = worker.get("/stats")
         f["calendars"] = stats["calendars"] if status == 200 else math.nan
-        f["people expected"] = backlog.people + f["alerts expected"] // 2
         disk = dir_bytes(worker.data_dir)
         f |= {f"data dir {kind} bytes": size for kind, size in disk.items()}
         f["state bytes/person"] = disk["total"] / max(1, f["calendars"])
+        f["worker RSS before stop MiB"] = sampler.current_kib / 1024  # at most 0.5 s old
     finally:
         f["worker stop s"] = worker.stop()
         sampler.stop()
     f["live calendar bytes/person"] = live_calendar_bytes(worker.data_dir) / max(1, f["calendars"])
     f["worker peak RSS MiB"] = sampler.peak_kib / 1024
-    f["worker RSS at end MiB"] = sampler.current_kib / 1024
-    f["dead-lettered"] = sum(
-        end_offsets(topics.DEADLETTER.name, topics.DEADLETTER.partitions).values()
-    )
-    f["log errors"], f["log warnings"], f["log first errors"] = log_problems(log)
     return f
 
 
-def drain_figures(drain: Drain, inbound: int) -> dict[str, Any]:
+def drain_figures(drain: Drain) -> dict[str, Any]:
     """Drain rate; when time ran out, the rate of the part that was drained."""
+    inbound = sum(end_offsets(topics.INBOUND.name, topics.INBOUND.partitions).values())
     drained = inbound if drain.caught_up else drain.inbound_done
     say(
         f"drained {drained:,}/{inbound:,} in {drain.seconds:.1f} s"
@@ -758,7 +734,6 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     prefix = f"bench-{stamp}."
     os.environ["CONCORD_TOPIC_PREFIX"] = prefix  # before anything asks for a topic name
-    from deploy.topics import TopicSetupError
 
     args.results.mkdir(parents=True, exist_ok=True)
     log = args.results / f"reconciler-{stamp}-worker.log"

@@ -172,7 +172,8 @@ class Gateway:
             # PBKDF2 takes tens of milliseconds: keep it off the event loop.
             return await loop.run_in_executor(None, authenticate, directory, partner_id, secret)
         except AuthError as exc:
-            message = f"{exc}; sign in with HTTP Basic: your partner id and secret"
+            reason = str(exc) if partner_id and secret else "no credential"
+            message = f"{reason}: sign in with HTTP Basic (your partner id and secret)"
             return refuse(401, "security", "(Authorization)", message, dead_letter=False)
 
     async def publish(self, envelopes: tuple[Envelope, ...]) -> None:
@@ -265,8 +266,6 @@ def respond(request: web.Request, reply: Reply) -> web.Response:
         response.headers["WWW-Authenticate"] = 'Basic realm="concord"'
     if answer.status in (409, 503):
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
-    if answer.status == 413:
-        response.force_close()  # the rest of an oversized body is not worth reading
     if reply.replayed:
         response.headers["Idempotent-Replayed"] = "true"
         facts["replayed"] = True
@@ -333,7 +332,7 @@ async def answer_post(gateway: Gateway, facts: dict[str, Any], post: Post) -> Re
     )
     return await once(
         gateway.memory,
-        f"{post.partner}\n{post.key}",
+        f"{post.partner}\nkey:{post.key}",
         fingerprint(post.origin, post.body),
         lambda: decide(gateway, facts, post),
         on_mismatch=lambda: refused(gateway, facts, mismatch, post),
@@ -379,13 +378,13 @@ async def once(
 
 
 async def decide(gateway: Gateway, facts: dict[str, Any], post: Post) -> Reply:
-    """Assess the body; refuse it, or publish it (once per content when it has no key)."""
+    """Assess the body; refuse it, or publish it (once per content: a resend publishes nothing new)."""
     verdict = assess(post.body, post.content_type, post.route_type, post.partner)
     if isinstance(verdict, Refusal):
         return await refused(gateway, facts, verdict, post)
-    if post.key is not None:
-        return await publish(gateway, facts, verdict)
-    # Without a key the content-derived event ids say whether this was published already.
+    if not verdict.accepted:  # only supporting resources: nothing to publish
+        return Reply(Answer(202, verdict.answer()), final=True)
+    # Whatever the key, the content-derived event ids say whether this was published already.
     derived = f"{post.partner}\n{events_key(verdict.event_ids)}"
     return await once(gateway.memory, derived, derived, lambda: publish(gateway, facts, verdict))
 
@@ -439,7 +438,7 @@ async def every_request(
         response = await handler(request)
     except web.HTTPException as exc:  # the router's 404 and 405
         code: IssueCode = "not-supported"
-        message = f"{request.method} {_route_of(request)}: {exc.reason}"
+        message = f"{exc.reason}: the endpoints are listed at /openapi.json"
         response = respond(request, refused_reply(refuse(exc.status, code, "(path)", message)))
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]

@@ -29,22 +29,8 @@ from connectors.feed_fields import (
 from connectors.fhir_input import Record
 from schemas.fhir import Problem
 from schemas.identifiers import NHS_NUMBER, PARTNER_ID, PROBATION_CRN
+from schemas.referrals import AREA_SYSTEM, CATEGORIES, CATEGORY_SYSTEM, PARTNER_SYSTEM, URGENCIES
 
-CATEGORY_SYSTEM = "urn:concord:referral-category"
-AREA_SYSTEM = "urn:concord:area"
-PARTNER_SYSTEM = "urn:concord:partner"
-
-# The referral categories the service directory routes (services/domain/referrals.py).
-CATEGORIES: Mapping[str, str] = {
-    "mental-health-assessment": "Mental health assessment",
-    "talking-therapies": "Talking therapies",
-    "crisis-support": "Crisis support",
-    "substance-misuse-treatment": "Substance misuse treatment",
-    "alcohol-treatment": "Alcohol treatment",
-    "gp-registration": "GP registration",
-    "housing-support": "Housing support",
-}
-URGENCIES = ("routine", "urgent")
 OUTCOMES: Mapping[str, str] = {
     "attended": "fulfilled",
     "failed-to-attend": "noshow",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -163,12 +163,36 @@ def dead_letter(rejected: Rejected, partner: str) -> DeadLetter:
     )
 
 
-def publish_files(paths: Iterable[Path], partner: str, publisher: Publisher) -> PublishSummary:
+FORMATS = ("auto", "fhir", "probation", "csv", "hl7")
+
+
+def reader_for(path: Path, partner: str, fmt: str = "auto") -> Iterator[Record]:
+    """The records of one partner file: FHIR (JSON, NDJSON, XML), the probation feed, CSV or HL7 v2."""
+    if fmt == "auto":
+        fmt = {".csv": "csv", ".hl7": "hl7"}.get(path.suffix.lower(), "fhir")
+    if fmt == "probation":
+        from connectors.probation import records_from_probation_file
+
+        return records_from_probation_file(path)
+    if fmt == "csv":
+        from connectors.csv_feed import records_from_csv_file
+
+        return records_from_csv_file(path, partner)
+    if fmt == "hl7":
+        from connectors.hl7v2 import records_from_hl7_file
+
+        return records_from_hl7_file(path, partner)
+    return read_file(path)
+
+
+def publish_files(
+    paths: Iterable[Path], partner: str, publisher: Publisher, fmt: str = "auto"
+) -> PublishSummary:
     """Publish every record of every file; unreadable files become rejections too."""
     total = PublishSummary()
     for path in paths:
         progress = Progress(path.name)
-        summary = publish_records(read_file(path), partner, publisher, progress.tick)
+        summary = publish_records(reader_for(path, partner, fmt), partner, publisher, progress.tick)
         total.accepted += summary.accepted
         total.rejected += summary.rejected
         total.ignored += summary.ignored

@@ -74,7 +74,7 @@ def _publish(args: argparse.Namespace) -> int:
     except KafkaError as exc:
         raise CommandError(f"cannot reach Kafka: {exc.__class__.__name__}") from exc
     try:
-        summary = publish_files(paths, args.partner, publisher)
+        summary = publish_files(paths, args.partner, publisher, args.format)
     except DeliveryError as exc:
         raise CommandError(f"{exc}; nothing reported as accepted is lost, re-run to retry") from exc
     finally:
@@ -244,9 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
     topics.set_defaults(run=_topics)
 
     publish = commands.add_parser(
-        "publish", help="validate partner FHIR files (JSON, NDJSON, XML) and publish them"
+        "publish",
+        help="validate partner files (FHIR JSON/NDJSON/XML, probation feed, CSV, HL7 v2) and publish them",
     )
     publish.add_argument("--as", dest="partner", required=True, help="the publishing partner id")
+    publish.add_argument(
+        "--format",
+        choices=["auto", "fhir", "probation", "csv", "hl7"],
+        default="auto",
+        help="input format; auto: .csv is the voluntary-sector CSV, .hl7 is HL7 v2, anything else FHIR",
+    )
     _secret_option(publish)
     publish.add_argument("files", nargs="+", help="FHIR JSON, Bundle, NDJSON or XML files")
     publish.set_defaults(run=_publish)

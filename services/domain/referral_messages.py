@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from schemas.identifiers import HUB_PERSON
-from services.domain.referrals import PARTNER_SYSTEM, Referral
+from schemas.referrals import PARTNER_SYSTEM
+from services.domain.referrals import Referral
 
 MESSAGE_NAMESPACE: Final = uuid.UUID("0d4b5f7a-8c2e-5a51-9f3b-6e7d1c2a4b90")
 ALERT_SYSTEM: Final = "urn:concord:alert"

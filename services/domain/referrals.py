@@ -12,23 +12,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
+from schemas.referrals import AREA_SYSTEM, CATEGORY_SYSTEM, PARTNER_SYSTEM
+from schemas.referrals import CATEGORIES as REFERRAL_CATEGORIES
 from services.domain.consent import ROLE_OF_KIND, ConsentDecision, basis_for
 from services.domain.kinds import AgencyKind
 
-ReferralCategory = Literal[
-    "mental-health-assessment",
-    "talking-therapies",
-    "crisis-support",
-    "substance-misuse-treatment",
-    "alcohol-treatment",
-    "gp-registration",
-    "housing-support",
-]
-CATEGORIES: tuple[str, ...] = get_args(ReferralCategory)
+CATEGORIES: tuple[str, ...] = tuple(REFERRAL_CATEGORIES)  # one list: schemas/referrals.py
 Urgency = Literal["routine", "urgent"]
-CATEGORY_SYSTEM = "urn:concord:referral-category"
-AREA_SYSTEM = "urn:concord:area"
-PARTNER_SYSTEM = "urn:concord:partner"
 
 # Elements of a ServiceRequest beyond the minimum a receiving service needs to act.
 CONTENT_ELEMENTS = ("reasonCode", "reasonReference", "note", "supportingInfo")

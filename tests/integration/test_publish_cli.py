@@ -117,3 +117,21 @@ def test_publish_without_a_secret_says_how_to_give_one(topics: str) -> None:
     )
     assert result.returncode == 5
     assert "CONCORD_PARTNER_SECRET" in result.stderr
+
+
+def test_voluntary_csv_publishes_good_rows_and_names_bad_lines(topics: str) -> None:
+    result = publish("vol-recovery", str(FIXTURES / "voluntary" / "appointments.csv"))
+    assert result.returncode == 1
+    assert "accepted 97, rejected 3" in result.stdout
+    for line in (7, 42, 88):
+        assert f"appointments.csv:{line}:" in result.stderr
+
+
+def test_probation_feed_is_read_with_format_probation(topics: str) -> None:
+    env = {"CONCORD_PARTNER_SECRET": SECRETS["probation-london"]}
+    feed = str(FIXTURES / "probation" / "case-feed.ndjson")
+    result = run_concord(
+        "publish", "--as", "probation-london", "--format", "probation", feed, env=env
+    )
+    assert "accepted 11, rejected 1" in result.stdout
+    assert "case-feed.ndjson:4:" in result.stderr

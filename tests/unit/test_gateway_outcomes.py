@@ -1,0 +1,377 @@
+"""The gateway's pure decisions: OperationOutcomes, nesting depth, content types, routes, idempotency."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+
+from connectors.gateway_rules import (
+    MAX_DEPTH,
+    Admitted,
+    Answer,
+    Busy,
+    IdempotencyMemory,
+    Issue,
+    Mismatch,
+    Refusal,
+    Replay,
+    assess,
+    body_kind,
+    events_key,
+    issue,
+    key_refusal,
+    nesting_depth,
+    operation_outcome,
+    oversize_refusal,
+    parse_json,
+    parse_xml,
+)
+from connectors.gateway_spec import capability_statement
+from schemas.envelope import content_event_id
+from schemas.fhir import Problem
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+PARTNER = "gp-Y01234"
+
+
+def fixture(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def body(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def nested(depth: int) -> Any:
+    value: Any = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def refusal_of(verdict: Admitted | Refusal) -> Refusal:
+    assert isinstance(verdict, Refusal), verdict
+    return verdict
+
+
+# --- OperationOutcome ---------------------------------------------------------------------------
+
+
+def test_outcome_names_the_element_path_and_problem_and_is_valid_fhir() -> None:
+    problem = Problem("Appointment.participant[0].actor", "field required")
+    outcome = operation_outcome([issue("invalid", problem)])
+    assert outcome == {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "error",
+                "code": "invalid",
+                "diagnostics": "Appointment.participant[0].actor: field required",
+                "expression": ["Appointment.participant[0].actor"],
+            }
+        ],
+    }
+    OperationOutcome.model_validate(outcome)
+
+
+def test_outcome_gives_no_expression_when_the_problem_is_not_an_element() -> None:
+    [only] = operation_outcome([issue("structure", Problem("(body)", "not valid JSON"))])["issue"]
+    assert only["diagnostics"] == "(body): not valid JSON"
+    assert "expression" not in only
+
+
+def test_refusal_reason_lists_every_issue_on_one_line() -> None:
+    refusal = Refusal(
+        422,
+        (
+            Issue("invalid", "Appointment.status", "bad"),
+            Issue("invalid", "Appointment.end", "early"),
+        ),
+    )
+    assert refusal.reason() == "Appointment.status: bad; Appointment.end: early"
+    assert len(refusal.outcome()["issue"]) == 2
+
+
+# --- nesting ------------------------------------------------------------------------------------
+
+
+def test_nesting_depth_counts_objects_and_arrays() -> None:
+    assert nesting_depth("scalar") == 0
+    assert nesting_depth({}) == 1
+    assert nesting_depth({"a": [{"b": 1}]}) == 3
+    assert nesting_depth(fixture("gp/message-bundle.json")) < MAX_DEPTH
+
+
+def test_nesting_depth_stops_counting_past_the_limit() -> None:
+    assert nesting_depth(nested(1000), limit=5) == 6
+
+
+def test_json_at_the_limit_parses_and_one_deeper_is_refused() -> None:
+    assert parse_json(orjson.dumps(nested(MAX_DEPTH)).decode()) == nested(MAX_DEPTH)
+    refusal = parse_json(orjson.dumps(nested(MAX_DEPTH + 1)).decode())
+    assert isinstance(refusal, Refusal)
+    assert refusal.status == 400
+    assert "nested deeper than 32 levels" in refusal.reason()
+
+
+def test_json_deeper_than_the_parser_allows_is_refused_as_too_deep_not_malformed() -> None:
+    refusal = parse_json("[" * 5000 + "]" * 5000)
+    assert isinstance(refusal, Refusal)
+    assert "nested deeper" in refusal.reason()
+
+
+def test_deep_xml_is_refused() -> None:
+    inner = "<extension>" * 40 + "</extension>" * 40
+    xml = f'<Patient xmlns="http://hl7.org/fhir">{inner}</Patient>'
+    refusal = parse_xml(xml.encode())
+    assert isinstance(refusal, Refusal)
+    assert "nested deeper" in refusal.reason()
+
+
+def test_xml_outside_the_fhir_namespace_is_refused() -> None:
+    refusal = parse_xml(b"<Patient/>")
+    assert isinstance(refusal, Refusal)
+    assert "namespace" in refusal.reason()
+
+
+# --- content types ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "kind"),
+    [
+        ("application/fhir+json", "json"),
+        ("application/json; charset=utf-8", "json"),
+        ("application/fhir+json; fhirVersion=4.0", "json"),
+        ("application/fhir+xml;charset=UTF-8", "xml"),
+    ],
+)
+def test_fhir_media_types_are_accepted(header: str, kind: str) -> None:
+    assert body_kind(header) == kind
+
+
+@pytest.mark.parametrize(
+    "header", [None, "", "text/plain", "application/xml", "application/fhir+json; charset=latin-1"]
+)
+def test_other_media_types_are_415(header: str | None) -> None:
+    refusal = body_kind(header)
+    assert isinstance(refusal, Refusal)
+    assert refusal.status == 415
+    assert refusal.issues[0].code == "not-supported"
+
+
+# --- assessing a request ------------------------------------------------------------------------
+
+
+def test_good_appointment_is_admitted_with_its_content_derived_event_id() -> None:
+    resource = fixture("gp/appointment-booked.json")
+    verdict = assess(body(resource), "application/fhir+json", "Appointment", PARTNER)
+    assert isinstance(verdict, Admitted)
+    assert verdict.answer() == {
+        "event_ids": [str(content_event_id(PARTNER, resource))],
+        "accepted": 1,
+        "ignored": 0,
+    }
+
+
+def test_message_bundle_is_admitted_and_its_practitioner_passed_by() -> None:
+    verdict = assess(body(fixture("gp/message-bundle.json")), "application/json", None, PARTNER)
+    assert isinstance(verdict, Admitted)
+    assert (len(verdict.accepted), verdict.ignored) == (2, 1)
+
+
+def test_invalid_status_is_422_naming_appointment_status() -> None:
+    resource = fixture("gp/appointment-booked.json") | {"status": "bogus"}
+    refusal = refusal_of(assess(body(resource), "application/fhir+json", "Appointment", PARTNER))
+    assert refusal.status == 422
+    [only] = refusal.outcome()["issue"]
+    assert only["diagnostics"].startswith("Appointment.status: 'bogus' is not one of")
+    assert only["expression"] == ["Appointment.status"]
+
+
+def test_bundle_with_bad_entries_is_refused_whole_listing_every_problem_at_its_entry() -> None:
+    verdict = assess(
+        body(fixture("invalid/mixed-collection.json")), "application/fhir+json", None, PARTNER
+    )
+    refusal = refusal_of(verdict)
+    assert refusal.status == 422
+    expressions = [i.expression for i in refusal.issues]
+    assert expressions[0] == "Bundle.entry[1].resource.status"
+    assert any(e and e.startswith("Bundle.entry[2].resource.participant") for e in expressions)
+    assert refusal.issues[0].diagnostics.startswith("Bundle.entry[1]: Appointment.status:")
+
+
+def test_resource_type_not_matching_the_path_is_400() -> None:
+    resource = fixture("gp/appointment-booked.json")
+    refusal = refusal_of(assess(body(resource), "application/fhir+json", "Patient", PARTNER))
+    assert refusal.status == 400
+    assert "'Appointment' but the path is /fhir/Patient" in refusal.reason()
+
+
+def test_single_resource_posted_to_the_bundle_endpoint_is_400() -> None:
+    resource = fixture("gp/appointment-booked.json")
+    assert refusal_of(assess(body(resource), "application/fhir+json", None, PARTNER)).status == 400
+
+
+def test_resource_type_the_gateway_does_not_take_is_404() -> None:
+    refusal = refusal_of(assess(b"{}", "application/fhir+json", "DetectedIssue", PARTNER))
+    assert refusal.status == 404
+
+
+def test_hub_output_types_inside_a_bundle_are_refused() -> None:
+    issue_resource = json.loads(
+        (Path(__file__).parents[2] / "schemas" / "examples" / "alert.issue.raised.json").read_text()
+    )["resource"]
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": issue_resource}]}
+    refusal = refusal_of(assess(body(bundle), "application/fhir+json", None, PARTNER))
+    assert refusal.status == 422
+    assert "DetectedIssue: not accepted from partners" in refusal.reason()
+
+
+def test_messageheader_out_of_place_is_refused_not_a_crash() -> None:
+    header = fixture("gp/message-bundle.json")["entry"][0]
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [header]}
+    assert refusal_of(assess(body(bundle), "application/fhir+json", None, PARTNER)).status == 422
+
+
+def test_document_bundles_are_not_accepted() -> None:
+    bundle = fixture("gp/message-bundle.json") | {"type": "document"}
+    refusal = refusal_of(assess(body(bundle), "application/fhir+json", None, PARTNER))
+    assert (refusal.status, refusal.issues[0].code) == (422, "not-supported")
+
+
+def message_from(sender: str) -> dict[str, Any]:
+    bundle = copy.deepcopy(fixture("gp/message-bundle.json"))
+    bundle["entry"][0]["resource"]["sender"] = {
+        "identifier": {"system": "urn:concord:partner", "value": sender}
+    }
+    return bundle
+
+
+def test_message_sent_as_another_partner_is_403_and_not_dead_lettered() -> None:
+    refusal = refusal_of(assess(body(message_from("gp-A99999")), "application/json", None, PARTNER))
+    assert refusal.status == 403
+    assert refusal.dead_letter is False
+    assert "gp-A99999" in refusal.reason()
+
+
+def test_message_sent_as_itself_is_admitted() -> None:
+    verdict = assess(body(message_from(PARTNER)), "application/json", None, PARTNER)
+    assert isinstance(verdict, Admitted)
+
+
+def test_xml_message_sent_as_another_partner_is_403() -> None:
+    xml = """<Bundle xmlns="http://hl7.org/fhir"><type value="message"/>
+      <entry><resource><MessageHeader>
+        <eventCoding><system value="urn:concord:message-event"/><code value="x"/></eventCoding>
+        <sender><identifier><system value="urn:concord:partner"/><value value="mht-rv5"/></identifier></sender>
+        <source><endpoint value="https://example.org"/></source>
+      </MessageHeader></resource></entry></Bundle>"""
+    refusal = refusal_of(assess(xml.encode(), "application/fhir+xml", None, PARTNER))
+    assert refusal.status == 403
+
+
+def test_malformed_xml_is_400() -> None:
+    refusal = refusal_of(assess(b"<Bundle", "application/fhir+xml", None, PARTNER))
+    assert refusal.status == 400
+    assert "not well-formed XML" in refusal.reason()
+
+
+def test_body_not_utf8_is_400() -> None:
+    refusal = refusal_of(assess(b"\xff\xfe{}", "application/fhir+json", "Appointment", PARTNER))
+    assert refusal.status == 400
+
+
+def test_envelope_over_the_broker_limit_is_413() -> None:
+    resource = fixture("gp/appointment-booked.json")
+    resource["comment"] = "x" * (1024 * 1024)
+    refusal = refusal_of(assess(body(resource), "application/fhir+json", "Appointment", PARTNER))
+    assert (refusal.status, refusal.issues[0].code) == (413, "too-long")
+    assert "over the broker's limit of 1048576" in refusal.reason()
+
+
+def test_envelope_within_the_broker_limit_passes_the_size_check() -> None:
+    resource = fixture("gp/appointment-booked.json")
+    resource["comment"] = "x" * (1000 * 1024)
+    verdict = assess(body(resource), "application/fhir+json", "Appointment", PARTNER)
+    assert isinstance(verdict, Admitted)
+    assert oversize_refusal(verdict, limit=1000 * 1024) is not None
+
+
+def test_idempotency_key_must_be_printable_ascii() -> None:
+    assert key_refusal(None) is None
+    assert key_refusal("3b9f2c1e-6a7d-4c2b-9e8f-1a2b3c4d5e6f") is None
+    for bad in ("", "has space", "x" * 256, "é"):
+        refusal = key_refusal(bad)
+        assert refusal is not None
+        assert refusal.status == 400
+
+
+# --- idempotency memory -------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_memory_replays_the_final_answer_for_the_same_request() -> None:
+    memory = IdempotencyMemory()
+    assert memory.begin("k", "body-1") is None
+    assert isinstance(memory.begin("k", "body-1"), Busy)
+    memory.finish("k", "body-1", Answer(202, {"accepted": 1}))
+    assert memory.begin("k", "body-1") == Replay(Answer(202, {"accepted": 1}))
+    assert isinstance(memory.begin("k", "body-2"), Mismatch)
+
+
+def test_memory_forgets_a_key_whose_request_had_no_final_answer() -> None:
+    memory = IdempotencyMemory()
+    assert memory.begin("k", "body") is None
+    memory.finish("k", "body", None)  # e.g. Kafka was unavailable: the retry must run again
+    assert memory.begin("k", "body") is None
+
+
+def test_memory_expires_keys_after_the_ttl() -> None:
+    clock = Clock()
+    memory = IdempotencyMemory(ttl_s=60, clock=clock)
+    memory.begin("k", "body")
+    memory.finish("k", "body", Answer(202, {}))
+    clock.now = 59
+    assert isinstance(memory.begin("k", "body"), Replay)
+    clock.now = 61
+    assert memory.begin("k", "other body") is None
+
+
+def test_memory_holds_at_most_max_keys_forgetting_the_oldest() -> None:
+    memory = IdempotencyMemory(max_keys=3)
+    for key in "abcd":
+        memory.begin(key, "x")
+        memory.finish(key, "x", Answer(202, {"key": key}))
+    assert len(memory) == 3
+    assert memory.begin("a", "x") is None
+    assert isinstance(memory.begin("d", "x"), Replay)
+
+
+def test_events_key_does_not_depend_on_order() -> None:
+    assert events_key(["b", "a"]) == events_key(["a", "b"])
+    assert events_key(["a"]) != events_key(["a", "b"])
+
+
+# --- capability ---------------------------------------------------------------------------------
+
+
+def test_capability_statement_is_valid_fhir_listing_the_partner_resource_types() -> None:
+    statement = capability_statement()
+    CapabilityStatement.model_validate(statement)
+    types = [r["type"] for r in statement["rest"][0]["resource"]]
+    assert types == ["Appointment", "ServiceRequest", "Task", "Patient", "Consent"]
