@@ -170,11 +170,11 @@ def schedule_span(settings: DeliverySettings, spread: float = 0.0) -> float:
     return sum(backoff_delay(n, settings, spread) for n in range(1, settings.max_attempts))
 
 
-def retry_after(value: str | None, settings: DeliverySettings) -> float | None:
-    """A Retry-After header in seconds (capped), or None when absent or a date (not honoured)."""
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header in seconds, or None when absent or an HTTP date (not honoured)."""
     if value is None or not value.strip().isdigit():
         return None
-    return min(float(value.strip()), settings.backoff_cap_s)
+    return float(value.strip())
 
 
 Verdict = Literal["delivered", "retry", "refused"]

@@ -116,7 +116,7 @@ class FrameDecoder:
         if self._discarded + len(self._buffer) <= self._max:
             return
         if not self._discarded:
-            self._head = bytes(self._buffer[:HEAD_BYTES])
+            self._head = bytes(self._buffer[: min(HEAD_BYTES, len(self._buffer) - 1)])
         # Keep the last byte: it may be the 0x1C of an end block split across reads.
         self._discarded += len(self._buffer) - 1
         del self._buffer[:-1]

@@ -93,13 +93,36 @@ def disclosure_outs(
         now=now,
         correlation_id=cause or d.event_id,
     )
-    audit = audit_event(
-        disclosure_id=str(d.event_id),
+    audit = audit_out(
+        d.event_id,
         person_id=person_id,
         recipient=d.recipient,
         role=d.role,
         what=d.what,
         basis=d.basis,
+        now=now,
+    )
+    return [Out(d.topic, d.recipient.encode(), sent), audit]
+
+
+def audit_out(
+    disclosure_id: uuid.UUID,
+    *,
+    person_id: str,
+    recipient: str,
+    role: Role,
+    what: str,
+    basis: str,
+    now: datetime,
+) -> Out:
+    """The AuditEvent of one disclosure, for the audit topic, keyed by the person."""
+    audit = audit_event(
+        disclosure_id=str(disclosure_id),
+        person_id=person_id,
+        recipient=recipient,
+        role=role,
+        what=what,
+        basis=basis,
         at=now,
     )
     record = hub_envelope(
@@ -108,6 +131,6 @@ def disclosure_outs(
         person_id=person_id,
         resource=audit,
         now=now,
-        correlation_id=d.event_id,
+        correlation_id=disclosure_id,
     )
-    return [Out(d.topic, d.recipient.encode(), sent), Out(topics.AUDIT, person_id.encode(), record)]
+    return Out(topics.AUDIT, person_id.encode(), record)

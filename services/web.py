@@ -21,7 +21,6 @@ from schemas.identifiers import IdentifierError, parse_token
 from schemas.topics import Topic
 from services.auth import AuthError, authenticate, basic_credentials
 from services.config import partner_directory
-from services.domain.audit import audit_event
 from services.domain.breach import BreachCheck, breach_check
 from services.domain.calendar import Calendar
 from services.domain.consent import ROLE_OF_KIND
@@ -30,7 +29,7 @@ from services.domain.identity import person_id_for
 from services.domain.partners import Partner, PartnerDirectory
 from services.hub import SETTINGS, TOPICS, app, calendars, token_person
 from services.inbox import inbox
-from services.outputs import AUDIT_EVENT_TYPE, hub_envelope
+from services.outputs import audit_out
 from services.state import decode_calendar
 
 log = structlog.get_logger(__name__)
@@ -216,25 +215,17 @@ async def record_disclosure(
     person_id: str, asking: Partner, what: str, basis: str, at: datetime
 ) -> None:
     """Put the AuditEvent of one disclosure on the audit topic."""
-    disclosure_id = uuid.uuid4()
-    audit = audit_event(
-        disclosure_id=str(disclosure_id),
+    role = ROLE_OF_KIND[asking.kind]
+    out = audit_out(
+        uuid.uuid4(),
         person_id=person_id,
         recipient=asking.id,
-        role=ROLE_OF_KIND[asking.kind],
+        role=role,
         what=what,
         basis=basis,
-        at=at,
-    )
-    value = hub_envelope(
-        uuid.UUID(audit["id"]),
-        AUDIT_EVENT_TYPE,
-        person_id=person_id,
-        resource=audit,
         now=at,
-        correlation_id=disclosure_id,
     )
-    await TOPICS[topics.AUDIT.name].send(key=person_id.encode(), value=value)
+    await TOPICS[out.topic.name].send(key=out.key, value=out.value)
 
 
 async def follow(topic: Topic, apply: Any) -> None:

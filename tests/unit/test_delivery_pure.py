@@ -1,0 +1,389 @@
+"""Outbound delivery's pure pieces: Bundles, HL7 v2 messages, ACK matching, backoff, commit offsets."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fhir.resources.R4B.bundle import Bundle
+
+from connectors.delivery_formats import (
+    AckError,
+    control_id,
+    escape,
+    event_id_of_control,
+    frame,
+    hl7_message,
+    judge_ack,
+    message_bundle,
+    parse_ack,
+    unframe,
+)
+from connectors.delivery_rules import (
+    DeliverySettings,
+    EndpointConfigError,
+    PartitionOffsets,
+    backoff_delay,
+    dead_letter,
+    judge_http,
+    load_endpoints,
+    operator_alert,
+    retry_after,
+    schedule_span,
+    settings_from_env,
+)
+from schemas.codec import decode, encode
+
+ROOT = Path(__file__).parents[2]
+NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+EVENT_ID = "abac12fe-d314-5151-9828-96147b019f58"
+
+
+def alert_envelope(detail: str = "Two appointments overlap on 3 December") -> dict[str, Any]:
+    return {
+        "event_id": EVENT_ID,
+        "event_type": "alert.clash.raised",
+        "source": "concord-hub",
+        "subject": {"identifiers": [], "person_id": "p-0a1b2c3d4e5f60718293"},
+        "occurred_at": "2026-12-01T09:00:00Z",
+        "recorded_at": "2026-12-01T09:00:05Z",
+        "schema_version": 1,
+        "correlation_id": EVENT_ID,
+        "resource": {
+            "resourceType": "DetectedIssue",
+            "id": "clash-1",
+            "status": "final",
+            "severity": "moderate",
+            "code": {"coding": [{"system": "urn:concord:alert", "code": "appointment-clash"}]},
+            "patient": {
+                "identifier": {"system": "urn:concord:id:person", "value": "p-0a1b2c3d4e5f60718293"}
+            },
+            "detail": detail,
+            "implicated": [{"reference": "Appointment/gp-appt-1001"}],
+        },
+    }
+
+
+# --- FHIR message Bundle ------------------------------------------------------------------
+
+
+def test_bundle_is_a_valid_fhir_message_whose_header_names_the_event_type_and_recipient() -> None:
+    envelope = alert_envelope()
+    bundle = message_bundle(envelope, "gp-Y01234", "https://gp.example/fhir")
+
+    Bundle.model_validate(bundle)  # raises if not a valid R4 Bundle
+    assert bundle["type"] == "message"
+    assert bundle["id"] == EVENT_ID
+    header, focus = (entry["resource"] for entry in bundle["entry"])
+    assert header["resourceType"] == "MessageHeader"
+    assert header["eventCoding"]["code"] == "alert.clash.raised"
+    assert header["destination"][0]["receiver"]["identifier"]["value"] == "gp-Y01234"
+    assert header["destination"][0]["endpoint"] == "https://gp.example/fhir"
+    assert header["focus"] == [{"reference": bundle["entry"][1]["fullUrl"]}]
+    assert focus == envelope["resource"]
+
+
+def test_bundle_for_an_event_is_the_same_on_every_attempt() -> None:
+    first = message_bundle(alert_envelope(), "gp-Y01234", "https://gp.example/fhir")
+    again = message_bundle(alert_envelope(), "gp-Y01234", "https://gp.example/fhir")
+    assert first == again
+
+
+# --- HL7 v2 -------------------------------------------------------------------------------
+
+
+def segments(message: str) -> dict[str, list[list[str]]]:
+    found: dict[str, list[list[str]]] = {}
+    for segment in message.split("\r"):
+        if segment:
+            fields = segment.split("|")
+            found.setdefault(fields[0], []).append(fields)
+    return found
+
+
+def test_alert_becomes_an_oru_r01_whose_first_obx_carries_the_detail() -> None:
+    control = control_id(EVENT_ID, 3)
+    message = hl7_message(alert_envelope(), "mht-rv5", control, NOW)
+    parts = segments(message)
+
+    msh = parts["MSH"][0]
+    assert msh[1] == "^~\\&"
+    assert (msh[5], msh[6], msh[8], msh[9], msh[11]) == (
+        "mht-rv5",
+        "mht-rv5",
+        "ORU^R01^ORU_R01",
+        control,
+        "2.5.1",
+    )
+    assert msh[6 + 0] == "mht-rv5"
+    assert msh[7 - 1] == "mht-rv5"
+    assert parts["PID"][0][3] == "p-0a1b2c3d4e5f60718293^^^&urn:concord:id:person&URI"
+    assert parts["OBR"][0][4] == "alert.clash.raised^alert.clash.raised^urn:concord:event-type"
+    assert parts["OBR"][0][7] == "20261201090000+0000"
+    first = parts["OBX"][0]
+    assert first[1:4] == ["1", "TX", "appointment-clash^^urn:concord:alert"]
+    assert first[5] == "Two appointments overlap on 3 December"
+    assert first[11] == "F"
+
+
+def test_every_element_of_the_resource_is_an_obx_named_by_its_path() -> None:
+    parts = segments(hl7_message(alert_envelope(), "mht-rv5", "c-1", NOW))
+    observed = {obx[3].split("^")[0]: obx[5] for obx in parts["OBX"][1:]}
+    assert observed["DetectedIssue.status"] == "final"
+    assert observed["DetectedIssue.code.coding[0].code"] == "appointment-clash"
+    assert observed["DetectedIssue.implicated[0].reference"] == "Appointment/gp-appt-1001"
+    assert [obx[1] for obx in parts["OBX"]] == [str(n) for n in range(1, len(parts["OBX"]) + 1)]
+
+
+def test_separators_and_line_breaks_in_text_are_escaped() -> None:
+    message = hl7_message(alert_envelope("a|b^c~d&e\\f\nnext"), "mht-rv5", "c-1", NOW)
+    first_obx = segments(message)["OBX"][0]
+    assert first_obx[5] == "a\\F\\b\\S\\c\\R\\d\\T\\e\\E\\f\\.br\\next"
+    assert "\n" not in message
+    assert escape("plain text") == "plain text"
+
+
+def test_control_ids_are_fresh_per_attempt_and_carry_the_event_id() -> None:
+    ids = {control_id(EVENT_ID, n) for n in range(1, 6)}
+    assert len(ids) == 5
+    assert {event_id_of_control(c) for c in ids} == {EVENT_ID}
+
+
+# --- MLLP and ACKs ------------------------------------------------------------------------
+
+
+def ack(code: str, control: str, text: str = "") -> bytes:
+    return f"MSH|^~\\&|MHT|RV5|CONCORD|CONCORD-HUB|20261201093000||ACK^R01|a1|P|2.5.1\rMSA|{code}|{control}|{text}\r".encode()
+
+
+def test_frames_are_split_from_a_stream_and_an_unfinished_one_is_kept() -> None:
+    stream = b"noise" + frame("first") + frame("second") + b"\x0bthi"
+    frames, rest = unframe(stream)
+    assert frames == [b"first", b"second"]
+    assert rest == b"\x0bthi"
+    more, rest = unframe(rest + b"rd\x1c\x0d")
+    assert (more, rest) == ([b"third"], b"")
+
+
+def test_frame_wraps_the_message_in_mllp_blocks() -> None:
+    assert frame("MSH|x") == b"\x0bMSH|x\x1c\x0d"
+
+
+def test_ack_is_parsed_with_the_separator_the_partner_declares() -> None:
+    parsed = parse_ack(b"MSH#^~\\&#MHT\nMSA#AE#ctl-9#busy\n")
+    assert (parsed.code, parsed.control_id, parsed.text) == ("AE", "ctl-9", "busy")
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"PID|1", "no MSH segment"),
+        (b"MSH|^~\\&|MHT\rERR|1", "no MSA segment"),
+        (b"MSH|^~\\&|MHT\rMSA|OK|c", "MSA-1 is 'OK'"),
+        (b"MSH|^~\\&|MHT\rMSA|AA|", "MSA-2"),
+    ],
+)
+def test_a_frame_that_is_no_ack_says_why(data: bytes, problem: str) -> None:
+    with pytest.raises(AckError, match=problem):
+        parse_ack(data)
+
+
+@pytest.mark.parametrize(
+    ("code", "verdict"),
+    [("AA", "delivered"), ("CA", "delivered"), ("AE", "retry"), ("CE", "retry"), ("AR", "refused")],
+)
+def test_an_ack_for_this_attempt_decides_it(code: str, verdict: str) -> None:
+    assert judge_ack(parse_ack(ack(code, "ctl-2")), "ctl-2") == verdict
+
+
+def test_a_late_ack_for_an_earlier_attempt_does_not_count() -> None:
+    earlier, current = control_id(EVENT_ID, 1), control_id(EVENT_ID, 2)
+    assert judge_ack(parse_ack(ack("AA", earlier)), current) == "not-ours"
+
+
+# --- retries ------------------------------------------------------------------------------
+
+
+def test_backoff_doubles_from_the_base_up_to_the_cap() -> None:
+    settings = DeliverySettings()
+    delays = [backoff_delay(n, settings) for n in range(1, 11)]
+    assert delays == [1, 2, 4, 8, 16, 32, 64, 120, 120, 120]
+    assert backoff_delay(10_000, settings) == 120
+
+
+def test_jitter_only_shortens_a_delay_by_at_most_a_tenth() -> None:
+    settings = DeliverySettings()
+    assert backoff_delay(8, settings, spread=0.999) == pytest.approx(120 * 0.9, rel=1e-3)
+    assert backoff_delay(8, settings, spread=0.5) < backoff_delay(8, settings)
+
+
+def test_default_schedule_outlasts_a_partner_down_for_an_hour() -> None:
+    settings = DeliverySettings()
+    assert settings.max_attempts == 60
+    assert schedule_span(settings, spread=1.0) > 3600
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [
+        (200, "delivered"),
+        (202, "delivered"),
+        (204, "delivered"),
+        (408, "retry"),
+        (429, "retry"),
+        (500, "retry"),
+        (503, "retry"),
+        (400, "refused"),
+        (401, "refused"),
+        (404, "refused"),
+        (422, "refused"),
+        (301, "refused"),
+    ],
+)
+def test_http_status_decides_retry_or_refusal(status: int, verdict: str) -> None:
+    assert judge_http(status) == verdict
+
+
+def test_retry_after_in_seconds_is_read_and_a_date_is_not() -> None:
+    assert retry_after("30") == 30.0
+    assert retry_after("Wed, 21 Oct 2026 07:28:00 GMT") is None
+    assert retry_after(None) is None
+
+
+# --- commit offsets -----------------------------------------------------------------------
+
+
+def test_commit_stops_at_the_lowest_unfinished_offset() -> None:
+    offsets = PartitionOffsets()
+    for offset in range(10, 15):
+        offsets.fetched(offset)
+    offsets.finished(12)
+    offsets.finished(13)
+    assert offsets.committable() is None or offsets.committable() == 10
+    offsets.finished(10)
+    assert offsets.committable() == 11
+    offsets.finished(11)
+    assert offsets.committable() == 14
+    offsets.finished(14)
+    assert offsets.committable() == 15
+    assert offsets.backlog() == 0
+
+
+def test_nothing_is_committed_twice_or_before_anything_is_fetched() -> None:
+    offsets = PartitionOffsets()
+    assert offsets.committable() is None
+    offsets.fetched(0)
+    offsets.finished(0)
+    assert offsets.committable() == 1
+    offsets.committed = 1
+    assert offsets.committable() is None
+
+
+def test_an_unfinished_first_offset_commits_nothing_new() -> None:
+    offsets = PartitionOffsets()
+    offsets.fetched(5)
+    offsets.fetched(6)
+    offsets.finished(6)
+    assert offsets.committable() == 5  # everything before 5 was done before it was fetched
+    offsets.committed = 5
+    assert offsets.committable() is None
+    assert offsets.backlog() == 1
+
+
+# --- endpoints and settings ---------------------------------------------------------------
+
+
+def test_demo_endpoints_file_lists_every_demo_partner() -> None:
+    document = yaml.safe_load((ROOT / "deploy" / "endpoints.yaml").read_text())
+    endpoints = load_endpoints(document, "endpoints.yaml")
+    partners = yaml.safe_load((ROOT / "deploy" / "partners.yaml").read_text())["partners"]
+    assert set(endpoints) == {p["id"] for p in partners}
+    assert {e.format for e in endpoints.values()} == {"fhir", "json", "hl7"}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"partner": "gp-Y01234", "format": "xml"}, r"endpoints\[0\] \(gp-Y01234\): format"),
+        ({"partner": "gp-Y01234", "format": "fhir"}, r"\(gp-Y01234\): url: must be an http"),
+        (
+            {"partner": "gp-Y01234", "format": "json", "url": "ftp://x/y"},
+            r"\(gp-Y01234\): url",
+        ),
+        (
+            {"partner": "gp-Y01234", "format": "json", "url": "https://u:p@x/y"},
+            "credentials",
+        ),
+        ({"partner": "mht-rv5", "format": "hl7", "host": "h"}, r"\(mht-rv5\): port"),
+        ({"partner": "mht-rv5", "format": "hl7", "host": "h", "port": 70000}, "port"),
+        (
+            {"partner": "mht-rv5", "format": "hl7", "host": "h", "port": 1, "url": "http://x"},
+            r"\(mht-rv5\): url: not a field of a hl7 endpoint",
+        ),
+        ({"partner": "Bad Id", "format": "json"}, "partner: 'Bad Id' is not a partner id"),
+        ({"partner": "hub-operator", "format": "json", "url": "http://x"}, "never delivered"),
+        ("gp-Y01234", r"endpoints\[0\]: must be a mapping"),
+    ],
+)
+def test_a_bad_endpoint_is_named_in_the_error(entry: object, message: str) -> None:
+    with pytest.raises(EndpointConfigError, match=message):
+        load_endpoints({"endpoints": [entry]}, "endpoints.yaml")
+
+
+def test_a_partner_listed_twice_is_an_error() -> None:
+    entry = {"partner": "gp-Y01234", "format": "fhir", "url": "https://gp.example/fhir"}
+    with pytest.raises(EndpointConfigError, match=r"endpoints\[1\] \(gp-Y01234\): partner listed twice"):
+        load_endpoints({"endpoints": [entry, entry]}, "endpoints.yaml")
+
+
+def test_a_file_without_an_endpoints_list_is_an_error() -> None:
+    with pytest.raises(EndpointConfigError, match="'endpoints' list"):
+        load_endpoints({"endpoint": []}, "endpoints.yaml")
+
+
+def test_settings_come_from_the_environment_with_defaults() -> None:
+    settings = settings_from_env(
+        {"CONCORD_DELIVERY_MAX_ATTEMPTS": "5", "CONCORD_DELIVERY_BACKOFF_CAP_S": "0.5"}
+    )
+    assert (settings.max_attempts, settings.backoff_cap_s) == (5, 0.5)
+    assert (settings.backoff_base_s, settings.timeout_s) == (1.0, 10.0)
+    with pytest.raises(ValueError, match="CONCORD_DELIVERY_MAX_ATTEMPTS"):
+        settings_from_env({"CONCORD_DELIVERY_MAX_ATTEMPTS": "many"})
+    with pytest.raises(ValueError, match="greater than 0"):
+        settings_from_env({"CONCORD_DELIVERY_TIMEOUT_S": "0"})
+
+
+# --- failures -----------------------------------------------------------------------------
+
+
+def test_operator_alert_names_partner_event_and_reason_and_nothing_about_the_person() -> None:
+    alert = operator_alert(
+        partner="gp-Y01234", event_id=EVENT_ID, reason="refused: HTTP 400", now=NOW
+    )
+    assert decode(encode(alert)) == alert
+    resource = alert.resource
+    assert resource["resourceType"] == "DetectedIssue"
+    assert resource["code"]["coding"][0]["code"] == "delivery-failed"
+    assert resource["detail"] == f"delivery to gp-Y01234 of event {EVENT_ID} failed: refused: HTTP 400"
+    assert "patient" not in resource
+    assert alert.subject is None
+
+
+def test_dead_letter_keeps_the_envelope_and_says_where_it_failed() -> None:
+    raw = encode(decode(_json(alert_envelope())))
+    letter = dead_letter(
+        raw, reason="refused: HTTP 400", partner="gp-Y01234", source="concord-hub", event_id=EVENT_ID, now=NOW
+    )
+    assert letter.origin == "delivery:gp-Y01234"
+    assert letter.event_id == uuid.UUID(EVENT_ID)
+    assert letter.raw == raw.decode()
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    import orjson
+
+    return orjson.dumps(value)
