@@ -105,6 +105,11 @@ class Transport(Protocol):
         ...
 
 
+def unbuildable(endpoint: Endpoint, exc: Exception) -> Outcome:
+    """A message the hub cannot put in the partner's format: retrying would fail the same way."""
+    return Outcome("refused", f"cannot build the {endpoint.format} message: {type(exc).__name__}")
+
+
 class HttpTransport:
     """POSTs to a webhook: a FHIR message Bundle (fhir) or the envelope itself (json)."""
 
@@ -123,7 +128,10 @@ class HttpTransport:
 
     async def send(self, envelope: dict[str, Any], raw: bytes, attempt: int) -> Outcome:
         """POST once; the event id goes in Idempotency-Key so the partner can drop a repeat."""
-        body, content_type = self._body(envelope, raw)
+        try:
+            body, content_type = self._body(envelope, raw)
+        except Exception as exc:
+            return unbuildable(self._endpoint, exc)
         headers = {
             "Content-Type": content_type,
             "Idempotency-Key": str(envelope["event_id"]),
@@ -169,7 +177,12 @@ class MllpTransport:
         self._sequence = 0  # never reused while this process runs, so control ids are fresh
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._reader is None or self._writer is None or self._writer.is_closing():
+        if (
+            self._reader is None
+            or self._writer is None
+            or self._writer.is_closing()
+            or self._reader.at_eof()  # the partner hung up after its last ACK
+        ):
             self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
             self._buffer = b""
         return self._reader, self._writer
@@ -178,14 +191,21 @@ class MllpTransport:
         """Send once with a fresh control id; only an ACK naming that id decides the outcome."""
         self._sequence += 1
         control = control_id(str(envelope["event_id"]), self._sequence)
-        message = hl7_message(envelope, self._endpoint.partner, control, datetime.now(UTC))
+        try:
+            message = hl7_message(envelope, self._endpoint.partner, control, datetime.now(UTC))
+        except Exception as exc:
+            return unbuildable(self._endpoint, exc)
+        connected = False
         try:
             async with asyncio.timeout(self._timeout_s):
                 reader, writer = await self._connect()
+                connected = True
                 writer.write(frame(message))
                 await writer.drain()
                 return await self._await_ack(reader, control, envelope)
         except TimeoutError:
+            if not connected:
+                return Outcome("retry", f"no connection within {self._timeout_s:g}s")
             # Keep the connection: the partner may only be slow, and its late ACK must be
             # read off this connection rather than mistaken for a later message's.
             return Outcome("retry", f"no ACK within {self._timeout_s:g}s")
@@ -254,11 +274,25 @@ class Lane:
                 item = await self.queue.get()
                 if item.offsets.revoked:
                     continue  # another consumer now owns the partition and will deliver it
-                await self._handle(item.value)
+                await self._handle_until_done(item.value)
                 item.offsets.finished(item.offset)
         finally:
             if self._transport is not None:
                 await self._transport.close()
+
+    async def _handle_until_done(self, raw: bytes) -> None:
+        """Handle one message; a fault of the hub's own (not the partner's) is tried again."""
+        failures = 0
+        while True:
+            try:
+                await self._handle(raw)
+                return
+            except Exception as exc:
+                # Dropping the message would lose it and skipping it would break the order:
+                # wait and try again, while the log tells the operator.
+                failures += 1
+                log.error("delivery.lane_failed", partner=self.partner, error=type(exc).__name__)
+                await asyncio.sleep(backoff_delay(failures, self._deliverer.settings))
 
     async def _handle(self, raw: bytes) -> None:
         try:
@@ -289,7 +323,9 @@ class Lane:
                 event_id=envelope["event_id"],
                 event_type=envelope["event_type"],
                 attempt=attempt,
-                status=outcome.verdict,
+                status="gave-up"
+                if outcome.verdict == "retry" and wait is None
+                else outcome.verdict,
                 detail=outcome.detail,
                 retry_in_s=None if wait is None else round(wait, 3),
             )
@@ -499,7 +535,8 @@ class Deliverer:
         log.warning("delivery.dead_lettered", partner=partner, event_id=event_id, reason=reason)
 
     async def _send(self, topic: str, key: bytes, value: bytes) -> None:
-        assert self._producer is not None
+        if self._producer is None:
+            raise RuntimeError("the deliverer is not running")
         await self._producer.send_and_wait(topic, value=value, key=key)
 
     async def _shutdown(self) -> None:
@@ -553,9 +590,6 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="validate the endpoints and settings, then exit"
     )
     args = parser.parse_args(argv)
-    from services.logs import configure
-
-    configure()
     path = Path(args.endpoints or os.environ.get("CONCORD_ENDPOINTS") or DEFAULT_ENDPOINTS)
     try:
         endpoints = read_endpoints(path)
@@ -568,6 +602,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{endpoint.partner}: {endpoint.format} {endpoint.describe()}")
         return EXIT_OK
     from deploy.topics import TopicSetupError, create_topics
+    from services.logs import configure
+
+    configure()
 
     try:
         create_topics()

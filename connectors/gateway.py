@@ -22,8 +22,6 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, MessageSizeTooLargeError
 
 from connectors.gateway_rules import (
-    BROKER_MAX_BYTES,
-    PARTNER_RESOURCE_TYPES,
     Admitted,
     Answer,
     Busy,
@@ -41,8 +39,8 @@ from connectors.gateway_rules import (
 from connectors.gateway_spec import capability_statement, openapi_document
 from connectors.kafka_io import DeliveryError, Publisher, new_producer
 from connectors.publish import Rejected, dead_letter
-from schemas.codec import encode
-from schemas.envelope import DeadLetter, Envelope
+from schemas.envelope import Envelope
+from schemas.fhir import PARTNER_RESOURCE_TYPES
 from schemas.identifiers import PARTNER_ID
 from services.auth import AuthError, authenticate, basic_credentials
 from services.config import partner_directory, settings
@@ -191,7 +189,7 @@ class Gateway:
         """Put a refused input on the dead-letter topic with its reason; False if Kafka failed."""
         problems = tuple(i.as_problem() for i in refusal.issues)
         text = raw.decode("utf-8", errors="replace")
-        letter = fitted(dead_letter(Rejected(origin, text, problems), partner))
+        letter = dead_letter(Rejected(origin, text, problems), partner)
         timeout_s = self.config.kafka_timeout_s
 
         def job(publisher: Publisher) -> None:
@@ -204,14 +202,6 @@ class Gateway:
             log.error("gateway.dead_letter_failed", partner=partner, error=type(exc).__name__)
             return False
         return True
-
-
-def fitted(letter: DeadLetter, limit: int = BROKER_MAX_BYTES - 4096) -> DeadLetter:
-    """The dead letter with its raw input cut until the encoded record fits the broker."""
-    while len(encode(letter)) > limit and letter.raw:
-        cut = letter.raw[: len(letter.raw) // 2]
-        letter = letter.model_copy(update={"raw": cut + "\n…[truncated to fit the broker]"})
-    return letter
 
 
 # --- answering ----------------------------------------------------------------------------------
@@ -379,7 +369,11 @@ async def once(
 
 async def decide(gateway: Gateway, facts: dict[str, Any], post: Post) -> Reply:
     """Assess the body; refuse it, or publish it (once per content: a resend publishes nothing new)."""
-    verdict = assess(post.body, post.content_type, post.route_type, post.partner)
+    # Validating a 1 MiB Bundle takes seconds of CPU: off the event loop, so others are answered.
+    loop = asyncio.get_running_loop()
+    verdict = await loop.run_in_executor(
+        None, assess, post.body, post.content_type, post.route_type, post.partner
+    )
     if isinstance(verdict, Refusal):
         return await refused(gateway, facts, verdict, post)
     if not verdict.accepted:  # only supporting resources: nothing to publish

@@ -20,7 +20,7 @@ from connectors.fhir_input import FHIR_NS, SUPPORTING_TYPES, Record, read_json, 
 from connectors.publish import Accepted, Ignored, Rejected, decide
 from schemas.codec import encode
 from schemas.envelope import Envelope
-from schemas.fhir import BUNDLE_TYPES, Problem
+from schemas.fhir import BUNDLE_TYPES, PARTNER_RESOURCE_TYPES, Problem
 
 MAX_DEPTH = 32
 # Kafka's default message.max.bytes and the producer's max_request_size: 1 MiB per record.
@@ -28,8 +28,6 @@ BROKER_MAX_BYTES = 1024 * 1024
 # Room for the record's key, headers and batch framing beside the encoded envelope.
 RECORD_OVERHEAD_BYTES = 1024
 
-# What partners publish; DetectedIssue, AuditEvent and MeasureReport are the hub's own output.
-PARTNER_RESOURCE_TYPES = ("Appointment", "ServiceRequest", "Task", "Patient", "Consent")
 BUNDLE_KINDS = ("message", "batch", "transaction", "collection")
 JSON_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json"})
 XML_MEDIA_TYPES = frozenset({"application/fhir+xml"})

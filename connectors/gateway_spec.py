@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.gateway_rules import BUNDLE_KINDS, PARTNER_RESOURCE_TYPES
+from connectors.gateway_rules import BUNDLE_KINDS
+from schemas.fhir import PARTNER_RESOURCE_TYPES
 
 API_VERSION = "1.0.0"
 CAPABILITY_DATE = "2026-11-26"  # when the capability last changed; bump with it

@@ -12,19 +12,29 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
 
 from connectors.fhir_input import SUPPORTING_TYPES, Record, read_file
 from connectors.kafka_io import Publisher
+from schemas.codec import encode
 from schemas.envelope import DeadLetter, Envelope, utc_now, wrap
-from schemas.fhir import InvalidResource, Problem, event_type_for, problems_in, subject_of
-from schemas.identifiers import IdentifierError
+from schemas.fhir import (
+    PARTNER_RESOURCE_TYPES,
+    InvalidResource,
+    Problem,
+    event_type_for,
+    problems_in,
+    subject_of,
+)
+from schemas.identifiers import IdentifierError, PersonIdentifier
 
 log = structlog.get_logger(__name__)
 
-MAX_RAW_CHARS = 512 * 1024  # keep a dead letter well under the broker's 1 MB message limit
+MAX_DEAD_LETTER_BYTES = (
+    1024 * 1024 - 4096
+)  # the broker's 1 MiB record limit, less room for key and framing
 PROGRESS_EVERY_S = 2.0
 
 
@@ -68,15 +78,10 @@ def decide(record: Record, partner: str, now: datetime | None = None) -> Decisio
     resource_type = str(resource.get("resourceType"))
     if record.in_bundle and resource_type in SUPPORTING_TYPES:
         return Ignored(record.origin, resource_type)
-    problems = problems_in(resource)
-    if problems:
-        return Rejected(record.origin, record.raw, tuple(problems))
     try:
-        subject = subject_of(resource, record.bundled_patients)
+        subject = _checked_subject(resource, resource_type, record)
     except InvalidResource as exc:
         return Rejected(record.origin, record.raw, tuple(exc.problems))
-    except IdentifierError as exc:
-        return Rejected(record.origin, record.raw, (Problem(resource_type, str(exc)),))
     envelope = wrap(
         resource,
         event_type=event_type_for(resource_type),
@@ -86,6 +91,24 @@ def decide(record: Record, partner: str, now: datetime | None = None) -> Decisio
         now=now,
     )
     return Accepted(record.origin, envelope)
+
+
+def _checked_subject(
+    resource: dict[str, Any], resource_type: str, record: Record
+) -> tuple[PersonIdentifier, ...]:
+    """The person a partner's resource is about, once it passed every check; InvalidResource if not."""
+    if resource_type not in PARTNER_RESOURCE_TYPES:
+        allowed = ", ".join(PARTNER_RESOURCE_TYPES)
+        raise InvalidResource(
+            [Problem(resource_type, f"not accepted from partners (accepted: {allowed})")]
+        )
+    problems = problems_in(resource)
+    if problems:
+        raise InvalidResource(problems)
+    try:
+        return subject_of(resource, record.bundled_patients)
+    except IdentifierError as exc:
+        raise InvalidResource([Problem(resource_type, str(exc))]) from exc
 
 
 @dataclass(slots=True)
@@ -150,17 +173,23 @@ def publish_records(
 
 
 def dead_letter(rejected: Rejected, partner: str) -> DeadLetter:
-    """The dead-letter record of a rejection: the raw input, trimmed to fit, and why."""
-    raw = rejected.raw
-    if len(raw) > MAX_RAW_CHARS:
-        raw = raw[:MAX_RAW_CHARS] + f"\n…[truncated from {len(rejected.raw)} characters]"
-    return DeadLetter(
+    """The dead-letter record of a rejection: the raw input, cut until it fits the broker, and why."""
+    letter = DeadLetter(
         reason=rejected.reason(),
         source=partner,
         origin=rejected.origin,
         received_at=utc_now(),
-        raw=raw,
+        raw=rejected.raw,
     )
+    kept = len(rejected.raw)
+    while len(encode(letter)) > MAX_DEAD_LETTER_BYTES and kept:
+        kept //= 2  # escaping and multi-byte text make the encoded size hard to predict
+        cut = (
+            rejected.raw[:kept]
+            + f"\n…[truncated from {len(rejected.raw)} characters to fit the broker]"
+        )
+        letter = letter.model_copy(update={"raw": cut})
+    return letter
 
 
 FORMATS = ("auto", "fhir", "probation", "csv", "hl7")

@@ -41,6 +41,10 @@ def codes(words: str) -> frozenset[str]:
     return frozenset(words.split())
 
 
+# What partners publish; DetectedIssue, AuditEvent and MeasureReport are the hub's own output.
+PARTNER_RESOURCE_TYPES = ("Appointment", "ServiceRequest", "Task", "Patient", "Consent")
+
+
 # Value sets (required bindings) the R4B models do not enforce: (type, element path) -> codes.
 REQUIRED_CODES: dict[tuple[str, str], frozenset[str]] = {
     ("Appointment", "status"): codes(

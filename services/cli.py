@@ -14,6 +14,13 @@ from pathlib import Path
 
 from schemas.identifiers import PARTNER_ID
 
+# Long-running connector services with options of their own: `concord NAME ...` runs NAME's main.
+SERVICES = {
+    "gateway": ("connectors.gateway", "run the HTTP FHIR ingest gateway"),
+    "deliver": ("connectors.delivery", "deliver alerts and outbound messages to partner endpoints"),
+    "mllp": ("connectors.mllp", "run the HL7 v2 MLLP listener for a Mental Health Trust"),
+}
+
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_AUTH = 0, 1, 2, 3, 4, 5
 
 
@@ -300,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     _secret_option(referrals)
     referrals.set_defaults(run=_referrals)
 
+    for name, (_module, summary) in SERVICES.items():
+        commands.add_parser(name, help=f"{summary} (its own options: concord {name} --help)")
+
     partners = commands.add_parser("partners", help="partner credentials")
     partners.add_argument(
         "action", choices=["hash-secret"], help="hash a secret read from stdin for partners.yaml"
@@ -312,7 +322,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `concord` console command."""
     from services.logs import configure
 
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in SERVICES:
+        import importlib
+
+        service_main: Callable[[list[str]], int] = importlib.import_module(
+            SERVICES[words[0]][0]
+        ).main
+        return service_main(words[1:])
+    args = build_parser().parse_args(words)
     configure(args.log_level)
     run: Callable[[argparse.Namespace], int] = args.run
     try:

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import yaml
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.detectedissue import DetectedIssue
 
+from connectors import delivery
 from connectors.delivery_formats import (
     AckError,
     control_id,
@@ -112,15 +114,14 @@ def test_alert_becomes_an_oru_r01_whose_first_obx_carries_the_detail() -> None:
 
     msh = parts["MSH"][0]
     assert msh[1] == "^~\\&"
-    assert (msh[5], msh[6], msh[8], msh[9], msh[11]) == (
+    # fields[n - 1] is MSH-n: MSH-1 is the separator the split consumed.
+    assert (msh[4], msh[5], msh[8], msh[9], msh[11]) == (
         "mht-rv5",
         "mht-rv5",
         "ORU^R01^ORU_R01",
         control,
         "2.5.1",
     )
-    assert msh[6 + 0] == "mht-rv5"
-    assert msh[7 - 1] == "mht-rv5"
     assert parts["PID"][0][3] == "p-0a1b2c3d4e5f60718293^^^&urn:concord:id:person&URI"
     assert parts["OBR"][0][4] == "alert.clash.raised^alert.clash.raised^urn:concord:event-type"
     assert parts["OBR"][0][7] == "20261201090000+0000"
@@ -263,7 +264,7 @@ def test_commit_stops_at_the_lowest_unfinished_offset() -> None:
         offsets.fetched(offset)
     offsets.finished(12)
     offsets.finished(13)
-    assert offsets.committable() is None or offsets.committable() == 10
+    assert offsets.committable() == 10  # 10 itself is not finished: nothing past it yet
     offsets.finished(10)
     assert offsets.committable() == 11
     offsets.finished(11)
@@ -336,13 +337,26 @@ def test_a_bad_endpoint_is_named_in_the_error(entry: object, message: str) -> No
 
 def test_a_partner_listed_twice_is_an_error() -> None:
     entry = {"partner": "gp-Y01234", "format": "fhir", "url": "https://gp.example/fhir"}
-    with pytest.raises(EndpointConfigError, match=r"endpoints\[1\] \(gp-Y01234\): partner listed twice"):
+    with pytest.raises(
+        EndpointConfigError, match=r"endpoints\[1\] \(gp-Y01234\): partner listed twice"
+    ):
         load_endpoints({"endpoints": [entry, entry]}, "endpoints.yaml")
 
 
 def test_a_file_without_an_endpoints_list_is_an_error() -> None:
     with pytest.raises(EndpointConfigError, match="'endpoints' list"):
         load_endpoints({"endpoint": []}, "endpoints.yaml")
+
+
+def test_deliver_check_names_the_bad_entry_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "endpoints.yaml"
+    bad.write_text("endpoints:\n  - partner: mht-rv5\n    format: hl7\n    host: 127.0.0.1\n")
+    assert delivery.main(["--check", "--endpoints", str(bad)]) == 2
+    assert f"{bad}: endpoints[0] (mht-rv5): port:" in capsys.readouterr().err
+    assert delivery.main(["--check", "--endpoints", str(ROOT / "deploy" / "endpoints.yaml")]) == 0
+    assert "mht-rv5: hl7 mllp://127.0.0.1:9104" in capsys.readouterr().out
 
 
 def test_settings_come_from_the_environment_with_defaults() -> None:
@@ -366,9 +380,11 @@ def test_operator_alert_names_partner_event_and_reason_and_nothing_about_the_per
     )
     assert decode(encode(alert)) == alert
     resource = alert.resource
-    assert resource["resourceType"] == "DetectedIssue"
+    DetectedIssue.model_validate(resource)  # raises if not a valid R4 DetectedIssue
     assert resource["code"]["coding"][0]["code"] == "delivery-failed"
-    assert resource["detail"] == f"delivery to gp-Y01234 of event {EVENT_ID} failed: refused: HTTP 400"
+    assert (
+        resource["detail"] == f"delivery to gp-Y01234 of event {EVENT_ID} failed: refused: HTTP 400"
+    )
     assert "patient" not in resource
     assert alert.subject is None
 
@@ -376,7 +392,12 @@ def test_operator_alert_names_partner_event_and_reason_and_nothing_about_the_per
 def test_dead_letter_keeps_the_envelope_and_says_where_it_failed() -> None:
     raw = encode(decode(_json(alert_envelope())))
     letter = dead_letter(
-        raw, reason="refused: HTTP 400", partner="gp-Y01234", source="concord-hub", event_id=EVENT_ID, now=NOW
+        raw,
+        reason="refused: HTTP 400",
+        partner="gp-Y01234",
+        source="concord-hub",
+        event_id=EVENT_ID,
+        now=NOW,
     )
     assert letter.origin == "delivery:gp-Y01234"
     assert letter.event_id == uuid.UUID(EVENT_ID)

@@ -375,3 +375,18 @@ def test_capability_statement_is_valid_fhir_listing_the_partner_resource_types()
     CapabilityStatement.model_validate(statement)
     types = [r["type"] for r in statement["rest"][0]["resource"]]
     assert types == ["Appointment", "ServiceRequest", "Task", "Patient", "Consent"]
+
+
+# --- dead letters -------------------------------------------------------------------------------
+
+
+def test_dead_letter_of_multibyte_text_is_cut_to_fit_the_broker() -> None:
+    from connectors.publish import Rejected, dead_letter
+    from schemas.codec import encode
+
+    raw = "é" * (900 * 1024)  # two bytes each: even cut to 512K characters it is over 1 MiB
+    letter = dead_letter(Rejected("POST /fhir", raw, (Problem("(body)", "x"),)), PARTNER)
+    assert len(encode(letter)) < 1024 * 1024 - 4096
+    assert letter.raw.startswith("éé")
+    assert letter.raw.endswith("characters to fit the broker]")
+    assert letter.raw.count("to fit the broker") == 1
