@@ -65,6 +65,7 @@ FIGURES = (
 Message = tuple[bytes, bytes, str]  # Kafka key, value, and the envelope's event id
 
 _STARTED = time.monotonic()
+_LOAD_AT_START = os.getloadavg()
 
 
 def say(message: str) -> None:
@@ -721,7 +722,13 @@ def write_results(stamp: str, args: argparse.Namespace, figures: dict[str, Any])
         "benchmark": "reconciler",
         "started": stamp,
         "options": {**vars(args), "results": str(args.results)},
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            # The machine may be shared: a busy neighbour shows here before it skews a figure.
+            "load average at start": _LOAD_AT_START,
+            "load average at end": os.getloadavg(),
+        },
         "figures": {k: _json_safe(v) for k, v in figures.items()},
     }
     path.write_text(json.dumps(document, indent=2) + "\n")

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -33,25 +34,42 @@ def demo_secret(partner: str) -> str:
     return secrets[partner]
 
 
-def start_worker(url: str, log_file: Path) -> subprocess.Popen[bytes]:
-    """A worker subprocess for the demo, once it answers HTTP."""
+def start_service(args: list[str], ready_url: str, log_file: Path) -> subprocess.Popen[bytes]:
+    """A `concord` service subprocess for the demo, once `ready_url` answers 200."""
     with log_file.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "worker"], stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "services.cli", *args], stdout=out, stderr=subprocess.STDOUT
         )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the worker stopped; see {log_file}")
-        if get_json(f"{url}/ready")[0] == 200:
+            raise SystemExit(f"concord {args[0]} stopped; see {log_file}")
+        if get_json(ready_url)[0] == 200:
             return process
         time.sleep(0.5)
     process.kill()
-    raise SystemExit(f"the worker did not start in time; see {log_file}")
+    raise SystemExit(f"concord {args[0]} did not start in time; see {log_file}")
 
 
-def replay() -> None:
-    """Publish every step of the feed, in order, as its partner."""
+def post_to_gateway(gateway: str, partner: str, path: Path) -> None:
+    """Submit one FHIR resource as a partner's system would: HTTP POST to the gateway."""
+    resource = json.loads(path.read_text())
+    request = urllib.request.Request(  # noqa: S310 -- the demo's own gateway on loopback
+        f"{gateway}/fhir/{resource['resourceType']}",
+        data=json.dumps(resource).encode(),
+        headers={
+            "Content-Type": "application/fhir+json",
+            "Authorization": basic_header(partner, demo_secret(partner)),
+        },
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        if response.status != 202:
+            raise SystemExit(f"the gateway answered {response.status} for {path.name}")
+
+
+def replay(gateway: str) -> None:
+    """Publish every step of the feed, in order, as its partner: over HTTP or with the publish path."""
     from connectors.fhir_input import read_file
     from connectors.kafka_io import Publisher
     from connectors.publish import publish_records
@@ -59,8 +77,11 @@ def replay() -> None:
     publisher = Publisher()
     try:
         for step in json.loads((FEED / "feed.json").read_text()):
-            publish_records(read_file(FEED / step["file"]), step["as"], publisher)
-            print(f"  {step['as']:<17} {step['says']}")
+            if step["via"] == "gateway":
+                post_to_gateway(gateway, step["as"], FEED / step["file"])
+            else:
+                publish_records(read_file(FEED / step["file"]), step["as"], publisher)
+            print(f"  {step['as']:<17} {step['says']}  [{step['via']}]")
             time.sleep(0.3)  # let the story unfold in order, as it would in a day
     finally:
         publisher.close()
@@ -93,12 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     configure("warning")
     create_topics()
     url = worker_url()
+    gateway = f"http://127.0.0.1:{os.environ.get('CONCORD_GATEWAY_PORT', '8080')}"
     log_file = ROOT / ".cache" / "demo-worker.log"
-    print(f"concord demo (topics {os.environ['CONCORD_TOPIC_PREFIX']}*, worker {url})\n")
-    worker = start_worker(url, log_file)
+    print(
+        f"concord demo (topics {os.environ['CONCORD_TOPIC_PREFIX']}*, worker {url}, gateway {gateway})\n"
+    )
+    worker = start_service(["worker"], f"{url}/ready", log_file)
+    gateway_process = start_service(
+        ["gateway"], f"{gateway}/metadata", ROOT / ".cache" / "demo-gateway.log"
+    )
     try:
         print("Partner events:")
-        replay()
+        replay(gateway)
         print("\nWhat each booker is told:")
         for recipient, issue in sorted(
             wait_for_alerts("alert.absence.explained"), key=lambda a: a[0]
@@ -127,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nstopping")
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(timeout=60)
+        for process in (gateway_process, worker):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
     return 0
 
 

@@ -18,6 +18,7 @@ def test_demo_shows_the_clash_the_explained_absence_and_the_breach_check(
         **os.environ,
         "CONCORD_TOPIC_PREFIX": f"test-demo-{uuid.uuid4().hex[:8]}.",
         "CONCORD_WEB_PORT": str(free_port()),
+        "CONCORD_GATEWAY_PORT": str(free_port()),
         "CONCORD_STORE": "memory://",
     }
     result = subprocess.run(
@@ -32,6 +33,7 @@ def test_demo_shows_the_clash_the_explained_absence_and_the_breach_check(
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "to probation-london  Explained absence" in out
+    assert "[gateway]" in out, "the GP and the MHT publish over HTTP, through the gateway"
     assert "to gp-Y01234         Appointment clash: your appointment 10:00–10:30" in out
     check = json.loads(out[out.index("{") : out.rindex("}") + 1])
     assert check["verdict"] == "explained"
