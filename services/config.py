@@ -45,11 +45,14 @@ def settings() -> Settings:
     web_port = int(os.environ.get("CONCORD_WEB_PORT", "6066"))
     cache_dir = Path(os.environ.get("CONCORD_CACHE_DIR", ROOT / ".cache"))
     brokers = ";".join(f"kafka://{server}" for server in bootstrap_servers().split(","))
+    app_id = os.environ.get("CONCORD_APP_ID", f"{topic_prefix()}hub")
+    # Faust keys its local table files by table name only: one folder per app, or they mix.
+    default_data_dir = cache_dir / "workers" / f"{app_id}-{web_port}"
     return Settings(
-        app_id=os.environ.get("CONCORD_APP_ID", f"{topic_prefix()}hub"),
+        app_id=app_id,
         broker=brokers,
         store=os.environ.get("CONCORD_STORE", "rocksdb://"),
-        data_dir=Path(os.environ.get("CONCORD_DATA_DIR", cache_dir / f"worker-{web_port}")),
+        data_dir=Path(os.environ.get("CONCORD_DATA_DIR", default_data_dir)),
         web_host=os.environ.get("CONCORD_WEB_HOST", "127.0.0.1"),
         web_port=web_port,
         travel_buffer=timedelta(

@@ -36,3 +36,5 @@ def configure(level: str | None = None) -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
+    # kafka-python's selector times its own polling and warns about it under load: noise to a reader.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)

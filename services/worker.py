@@ -12,6 +12,7 @@ def main(loglevel: str = "warning") -> int:
     # Refuse to start on a broken directory rather than fail on the first message.
     partner_directory(current.partners_file)
     service_directory(current.services_file)
+    current.data_dir.mkdir(parents=True, exist_ok=True)
     create_topics()
     import faust
 
