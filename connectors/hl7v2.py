@@ -211,7 +211,6 @@ class Hl7Message:
     control_id: str
     sent_at: datetime
     segments: tuple[Segment, ...]
-    separators: Separators = field(default_factory=Separators)
 
     def all(self, name: str) -> list[Segment]:
         """Every segment with this name, in message order."""
@@ -456,7 +455,7 @@ def parse_message(text: str) -> Hl7Message:
     sent_at = _time(msh, 7)
     if sent_at is None:
         raise msh.error(7, "field required: the message date/time", code=REQUIRED_FIELD_MISSING)
-    return Hl7Message(message_type, trigger, control_id, sent_at, tuple(segments), separators)
+    return Hl7Message(message_type, trigger, control_id, sent_at, tuple(segments))
 
 
 # --- the person ---------------------------------------------------------------------------
@@ -927,7 +926,7 @@ def acknowledgement(
     )
     msa = ["MSA", code, original.control_id]
     if errors:
-        msa.append(escape(errors[0].message, s)[:80])  # MSA-3, for receivers older than v2.5
+        msa.append(escape(errors[0].message[:80], s))  # MSA-3, for receivers older than v2.5
     segments = [msh, s.field.join(msa)]
     for error in errors:
         label = s.component.join([str(error.code), ERROR_CODE_TEXT.get(error.code, ""), "HL70357"])

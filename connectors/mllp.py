@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import re
+import signal
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -378,13 +379,20 @@ async def serve(
     partner_for_peer: PartnerForPeer,
     publisher: Publisher | None = None,
 ) -> None:
-    """Listen for MLLP connections until cancelled."""
+    """Listen for MLLP connections until SIGTERM or SIGINT (or cancellation)."""
     publisher = publisher or Publisher(listener_producer())
     server = await start_server(host, port, partner_for_peer, publisher)
     bound = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets)
     log.info("mllp.listening", address=bound)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # Only the main thread may take signals; elsewhere cancellation stops the server.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stopping.set)
     async with server:
-        await server.serve_forever()
+        await stopping.wait()
+    log.info("mllp.stopped", address=bound)
 
 
 # --- command ------------------------------------------------------------------------------
