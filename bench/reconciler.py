@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as AioTopicPartition
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
 from rocksdict import AccessType, Options, Rdict
 
 from bench.population import clash_pairs, generate
@@ -356,12 +357,14 @@ def wait_drained(group: str, timeout_s: float) -> Drain:
     started = time.monotonic()
     caught_up_at: float | None = None
     last_said = 0.0
+    totals: dict[str, list[int]] = {t.name: [0, 0] for t in read}
     try:
-        at_ready = _positions(admin, consumer, group, tps)[topics.INBOUND.name][0]
+        at_ready = (_look(admin, consumer, group, tps) or totals)[topics.INBOUND.name][0]
         while True:
             now = time.monotonic()
-            totals = _positions(admin, consumer, group, tps)
-            if all(done >= end for done, end in totals.values()):
+            looked = _look(admin, consumer, group, tps)
+            totals = looked or totals
+            if looked and all(done >= end for done, end in looked.values()):
                 if caught_up_at is not None:  # the second look: nothing new was produced since
                     inbound = totals[topics.INBOUND.name][0]
                     return Drain(caught_up_at - started, True, inbound, at_ready)
@@ -380,6 +383,17 @@ def wait_drained(group: str, timeout_s: float) -> Drain:
     finally:
         consumer.close()
         admin.close()
+
+
+def _look(
+    admin: KafkaAdminClient, consumer: KafkaConsumer, group: str, tps: list[TopicPartition]
+) -> dict[str, list[int]] | None:
+    # A broker too busy to answer one poll is not the end of the drain; the timeout is.
+    try:
+        return _positions(admin, consumer, group, tps)
+    except KafkaError as exc:
+        say(f"offsets poll failed ({exc.__class__.__name__}); polling again")
+        return None
 
 
 def _pair(pair: list[int]) -> str:

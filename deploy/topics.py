@@ -67,3 +67,17 @@ def list_topics(wait_s: float = 10.0) -> list[str]:
 def replication_factor() -> int:
     """Replicas per topic: 1 for the local broker, CONCORD_REPLICATION_FACTOR on a cluster."""
     return int(os.environ.get("CONCORD_REPLICATION_FACTOR", "1"))
+
+
+def delete_topics_with_prefix(prefix: str, wait_s: float = 10.0) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (tests and benchmarks clean up so)."""
+    if not prefix or prefix == "concord.":
+        raise ValueError("refusing to delete the hub's own topics")
+    admin = _admin(wait_s)
+    try:
+        doomed = [name for name in admin.list_topics() if name.startswith(prefix)]
+        if doomed:
+            admin.delete_topics(doomed)
+        return doomed
+    finally:
+        admin.close()

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,14 +35,19 @@ def kafka_bootstrap() -> str:
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh topic prefix for this test, with every catalogue topic created under it."""
-    from deploy.topics import create_topics
+def topics(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh topic prefix for this test, with every catalogue topic created under it.
+
+    The topics (and the workers' changelogs under the same prefix) are deleted afterwards:
+    a single-node broker holding thousands of partitions runs short of memory.
+    """
+    from deploy.topics import create_topics, delete_topics_with_prefix
 
     prefix = f"test-{uuid.uuid4().hex[:10]}."
     monkeypatch.setenv("CONCORD_TOPIC_PREFIX", prefix)
     create_topics()
-    return prefix
+    yield prefix
+    delete_topics_with_prefix(prefix)
 
 
 def run_concord(

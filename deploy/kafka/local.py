@@ -325,7 +325,7 @@ def start(timeout_s: float = 90.0) -> str:
         libs = fetch()
         files.props.write_text(server_properties(port, controller_port, files.data))
         _format_storage(java, libs, files)
-        heap = os.environ.get("CONCORD_KAFKA_HEAP", "").strip() or "512m"
+        heap = os.environ.get("CONCORD_KAFKA_HEAP", "").strip() or "1g"
         cmd = [*_jvm(java, libs), f"-Xmx{heap}", "kafka.Kafka", str(files.props)]
         with files.log.open("wb") as out:
             child = subprocess.Popen(

@@ -30,6 +30,9 @@ def test_demo_shows_the_clash_the_explained_absence_and_the_breach_check(
         timeout=300,
         check=False,
     )
+    from deploy.topics import delete_topics_with_prefix
+
+    delete_topics_with_prefix(env["CONCORD_TOPIC_PREFIX"])
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "to probation-london  Explained absence" in out
