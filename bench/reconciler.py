@@ -32,6 +32,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 from rocksdict import AccessType, Options, Rdict
 
+from bench import faust_baselines
 from bench.population import clash_pairs, generate
 from connectors.kafka_io import new_producer, read_topic
 from deploy.kafka.local import bootstrap_servers
@@ -52,6 +53,8 @@ FIGURES = (
     "worker start to ready s",
     "drain seconds",
     "pipeline drain events/s",
+    "faust do-nothing agent events/s",
+    "faust naive per-event agent events/s",
     "drain alerts emitted",
     "worker peak RSS MiB",
     "alerts matched",
@@ -86,6 +89,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=None, help="alert phase events/s")
     parser.add_argument("--seconds", type=float, default=None, help="alert phase duration")
     parser.add_argument("--drain-timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--no-baselines",
+        dest="baselines",
+        action="store_false",
+        help="skip the faust do-nothing and naive per-event agents (bench/faust_baselines.py)",
+    )
     parser.add_argument(
         "--keep-topics", action="store_true", help="leave the run's topics on the broker"
     )
@@ -298,7 +307,17 @@ def start_worker(tmp: Path, log: Path) -> Worker:
     }
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "worker"],
+            [
+                sys.executable,
+                *(
+                    ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
+                    if os.environ.get("BENCH_PROFILE")
+                    else []
+                ),
+                "-m",
+                "services.cli",
+                "worker",
+            ],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -562,6 +581,7 @@ def rows_of(f: dict[str, Any]) -> list[Row]:
     """The table rows from the figures dict (see run and measure_worker for its keys)."""
     raw, drain = f["raw consume events/s"], f["pipeline drain events/s"]
     ratio = drain / raw if raw else math.nan
+    noop, naive = f["faust do-nothing agent events/s"], f["faust naive per-event agent events/s"]
     drained = "" if f["drain caught up"] else f" (TIMED OUT at {f['drain seconds']:.0f} s)"
     latency_base = f"{f['alert rate']:,.0f} events/s offered for {f['alert seconds']:.0f} s"
     return [
@@ -585,7 +605,18 @@ def rows_of(f: dict[str, Any]) -> list[Row]:
         (
             "pipeline drain events/s",
             number(drain),
-            f"raw aiokafka consumer {number(raw)} (ratio {ratio:.3f})",
+            f"raw aiokafka consumer {number(raw)} (ratio {ratio:.3f});"
+            f" {drain / noop:.2f}x do-nothing agent, {drain / naive:.2f}x naive agent",
+        ),
+        (
+            "faust do-nothing agent events/s",
+            number(noop),
+            "faust agent on the inbound topic that does nothing; from its first commit",
+        ),
+        (
+            "faust naive per-event agent events/s",
+            number(naive),
+            "one agent, per event: decode, route, calendar table, await send per output, log",
         ),
         (
             "drain alerts emitted",
@@ -650,6 +681,15 @@ def run(args: argparse.Namespace, prefix: str, tmp: Path, log: Path) -> dict[str
     count, seconds = raw_consume(topics.INBOUND.name, topics.INBOUND.partitions)
     f |= {"raw consume events/s": count / seconds, "raw consume seconds": seconds}
     say(f"raw consumer read {count:,} in {seconds:.1f} s")
+    for mode, figure in (
+        ("noop", "faust do-nothing agent"),
+        ("naive", "faust naive per-event agent"),
+    ):
+        rate = math.nan
+        if args.baselines:
+            rate = faust_baselines.measure(mode, tmp, log)["events/s"]
+            say(f"{figure}: {number(rate)} events/s")
+        f[f"{figure} events/s"] = rate
     backlog.messages.clear()  # ~0.4 GB the worker may want
     f |= measure_worker(args, prefix, tmp, log)
     f["people expected"] = backlog.people + f["alerts expected"] // 2

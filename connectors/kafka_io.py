@@ -56,6 +56,12 @@ class Publisher:
         self._pending.append(future)
         return future
 
+    def send_encoded(self, topic: str, key: bytes, value: bytes) -> Future[Any]:
+        """Queue a message already encoded by the codec's rules (see connectors.publish)."""
+        future: Future[Any] = self._producer.send(topic, key=key, value=value)
+        self._pending.append(future)
+        return future
+
     def send_envelope(self, envelope: Envelope, topic: str | None = None) -> Future[Any]:
         """Queue an envelope, keyed by its subject, on the inbound topic (or another)."""
         return self.send(topic or topics.INBOUND.name, envelope.key(), envelope)

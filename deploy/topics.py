@@ -16,17 +16,16 @@ class TopicSetupError(RuntimeError):
     """The topics could not be created; the message says why in one sentence."""
 
 
-def _admin(wait_s: float) -> KafkaAdminClient:
+def _admin(wait_s: float, bootstrap: str | None = None) -> KafkaAdminClient:
+    servers = bootstrap or bootstrap_servers()
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return KafkaAdminClient(
-                bootstrap_servers=bootstrap_servers(), client_id="concord-admin"
-            )
+            return KafkaAdminClient(bootstrap_servers=servers, client_id="concord-admin")
         except KafkaTimeoutError as exc:
             if time.monotonic() > deadline:
                 raise TopicSetupError(
-                    f"no Kafka broker answers at {bootstrap_servers()}: run `concord kafka start` "
+                    f"no Kafka broker answers at {servers}: run `concord kafka start` "
                     "or set KAFKA_BOOTSTRAP_SERVERS"
                 ) from exc
             time.sleep(0.5)
@@ -69,11 +68,13 @@ def replication_factor() -> int:
     return int(os.environ.get("CONCORD_REPLICATION_FACTOR", "1"))
 
 
-def delete_topics_with_prefix(prefix: str, wait_s: float = 10.0) -> list[str]:
+def delete_topics_with_prefix(
+    prefix: str, wait_s: float = 10.0, bootstrap: str | None = None
+) -> list[str]:
     """Delete every topic whose name starts with `prefix` (tests and benchmarks clean up so)."""
     if not prefix or prefix == "concord.":
         raise ValueError("refusing to delete the hub's own topics")
-    admin = _admin(wait_s)
+    admin = _admin(wait_s, bootstrap)
     try:
         doomed = [name for name in admin.list_topics() if name.startswith(prefix)]
         if doomed:

@@ -6,9 +6,12 @@ Records and pydantic never mix.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import aiokafka
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from schemas import topics
 from schemas.topics import Topic
@@ -16,7 +19,37 @@ from services.config import settings
 
 SETTINGS = settings()
 
-app = faust.App(
+# How long a fetch waits on the broker for data to arrive. faust-streaming hard-codes 1,500 ms
+# in its aiokafka driver, with no setting, and an event waits that long at each hop between
+# agents; 100 ms kept alert latency p99 under 100 ms at 500 events/s.
+FETCH_MAX_WAIT_MS = int(os.environ.get("CONCORD_FETCH_MAX_WAIT_MS", "100"))
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # Read once, when the consumer starts and builds its fetcher.
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
+class HubApp(faust.App):
+    """faust's App, on a Kafka transport whose consumer waits FETCH_MAX_WAIT_MS per fetch."""
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+
+app = HubApp(
     SETTINGS.app_id,
     broker=SETTINGS.broker,
     store=SETTINGS.store,
@@ -29,6 +62,8 @@ app = faust.App(
     key_serializer="raw",
     value_serializer="raw",
     producer_acks=-1,
+    # Batch what the agents send (faust's default, 0, makes a request of nearly every message).
+    producer_linger=float(os.environ.get("CONCORD_PRODUCER_LINGER_MS", "5")) / 1000.0,
     consumer_auto_offset_reset="earliest",
     topic_allow_declare=True,
     web_in_thread=False,

@@ -20,5 +20,8 @@ def main(loglevel: str = "warning") -> int:
     from services.hub import app
 
     worker = faust.Worker(app, loglevel=loglevel.upper(), quiet=True)
+    # faust's terminal spinner sets the root logger to DEBUG so that it sees every record: then
+    # each debug call in faust and aiokafka (several per message) builds a record for nothing.
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0

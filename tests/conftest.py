@@ -47,7 +47,8 @@ def topics(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     monkeypatch.setenv("CONCORD_TOPIC_PREFIX", prefix)
     create_topics()
     yield prefix
-    delete_topics_with_prefix(prefix)
+    # The broker the topics were made on, even if the test pointed the environment elsewhere.
+    delete_topics_with_prefix(prefix, bootstrap=kafka_bootstrap)
 
 
 def run_concord(
