@@ -42,8 +42,8 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: topics
-	$(PY) -m bench.run
+bench: kafka  ## every benchmark, printing its figures (BENCH_ARGS=--quick for a smoke run)
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 stop:
 	-$(CONCORD) kafka stop

@@ -577,6 +577,12 @@ def number(value: float, digits: int = 0) -> str:
     return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
+def times(value: float, base: float) -> str:
+    """'0.49x', or 'n/a' when either is unknown."""
+    ratio = value / base if base else math.nan
+    return "n/a" if math.isnan(ratio) else f"{ratio:.2f}x"
+
+
 def rows_of(f: dict[str, Any]) -> list[Row]:
     """The table rows from the figures dict (see run and measure_worker for its keys)."""
     raw, drain = f["raw consume events/s"], f["pipeline drain events/s"]
@@ -606,7 +612,7 @@ def rows_of(f: dict[str, Any]) -> list[Row]:
             "pipeline drain events/s",
             number(drain),
             f"raw aiokafka consumer {number(raw)} (ratio {ratio:.3f});"
-            f" {drain / noop:.2f}x do-nothing agent, {drain / naive:.2f}x naive agent",
+            f" {times(drain, noop)} do-nothing agent, {times(drain, naive)} naive agent",
         ),
         (
             "faust do-nothing agent events/s",

@@ -21,7 +21,7 @@ SETTINGS = settings()
 
 # How long a fetch waits on the broker for data to arrive. faust-streaming hard-codes 1,500 ms
 # in its aiokafka driver, with no setting, and an event waits that long at each hop between
-# agents; 100 ms kept alert latency p99 under 100 ms at 500 events/s.
+# agents when traffic is light (alert latency p99 at 500 events/s: 1.7 s with it, 68 ms at 100).
 FETCH_MAX_WAIT_MS = int(os.environ.get("CONCORD_FETCH_MAX_WAIT_MS", "100"))
 
 
