@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,11 +23,11 @@ from connectors.kafka_io import Publisher
 from schemas import topics
 from schemas.codec import encode
 from schemas.envelope import (
-    EVENT_NAMESPACE,
     EVENT_TYPE_PATTERN,
     DeadLetter,
     Envelope,
     content_event_id,
+    correlation_uuid,
     last_updated,
     utc_now,
     wrap,
@@ -83,8 +82,10 @@ class Ignored:
 Decision = Accepted | Rejected | Ignored
 
 
-def decide(record: Record, partner: str, now: datetime | None = None) -> Decision:
-    """Validate one record and wrap it as an envelope from `partner`, or say why not."""
+def _checked(
+    record: Record,
+) -> Rejected | Ignored | tuple[dict[str, Any], str, tuple[PersonIdentifier, ...]]:
+    """A record's verdict before wrapping: rejected, passed by, or (resource, type, subject)."""
     if not record.ok or record.resource is None:
         return Rejected(record.origin, record.raw, record.problems)
     resource = record.resource
@@ -92,9 +93,17 @@ def decide(record: Record, partner: str, now: datetime | None = None) -> Decisio
     if record.in_bundle and resource_type in SUPPORTING_TYPES:
         return Ignored(record.origin, resource_type)
     try:
-        subject = _checked_subject(resource, resource_type, record)
+        return resource, resource_type, _checked_subject(resource, resource_type, record)
     except InvalidResource as exc:
         return Rejected(record.origin, record.raw, tuple(exc.problems))
+
+
+def decide(record: Record, partner: str, now: datetime | None = None) -> Decision:
+    """Validate one record and wrap it as an envelope from `partner`, or say why not."""
+    checked = _checked(record)
+    if isinstance(checked, Rejected | Ignored):
+        return checked
+    resource, resource_type, subject = checked
     envelope = wrap(
         resource,
         event_type=event_type_for(resource_type),
@@ -125,16 +134,10 @@ def decide_encoded(record: Record, partner: str, now: datetime | None = None) ->
     The checks are `decide`'s own; only the wrapping differs, and its bytes equal
     `encode(wrap(...))` exactly (the envelope's contract is asserted by the tests).
     """
-    if not record.ok or record.resource is None:
-        return Rejected(record.origin, record.raw, record.problems)
-    resource = record.resource
-    resource_type = str(resource.get("resourceType"))
-    if record.in_bundle and resource_type in SUPPORTING_TYPES:
-        return Ignored(record.origin, resource_type)
-    try:
-        subject = _checked_subject(resource, resource_type, record)
-    except InvalidResource as exc:
-        return Rejected(record.origin, record.raw, tuple(exc.problems))
+    checked = _checked(record)
+    if isinstance(checked, Rejected | Ignored):
+        return checked
+    resource, resource_type, subject = checked
     key, value, event_id = encode_envelope(
         resource,
         event_type=event_type_for(resource_type),
@@ -176,12 +179,7 @@ def encode_envelope(
         )
         return envelope.key(), encode(envelope), str(envelope.event_id)
     event_id = content_event_id(source, resource)
-    correlation_id = event_id
-    if correlation:
-        try:
-            correlation_id = uuid.UUID(correlation)
-        except ValueError:
-            correlation_id = uuid.uuid5(EVENT_NAMESPACE, f"{source}\n{correlation}")
+    correlation_id = correlation_uuid(source, correlation, event_id)
     who = None
     if subject:
         who = {

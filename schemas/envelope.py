@@ -123,6 +123,16 @@ def last_updated(resource: dict[str, Any]) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def correlation_uuid(source: str, correlation: str | None, event_id: uuid.UUID) -> uuid.UUID:
+    """The correlation id: the partner's own (a UUID, or one derived from it), else the event id."""
+    if not correlation:
+        return event_id
+    try:
+        return uuid.UUID(correlation)
+    except ValueError:
+        return uuid.uuid5(EVENT_NAMESPACE, f"{source}\n{correlation}")
+
+
 def wrap(
     resource: dict[str, Any],
     *,
@@ -135,12 +145,7 @@ def wrap(
     """Wrap a validated FHIR resource in an envelope; its content fixes the event id."""
     now = now or utc_now()
     event_id = content_event_id(source, resource)
-    correlation_id = event_id
-    if correlation:
-        try:
-            correlation_id = uuid.UUID(correlation)
-        except ValueError:
-            correlation_id = uuid.uuid5(EVENT_NAMESPACE, f"{source}\n{correlation}")
+    correlation_id = correlation_uuid(source, correlation, event_id)
     who = None
     if subject:
         who = Subject(identifiers=tuple(SubjectIdentifier(system=s, value=v) for s, v in subject))
