@@ -1,4 +1,4 @@
-"""Every benchmark in turn, for `make bench` (`--quick` is passed on): publish path, then the pipeline.
+"""Every benchmark in turn, for `make bench` (`--quick` is passed on): publish path, pipeline, scaling.
 
 Each runs in its own process on its own topics, so one's state never colours another's figures.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.publish", "bench.reconciler")
+BENCHMARKS = ("bench.publish", "bench.reconciler", "bench.scaling")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,7 +35,10 @@ def consent(
             ]
         },
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"identifier": {"system": CRN, "value": "X123456"}},
+        # By NHS number, as the MHT's appointments name the person: the same key keeps the
+        # consent ahead of them all the way through the hub (people linked by different
+        # identifiers are joined asynchronously, so their events may interleave).
+        "patient": {"identifier": {"system": NHS, "value": "9434765919"}},
         "dateTime": recorded,
         "provision": {
             "type": "permit",
