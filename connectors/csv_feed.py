@@ -26,7 +26,7 @@ from connectors.feed_fields import (
     person_participant,
     version_id,
 )
-from connectors.fhir_input import Record
+from connectors.fhir_input import Record, read_partner_file
 from schemas.fhir import Problem
 from schemas.identifiers import PARTNER_ID, PROBATION_CRN, local_system
 
@@ -80,15 +80,11 @@ class _Lines:
 
 def records_from_csv_file(path: Path, partner: str) -> Iterator[Record]:
     """Records from a CSV upload by `partner`, whose client ids are local to it."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")  # a spreadsheet's byte-order mark is not part of the header
-    except UnicodeDecodeError as exc:
-        raw = data.decode("utf-8", errors="replace")
-        problem = Problem("(file)", f"not UTF-8 text: {exc.reason}; save the sheet as CSV UTF-8")
-        yield Record(path.name, raw, problems=(problem,))
-        return
-    yield from records_from_csv_text(text, path.name, partner)
+
+    def parse(text: str, origin: str) -> Iterator[Record]:
+        return records_from_csv_text(text, origin, partner)
+
+    yield from read_partner_file(path, parse, hint="; save the sheet as CSV UTF-8")
 
 
 def records_from_csv_text(text: str, origin: str, partner: str) -> Iterator[Record]:

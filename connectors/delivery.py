@@ -31,7 +31,6 @@ from aiokafka.errors import KafkaError
 from connectors.delivery_formats import (
     AckError,
     control_id,
-    frame,
     hl7_message,
     judge_ack,
     message_bundle,
@@ -53,6 +52,7 @@ from connectors.delivery_rules import (
     retry_after,
     settings_from_env,
 )
+from connectors.hl7v2 import frame
 from deploy.kafka.local import bootstrap_servers
 from schemas import topics
 from schemas.codec import CodecError, decode, encode, peek

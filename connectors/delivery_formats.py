@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from connectors.hl7v2 import END_BLOCK, START_BLOCK
 from schemas.identifiers import HUB_PERSON
 
 EVENT_TYPE_SYSTEM = "urn:concord:event-type"
@@ -21,8 +22,6 @@ HUB_ENDPOINT = "urn:concord:hub"
 # Fixed, so the Bundle built for an event is the same on every attempt and after a restart.
 BUNDLE_NAMESPACE = uuid.UUID("0c6f3f7e-8a59-5d62-b1f4-5e0d3c2a9b71")
 
-START_BLOCK = b"\x0b"
-END_BLOCK = b"\x1c\x0d"
 HL7_VERSION = "2.5.1"
 SENDING_APPLICATION = "CONCORD"
 SENDING_FACILITY = "CONCORD-HUB"
@@ -215,11 +214,6 @@ def hl7_message(envelope: Mapping[str, Any], partner: str, control: str, now: da
 
 
 # --- MLLP and ACKs --------------------------------------------------------------------------
-
-
-def frame(message: str) -> bytes:
-    """One HL7 message in its MLLP envelope: 0x0B, the message, 0x1C 0x0D."""
-    return START_BLOCK + message.encode("utf-8") + END_BLOCK
 
 
 def unframe(buffer: bytes) -> tuple[list[bytes], bytes]:

@@ -9,7 +9,7 @@ entry does not stop the rest of a file.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,14 +54,24 @@ class Record:
 
 def read_file(path: Path) -> Iterator[Record]:
     """Records from a FHIR JSON, NDJSON or XML file, chosen by extension then content."""
+    yield from read_partner_file(path, read_text)
+
+
+def read_partner_file(
+    path: Path, parse: Callable[[str, str], Iterator[Record]], hint: str = ""
+) -> Iterator[Record]:
+    """Records `parse(text, file name)` finds in a UTF-8 file; a file that is not UTF-8 is one
+    rejected record, its raw bytes kept (`hint` tells the partner how to fix it)."""
     data = path.read_bytes()
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")  # a byte-order mark is not part of the content
     except UnicodeDecodeError as exc:
         raw = data.decode("utf-8", errors="replace")
-        yield Record(path.name, raw, problems=(Problem("(file)", f"not UTF-8 text: {exc.reason}"),))
+        yield Record(
+            path.name, raw, problems=(Problem("(file)", f"not UTF-8 text: {exc.reason}{hint}"),)
+        )
         return
-    yield from read_text(text, path.name)
+    yield from parse(text, path.name)
 
 
 def read_text(text: str, origin: str) -> Iterator[Record]:

@@ -843,6 +843,17 @@ def records_from_hl7_file(path: Path, partner: str) -> Iterator[Record]:
     yield from records_from_hl7_text(text, path.name, partner)
 
 
+# --- MLLP framing -------------------------------------------------------------------------
+
+START_BLOCK = b"\x0b"
+END_BLOCK = b"\x1c\x0d"
+
+
+def frame(message: str) -> bytes:
+    """One HL7 message in its MLLP envelope: 0x0B, the message, 0x1C 0x0D."""
+    return START_BLOCK + message.encode("utf-8") + END_BLOCK
+
+
 # --- acknowledgements ---------------------------------------------------------------------
 
 AckCode = Literal["AA", "AE", "AR"]

@@ -25,11 +25,14 @@ from connectors.fhir_input import Record
 from connectors.hl7v2 import (
     APPLICATION_INTERNAL_ERROR,
     DATA_TYPE_ERROR,
+    END_BLOCK,
     REQUIRED_FIELD_MISSING,
+    START_BLOCK,
     AckCode,
     ErrorReport,
     Hl7Error,
     acknowledgement,
+    frame,
     map_message,
     reply_to,
 )
@@ -41,8 +44,6 @@ from schemas.identifiers import PARTNER_ID
 
 log = structlog.get_logger(__name__)
 
-START_BLOCK = b"\x0b"
-END_BLOCK = b"\x1c\x0d"
 DEFAULT_PORT = 2575
 MAX_MESSAGE_BYTES = 1024 * 1024
 HEAD_BYTES = 4096  # of an oversized message, kept to address the reply and the dead letter
@@ -129,11 +130,6 @@ class FrameDecoder:
         result = Oversized(self._head or body[:HEAD_BYTES], self._discarded + len(body))
         self._discarded, self._head = 0, b""
         return result
-
-
-def frame(message: str) -> bytes:
-    """A message wrapped for MLLP."""
-    return START_BLOCK + message.encode("utf-8") + END_BLOCK
 
 
 def decode_text(data: bytes) -> str:

@@ -26,7 +26,7 @@ from connectors.feed_fields import (
     person_participant,
     version_id,
 )
-from connectors.fhir_input import Record
+from connectors.fhir_input import Record, read_partner_file
 from schemas.fhir import Problem
 from schemas.identifiers import NHS_NUMBER, PARTNER_ID, PROBATION_CRN
 from schemas.referrals import AREA_SYSTEM, CATEGORIES, CATEGORY_SYSTEM, PARTNER_SYSTEM, URGENCIES
@@ -58,14 +58,7 @@ _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)(?: ?[0-9][A-Z]{2})?$")
 
 def records_from_probation_file(path: Path) -> Iterator[Record]:
     """Records from a probation feed file: NDJSON (one event a line) or a JSON array."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raw = data.decode("utf-8", errors="replace")
-        yield Record(path.name, raw, problems=(Problem("(file)", f"not UTF-8 text: {exc.reason}"),))
-        return
-    yield from records_from_probation_text(text, path.name)
+    yield from read_partner_file(path, records_from_probation_text)
 
 
 def records_from_probation_text(text: str, origin: str) -> Iterator[Record]:

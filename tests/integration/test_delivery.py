@@ -22,8 +22,9 @@ from kafka.partitioner.default import murmur2
 from structlog.testing import capture_logs
 
 from connectors.delivery import Deliverer
-from connectors.delivery_formats import event_id_of_control, frame, unframe
+from connectors.delivery_formats import event_id_of_control, unframe
 from connectors.delivery_rules import DeliverySettings, Endpoint
+from connectors.hl7v2 import frame
 from connectors.kafka_io import Publisher, read_topic
 from schemas import topics as catalogue
 from schemas.codec import decode, decode_dead_letter

@@ -18,7 +18,6 @@ from connectors.delivery_formats import (
     control_id,
     escape,
     event_id_of_control,
-    frame,
     hl7_message,
     judge_ack,
     message_bundle,
@@ -38,6 +37,7 @@ from connectors.delivery_rules import (
     schedule_span,
     settings_from_env,
 )
+from connectors.hl7v2 import frame
 from schemas.codec import decode, encode
 
 ROOT = Path(__file__).parents[2]
