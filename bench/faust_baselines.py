@@ -54,7 +54,7 @@ def run_worker(mode: str) -> None:
     from services.config import partner_directory, service_directory, settings
     from services.logs import configure
     from services.outputs import Context
-    from services.pipeline import index_event, person_event, token_of
+    from services.pipeline import identifiers_of, index_event, person_event
 
     configure()
     conf = settings()
@@ -107,7 +107,7 @@ def run_worker(mode: str) -> None:
         async def naive(stream: Any) -> None:
             async for event in stream.events():
                 envelope = peek(event.value)
-                token_of(envelope)  # the person index's lookup key
+                identifiers_of(envelope)  # the person index's lookup key
                 for routed in index_event(envelope, event.value, None):
                     if routed.topic is not topics.PERSON_EVENTS:
                         await out.send(key=routed.key, value=routed.value)

@@ -41,6 +41,7 @@ from schemas import fhir, topics
 from schemas.envelope import wrap
 from schemas.identifiers import NHS_NUMBER
 from services.client import get_json
+from services.partitioning import home_partition
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -174,7 +175,11 @@ def produce_all(messages: list[Message], topic: str) -> float:
     try:
         started = time.perf_counter()
         for n, (key, value, _) in enumerate(messages, start=1):
-            producer.send(topic, key=key, value=value).add_errback(failures.append)
+            # As the edge does (connectors/kafka_io.py): inbound events to their person's partition.
+            partition = home_partition(key) if topic == topics.INBOUND.name else None
+            producer.send(topic, key=key, value=value, partition=partition).add_errback(
+                failures.append
+            )
             if n % step == 0:
                 say(f"producing {n:,}/{len(messages):,}")
         producer.flush(timeout=300)
@@ -445,7 +450,14 @@ def offer_clashes(first_person: int, rate: float, seconds: float, seed: int) -> 
             delay = started + n / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            futures.append((event_id, producer.send(topics.INBOUND.name, key=key, value=value)))
+            futures.append(
+                (
+                    event_id,
+                    producer.send(
+                        topics.INBOUND.name, key=key, value=value, partition=home_partition(key)
+                    ),
+                )
+            )
         producer.flush(timeout=60)
         elapsed = time.monotonic() - started
         sent_at = {event_id: future.get(timeout=60).timestamp for event_id, future in futures}

@@ -20,6 +20,7 @@ from deploy.kafka.local import bootstrap_servers
 from schemas import topics
 from schemas.codec import encode
 from schemas.envelope import DeadLetter, Envelope
+from services.partitioning import home_partition
 
 
 class DeliveryError(RuntimeError):
@@ -52,13 +53,13 @@ class Publisher:
 
     def send(self, topic: str, key: bytes, message: BaseModel) -> Future[Any]:
         """Queue one message; its future resolves once Kafka has acknowledged it."""
-        future: Future[Any] = self._producer.send(topic, key=key, value=encode(message))
-        self._pending.append(future)
-        return future
+        return self.send_encoded(topic, key, encode(message))
 
     def send_encoded(self, topic: str, key: bytes, value: bytes) -> Future[Any]:
         """Queue a message already encoded by the codec's rules (see connectors.publish)."""
-        future: Future[Any] = self._producer.send(topic, key=key, value=value)
+        # Inbound events go to their person's partition, so the hub handles them in one hop.
+        partition = home_partition(key) if topic == topics.INBOUND.name else None
+        future: Future[Any] = self._producer.send(topic, key=key, value=value, partition=partition)
         self._pending.append(future)
         return future
 

@@ -66,6 +66,11 @@ def dumps(value: dict[str, Any]) -> bytes:
 
 def with_person(envelope: dict[str, Any], person_id: str) -> bytes:
     """The envelope's bytes with its subject resolved to a hub person id."""
+    return orjson.dumps(resolved(envelope, person_id))
+
+
+def resolved(envelope: dict[str, Any], person_id: str) -> dict[str, Any]:
+    """A copy of an envelope dict with its subject resolved to a hub person id."""
     subject = dict(envelope.get("subject") or {})
     subject["person_id"] = person_id
-    return orjson.dumps({**envelope, "subject": subject})
+    return {**envelope, "subject": subject}

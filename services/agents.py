@@ -1,7 +1,9 @@
 """The stream processors: each decodes a message, asks services/pipeline.py, and emits.
 
-Alerts are sent before the table write that records them, so a crash between
-the two repeats an alert (same deterministic id) rather than losing it.
+Alerts reach the producer before the table write that records them (faust queues
+changelog writes in its own buffer), and a batch's offsets are committed only after
+Kafka confirmed its outputs, so a crash repeats an alert (same deterministic id)
+rather than losing it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import structlog
 from faust.streams import _current_event
 
 from schemas import topics
-from schemas.codec import CodecError, encode, peek
+from schemas.codec import CodecError, encode, peek, resolved
 from schemas.envelope import DeadLetter
 from schemas.identifiers import IdentifierError, PersonIdentifier
 from services import clock
@@ -39,12 +41,13 @@ from services.hub import (
     token_person,
 )
 from services.outputs import Context, Out
+from services.partitioning import person_partition
 from services.pipeline import (
     identifiers_of,
     index_event,
     link_event,
     person_event,
-    token_of,
+    person_of,
 )
 
 log = structlog.get_logger(__name__)
@@ -78,7 +81,12 @@ async def emit(outs: Iterable[Out], sent: list[Awaitable[Any]] | None = None) ->
     producer = app.producer
     for out in outs:
         delivery = await producer.send(
-            out.topic.name, out.key, out.value, partition=None, timestamp=None, headers=None
+            out.topic.name,
+            out.key,
+            out.value,
+            partition=out.partition,
+            timestamp=None,
+            headers=None,
         )
         if sent is not None:
             sent.append(delivery)
@@ -116,33 +124,42 @@ class PartnerActivity:
 
 @app.agent(inbound_and_assignments)
 async def person_index(stream: Any) -> None:
-    """Re-key inbound envelopes by hub person id; learn token links from the linker."""
+    """Resolve inbound envelopes to hub people; learn token links from the linker.
+
+    An event whose person lives on the partition it arrived on (the edge sends it there,
+    services/partitioning.py) is reconciled here and now; any other is re-keyed by person
+    onto person-events for the reconciler, or sent to the linker.
+    """
     activity = PartnerActivity()
     async for batch in stream.take_events(BATCH_MAX, BATCH_WITHIN_S):
-        routed = 0
         sent: list[Awaitable[Any]] = []
         for event in batch:
             with handling(event):
-                routed += await _index_one(event, activity, sent)
+                await _index_one(event, activity, sent)
         await asyncio.gather(*sent)  # Kafka has every output before the batch's offsets commit
-        log.debug("person_index.batch", events=len(batch), routed=routed)
+        log.debug("person_index.batch", events=len(batch))
 
 
-async def _index_one(event: Any, activity: PartnerActivity, sent: list[Awaitable[Any]]) -> int:
+async def _index_one(event: Any, activity: PartnerActivity, sent: list[Awaitable[Any]]) -> None:
     if event.message.topic == topics.ASSIGNMENTS.name:
         token_person[event.key.decode()] = event.value
-        return 0
+        return
     try:
         envelope = peek(event.value)
-        token = token_of(envelope)
-        assigned = token_person.get(token) if token else None
-        outs = index_event(envelope, event.value, assigned.decode() if assigned else None)
+        identifiers = identifiers_of(envelope)
+        linked = token_person.get(identifiers[0].token()) if len(identifiers) == 1 else None
+        assigned = linked.decode() if linked else None
+        person = person_of(identifiers, assigned)
+        here = person is not None and person_partition(person) == event.message.partition
+        outs = [] if here else index_event(envelope, event.value, assigned)
     except IdentifierError as exc:
         await reject(event.value, f"subject identifier rejected: {exc}", "person-index")
-        return 0
+        return
     except (CodecError, KeyError, TypeError) as exc:
         await reject(event.value, f"not a valid envelope: {exc.__class__.__name__}", "person-index")
-        return 0
+        return
+    if person is not None and here:
+        await _reconcile(person, resolved(envelope, person), event.value, sent)
     await emit(outs, sent)
     await activity.heard(envelope["source"], envelope["recorded_at"])
     log.debug(
@@ -150,8 +167,8 @@ async def _index_one(event: Any, activity: PartnerActivity, sent: list[Awaitable
         event_id=envelope["event_id"],
         event_type=envelope["event_type"],
         partner=envelope["source"],
+        here=here,
     )
-    return 1
 
 
 def _load_index(identifiers: list[PersonIdentifier]) -> PersonIndex:
@@ -245,20 +262,35 @@ async def reconciler(stream: Any) -> None:
 
 
 async def _reconcile_one(event: Any, sent: list[Awaitable[Any]]) -> int:
-    """Handle one person-keyed message in order: its outputs first, then the table write."""
-    person = event.key.decode()
-    message: dict[str, Any] = {}
+    """Handle one message from person-events (keyed by person), in order."""
     try:
         message = peek(event.value)
+    except CodecError as exc:
+        await reject(event.value, f"cannot reconcile: {exc}", "reconciler")
+        return 0
+    return await _reconcile(event.key.decode(), message, event.value, sent)
+
+
+async def _reconcile(
+    person: str, message: dict[str, Any], raw: bytes, sent: list[Awaitable[Any]]
+) -> int:
+    """Apply one message to the person's record: the table write, then its outputs.
+
+    Reading and writing the record with no await between is what keeps the two agents that
+    reconcile (person index, reconciler) from interleaving on one person. The table's
+    changelog write is only queued in faust's producer buffer, so the outputs still reach the
+    producer first; a crash before they are confirmed leaves the offset uncommitted.
+    """
+    try:
         stored, outs, deadline = person_event(calendars.get(person), message, context())
     except (CodecError, KeyError, TypeError, ValueError) as exc:
         reason = f"cannot reconcile: {exc}"
-        await reject(event.value, reason, "reconciler", str(message.get("source", "unknown")))
+        await reject(raw, reason, "reconciler", str(message.get("source", "unknown")))
         return 0
-    await emit(outs, sent)
     if stored is not None:
         calendars[person] = stored
         _schedule(person, deadline)
+    await emit(outs, sent)
     log.debug(
         "reconciler.event",
         event_id=message.get("event_id"),

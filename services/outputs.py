@@ -31,6 +31,7 @@ class Out:
     topic: Topic
     key: bytes
     value: bytes
+    partition: int | None = None  # None: the default partitioner's, by key
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from services.domain.calendar import Alert, Calendar, add_consent, add_partner, 
 from services.domain.consent import decision_from_consent
 from services.domain.identity import PersonIndex, Resolution, person_id_for, resolve
 from services.outputs import Context, Disclosed, Out, disclosure_outs
+from services.partitioning import home_partition
 from services.state import decode_calendar, encode_calendar
 
 
@@ -48,21 +49,24 @@ def index_event(envelope: Mapping[str, Any], raw: bytes, assigned: str | None) -
     linked is its own provisional person, so no lookup across partitions is needed.
     """
     identifiers = identifiers_of(envelope)
-    if not identifiers:
-        return []  # hub-wide resources (e.g. MeasureReport) name nobody
     if len(identifiers) > 1:
         return [Out(topics.LINKS, identifiers[0].token().encode(), raw)]
-    if identifiers[0].system == HUB_PERSON:
-        person = identifiers[0].value  # a reply about a person the hub named, e.g. a referral Task
-    else:
-        person = assigned or person_id_for(identifiers[0])
+    person = person_of(identifiers, assigned)
+    if person is None:
+        return []  # hub-wide resources (e.g. MeasureReport) name nobody
     return [Out(topics.PERSON_EVENTS, person.encode(), with_person(dict(envelope), person))]
 
 
-def token_of(envelope: Mapping[str, Any]) -> str | None:
-    """The single identifier token an envelope is keyed by, or None when it carries several."""
-    identifiers = identifiers_of(envelope)
-    return identifiers[0].token() if len(identifiers) == 1 else None
+def person_of(identifiers: list[PersonIdentifier], assigned: str | None) -> str | None:
+    """The person an event naming these identifiers is about; None when they are several or none.
+
+    `assigned` is the person the one identifier was linked to, if any.
+    """
+    if len(identifiers) != 1:
+        return None
+    if identifiers[0].system == HUB_PERSON:
+        return identifiers[0].value  # a reply about a person the hub named, e.g. a referral Task
+    return assigned or person_id_for(identifiers[0])
 
 
 # --- identity linker: links (one partition) -> assignments, merges, the event itself ---
@@ -75,8 +79,9 @@ def link_event(
     identifiers = identifiers_of(envelope)
     updated, resolution = resolve(index, identifiers)
     survivor = resolution.person_id
+    # Each assignment goes to the partition where its identifier's inbound events arrive.
     outs = [
-        Out(topics.ASSIGNMENTS, token.encode(), survivor.encode())
+        Out(topics.ASSIGNMENTS, token.encode(), survivor.encode(), home_partition(token.encode()))
         for token in sorted(updated.members.get(survivor, frozenset()))
         if index.person_of.get(token) != survivor
     ]

@@ -14,11 +14,14 @@ from schemas.identifiers import PersonIdentifier
 
 def person_id_for(identifier: PersonIdentifier) -> str:
     """The provisional hub person id of one identifier, the same on every worker and replay."""
+    return person_id_for_token(identifier.token())
+
+
+def person_id_for_token(token: str) -> str:
+    """The provisional hub person id of an identifier given as its `system|value` token."""
     # A hash personalised to this one use needs no coordination between workers and reveals nothing
     # of the identifier; 80 bits keeps accidental collisions out of reach.
-    digest = hashlib.blake2b(
-        identifier.token().encode(), digest_size=16, person=b"concord-person"
-    ).hexdigest()
+    digest = hashlib.blake2b(token.encode(), digest_size=16, person=b"concord-person").hexdigest()
     return f"p-{digest[:20]}"
 
 

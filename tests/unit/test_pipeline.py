@@ -10,11 +10,12 @@ from schemas import topics
 from schemas.codec import peek
 from schemas.envelope import wrap
 from schemas.fhir import subject_of
-from schemas.identifiers import NHS_NUMBER, PROBATION_CRN, PersonIdentifier
+from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN, PersonIdentifier
 from services.config import ROOT, partner_directory
 from services.domain.identity import PersonIndex, person_id_for
 from services.outputs import Context
-from services.pipeline import index_event, link_event, person_event
+from services.partitioning import person_partition
+from services.pipeline import index_event, link_event, person_event, person_of
 from services.state import decode_calendar
 
 CTX = Context(
@@ -103,6 +104,21 @@ def test_first_link_merges_both_provisional_people_into_one() -> None:
         peek(o.value) for o in outs if o.topic is topics.PERSON_EVENTS and b'"command"' in o.value
     ]
     assert merges == [{"command": "merge", "absorbed": absorbed, "survivor": survivor}]
+
+
+def test_assignments_go_where_their_identifiers_events_arrive() -> None:
+    message, _ = envelope("probation-london", LINK)
+    _, _, outs = link_event(message, PersonIndex())
+    placed = {o.key: o.partition for o in outs if o.topic is topics.ASSIGNMENTS}
+    assert placed == {t.token().encode(): person_partition(person_id_for(t)) for t in (CRN, NHS)}
+
+
+def test_person_of_one_identifier_is_its_assignment_or_its_own_provisional_person() -> None:
+    assert person_of([NHS], None) == person_id_for(NHS)
+    assert person_of([NHS], "p-survivor") == "p-survivor"
+    assert person_of([PersonIdentifier(HUB_PERSON, "p-named")], None) == "p-named"
+    assert person_of([CRN, NHS], None) is None
+    assert person_of([], None) is None
 
 
 def test_merge_then_transfer_moves_a_calendar_and_raises_the_clash_found_across_people() -> None:
