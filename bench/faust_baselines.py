@@ -121,7 +121,7 @@ def run_worker(mode: str) -> None:
                         sla=conf.sla_working_days,
                     )
                     message = orjson.loads(routed.value)
-                    stored, outs, _ = person_event(calendars.get(person), message, ctx)
+                    stored, outs, *_ = person_event(calendars.get(person), message, ctx)
                     for emitted in outs:
                         await out.send(key=emitted.key, value=emitted.value)
                     if stored is not None:

@@ -14,11 +14,14 @@ import weakref
 from collections.abc import Awaitable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
+import faust
 import orjson
 import structlog
 from faust.streams import _current_event
+from faust.types import TP
 
 from schemas import topics
 from schemas.codec import CodecError, encode, peek, resolved
@@ -92,6 +95,61 @@ async def emit(outs: Iterable[Out], sent: list[Awaitable[Any]] | None = None) ->
             sent.append(delivery)
 
 
+class Change(NamedTuple):
+    """A table write to record on the table's changelog topic."""
+
+    table: Any
+    key: str
+    value: bytes | None  # None: the key was deleted
+    partition: int
+
+
+def put(table: Any, key: str, value: bytes | None) -> Change | None:
+    """Write (or, with None, delete) one entry of a table now; the changelog record to send.
+
+    `table[key] = value` would queue its changelog record in faust's producer buffer, which
+    a background task drains one message at a time and which halts every stream once 100
+    wait there: at full speed that cost more than the event. The store is written here and
+    the same record goes to the same partition through `record`, straight to the producer.
+    """
+    event = faust.current_event()
+    if event is None:
+        raise RuntimeError("a table is written only while an event is handled")
+    if value is None:
+        if key not in table.data:
+            return None
+        del table.data[key]
+    else:
+        table.data[key] = value
+    return Change(table, key, value, event.message.partition)
+
+
+async def record(changes: Iterable[Change | None], sent: list[Awaitable[Any]]) -> None:
+    """Send table changes to their changelog topics; note each one's offset when Kafka has it."""
+    producer = app.producer
+    for change in changes:
+        if change is None:
+            continue
+        table, changelog = change.table, change.table.changelog_topic
+        topic = changelog.get_topic_name()
+        # Serialised as faust serialises its own changelog records, so recovery reads them.
+        key, _ = changelog.prepare_key(change.key, table.key_serializer)
+        value = None
+        if change.value is not None:
+            value, _ = changelog.prepare_value(change.value, table.value_serializer)
+        delivery = asyncio.ensure_future(  # the Future it is, typed as an Awaitable
+            await producer.send(topic, key, value, change.partition, None, None)
+        )
+        # RocksDB keeps the last changelog offset it holds, so recovery resumes after it.
+        delivery.add_done_callback(partial(_persisted, table, TP(topic, change.partition)))
+        sent.append(delivery)
+
+
+def _persisted(table: Any, tp: TP, delivery: asyncio.Future[Any]) -> None:
+    if not delivery.cancelled() and delivery.exception() is None:
+        table.data.set_persisted_offset(tp, delivery.result().offset)
+
+
 async def reject(raw: bytes, reason: str, stage: str, source: str = "unknown") -> None:
     """Keep a message the hub cannot process on the dead-letter topic, with the reason."""
     letter = DeadLetter(
@@ -133,16 +191,19 @@ async def person_index(stream: Any) -> None:
     activity = PartnerActivity()
     async for batch in stream.take_events(BATCH_MAX, BATCH_WITHIN_S):
         sent: list[Awaitable[Any]] = []
+        ctx = context()  # one clock reading per batch: a batch spans milliseconds
         for event in batch:
             with handling(event):
-                await _index_one(event, activity, sent)
+                await _index_one(event, activity, ctx, sent)
         await asyncio.gather(*sent)  # Kafka has every output before the batch's offsets commit
         log.debug("person_index.batch", events=len(batch))
 
 
-async def _index_one(event: Any, activity: PartnerActivity, sent: list[Awaitable[Any]]) -> None:
+async def _index_one(
+    event: Any, activity: PartnerActivity, ctx: Context, sent: list[Awaitable[Any]]
+) -> None:
     if event.message.topic == topics.ASSIGNMENTS.name:
-        token_person[event.key.decode()] = event.value
+        await record([put(token_person, event.key.decode(), event.value)], sent)
         return
     try:
         envelope = peek(event.value)
@@ -159,7 +220,7 @@ async def _index_one(event: Any, activity: PartnerActivity, sent: list[Awaitable
         await reject(event.value, f"not a valid envelope: {exc.__class__.__name__}", "person-index")
         return
     if person is not None and here:
-        await _reconcile(person, resolved(envelope, person), event.value, sent)
+        await _reconcile(person, resolved(envelope, person), event.value, ctx, sent)
     await emit(outs, sent)
     await activity.heard(envelope["source"], envelope["recorded_at"])
     log.debug(
@@ -223,14 +284,6 @@ def context() -> Context:
     )
 
 
-def _schedule(person: str, deadline: datetime | None) -> None:
-    """Remember when the person's next referral falls due, for the escalation timer."""
-    if deadline is not None:
-        deadlines[person] = deadline.isoformat().encode()
-    elif deadlines.get(person) is not None:
-        del deadlines[person]
-
-
 @app.timer(interval=SETTINGS.escalation_check.total_seconds())  # type: ignore[untyped-decorator]
 async def escalation_check() -> None:
     """Ask the reconciler to escalate referrals past their deadline (it decides, in order)."""
@@ -253,50 +306,57 @@ async def reconciler(stream: Any) -> None:
     async for batch in stream.take_events(BATCH_MAX, BATCH_WITHIN_S):
         alerts = 0
         sent: list[Awaitable[Any]] = []
+        ctx = context()
         for event in batch:
             with handling(event):
-                alerts += await _reconcile_one(event, sent)
+                alerts += await _reconcile_one(event, ctx, sent)
         await asyncio.gather(*sent)  # Kafka has every output before the batch's offsets commit
         # One line per batch: a line per event cost more than the event at full speed.
         log.info("reconciler.handled", events=len(batch), alerts=alerts)
 
 
-async def _reconcile_one(event: Any, sent: list[Awaitable[Any]]) -> int:
+async def _reconcile_one(event: Any, ctx: Context, sent: list[Awaitable[Any]]) -> int:
     """Handle one message from person-events (keyed by person), in order."""
     try:
         message = peek(event.value)
     except CodecError as exc:
         await reject(event.value, f"cannot reconcile: {exc}", "reconciler")
         return 0
-    return await _reconcile(event.key.decode(), message, event.value, sent)
+    return await _reconcile(event.key.decode(), message, event.value, ctx, sent)
 
 
 async def _reconcile(
-    person: str, message: dict[str, Any], raw: bytes, sent: list[Awaitable[Any]]
+    person: str, message: dict[str, Any], raw: bytes, ctx: Context, sent: list[Awaitable[Any]]
 ) -> int:
     """Apply one message to the person's record: the table write, then its outputs.
 
     Reading and writing the record with no await between is what keeps the two agents that
-    reconcile (person index, reconciler) from interleaving on one person. The table's
-    changelog write is only queued in faust's producer buffer, so the outputs still reach the
-    producer first; a crash before they are confirmed leaves the offset uncommitted.
+    reconcile (person index, reconciler) from interleaving on one person. The outputs reach
+    the producer before the record's changelog write; a crash before Kafka confirmed them
+    leaves the batch's offsets uncommitted, so the event is handled again.
     """
     try:
-        stored, outs, deadline = person_event(calendars.get(person), message, context())
+        step = person_event(calendars.get(person), message, ctx)
     except (CodecError, KeyError, TypeError, ValueError) as exc:
         reason = f"cannot reconcile: {exc}"
         await reject(raw, reason, "reconciler", str(message.get("source", "unknown")))
         return 0
-    if stored is not None:
-        calendars[person] = stored
-        _schedule(person, deadline)
-    await emit(outs, sent)
+    changes: list[Change | None] = []
+    if step.stored is not None:
+        changes.append(put(calendars, person, step.stored))
+        if step.has_referrals:  # the escalation timer's index of referral deadlines
+            deadline = step.next_deadline
+            changes.append(
+                put(deadlines, person, deadline.isoformat().encode() if deadline else None)
+            )
+    await emit(step.outs, sent)
+    await record(changes, sent)
     log.debug(
         "reconciler.event",
         event_id=message.get("event_id"),
         event_type=message.get("event_type", message.get("command")),
         partner=message.get("source"),
         person_id=person,
-        alerts=len(outs),
+        alerts=len(step.outs),
     )
-    return len(outs)
+    return len(step.outs)

@@ -112,6 +112,8 @@ class PersonStep(NamedTuple):
     stored: bytes | None  # None when the record is unchanged
     outs: list[Out]
     next_deadline: datetime | None = None  # earliest referral deadline, when stored changed
+    # False when the person has no referrals, so there is no deadline to set or clear.
+    has_referrals: bool = True
 
 
 def person_event(stored: bytes | None, message: Mapping[str, Any], ctx: Context) -> PersonStep:
@@ -136,7 +138,7 @@ def person_event(stored: bytes | None, message: Mapping[str, Any], ctx: Context)
 
 def _done(stored: bytes | None, outs: list[Out], calendar: Calendar | None = None) -> PersonStep:
     deadline = referral_flow.next_deadline(calendar) if calendar is not None and stored else None
-    return PersonStep(stored, outs, deadline)
+    return PersonStep(stored, outs, deadline, calendar is None or bool(calendar.referrals))
 
 
 def _forward(message: Mapping[str, Any], survivor: str) -> Out:

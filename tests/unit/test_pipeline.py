@@ -126,18 +126,18 @@ def test_merge_then_transfer_moves_a_calendar_and_raises_the_clash_found_across_
     vol_msg, _ = envelope("vol-recovery", appointment("v", "booked", "10:15", "11:00", CRN))
     gp_person, vol_person = person_id_for(NHS), person_id_for(CRN)
     gp_msg["subject"]["person_id"], vol_msg["subject"]["person_id"] = gp_person, vol_person
-    gp_cal, no_alerts, _ = person_event(None, gp_msg, CTX)
-    vol_cal, _, _ = person_event(None, vol_msg, CTX)
+    gp_cal, no_alerts, *_ = person_event(None, gp_msg, CTX)
+    vol_cal, _, *_ = person_event(None, vol_msg, CTX)
     assert no_alerts == []
 
     survivor, absorbed = sorted([gp_person, vol_person])
     stored = {gp_person: gp_cal, vol_person: vol_cal}
-    tombstone, [transfer], _ = person_event(
+    tombstone, [transfer], *_ = person_event(
         stored[absorbed], {"command": "merge", "absorbed": absorbed, "survivor": survivor}, CTX
     )
     assert decode_calendar(tombstone)[1] == survivor
     assert transfer.key == survivor.encode()
-    merged, alerts, _ = person_event(stored[survivor], orjson.loads(transfer.value), CTX)
+    merged, alerts, *_ = person_event(stored[survivor], orjson.loads(transfer.value), CTX)
     calendar, _ = decode_calendar(merged)
     assert set(calendar.slots) == {"gp-Y01234/g", "vol-recovery/v"}
     assert sorted(a.key for a in alerts if a.topic is topics.ALERTS) == [
@@ -155,7 +155,7 @@ def test_event_for_a_merged_person_is_forwarded_to_the_survivor() -> None:
 
     message, _ = envelope("gp-Y01234", appointment("g", "booked", "10:00", "10:30", NHS))
     message["subject"]["person_id"] = "p-old"
-    stored, [out], _ = person_event(
+    stored, [out], *_ = person_event(
         encode_calendar(Calendar("p-old"), merged_into="p-new"), message, CTX
     )
     assert stored is None
@@ -173,7 +173,7 @@ def test_explained_absence_goes_to_the_booker_and_the_persons_probation_officer(
     ]:
         message, _ = envelope(partner, resource)
         message["subject"]["person_id"] = person
-        stored, outs, _ = person_event(stored, message, CTX)
+        stored, outs, *_ = person_event(stored, message, CTX)
     explained = [o for o in outs if peek(o.value)["event_type"] == "alert.absence.explained"]
     assert sorted(o.key for o in explained) == [b"probation-london", b"vol-recovery"]
     assert len({peek(o.value)["event_id"] for o in explained}) == 2, "one event per recipient"
@@ -182,7 +182,7 @@ def test_explained_absence_goes_to_the_booker_and_the_persons_probation_officer(
 def test_duplicate_event_changes_nothing_and_says_nothing() -> None:
     message, _ = envelope("gp-Y01234", appointment("g", "booked", "10:00", "10:30", NHS))
     message["subject"]["person_id"] = "p-1"
-    stored, _, _ = person_event(None, message, CTX)
+    stored, _, *_ = person_event(None, message, CTX)
     assert person_event(stored, message, CTX)[:2] == (None, [])
 
 
@@ -233,14 +233,14 @@ def referral_ctx() -> Context:
 
 def test_referral_is_delivered_minimised_and_audited_and_the_referrer_gets_its_task() -> None:
     message = referral_message("p-1", reasonCode=[{"text": "hears voices"}])
-    stored, outs, deadline = person_event(None, message, referral_ctx())
+    stored, outs, deadline, _ = person_event(None, message, referral_ctx())
     kinds = [(o.topic.short_name, o.key.decode(), peek(o.value).get("event_type")) for o in outs]
     # Reason without consent: held, and only the referrer is told.
     assert ("alerts", "probation-london", "referral.routing.held") in kinds
     assert all(k[0] != "outbound" for k in kinds)
     assert deadline is None
 
-    stored, outs, deadline = person_event(None, referral_message("p-1"), referral_ctx())
+    stored, outs, deadline, _ = person_event(None, referral_message("p-1"), referral_ctx())
     by_topic = {}
     for out in outs:
         by_topic.setdefault(out.topic.short_name, []).append(out)
