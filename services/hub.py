@@ -12,6 +12,7 @@ from typing import Any
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.utils.functional import consecutive_numbers
 
 from schemas import topics
 from schemas.topics import Topic
@@ -36,6 +37,38 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _new_offset(self, tp: Any) -> int | None:
+        """The offset to commit for `tp`: one past the run of handled offsets from the last commit.
+
+        faust-streaming 0.15.3's own (transport/consumer.py, Consumer._new_offset) folds the
+        offsets it believes were skipped (`_gap`) into the acked list without dropping those
+        already acked, and a repeated offset ends the first run of consecutive offsets after two.
+        After a rebalance they repeat: recovery resumes the stream partitions before it seeks them
+        to their committed offsets (tables/recovery.py, on_recovery_completed), records fetched
+        meanwhile are handled and acked, the seek puts the read offset back, and the next record
+        looks as if it skipped them. Each commit (every 2.8 s) then advanced the partition by one
+        offset until past the repeats: the committed offsets of a drain crept for a minute or more.
+        """
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        top = max(acked)
+        gap = self._gap[tp]
+        if gap:
+            # Only below the highest ack: the agents ack in offset order, so an offset under it
+            # was handled or never delivered, while one above may still be on its way.
+            for interval in gap.overlap(0, top):
+                acked.extend(range(interval.begin, min(interval.end, top)))
+            gap.chop(0, top)
+        acked[:] = sorted(set(acked))
+        committed = self._committed_offset[tp]
+        if committed and acked[0] - committed > 1:
+            return None  # as faust: an offset before the first ack is not handled yet
+        run = next(consecutive_numbers(acked))
+        del acked[: len(run)]
+        self._acked_index[tp].difference_update(run)
+        return int(run[-1]) + 1
 
 
 class _Transport(faust_aiokafka.Transport):
