@@ -762,7 +762,11 @@ def drain_figures(drain: Drain) -> dict[str, Any]:
     return {
         "drain seconds": drain.seconds,
         "drain caught up": drain.caught_up,
-        "pipeline drain events/s": drained / drain.seconds if drain.seconds else math.nan,
+        # Only what was left when the clock started: a worker (or the first of two) may have
+        # handled part of the backlog before every worker was ready.
+        "pipeline drain events/s": (
+            (drained - drain.inbound_at_ready) / drain.seconds if drain.seconds else math.nan
+        ),
         "inbound committed at ready": drain.inbound_at_ready,
     }
 

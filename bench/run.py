@@ -1,4 +1,4 @@
-"""Every benchmark in turn, for `make bench` (`--quick` is passed on): publish path, pipeline, scaling.
+"""Every benchmark in turn, for `make bench` (`--quick` is passed on): publish, pipeline, scaling, state.
 
 Each runs in its own process on its own topics, so one's state never colours another's figures.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.publish", "bench.reconciler", "bench.scaling")
+BENCHMARKS = ("bench.publish", "bench.reconciler", "bench.scaling", "bench.state")
 
 
 def main(argv: list[str] | None = None) -> int:
