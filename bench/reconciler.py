@@ -104,7 +104,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     quick = {"people": 2_000, "events": 10_000, "rate": 100.0, "seconds": 5.0}
-    full = {"people": 20_000, "events": 200_000, "rate": 200.0, "seconds": 20.0}
+    full = {"people": 20_000, "events": 200_000, "rate": 1_000.0, "seconds": 60.0}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)

@@ -33,6 +33,8 @@ class Settings:
     services_file: Path
     sla_working_days: dict[str, int]
     escalation_check: timedelta
+    rocksdb_write_buffer_mb: int
+    rocksdb_cache_mb: int
 
     @property
     def web_url(self) -> str:
@@ -67,6 +69,8 @@ def settings() -> Settings:
         escalation_check=timedelta(
             seconds=float(os.environ.get("CONCORD_ESCALATION_CHECK_SECONDS", "60"))
         ),
+        rocksdb_write_buffer_mb=int(os.environ.get("CONCORD_ROCKSDB_WRITE_BUFFER_MB", "8")),
+        rocksdb_cache_mb=int(os.environ.get("CONCORD_ROCKSDB_CACHE_MB", "16")),
     )
 
 
