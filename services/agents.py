@@ -104,6 +104,12 @@ class Change(NamedTuple):
     partition: int
 
 
+def read(table: Any, key: str) -> bytes | None:
+    """One entry of a table, or None: a single store lookup (`table.get` makes two)."""
+    value: bytes | None = table.data.get(key)
+    return value
+
+
 def put(table: Any, key: str, value: bytes | None) -> Change | None:
     """Write (or, with None, delete) one entry of a table now; the changelog record to send.
 
@@ -208,7 +214,7 @@ async def _index_one(
     try:
         envelope = peek(event.value)
         identifiers = identifiers_of(envelope)
-        linked = token_person.get(identifiers[0].token()) if len(identifiers) == 1 else None
+        linked = read(token_person, identifiers[0].token()) if len(identifiers) == 1 else None
         assigned = linked.decode() if linked else None
         person = person_of(identifiers, assigned)
         here = person is not None and person_partition(person) == event.message.partition
@@ -336,7 +342,7 @@ async def _reconcile(
     leaves the batch's offsets uncommitted, so the event is handled again.
     """
     try:
-        step = person_event(calendars.get(person), message, ctx)
+        step = person_event(read(calendars, person), message, ctx)
     except (CodecError, KeyError, TypeError, ValueError) as exc:
         reason = f"cannot reconcile: {exc}"
         await reject(raw, reason, "reconciler", str(message.get("source", "unknown")))
