@@ -1,15 +1,31 @@
 """The hub's person index: which identifiers belong to one person, joined by exact match only.
 
-Resolving an event's identifiers returns a new index and what changed; nothing here does I/O.
+Resolving an event's identifiers returns a new index and what changed; nothing here does I/O
+(the person-id key is read from the environment once, when the module is imported).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from schemas.identifiers import PersonIdentifier
+
+# Person ids are keyed with the hub's secret: an NHS number has only about a billion possible
+# values, so an unkeyed hash of one could be reversed by trying them all, and person ids reach
+# logs and partners. Every worker and connector of one hub must share the key.
+DEVELOPMENT_PERSON_KEY = "concord-development-person-key"
+PERSON_KEY_VARIABLE = "CONCORD_PERSON_KEY"
+_PERSON_KEY = hashlib.blake2b(
+    os.environ.get(PERSON_KEY_VARIABLE, DEVELOPMENT_PERSON_KEY).encode(), digest_size=32
+).digest()
+
+
+def uses_development_person_key() -> bool:
+    """True when no hub secret was set, so anyone with the source can recompute person ids."""
+    return PERSON_KEY_VARIABLE not in os.environ
 
 
 def person_id_for(identifier: PersonIdentifier) -> str:
@@ -19,9 +35,11 @@ def person_id_for(identifier: PersonIdentifier) -> str:
 
 def person_id_for_token(token: str) -> str:
     """The provisional hub person id of an identifier given as its `system|value` token."""
-    # A hash personalised to this one use needs no coordination between workers and reveals nothing
-    # of the identifier; 80 bits keeps accidental collisions out of reach.
-    digest = hashlib.blake2b(token.encode(), digest_size=16, person=b"concord-person").hexdigest()
+    # A keyed hash needs no coordination between workers and reveals nothing of the identifier
+    # without the key; 80 bits keeps accidental collisions out of reach.
+    digest = hashlib.blake2b(
+        token.encode(), digest_size=16, key=_PERSON_KEY, person=b"concord-person"
+    ).hexdigest()
     return f"p-{digest[:20]}"
 
 

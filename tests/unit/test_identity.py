@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from schemas.identifiers import NHS_NUMBER, PROBATION_CRN, PersonIdentifier, local_system
@@ -17,6 +23,7 @@ from services.domain.identity import (
 NHS = PersonIdentifier(NHS_NUMBER, "9434765919")
 CRN = PersonIdentifier(PROBATION_CRN, "X123456")
 MRN = PersonIdentifier(local_system("mht-north"), "MRN-0042")
+ROOT = Path(__file__).parents[2]
 
 
 def test_probation_patient_links_crn_and_nhs_number() -> None:
@@ -110,3 +117,30 @@ def test_person_id_reveals_nothing_of_the_identifier() -> None:
     assert len(person_id) == 22
     assert NHS.value not in person_id
     assert person_id == person_id_for(PersonIdentifier(NHS_NUMBER, "9434765919"))
+
+
+def _person_id_with_key(key: str | None) -> str:
+    """person_id_for in a fresh interpreter, with CONCORD_PERSON_KEY set to `key` (or unset)."""
+    env = {k: v for k, v in os.environ.items() if k != "CONCORD_PERSON_KEY"}
+    if key is not None:
+        env["CONCORD_PERSON_KEY"] = key
+    code = (
+        "from schemas.identifiers import PersonIdentifier, NHS_NUMBER\n"
+        "from services.domain.identity import person_id_for\n"
+        "print(person_id_for(PersonIdentifier(NHS_NUMBER, '9434765919')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_person_ids_are_keyed_with_the_hubs_secret() -> None:
+    # Without the key nobody can recompute a person id by trying every NHS number.
+    development = _person_id_with_key(None)
+    assert _person_id_with_key("one hub's secret") != development
+    assert _person_id_with_key("one hub's secret") == _person_id_with_key("one hub's secret")
+    unkeyed = hashlib.blake2b(
+        f"{NHS_NUMBER}|9434765919".encode(), digest_size=16, person=b"concord-person"
+    ).hexdigest()
+    assert development != f"p-{unkeyed[:20]}"
