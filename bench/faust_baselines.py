@@ -238,14 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     prefix = f"bench-{stamp}."
     os.environ["CONCORD_TOPIC_PREFIX"] = prefix
-    from bench.reconciler import (
-        RESULTS,
-        build_backlog,
-        delete_topics,
-        produce_all,
-        raw_consume,
-    )
-    from deploy.topics import create_topics
+    from bench.reconciler import build_backlog, produce_all, raw_consume
+    from bench.report import RESULTS
+    from deploy.topics import create_topics, delete_topics_with_prefix
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     log = RESULTS / f"faust-baselines-{stamp}-worker.log"
@@ -260,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 figure = measure(mode, Path(tmp), log)
                 print(f"faust {mode:<17} {figure['events/s']:>10,.0f} events/s")
     finally:
-        delete_topics(prefix)
+        delete_topics_with_prefix(prefix)
     return 0
 
 

@@ -12,20 +12,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import json
-import math
-import os
 import pickle
 import resource
 import sys
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import orjson
 
+from bench import report
 from bench.population import generate
+from bench.report import Row, number, say
 from connectors.fhir_input import Record, read_text
 from connectors.kafka_io import Publisher, new_producer
 from connectors.parallel import _to_wire, default_workers
@@ -38,13 +36,12 @@ from connectors.publish import (
     encode_envelope,
     publish_records,
 )
-from deploy.topics import TopicSetupError, create_topics, delete_topics_with_prefix
+from deploy.topics import create_topics
 from schemas import fhir, topics
 from schemas.codec import encode
 from schemas.envelope import content_event_id, utc_now, wrap
 from services.logs import configure as configure_logs
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PARTNER = "probation-london"
 TARGET_RATIO = 0.33
 
@@ -71,14 +68,6 @@ FIGURES = (
     "validation-only ceiling msg/s",
 )
 
-_STARTED = time.monotonic()
-_LOAD_AT_START = os.getloadavg()
-
-
-def say(message: str) -> None:
-    """A progress line on stderr."""
-    print(f"[{time.monotonic() - _STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options; --quick swaps in the small CI size."""
@@ -86,12 +75,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=None, help="Appointments (default 50,000)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="3,000 Appointments")
-    parser.add_argument("--keep-topics", action="store_true", help="leave the run's topics")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
-    args = parser.parse_args(argv)
-    if args.events is None:
-        args.events = 3_000 if args.quick else 50_000
-    return args
+    report.add_output_options(
+        parser, results_help="where the JSON goes", keep_topics_help="leave the run's topics"
+    )
+    return report.parse_sized(parser, argv, {"events": 3_000}, {"events": 50_000})
 
 
 def appointments(events: int, seed: int) -> list[dict[str, Any]]:
@@ -300,22 +287,6 @@ def ceilings(f: dict[str, Any]) -> dict[str, float]:
 
 # --- the table ---
 
-Row = tuple[str, str, str]
-
-
-def number(value: float, digits: int = 0) -> str:
-    """Thousands separated; 'n/a' for NaN."""
-    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
-
-
-def render(rows: Iterable[Row]) -> str:
-    """Plain aligned columns: figure | value | baseline."""
-    table = [("figure", "value", "baseline"), *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(2)]
-    lines = [f"{f:<{widths[0]}} | {v:>{widths[1]}} | {b}" for f, v, b in table]
-    lines.insert(1, f"{'-' * widths[0]}-+-{'-' * widths[1]}-+-{'-' * 40}")
-    return "\n".join(lines)
-
 
 def rows_of(f: dict[str, Any]) -> list[Row]:
     """The table rows from the figures dict."""
@@ -376,50 +347,22 @@ def rows_of(f: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def write_results(stamp: str, args: argparse.Namespace, figures: dict[str, Any]) -> Path:
-    """The figures and the run's conditions as JSON."""
-    path: Path = args.results / f"publish-{stamp}.json"
-    document = {
-        "benchmark": "publish",
-        "started": stamp,
-        "arguments": {"events": args.events, "seed": args.seed, "quick": args.quick},
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "crc32c": importlib.util.find_spec("crc32c") is not None,
-            # The machine may be shared: a busy neighbour shows here before it skews a figure.
-            "load average at start": _LOAD_AT_START,
-            "load average at end": os.getloadavg(),
-        },
-        "figures": figures,
-    }
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark on fresh topics; print the table; 3 when Kafka is unavailable."""
     args = parse_args(argv)
     configure_logs("warning")  # the table alone on stdout; progress on stderr
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    prefix = f"bench-publish-{stamp}."
-    os.environ["CONCORD_TOPIC_PREFIX"] = prefix  # before anything asks for a topic name
-    args.results.mkdir(parents=True, exist_ok=True)
-    try:
-        figures = run(args)
-    except TopicSetupError as exc:
-        print(f"bench.publish: {exc}", file=sys.stderr)
-        return 3
-    finally:
-        if not args.keep_topics:
-            try:
-                say(f"deleted {len(delete_topics_with_prefix(prefix))} topics of the run")
-            except Exception as exc:  # clean-up must not hide the error that ended the run
-                say(f"clean-up failed: {exc!r}")
-    path = write_results(stamp, args, figures)
-    print(render(rows_of(figures)))
-    print(f"\nfigures: {path}")
-    return 0
+    stamp = report.start_run(args)
+    return report.run_and_report(
+        "publish",
+        stamp,
+        args,
+        prefix=f"bench-publish-{stamp}.",
+        measure=lambda: run(args),
+        rows_of=rows_of,
+        # publish's JSON has always named just these options, and whether crc32c is installed.
+        arguments={"events": args.events, "seed": args.seed, "quick": args.quick},
+        machine={"crc32c": importlib.util.find_spec("crc32c") is not None},
+    )
 
 
 if __name__ == "__main__":

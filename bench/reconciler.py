@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import signal
@@ -19,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,12 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 from rocksdict import AccessType, Options, Rdict
 
-from bench import faust_baselines
+from bench import faust_baselines, report
 from bench.population import clash_pairs, generate
+from bench.report import Row, number, say
 from connectors.kafka_io import new_producer, read_topic
 from deploy.kafka.local import bootstrap_servers
-from deploy.topics import TopicSetupError, create_topics
+from deploy.topics import create_topics
 from schemas import fhir, topics
 from schemas.envelope import wrap
 from schemas.identifiers import NHS_NUMBER
@@ -44,7 +44,6 @@ from services.client import get_json
 from services.partitioning import home_partition
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results"
 
 # The table's rows, in order; the smoke test checks each is printed.
 FIGURES = (
@@ -69,24 +68,14 @@ FIGURES = (
 
 Message = tuple[bytes, bytes, str]  # Kafka key, value, and the envelope's event id
 
-_STARTED = time.monotonic()
-_LOAD_AT_START = os.getloadavg()
-
-
-def say(message: str) -> None:
-    """A progress line on stderr: the full run takes minutes."""
-    print(f"[{time.monotonic() - _STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
+QUICK_SIZES = {"people": 2_000, "events": 10_000, "rate": 100.0, "seconds": 5.0}
+FULL_SIZES = {"people": 20_000, "events": 200_000, "rate": 1_000.0, "seconds": 60.0}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options; --quick swaps in the small CI sizes."""
     parser = argparse.ArgumentParser(prog="python -m bench.reconciler", description=__doc__)
-    parser.add_argument("--people", type=int, default=None, help="population (default 20,000)")
-    parser.add_argument(
-        "--events", type=int, default=None, help="appointment events (default 200,000)"
-    )
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="2,000 people, 10,000 events")
+    report.add_size_options(parser, QUICK_SIZES, FULL_SIZES)
     parser.add_argument("--rate", type=float, default=None, help="alert phase events/s")
     parser.add_argument("--seconds", type=float, default=None, help="alert phase duration")
     parser.add_argument("--drain-timeout", type=float, default=600.0)
@@ -96,19 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_false",
         help="skip the faust do-nothing and naive per-event agents (bench/faust_baselines.py)",
     )
-    parser.add_argument(
-        "--keep-topics", action="store_true", help="leave the run's topics on the broker"
-    )
-    parser.add_argument(
-        "--results", type=Path, default=RESULTS, help="where the JSON and worker log go"
-    )
-    args = parser.parse_args(argv)
-    quick = {"people": 2_000, "events": 10_000, "rate": 100.0, "seconds": 5.0}
-    full = {"people": 20_000, "events": 200_000, "rate": 1_000.0, "seconds": 60.0}
-    for name, value in (quick if args.quick else full).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    return args
+    report.add_output_options(parser, results_help="where the JSON and worker log go")
+    return report.parse_sized(parser, argv, QUICK_SIZES, FULL_SIZES)
 
 
 # --- the backlog: envelopes built before any timing starts ---
@@ -168,26 +146,42 @@ def build_backlog(people: int, events: int, seed: int) -> Backlog:
 
 def produce_all(messages: list[Message], topic: str) -> float:
     """Seconds to send every message with acks=all until the last is acknowledged."""
+    # As the edge does (connectors/kafka_io.py): inbound events to their person's partition.
+    # A generator, so working each one out stays inside the timed loop.
+    keyed = (
+        (key, value, home_partition(key) if topic == topics.INBOUND.name else None)
+        for key, value, _ in messages
+    )
+    return produce_timed(keyed, len(messages), topic)
+
+
+def produce_timed(
+    records: Iterable[tuple[bytes, bytes, int | None]],
+    total: int,
+    topic: str,
+    progress: str = "producing",
+    noun: str = "message",
+) -> float:
+    """Seconds to send `total` (key, value, partition) records with acks=all until the last is
+    acknowledged; a partition of None is the producer's choice."""
     # Half the broker's default message.max.bytes: a full batch is still accepted.
     producer = new_producer(linger_ms=5, batch_size=512 * 1024)
     failures: list[Exception] = []
-    step = max(1, len(messages) // 10)
+    step = max(1, total // 10)
     try:
         started = time.perf_counter()
-        for n, (key, value, _) in enumerate(messages, start=1):
-            # As the edge does (connectors/kafka_io.py): inbound events to their person's partition.
-            partition = home_partition(key) if topic == topics.INBOUND.name else None
+        for n, (key, value, partition) in enumerate(records, start=1):
             producer.send(topic, key=key, value=value, partition=partition).add_errback(
                 failures.append
             )
             if n % step == 0:
-                say(f"producing {n:,}/{len(messages):,}")
+                say(f"{progress} {n:,}/{total:,}")
         producer.flush(timeout=300)
         elapsed = time.perf_counter() - started
     finally:
         producer.close()
     if failures:
-        raise RuntimeError(f"Kafka refused {len(failures)} message(s): {failures[0]!r}")
+        raise RuntimeError(f"Kafka refused {len(failures)} {noun}(s): {failures[0]!r}")
     return elapsed
 
 
@@ -558,35 +552,7 @@ def log_problems(log: Path) -> tuple[int, int, list[str]]:
     return errors, warnings, first
 
 
-def delete_topics(prefix: str) -> int:
-    """Delete every topic of the run (faust's changelogs included); how many went."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(), client_id="concord-bench")
-    try:
-        names = [t for t in admin.list_topics() if t.startswith(prefix)]
-        if names:
-            admin.delete_topics(names, timeout_ms=30_000)
-        return len(names)
-    finally:
-        admin.close()
-
-
 # --- the table ---
-
-Row = tuple[str, str, str]
-
-
-def render(rows: Iterable[Row]) -> str:
-    """Plain aligned columns: figure | value | baseline."""
-    table = [("figure", "value", "baseline"), *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(2)]
-    lines = [f"{f:<{widths[0]}} | {v:>{widths[1]}} | {b}" for f, v, b in table]
-    lines.insert(1, f"{'-' * widths[0]}-+-{'-' * widths[1]}-+-{'-' * 40}")
-    return "\n".join(lines)
-
-
-def number(value: float, digits: int = 0) -> str:
-    """Thousands separated; 'n/a' for NaN."""
-    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
 def times(value: float, base: float) -> str:
@@ -787,60 +753,22 @@ def latency_figures(args: argparse.Namespace, first_person: int) -> dict[str, An
     }
 
 
-def _json_safe(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def write_results(stamp: str, args: argparse.Namespace, figures: dict[str, Any]) -> Path:
-    """The run's options and figures as JSON in the results folder."""
-    path = args.results / f"reconciler-{stamp}.json"
-    document = {
-        "benchmark": "reconciler",
-        "started": stamp,
-        "options": {**vars(args), "results": str(args.results)},
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            # The machine may be shared: a busy neighbour shows here before it skews a figure.
-            "load average at start": _LOAD_AT_START,
-            "load average at end": os.getloadavg(),
-        },
-        "figures": {k: _json_safe(v) for k, v in figures.items()},
-    }
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark on fresh topics; print the table; 3 when Kafka is unavailable."""
     args = parse_args(argv)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = report.start_run(args)
     prefix = f"bench-{stamp}."
-    os.environ["CONCORD_TOPIC_PREFIX"] = prefix  # before anything asks for a topic name
-
-    args.results.mkdir(parents=True, exist_ok=True)
     log = args.results / f"reconciler-{stamp}-worker.log"
-    try:
-        with tempfile.TemporaryDirectory(prefix="concord-bench-") as tmp:
-            figures = run(args, prefix, Path(tmp), log)
-    except TopicSetupError as exc:
-        print(f"bench.reconciler: {exc}", file=sys.stderr)
-        return 3
-    finally:
-        if not args.keep_topics:
-            _quietly(lambda: say(f"deleted {delete_topics(prefix)} topics of the run"))
-    path = write_results(stamp, args, figures)
-    print(render(rows_of(figures)))
-    print(f"\nfigures: {path}\nworker log: {log}")
-    return 0
-
-
-def _quietly(action: Callable[[], None]) -> None:
-    # Clean-up must not hide the error that ended the run.
-    try:
-        action()
-    except Exception as exc:  # reported, never raised
-        say(f"clean-up failed: {exc!r}")
+    with tempfile.TemporaryDirectory(prefix="concord-bench-") as tmp:
+        return report.run_and_report(
+            "reconciler",
+            stamp,
+            args,
+            prefix=prefix,
+            measure=lambda: run(args, prefix, Path(tmp), log),
+            rows_of=rows_of,
+            footer=f"\nworker log: {log}",
+        )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ compete with each other and with Kafka for the same cores: expect a speed-up wel
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -26,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import report
 from bench.reconciler import (
-    RESULTS,
     MemorySampler,
     Message,
     Worker,
@@ -35,45 +34,31 @@ from bench.reconciler import (
     drain_figures,
     end_offsets,
     log_problems,
-    number,
     produce_all,
-    say,
     start_worker,
     wait_drained,
     wait_ready,
 )
-from deploy.topics import TopicSetupError, create_topics, delete_topics_with_prefix
+from bench.report import number, say
+from deploy.topics import TopicSetupError, create_topics
 from schemas import topics
 
 WORKER_COUNTS = (1, 2)
-
-_LOAD_AT_START = os.getloadavg()
+QUICK_SIZES = {"people": 1_000, "events": 8_000}
+FULL_SIZES = {"people": 5_000, "events": 50_000}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options; --quick swaps in the small sizes."""
     parser = argparse.ArgumentParser(prog="python -m bench.scaling", description=__doc__)
-    parser.add_argument("--people", type=int, default=None, help="population (default 5,000)")
-    parser.add_argument(
-        "--events", type=int, default=None, help="appointment events (default 50,000)"
-    )
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="1,000 people, 8,000 events")
+    report.add_size_options(parser, QUICK_SIZES, FULL_SIZES)
     parser.add_argument("--drain-timeout", type=float, default=600.0)
-    parser.add_argument(
-        "--keep-topics", action="store_true", help="leave each run's topics on the broker"
+    report.add_output_options(
+        parser,
+        results_help="where the JSON and worker logs go",
+        keep_topics_help="leave each run's topics on the broker",
     )
-    parser.add_argument(
-        "--results", type=Path, default=RESULTS, help="where the JSON and worker logs go"
-    )
-    args = parser.parse_args(argv)
-    sizes = (
-        {"people": 1_000, "events": 8_000} if args.quick else {"people": 5_000, "events": 50_000}
-    )
-    for name, value in sizes.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    return args
+    return report.parse_sized(parser, argv, QUICK_SIZES, FULL_SIZES)
 
 
 def measure(
@@ -81,10 +66,9 @@ def measure(
 ) -> dict[str, Any]:
     """One run on fresh topics: produce the backlog, start `workers` workers, time the drain."""
     prefix = f"bench-{stamp}-w{workers}."
-    os.environ["CONCORD_TOPIC_PREFIX"] = prefix  # topic names and the workers' group follow it
     f: dict[str, Any] = {"workers": workers, "topic prefix": prefix}
     logs = [args.results / f"scaling-{stamp}-w{workers}-{n}.log" for n in range(workers)]
-    try:
+    with report.fresh_topics(prefix, keep=args.keep_topics, tag=f"[{workers} worker(s)] "):
         create_topics()
         say(f"[{workers} worker(s)] topics {prefix}* created; producing {len(messages):,}")
         seconds = produce_all(messages, topics.INBOUND.name)
@@ -93,13 +77,6 @@ def measure(
         f["dead-lettered"] = sum(
             end_offsets(topics.DEADLETTER.name, topics.DEADLETTER.partitions).values()
         )
-    finally:
-        if not args.keep_topics:
-            try:
-                gone = delete_topics_with_prefix(prefix)
-                say(f"[{workers} worker(s)] deleted {len(gone)} topics of the run")
-            except Exception as exc:  # clean-up must not hide the error that ended the run
-                say(f"clean-up failed: {exc!r}")
     errors = warnings = 0
     for log in logs:
         if log.exists():
@@ -164,37 +141,10 @@ def render(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _json_safe(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def write_results(
-    stamp: str, args: argparse.Namespace, backlog: dict[str, Any], runs: list[dict[str, Any]]
-) -> Path:
-    """The options, the backlog and each run's figures as JSON in the results folder."""
-    path = args.results / f"scaling-{stamp}.json"
-    document = {
-        "benchmark": "scaling",
-        "started": stamp,
-        "options": {**vars(args), "results": str(args.results)},
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "load average at start": _LOAD_AT_START,
-            "load average at end": os.getloadavg(),
-        },
-        "backlog": backlog,
-        "runs": [{k: _json_safe(v) for k, v in run.items()} for run in runs],
-    }
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one worker, then two, each on fresh topics; print the table; 3 without Kafka."""
     args = parse_args(argv)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    args.results.mkdir(parents=True, exist_ok=True)
+    stamp = report.start_run(args)
     say(f"building {args.events:,} events for {args.people:,} people (seed {args.seed})")
     built = build_backlog(args.people, args.events, args.seed)
     backlog = {
@@ -211,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     except TopicSetupError as exc:
         print(f"bench.scaling: {exc}", file=sys.stderr)
         return 3
-    path = write_results(stamp, args, backlog, runs)
+    path = report.write_results("scaling", stamp, args, backlog=backlog, runs=runs)
     print(
         f"{backlog['inbound events']:,} inbound events ({backlog['appointments']:,} appointments"
         f" + {backlog['patients']:,} link Patients), {topics.INBOUND.partitions} partitions,"

@@ -19,16 +19,14 @@ benchmark reports. It never asserts on speed either.
 
 `python -m bench.state [--people N] [--events M] [--quick] [--keep-topics]` (defaults 250,000
 people and 25,000 events; --quick 5,000 and 2,000) prints one table and writes the figures as
-JSON to bench/results/state-<stamp>.json, beside each worker's log. Worker start-up, drain
-detection and the table are bench/reconciler.py's.
+JSON to bench/results/state-<stamp>.json, beside each worker's log. Worker start-up and drain
+detection are bench/reconciler.py's; the table is bench/report.py's.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import random
 import sys
 import tempfile
@@ -45,6 +43,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from rocksdict import AccessType, Options, Rdict
 
+from bench import report
 from bench.population import (
     AGENCIES,
     DAY,
@@ -60,32 +59,23 @@ from bench.population import (
     crn_for,
 )
 from bench.reconciler import (
-    RESULTS,
     MemorySampler,
     Message,
-    Row,
     Worker,
     dir_bytes,
     encode,
     end_offsets,
     live_calendar_bytes,
     log_problems,
-    number,
     produce_all,
-    render,
-    say,
+    produce_timed,
     start_worker,
     wait_drained,
     wait_ready,
 )
-from connectors.kafka_io import new_producer
+from bench.report import Row, number, say
 from deploy.kafka.local import bootstrap_servers
-from deploy.topics import (
-    TopicSetupError,
-    create_topics,
-    delete_topics_with_prefix,
-    replication_factor,
-)
+from deploy.topics import create_topics, replication_factor
 from schemas import fhir, topics
 from schemas.identifiers import PROBATION_CRN, PersonIdentifier
 from services.client import get_json
@@ -143,7 +133,8 @@ NEW_BOOKING_NUMBER = 10_000_000  # appointment numbers of new bookings, clear of
 # Each seeded partner's kind, from the partner directory the worker reads (deploy/partners.yaml).
 KINDS = {p: partner_directory(settings().partners_file).kind_of(p) for p, _ in SEED_PLAN}
 
-_LOAD_AT_START = os.getloadavg()
+QUICK_SIZES = {"people": 5_000, "events": 2_000}
+FULL_SIZES = {"people": 250_000, "events": 25_000}
 
 Record = tuple[bytes, bytes, int]  # changelog key, value, partition
 
@@ -151,27 +142,10 @@ Record = tuple[bytes, bytes, int]  # changelog key, value, partition
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options; --quick swaps in the small sizes."""
     parser = argparse.ArgumentParser(prog="python -m bench.state", description=__doc__)
-    parser.add_argument("--people", type=int, default=None, help="population (default 250,000)")
-    parser.add_argument(
-        "--events", type=int, default=None, help="appointment events (default 25,000)"
-    )
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="5,000 people, 2,000 events")
+    report.add_size_options(parser, QUICK_SIZES, FULL_SIZES)
     parser.add_argument("--drain-timeout", type=float, default=600.0)
-    parser.add_argument(
-        "--keep-topics", action="store_true", help="leave the run's topics on the broker"
-    )
-    parser.add_argument(
-        "--results", type=Path, default=RESULTS, help="where the JSON and worker logs go"
-    )
-    args = parser.parse_args(argv)
-    sizes = (
-        {"people": 5_000, "events": 2_000} if args.quick else {"people": 250_000, "events": 25_000}
-    )
-    for name, value in sizes.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    return args
+    report.add_output_options(parser, results_help="where the JSON and worker logs go")
+    return report.parse_sized(parser, argv, QUICK_SIZES, FULL_SIZES)
 
 
 # --- phase A: the seeded changelog ---
@@ -276,24 +250,7 @@ def create_changelog(name: str) -> None:
 
 def produce_records(records: list[Record], topic: str) -> float:
     """Seconds to send every record to its partition with acks=all until the last is acknowledged."""
-    producer = new_producer(linger_ms=5, batch_size=512 * 1024)
-    failures: list[Exception] = []
-    step = max(1, len(records) // 10)
-    try:
-        started = time.perf_counter()
-        for n, (key, value, partition) in enumerate(records, start=1):
-            producer.send(topic, key=key, value=value, partition=partition).add_errback(
-                failures.append
-            )
-            if n % step == 0:
-                say(f"producing records {n:,}/{len(records):,}")
-        producer.flush(timeout=300)
-        elapsed = time.perf_counter() - started
-    finally:
-        producer.close()
-    if failures:
-        raise RuntimeError(f"Kafka refused {len(failures)} record(s): {failures[0]!r}")
-    return elapsed
+    return produce_timed(records, len(records), topic, "producing records", "record")
 
 
 def seed(args: argparse.Namespace) -> dict[str, Any]:
@@ -621,57 +578,25 @@ def rebuild_rows(f: dict[str, Any], label: str, n: int, how: str) -> list[Row]:
     ]
 
 
-def _json_safe(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def write_results(stamp: str, args: argparse.Namespace, figures: dict[str, Any]) -> Path:
-    """The run's options and figures as JSON in the results folder."""
-    path: Path = args.results / f"state-{stamp}.json"
-    document = {
-        "benchmark": "state",
-        "started": stamp,
-        "options": {**vars(args), "results": str(args.results)},
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            # The machine may be shared: a busy neighbour shows here before it skews a figure.
-            "load average at start": _LOAD_AT_START,
-            "load average at end": os.getloadavg(),
-        },
-        "figures": {k: _json_safe(v) for k, v in figures.items()},
-    }
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark on fresh topics; print the table; 3 when Kafka is unavailable."""
     args = parse_args(argv)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = report.start_run(args)
     prefix = f"bench-state-{stamp}."
-    os.environ["CONCORD_TOPIC_PREFIX"] = prefix  # topic names, app id and group follow it
-    args.results.mkdir(parents=True, exist_ok=True)
     logs = {
         phase: args.results / f"state-{stamp}-{phase}.log"
         for phase in ("first", "rebuild", "restart")
     }
-    try:
-        with tempfile.TemporaryDirectory(prefix="concord-bench-state-") as tmp:
-            figures = run(args, prefix, Path(tmp), logs)
-    except TopicSetupError as exc:
-        print(f"bench.state: {exc}", file=sys.stderr)
-        return 3
-    finally:
-        if not args.keep_topics:
-            try:
-                say(f"deleted {len(delete_topics_with_prefix(prefix))} topics of the run")
-            except Exception as exc:  # clean-up must not hide the error that ended the run
-                say(f"clean-up failed: {exc!r}")
-    path = write_results(stamp, args, figures)
-    print(render(rows_of(figures)))
-    print(f"\nfigures: {path}\nworker logs: {', '.join(str(p) for p in logs.values())}")
-    return 0
+    with tempfile.TemporaryDirectory(prefix="concord-bench-state-") as tmp:
+        return report.run_and_report(
+            "state",
+            stamp,
+            args,
+            prefix=prefix,
+            measure=lambda: run(args, prefix, Path(tmp), logs),
+            rows_of=rows_of,
+            footer=f"\nworker logs: {', '.join(str(p) for p in logs.values())}",
+        )
 
 
 if __name__ == "__main__":
