@@ -95,8 +95,10 @@ app = HubApp(
     key_serializer="raw",
     value_serializer="raw",
     producer_acks=-1,
-    # Batch what the agents send (faust's default, 0, makes a request of nearly every message).
-    producer_linger=float(os.environ.get("CONCORD_PRODUCER_LINGER_MS", "5")) / 1000.0,
+    # Agents send a batch's outputs together and wait for all of them before taking the next
+    # batch, so records batch anyway while a request is in flight; a longer linger only adds
+    # to every batch's cycle (the drain rate is the same at 1 ms as at 5).
+    producer_linger=float(os.environ.get("CONCORD_WORKER_LINGER_MS", "1")) / 1000.0,
     consumer_auto_offset_reset="earliest",
     topic_allow_declare=True,
     web_in_thread=False,
