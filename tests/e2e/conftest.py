@@ -69,6 +69,7 @@ class Worker:
             if status == 200:
                 return
             time.sleep(0.3)
+        self.stop()  # a worker that never got ready must not outlive the test
         raise AssertionError(f"worker did not become ready:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,16 +13,23 @@ from tests.conftest import ROOT
 
 def run_quick(module: str, results: Path) -> subprocess.CompletedProcess[str]:
     """`python -m <module> --quick` with its JSON and logs in `results`; it must exit 0."""
-    result = subprocess.run(
+    # Its own process group: if it overruns, its workers go with it rather than linger.
+    process = subprocess.Popen(
         [sys.executable, "-m", module, "--quick", "--results", str(results)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
         cwd=ROOT,
-        check=False,
+        start_new_session=True,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"{module} --quick overran 300 s:\n{stderr[-3000:]}") from None
+    assert process.returncode == 0, stderr[-3000:]
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def printed_table(stdout: str) -> dict[str, str]:
