@@ -26,9 +26,7 @@ from schemas.envelope import (
     EVENT_TYPE_PATTERN,
     DeadLetter,
     Envelope,
-    content_event_id,
-    correlation_uuid,
-    last_updated,
+    derived_fields,
     utc_now,
     wrap,
 )
@@ -178,8 +176,7 @@ def encode_envelope(
             now=now,
         )
         return envelope.key(), encode(envelope), str(envelope.event_id)
-    event_id = content_event_id(source, resource)
-    correlation_id = correlation_uuid(source, correlation, event_id)
+    event_id, correlation_id, occurred_at = derived_fields(resource, source, correlation, now)
     who = None
     if subject:
         who = {
@@ -193,7 +190,7 @@ def encode_envelope(
             "event_type": event_type,
             "source": source,
             "subject": who,
-            "occurred_at": last_updated(resource) or now,
+            "occurred_at": occurred_at,
             "recorded_at": now,
             "schema_version": 1,
             "correlation_id": str(correlation_id),

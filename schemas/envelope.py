@@ -133,6 +133,14 @@ def correlation_uuid(source: str, correlation: str | None, event_id: uuid.UUID) 
         return uuid.uuid5(EVENT_NAMESPACE, f"{source}\n{correlation}")
 
 
+def derived_fields(
+    resource: dict[str, Any], source: str, correlation: str | None, now: datetime
+) -> tuple[uuid.UUID, uuid.UUID, datetime]:
+    """What an envelope derives from its resource: event id, correlation id, when it occurred."""
+    event_id = content_event_id(source, resource)
+    return event_id, correlation_uuid(source, correlation, event_id), last_updated(resource) or now
+
+
 def wrap(
     resource: dict[str, Any],
     *,
@@ -144,8 +152,7 @@ def wrap(
 ) -> Envelope:
     """Wrap a validated FHIR resource in an envelope; its content fixes the event id."""
     now = now or utc_now()
-    event_id = content_event_id(source, resource)
-    correlation_id = correlation_uuid(source, correlation, event_id)
+    event_id, correlation_id, occurred_at = derived_fields(resource, source, correlation, now)
     who = None
     if subject:
         who = Subject(identifiers=tuple(SubjectIdentifier(system=s, value=v) for s, v in subject))
@@ -154,7 +161,7 @@ def wrap(
         event_type=event_type,
         source=source,
         subject=who,
-        occurred_at=last_updated(resource) or now,
+        occurred_at=occurred_at,
         recorded_at=now,
         correlation_id=correlation_id,
         resource=resource,

@@ -47,10 +47,10 @@ from services.outputs import Context, Out
 from services.partitioning import person_partition
 from services.pipeline import (
     identifiers_of,
-    index_event,
     link_event,
     person_event,
     person_of,
+    routed,
 )
 
 log = structlog.get_logger(__name__)
@@ -218,7 +218,7 @@ async def _index_one(
         assigned = linked.decode() if linked else None
         person = person_of(identifiers, assigned)
         here = person is not None and person_partition(person) == event.message.partition
-        outs = [] if here else index_event(envelope, event.value, assigned)
+        outs = [] if here else routed(envelope, event.value, identifiers, person)
     except IdentifierError as exc:
         await reject(event.value, f"subject identifier rejected: {exc}", "person-index")
         return

@@ -32,8 +32,12 @@ def home_partition(key: bytes) -> int | None:
 
     None for other keys (a partner id, a hub person id): the default partitioner's choice.
     """
-    system, sep, value = key.decode("utf-8", errors="replace").rpartition("|")
-    if not sep or not system:
-        return None
-    person = value if system == HUB_PERSON else person_id_for_token(f"{system}|{value}")
-    return person_partition(person)
+    token = key.decode("utf-8", errors="replace")
+    system, sep, _ = token.rpartition("|")
+    return token_home(token) if sep and system else None
+
+
+def token_home(token: str) -> int:
+    """The partition of the person an identifier token (`system|value`) resolves to unlinked."""
+    system, _, value = token.rpartition("|")
+    return person_partition(value if system == HUB_PERSON else person_id_for_token(token))

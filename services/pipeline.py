@@ -25,7 +25,7 @@ from services.domain.calendar import Alert, Calendar, add_consent, add_partner, 
 from services.domain.consent import decision_from_consent
 from services.domain.identity import PersonIndex, Resolution, person_id_for, resolve
 from services.outputs import Context, Disclosed, Out, disclosure_outs
-from services.partitioning import home_partition
+from services.partitioning import token_home
 from services.state import decode_calendar, encode_calendar
 
 
@@ -49,9 +49,15 @@ def index_event(envelope: Mapping[str, Any], raw: bytes, assigned: str | None) -
     linked is its own provisional person, so no lookup across partitions is needed.
     """
     identifiers = identifiers_of(envelope)
+    return routed(envelope, raw, identifiers, person_of(identifiers, assigned))
+
+
+def routed(
+    envelope: Mapping[str, Any], raw: bytes, identifiers: list[PersonIdentifier], person: str | None
+) -> list[Out]:
+    """`index_event` for identifiers already checked and the person they resolved to."""
     if len(identifiers) > 1:
         return [Out(topics.LINKS, identifiers[0].token().encode(), raw)]
-    person = person_of(identifiers, assigned)
     if person is None:
         return []  # hub-wide resources (e.g. MeasureReport) name nobody
     return [Out(topics.PERSON_EVENTS, person.encode(), with_person(dict(envelope), person))]
@@ -81,7 +87,7 @@ def link_event(
     survivor = resolution.person_id
     # Each assignment goes to the partition where its identifier's inbound events arrive.
     outs = [
-        Out(topics.ASSIGNMENTS, token.encode(), survivor.encode(), home_partition(token.encode()))
+        Out(topics.ASSIGNMENTS, token.encode(), survivor.encode(), token_home(token))
         for token in sorted(updated.members.get(survivor, frozenset()))
         if index.person_of.get(token) != survivor
     ]
