@@ -21,12 +21,11 @@ from schemas.identifiers import IdentifierError, parse_token
 from schemas.topics import Topic
 from services.auth import AuthError, authenticate, basic_credentials
 from services.config import partner_directory
-from services.domain.breach import BreachCheck, breach_check
+from services.domain.breach import breach_check, breach_check_answer
 from services.domain.calendar import Calendar
 from services.domain.consent import ROLE_OF_KIND
-from services.domain.disclosure import disclose
 from services.domain.identity import person_id_for
-from services.domain.partners import Partner, PartnerDirectory
+from services.domain.partners import Partner
 from services.hub import SETTINGS, TOPICS, app, calendars, token_person
 from services.inbox import inbox
 from services.outputs import audit_out
@@ -158,57 +157,6 @@ async def breach_check_view(web: Any, request: Any, person_id: str) -> Any:
     await record_disclosure(person_id, asking, f"BreachCheck/{appointment}", basis, now)
     log.info("breach_check.answered", person_id=person_id, partner=asking.id, verdict=check.verdict)
     return web.json(answer)
-
-
-def _when(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
-def breach_check_answer(
-    check: BreachCheck,
-    calendar: Calendar,
-    asking: Partner,
-    directory: PartnerDirectory,
-    at: datetime,
-) -> tuple[dict[str, Any], str]:
-    """The breach check as the asking partner may see it, and the basis of the disclosure."""
-    role = ROLE_OF_KIND[asking.kind]
-    evidence, bases = [], []
-    for e in check.evidence:
-        partner = directory.get(e.partner)
-        full = {
-            "appointment_id": e.appointment_id,
-            "organisation": partner.name if partner else e.partner,
-            "organisation_type": e.kind,
-            "status": e.status,
-            "start": _when(e.start),
-            "end": _when(e.end),
-            "service_type": calendar.slots[e.appointment_id].service_type,
-        }
-        shown = disclose(
-            full,
-            resource_type="BreachEvidence",
-            role=role,
-            own=e.partner == asking.id,
-            agency_kind=e.kind,
-            consents=calendar.consents,
-            recipient=asking.id,
-            at=at,
-        )
-        evidence.append({k: v for k, v in shown.resource.items() if v is not None})
-        bases.append(shown.basis)
-    answer = {
-        "person_id": check.person_id,
-        "appointment_id": check.appointment_id,
-        "verdict": check.verdict,
-        "evidence": evidence,
-        "partners": [
-            {"partner": f.partner, "organisation_type": f.kind, "last_heard": _when(f.last_heard)}
-            for f in check.partners
-        ],
-    }
-    consent_bases = [b for b in bases if b not in ("role-default", "own-record")]
-    return answer, consent_bases[0] if consent_bases else "role-default"
 
 
 async def record_disclosure(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from services.domain.calendar import (
     ATTENDED_STATUSES,
@@ -17,6 +17,9 @@ from services.domain.calendar import (
     Slot,
     overlaps,
 )
+from services.domain.consent import ROLE_OF_KIND
+from services.domain.disclosure import disclose
+from services.domain.partners import Partner, PartnerDirectory
 
 Verdict = Literal["explained", "possible-conflict", "no-known-conflict"]
 
@@ -107,3 +110,54 @@ def breach_check(
         for partner, kind in sorted(kinds.items())
     )
     return BreachCheck(calendar.person_id, appointment_id, verdict, evidence, partners)
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def breach_check_answer(
+    check: BreachCheck,
+    calendar: Calendar,
+    asking: Partner,
+    directory: PartnerDirectory,
+    at: datetime,
+) -> tuple[dict[str, Any], str]:
+    """The breach check as the asking partner may see it, and the basis of the disclosure."""
+    role = ROLE_OF_KIND[asking.kind]
+    evidence, bases = [], []
+    for e in check.evidence:
+        partner = directory.get(e.partner)
+        full = {
+            "appointment_id": e.appointment_id,
+            "organisation": partner.name if partner else e.partner,
+            "organisation_type": e.kind,
+            "status": e.status,
+            "start": _when(e.start),
+            "end": _when(e.end),
+            "service_type": calendar.slots[e.appointment_id].service_type,
+        }
+        shown = disclose(
+            full,
+            resource_type="BreachEvidence",
+            role=role,
+            own=e.partner == asking.id,
+            agency_kind=e.kind,
+            consents=calendar.consents,
+            recipient=asking.id,
+            at=at,
+        )
+        evidence.append({k: v for k, v in shown.resource.items() if v is not None})
+        bases.append(shown.basis)
+    answer = {
+        "person_id": check.person_id,
+        "appointment_id": check.appointment_id,
+        "verdict": check.verdict,
+        "evidence": evidence,
+        "partners": [
+            {"partner": f.partner, "organisation_type": f.kind, "last_heard": _when(f.last_heard)}
+            for f in check.partners
+        ],
+    }
+    consent_bases = [b for b in bases if b not in ("role-default", "own-record")]
+    return answer, consent_bases[0] if consent_bases else "role-default"
