@@ -89,11 +89,15 @@ def _consent_row(decision: ConsentDecision) -> list[Any]:
         _ticks(decision.start),
         _ticks(decision.end),
         _ticks(decision.recorded),
+        decision.denies,
     ]
 
 
 def _consent(row: list[Any]) -> ConsentDecision:
-    consent_id, source, permit, recipients, roles, categories, start, end, recorded = row
+    consent_id, source, permit, recipients, roles, categories, start, end, recorded = row[:9]
+    # Rows written before denies were told apart from withdrawals have nine fields: read each
+    # non-permit there as a deny, which can only disclose less.
+    denies = row[9] if len(row) > 9 else not permit
     return ConsentDecision(
         consent_id=consent_id,
         source=source,
@@ -104,6 +108,7 @@ def _consent(row: list[Any]) -> ConsentDecision:
         start=_instant(start),
         end=_instant(end),
         recorded=_ticks_required(recorded),
+        denies=denies,
     )
 
 

@@ -15,8 +15,15 @@ from zoneinfo import ZoneInfo
 from schemas.identifiers import HUB_PERSON
 from services.domain.calendar import Alert, AlertAction, AlertKind, Slot
 from services.domain.consent import ROLE_OF_KIND, ConsentDecision, Role
-from services.domain.disclosure import Disclosure, disclose
-from services.domain.partners import ORGANISATION_TYPE_LABELS, PartnerDirectory
+from services.domain.disclosure import (
+    Disclosure,
+    Organisation,
+    detail_consent,
+    disclose,
+    organisation_shown,
+    withholding_consent,
+)
+from services.domain.partners import PartnerDirectory
 
 # Fixed, so an alert reprocessed after a restart gets the same id.
 ALERT_NAMESPACE: Final = uuid.UUID("6f1c2f5e-3a7b-5d0e-9c41-2b8e7d6a1f30")
@@ -71,14 +78,43 @@ def _instant(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who an alert is disclosed to, and what the disclosure policy needs to know about them."""
+
+    recipient: str
+    role: Role
+    consents: tuple[ConsentDecision, ...]
+    at: datetime
+
+    def sees(self, slot: Slot, directory: PartnerDirectory) -> Organisation:
+        """The agency behind `slot` as this recipient may see it."""
+        partner = directory.get(slot.partner)
+        detail = detail_consent(
+            self.consents,
+            recipient=self.recipient,
+            role=self.role,
+            agency_kind=slot.kind,
+            at=self.at,
+        )
+        return organisation_shown(
+            slot.kind,
+            slot.partner,
+            partner.name if partner else None,
+            own=slot.partner == self.recipient,
+            detail=detail is not None,
+        )
+
+
 def _contained(
-    slot: Slot, local_id: str, directory: PartnerDirectory, recipient: str
+    slot: Slot, local_id: str, directory: PartnerDirectory, to: Audience
 ) -> dict[str, Any]:
     """The appointment as the recipient may see it: built field by field from the slot.
 
-    Another agency's appointment shows its organisation type, not its name: the
-    name of, say, an addiction service would say more than the role needs.
+    Another agency's appointment shows a generic organisation type ("Health service"), not
+    which kind of service or which organisation, unless the person's consent allows more.
     """
+    shown = to.sees(slot, directory)
     appointment: dict[str, Any] = {
         "resourceType": "Appointment",
         "id": local_id,
@@ -92,43 +128,26 @@ def _contained(
             "coding": [
                 {
                     "system": ORGANISATION_TYPE_SYSTEM,
-                    "code": slot.kind,
-                    "display": ORGANISATION_TYPE_LABELS[slot.kind],
+                    "code": shown.type_code,
+                    "display": shown.type_label,
                 }
             ]
         }
     ]
-    appointment["participant"] = [
-        {
-            "actor": {
-                "identifier": {"system": PARTNER_SYSTEM, "value": slot.partner},
-                "display": _org_name(slot, directory)
-                if slot.partner == recipient
-                else ORGANISATION_TYPE_LABELS[slot.kind],
-            },
-            "status": "accepted",
-        }
-    ]
-    if slot.service_type and slot.partner != recipient:
+    actor: dict[str, Any] = {"display": shown.name or shown.type_label}
+    if shown.partner is not None:
+        actor = {"identifier": {"system": PARTNER_SYSTEM, "value": shown.partner}, **actor}
+    appointment["participant"] = [{"actor": actor, "status": "accepted"}]
+    if slot.service_type and slot.partner != to.recipient:
         # Offered to the disclosure policy, which keeps it only under the person's consent;
         # a booker is never sent its own detail back.
         appointment["specialty"] = [{"text": slot.service_type}]
     return appointment
 
 
-@dataclass(frozen=True, slots=True)
-class Audience:
-    """Who an alert is disclosed to, and what the disclosure policy needs to know about them."""
-
-    recipient: str
-    role: Role
-    consents: tuple[ConsentDecision, ...]
-    at: datetime
-
-
 def _disclosed(slot: Slot, local_id: str, directory: PartnerDirectory, to: Audience) -> Disclosure:
     return disclose(
-        _contained(slot, local_id, directory, to.recipient),
+        _contained(slot, local_id, directory, to),
         resource_type="Appointment",
         role=to.role,
         own=slot.partner == to.recipient,
@@ -139,14 +158,9 @@ def _disclosed(slot: Slot, local_id: str, directory: PartnerDirectory, to: Audie
     )
 
 
-def _org_type(slot: Slot) -> str:
-    label = ORGANISATION_TYPE_LABELS[slot.kind]
+def _org_type(shown: Organisation) -> str:
+    label = shown.type_label
     return label if label.startswith("GP") else label[0].lower() + label[1:]
-
-
-def _org_name(slot: Slot, directory: PartnerDirectory) -> str:
-    partner = directory.get(slot.partner)
-    return partner.name if partner else slot.partner
 
 
 def _times(slot: Slot) -> str:
@@ -165,27 +179,28 @@ def _truly_overlap(a: Slot, b: Slot) -> bool:
     return a.start < b.end and b.start < a.end
 
 
-def _detail(alert: Alert, recipient: str) -> str:
+def _detail(alert: Alert, directory: PartnerDirectory, to: Audience) -> str:
     """One plain sentence for the recipient: organisation types, times, attendance; nothing clinical."""
     first, second = alert.slots
     if alert.kind == "clash":
-        mine, other = (first, second) if first.partner == recipient else (second, first)
+        mine, other = (first, second) if first.partner == to.recipient else (second, first)
         yours = f"your appointment {_times(mine)}"
-        theirs = f"a {_org_type(other)} appointment {_times(other)}"
+        theirs = f"a {_org_type(to.sees(other, directory))} appointment {_times(other)}"
         if alert.action == "resolved":
             return f"Appointment clash resolved: {yours} and {theirs} no longer clash."
         if _truly_overlap(first, second):
             return f"Appointment clash: {yours} overlaps {theirs}."
         return f"Appointment clash: {yours} leaves too little travel time to or from {theirs}."
     missed, evidence = first, second
+    kind = _org_type(to.sees(evidence, directory))
     if alert.action == "resolved":
         return (
             f"Explained absence withdrawn: the appointment {_times(missed)} is no longer "
-            f"explained by an attended {_org_type(evidence)} appointment."
+            f"explained by an attended {kind} appointment."
         )
     return (
         f"Explained absence: the missed appointment {_times(missed)} overlaps a "
-        f"{_org_type(evidence)} appointment that was attended ({evidence.status})."
+        f"{kind} appointment that was attended ({evidence.status})."
     )
 
 
@@ -205,7 +220,7 @@ def _issue(alert: Alert, issue_id: str, directory: PartnerDirectory, to: Audienc
         "patient": {"identifier": {"system": HUB_PERSON, "value": alert.person_id}},
         "identifiedDateTime": _instant(to.at),
         "implicated": [{"reference": "#a1"}, {"reference": "#a2"}],
-        "detail": _detail(alert, to.recipient),
+        "detail": _detail(alert, directory, to),
     }
     outer = disclose(
         issue,
@@ -226,12 +241,18 @@ def alert_messages(
     now: datetime,
     consents: tuple[ConsentDecision, ...] = (),
 ) -> list[AlertMessage]:
-    """The DetectedIssue for each of the alert's recipients, as the disclosure policy allows."""
+    """The DetectedIssue for each of the alert's recipients, as the disclosure policy allows.
+
+    Every alert involves at least one appointment the recipient did not book, so a recipient
+    the person denies other agencies' appointments gets none.
+    """
     issue_id = alert_id(alert)
     event_type = EVENT_TYPES[(alert.kind, alert.action)]
     messages = []
     for recipient in alert.recipients:
         role = ROLE_OF_KIND[directory.kind_of(recipient)]
+        if withholding_consent(consents, recipient=recipient, role=role, at=now) is not None:
+            continue  # the person denies this recipient other agencies' appointments: tell nothing
         disclosed = _issue(alert, issue_id, directory, Audience(recipient, role, consents, now))
         messages.append(
             AlertMessage(recipient, event_type, disclosed.resource, issue_id, role, disclosed.basis)

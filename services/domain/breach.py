@@ -18,7 +18,13 @@ from services.domain.calendar import (
     overlaps,
 )
 from services.domain.consent import ROLE_OF_KIND
-from services.domain.disclosure import disclose
+from services.domain.disclosure import (
+    Organisation,
+    detail_consent,
+    disclose,
+    organisation_shown,
+    withholding_consent,
+)
 from services.domain.partners import Partner, PartnerDirectory
 
 Verdict = Literal["explained", "possible-conflict", "no-known-conflict"]
@@ -116,6 +122,9 @@ def _when(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+WITHHELD_DETAIL = "the hub holds information it may not share; ask the person"
+
+
 def breach_check_answer(
     check: BreachCheck,
     calendar: Calendar,
@@ -123,15 +132,44 @@ def breach_check_answer(
     directory: PartnerDirectory,
     at: datetime,
 ) -> tuple[dict[str, Any], str]:
-    """The breach check as the asking partner may see it, and the basis of the disclosure."""
+    """The breach check as the asking partner may see it, and the basis of the disclosure.
+
+    While the person denies the asking partner other agencies' appointments, the answer is
+    one fixed `withheld` verdict whatever the calendar holds, so it reveals nothing.
+    """
     role = ROLE_OF_KIND[asking.kind]
+    consents = calendar.consents
+    denied = withholding_consent(consents, recipient=asking.id, role=role, at=at)
+    if denied is not None:
+        withheld = {
+            "person_id": check.person_id,
+            "appointment_id": check.appointment_id,
+            "verdict": "withheld",
+            "detail": WITHHELD_DETAIL,
+            "evidence": [],
+            "partners": [],
+        }
+        return withheld, denied
+
+    def seen(partner_id: str, kind: AgencyKind) -> Organisation:
+        partner = directory.get(partner_id)
+        detail = detail_consent(consents, recipient=asking.id, role=role, agency_kind=kind, at=at)
+        return organisation_shown(
+            kind,
+            partner_id,
+            partner.name if partner else None,
+            own=partner_id == asking.id,
+            detail=detail is not None,
+        )
+
     evidence, bases = [], []
-    for e in check.evidence:
-        partner = directory.get(e.partner)
+    for number, e in enumerate(check.evidence, start=1):
+        organisation = seen(e.partner, e.kind)
         full = {
-            "appointment_id": e.appointment_id,
-            "organisation": partner.name if partner else e.partner,
-            "organisation_type": e.kind,
+            # A partner's appointment id names the partner: shown only with its name.
+            "appointment_id": e.appointment_id if organisation.partner else f"evidence-{number}",
+            "organisation": organisation.name,
+            "organisation_type": organisation.type_code,
             "status": e.status,
             "start": _when(e.start),
             "end": _when(e.end),
@@ -143,21 +181,25 @@ def breach_check_answer(
             role=role,
             own=e.partner == asking.id,
             agency_kind=e.kind,
-            consents=calendar.consents,
+            consents=consents,
             recipient=asking.id,
             at=at,
         )
         evidence.append({k: v for k, v in shown.resource.items() if v is not None})
         bases.append(shown.basis)
+    partners = []
+    for f in check.partners:
+        organisation = seen(f.partner, f.kind)
+        entry = {"organisation_type": organisation.type_code, "last_heard": _when(f.last_heard)}
+        partners.append(
+            {"partner": organisation.partner, **entry} if organisation.partner else entry
+        )
     answer = {
         "person_id": check.person_id,
         "appointment_id": check.appointment_id,
         "verdict": check.verdict,
         "evidence": evidence,
-        "partners": [
-            {"partner": f.partner, "organisation_type": f.kind, "last_heard": _when(f.last_heard)}
-            for f in check.partners
-        ],
+        "partners": partners,
     }
     consent_bases = [b for b in bases if b not in ("role-default", "own-record")]
     return answer, consent_bases[0] if consent_bases else "role-default"

@@ -50,6 +50,8 @@ class ConsentDecision:
     start: datetime | None
     end: datetime | None  # exclusive
     recorded: datetime
+    # An active deny narrows below the role default; a withdrawn permit only ends the permit.
+    denies: bool = False
 
     def __post_init__(self) -> None:
         _require_aware("start", self.start)
@@ -194,10 +196,12 @@ def decision_from_consent(
         recorded = _instant(meta["lastUpdated"], "Consent.meta.lastUpdated")
     else:
         recorded = occurred_at
+    active = resource.get("status") == "active"
     return ConsentDecision(
         consent_id=f"{source}/{local_id}",
         source=source,
-        permit=resource.get("status") == "active" and kind == "permit",
+        permit=active and kind == "permit",
+        denies=active and kind == "deny",
         recipients=recipients,
         roles=roles,
         categories=_categories(provision),
@@ -223,6 +227,27 @@ def record(
     return tuple(sorted((*kept, new), key=lambda d: (d.recorded, d.consent_id)))
 
 
+def _latest(
+    decisions: tuple[ConsentDecision, ...],
+    *,
+    recipient: str,
+    role: Role,
+    category: Category,
+    at: datetime,
+) -> ConsentDecision | None:
+    """The decision in force for this disclosure at `at`: the latest-recorded one covering it.
+
+    A withdrawal or deny covers everything disclosed after it; at an equal time a deny beats
+    a permit, whatever the order given.
+    """
+    applicable = [
+        d for d in decisions if d.applies(recipient=recipient, role=role, category=category, at=at)
+    ]
+    if not applicable:
+        return None
+    return max(applicable, key=lambda d: (d.recorded, not d.permit, d.consent_id))
+
+
 def basis_for(
     decisions: tuple[ConsentDecision, ...],
     *,
@@ -231,15 +256,25 @@ def basis_for(
     category: Category,
     at: datetime,
 ) -> str | None:
-    """The consent id that permits this disclosure at `at`, or None.
+    """The consent id that permits this disclosure at `at`, or None."""
+    latest = _latest(decisions, recipient=recipient, role=role, category=category, at=at)
+    return latest.consent_id if latest is not None and latest.permit else None
 
-    The latest-recorded applicable decision wins, so a withdrawal or deny covers everything
-    disclosed after it; at an equal time a deny beats a permit, whatever the order given.
+
+def denial_for(
+    decisions: tuple[ConsentDecision, ...],
+    *,
+    recipient: str,
+    role: Role,
+    categories: tuple[Category, ...],
+    at: datetime,
+) -> str | None:
+    """The consent id of a deny in force at `at` for any of `categories`, or None.
+
+    A withdrawn permit is not a deny: it returns the recipient to the role default.
     """
-    applicable = [
-        d for d in decisions if d.applies(recipient=recipient, role=role, category=category, at=at)
-    ]
-    if not applicable:
-        return None
-    latest = max(applicable, key=lambda d: (d.recorded, not d.permit, d.consent_id))
-    return latest.consent_id if latest.permit else None
+    for category in categories:
+        latest = _latest(decisions, recipient=recipient, role=role, category=category, at=at)
+        if latest is not None and latest.denies:
+            return latest.consent_id
+    return None

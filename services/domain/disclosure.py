@@ -10,8 +10,9 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from services.domain.consent import Category, ConsentDecision, Role, basis_for
+from services.domain.consent import Category, ConsentDecision, Role, basis_for, denial_for
 from services.domain.kinds import HEALTH_KINDS, AgencyKind
+from services.domain.partners import ORGANISATION_TYPE_LABELS
 
 ROLE_DEFAULT = "role-default"
 OWN_RECORD = "own-record"
@@ -114,6 +115,66 @@ POLICY: Mapping[tuple[Role, str], Rule] = MappingProxyType(
 # An unknown (role, type) pair discloses only that a resource exists.
 FAIL_CLOSED = Rule(elements("resourceType id"))
 
+# While the person denies a recipient either of these, it is told nothing of other agencies'
+# appointments: no alert about them, and one fixed breach-check verdict, so that not even the
+# verdict reveals what the hub holds.
+WITHHOLDING_CATEGORIES: tuple[Category, ...] = ("appointment-times", "appointment-detail")
+
+# How another agency is named by default: the kind of care alone can be sensitive (a mental
+# health trust, an addiction service), so the finer type, the name and the partner id need
+# appointment-detail consent.
+GENERIC_ORGANISATION_TYPES: Mapping[AgencyKind, tuple[str, str]] = MappingProxyType(
+    {
+        "gp": ("health-service", "Health service"),
+        "mht": ("health-service", "Health service"),
+        "voluntary": ("support-service", "Support service"),
+        "probation": ("probation", "Probation service"),
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Organisation:
+    """An agency as one recipient may see it: the type always, who it is only when allowed."""
+
+    type_code: str
+    type_label: str
+    partner: str | None  # partner id; None when hidden
+    name: str | None  # organisation name; None when hidden
+
+
+def organisation_shown(
+    kind: AgencyKind, partner: str, name: str | None, *, own: bool, detail: bool
+) -> Organisation:
+    """The agency behind a record: whole for its own recipient or with detail consent, else generic."""
+    if own or detail:
+        return Organisation(kind, ORGANISATION_TYPE_LABELS[kind], partner, name or partner)
+    code, label = GENERIC_ORGANISATION_TYPES[kind]
+    return Organisation(code, label, None, None)
+
+
+def detail_consent(
+    consents: tuple[ConsentDecision, ...],
+    *,
+    recipient: str,
+    role: Role,
+    agency_kind: AgencyKind,
+    at: datetime,
+) -> str | None:
+    """The consent id letting `recipient` see the detail of a record from `agency_kind`, or None."""
+    if agency_kind not in (APPOINTMENT.enrich_kinds or ()):
+        return None
+    return basis_for(consents, recipient=recipient, role=role, category="appointment-detail", at=at)
+
+
+def withholding_consent(
+    consents: tuple[ConsentDecision, ...], *, recipient: str, role: Role, at: datetime
+) -> str | None:
+    """The consent id of a deny that keeps other agencies' appointments from `recipient`, or None."""
+    return denial_for(
+        consents, recipient=recipient, role=role, categories=WITHHOLDING_CATEGORIES, at=at
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class Disclosure:
@@ -142,6 +203,11 @@ def disclose(
     if own:
         return Disclosure(_copied(dict(resource)), OWN_RECORD)
     rule = POLICY.get((role, resource_type), FAIL_CLOSED)
+    if rule.enrich_kinds is not None:  # another agency's appointment: a deny narrows it
+        denied = withholding_consent(consents, recipient=recipient, role=role, at=at)
+        if denied is not None:
+            kept = {n: _copied(v) for n, v in resource.items() if n in FAIL_CLOSED.default}
+            return Disclosure(kept, denied)
     allowed = set(rule.default)
     basis = ROLE_DEFAULT
     if rule.enrich_kinds is not None and agency_kind not in rule.enrich_kinds:

@@ -19,7 +19,12 @@ SPECIALTY = "Psychosis early intervention"
 
 
 def consent(
-    consent_id: str, *, status: str = "active", recorded: str, category: str = "appointment-detail"
+    consent_id: str,
+    *,
+    status: str = "active",
+    recorded: str,
+    category: str = "appointment-detail",
+    kind: str = "permit",
 ) -> dict[str, Any]:
     """The person's consent, recorded by probation, to officers seeing appointment detail."""
     return {
@@ -41,7 +46,7 @@ def consent(
         "patient": {"identifier": {"system": NHS, "value": "9434765919"}},
         "dateTime": recorded,
         "provision": {
-            "type": "permit",
+            "type": kind,
             "actor": [
                 {
                     "role": {
@@ -138,6 +143,42 @@ def test_without_consent_the_officer_sees_time_type_and_attendance_only(
         "start",
         "end",
     }
+
+
+def test_a_deny_to_probation_withholds_alerts_and_every_breach_check(
+    worker: Worker, publish
+) -> None:
+    """Below the role default: no alert reaches the officer, and the verdict reveals nothing."""
+    publish("probation-london", patient(PERSON_CRN, PERSON_NHS))
+    deny = consent(
+        "c-2", recorded="2026-11-20T09:00:00Z", category="appointment-times", kind="deny"
+    )
+    publish("probation-london", deny)
+    explained_absence(publish, 3)
+    # A clash the MHT must still hear of; once it has, the events before it were reconciled.
+    publish("probation-london", appointment("prob-5", "booked", "2026-12-05T10:30:00Z",
+                                            "2026-12-05T11:00:00Z", PERSON_CRN))  # fmt: skip
+    publish("mht-rv5", mht_visit(5, "booked", 1))
+    found = alerts(1)
+    deadline = time.monotonic() + 30
+    while not any(a["recipient"] == "mht-rv5" for a in found) and time.monotonic() < deadline:
+        found = alerts(len(found) + 1, timeout_s=2)
+    assert [(a["recipient"], a["event_type"]) for a in found] == [
+        ("mht-rv5", "alert.clash.raised")
+    ], "the officer is told nothing of health appointments"
+
+    answer = breach_check(worker, "prob-3", expect="withheld")
+    assert answer["evidence"] == []
+    assert answer["partners"] == []
+    assert answer["detail"] == "the hub holds information it may not share; ask the person"
+    records = audit_records(2)
+    answered = [
+        r["resource"]
+        for r in records
+        if r["resource"]["entity"][-1]["what"]["reference"].startswith("BreachCheck/")
+    ]
+    assert answered
+    assert {basis_of(r) for r in answered} == {"probation-london/c-2"}
 
 
 def test_withdrawal_between_two_alerts_applies_to_the_second(worker: Worker, publish) -> None:

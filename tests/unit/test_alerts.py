@@ -14,6 +14,7 @@ from schemas.fhir import problems_in
 from services.domain.alerts import AlertMessage, alert_messages
 from services.domain.appointments import slot_from_appointment
 from services.domain.calendar import AgencyKind, Alert, Calendar, Slot, Version, reconcile
+from services.domain.consent import ConsentDecision
 from services.domain.partners import PartnerDirectory
 
 DEMO = Path(__file__).parents[2] / "deploy" / "demo"
@@ -149,7 +150,7 @@ def test_every_alert_is_a_valid_detected_issue(alert: Alert) -> None:
         assert problems_in(message.resource) == []
 
 
-def test_officer_alert_has_time_org_type_and_attendance_but_no_specialty() -> None:
+def test_officer_alert_has_time_generic_org_type_and_attendance_but_no_specialty() -> None:
     issue = only(ABSENCE_RAISED).resource
     evidence = issue["contained"][1]
     assert evidence == {
@@ -163,24 +164,18 @@ def test_officer_alert_has_time_org_type_and_attendance_but_no_specialty() -> No
                 "coding": [
                     {
                         "system": "urn:concord:organisation-type",
-                        "code": "gp",
-                        "display": "GP practice",
+                        "code": "health-service",
+                        "display": "Health service",
                     }
                 ]
             }
         ],
-        "participant": [
-            {
-                "actor": {
-                    "identifier": {"system": "urn:concord:partner", "value": "gp-Y01234"},
-                    "display": "GP practice",
-                },
-                "status": "accepted",
-            }
-        ],
+        "participant": [{"actor": {"display": "Health service"}, "status": "accepted"}],
     }
     text = json.dumps(evidence)
-    assert "High Street Surgery" not in text, "another agency is shown by its type, not its name"
+    assert "High Street Surgery" not in text, "another agency is shown by a generic type only"
+    assert "gp-Y01234" not in text, "a partner id names the organisation"
+    assert "GP practice" not in text
     assert "Psychiatry" not in text
     assert "ServiceRequest" not in text
 
@@ -188,9 +183,9 @@ def test_officer_alert_has_time_org_type_and_attendance_but_no_specialty() -> No
 def test_issue_implicates_the_two_contained_appointments_in_alert_order() -> None:
     issue = alert_messages(CLASH_RAISED, DIRECTORY, NOW)[0].resource
     assert [a["id"] for a in issue["contained"]] == ["a1", "a2"]
-    assert [a["participant"][0]["actor"]["identifier"]["value"] for a in issue["contained"]] == [
-        "gp-Y01234",
-        "vol-recovery",
+    assert [a["participant"][0]["actor"].get("identifier") for a in issue["contained"]] == [
+        {"system": "urn:concord:partner", "value": "gp-Y01234"},  # the GP's own appointment
+        None,  # the other agency's partner id is not shown
     ]
     assert issue["implicated"] == [{"reference": "#a1"}, {"reference": "#a2"}]
 
@@ -227,20 +222,76 @@ def test_clash_detail_names_times_and_organisation_types_but_nothing_clinical() 
     to_gp, to_service = alert_messages(CLASH_RAISED, DIRECTORY, NOW)
     assert to_gp.resource["detail"] == (
         "Appointment clash: your appointment 10:00–10:30 on 2026-12-03 overlaps a "
-        "voluntary-sector service appointment 10:15–11:00 on 2026-12-03."
+        "support service appointment 10:15–11:00 on 2026-12-03."
     )
     assert to_service.resource["detail"] == (
         "Appointment clash: your appointment 10:15–11:00 on 2026-12-03 overlaps a "
-        "GP practice appointment 10:00–10:30 on 2026-12-03."
+        "health service appointment 10:00–10:30 on 2026-12-03."
     )
 
 
-def test_recipient_sees_its_own_organisation_name_and_only_the_type_of_the_other() -> None:
+def test_recipient_sees_its_own_organisation_name_and_only_the_generic_type_of_the_other() -> None:
     to_gp, to_service = alert_messages(CLASH_RAISED, DIRECTORY, NOW)
     names = [a["participant"][0]["actor"]["display"] for a in to_gp.resource["contained"]]
-    assert names == ["High Street Surgery", "Voluntary-sector service"]
+    assert names == ["High Street Surgery", "Support service"]
     names = [a["participant"][0]["actor"]["display"] for a in to_service.resource["contained"]]
-    assert names == ["GP practice", "Recovery Hub addiction service"]
+    assert names == ["Health service", "Recovery Hub addiction service"]
+
+
+def test_a_mental_health_appointment_is_a_health_service_to_probation_without_consent() -> None:
+    """The kind of care alone discloses mental-health service use."""
+    alert = alerts_for(slot("mht", "booked", at="10:00"), slot("probation", at="10:15"))[-1]
+    to_officer = next(
+        m for m in alert_messages(alert, DIRECTORY, NOW) if m.role == "probation-officer"
+    )
+    text = json.dumps(to_officer.resource)
+    assert "Health service" in text
+    for revealing in ("mht", "Mental health", "mental health", "mht-rv5"):
+        assert revealing not in text
+
+
+def test_with_detail_consent_the_officer_sees_the_organisation_type_and_id() -> None:
+    alert = alerts_for(slot("mht", "booked", at="10:00"), slot("probation", at="10:15"))[-1]
+    to_officer = next(
+        m
+        for m in alert_messages(alert, DIRECTORY, NOW, (consent("appointment-detail"),))
+        if m.role == "probation-officer"
+    )
+    mht = to_officer.resource["contained"][0]
+    assert mht["serviceCategory"][0]["coding"][0]["code"] == "mht"
+    assert mht["participant"][0]["actor"]["identifier"]["value"] == "mht-rv5"
+    assert to_officer.basis == "gp-Y01234/c-1"
+    assert "mental health trust appointment" in to_officer.resource["detail"]
+
+
+@pytest.mark.parametrize("category", ["appointment-times", "appointment-detail"])
+def test_a_deny_to_probation_stops_every_alert_to_the_officer(category: str) -> None:
+    alert = alerts_for(slot("mht", "fulfilled", at="10:00"), slot("probation", "noshow"))[-1]
+    messages = alert_messages(alert, DIRECTORY, NOW, (consent(category, permit=False),))
+    assert alert.recipients == ("probation-london",)
+    assert messages == []
+
+
+def test_a_deny_to_probation_leaves_the_health_bookers_alert() -> None:
+    alert = alerts_for(slot("mht", "booked", at="10:00"), slot("probation", at="10:15"))[-1]
+    messages = alert_messages(alert, DIRECTORY, NOW, (consent("appointment-times", permit=False),))
+    assert [m.recipient for m in messages] == ["mht-rv5"]
+
+
+def consent(category: str, *, permit: bool = True) -> ConsentDecision:
+    """The person's decision about what probation officers see, recorded by their GP."""
+    return ConsentDecision(
+        consent_id="gp-Y01234/c-1",
+        source="gp-Y01234",
+        permit=permit,
+        denies=not permit,
+        recipients=frozenset(),
+        roles=frozenset({"probation-officer"}),
+        categories=frozenset({category}),  # type: ignore[arg-type]
+        start=None,
+        end=None,
+        recorded=NOW - timedelta(days=1),
+    )
 
 
 def test_clash_within_travel_time_says_so() -> None:
@@ -248,14 +299,14 @@ def test_clash_within_travel_time_says_so() -> None:
     assert only_id(near)
     assert alert_messages(near, DIRECTORY, NOW)[0].resource["detail"] == (
         "Appointment clash: your appointment 10:00–10:30 on 2026-12-03 leaves too little "
-        "travel time to or from a voluntary-sector service appointment 10:45–11:15 on 2026-12-03."
+        "travel time to or from a support service appointment 10:45–11:15 on 2026-12-03."
     )
 
 
 def test_explained_absence_detail() -> None:
     assert only(ABSENCE_RAISED).resource["detail"] == (
         "Explained absence: the missed appointment 10:15–11:00 on 2026-12-03 overlaps a "
-        "GP practice appointment that was attended (fulfilled)."
+        "health service appointment that was attended (fulfilled)."
     )
 
 
