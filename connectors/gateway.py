@@ -71,8 +71,10 @@ class GatewayConfig:
 def gateway_config() -> GatewayConfig:
     """Settings from CONCORD_GATEWAY_* variables (ValueError names a malformed one)."""
     env = os.environ
+    partners_file = settings().partners_file  # MissingConfiguration names what to set
     try:
         return GatewayConfig(
+            partners_file=partners_file,
             host=env.get("CONCORD_GATEWAY_HOST", "127.0.0.1"),
             port=int(env.get("CONCORD_GATEWAY_PORT", "8080")),
             max_body=int(env.get("CONCORD_GATEWAY_MAX_BODY", str(MIB))),

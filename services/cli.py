@@ -131,12 +131,15 @@ def _tail(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from deploy.topics import TopicSetupError
+    from services.config import MissingConfiguration
     from services.worker import main as run_worker
 
     try:
         return run_worker(args.log_level or "warning")
     except TopicSetupError as exc:
         raise CommandError(str(exc)) from exc
+    except MissingConfiguration:
+        raise
     except (ValueError, OSError) as exc:  # a partner or service directory that does not load
         raise CommandError(f"cannot start: {exc}", EXIT_USAGE) from exc
 
@@ -320,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `concord` console command."""
+    from services.config import MissingConfiguration
     from services.logs import configure
 
     words = list(sys.argv[1:] if argv is None else argv)
@@ -329,7 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         service_main: Callable[[list[str]], int] = importlib.import_module(
             SERVICES[words[0]][0]
         ).main
-        return service_main(words[1:])
+        try:
+            return service_main(words[1:])
+        except MissingConfiguration as exc:
+            print(f"concord {words[0]}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     args = build_parser().parse_args(words)
     configure(args.log_level)
     run: Callable[[argparse.Namespace], int] = args.run
@@ -338,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"concord {args.command}: {exc}", file=sys.stderr)
         return exc.code
+    except MissingConfiguration as exc:
+        print(f"concord {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 

@@ -16,6 +16,29 @@ from services.domain.partners import PartnerDirectory
 from services.domain.referrals import ServiceDirectory
 
 ROOT = Path(__file__).resolve().parent.parent
+# Settings the hub never guesses: a default would load the demo partners, whose secrets are in
+# the repository, or key person ids with a secret anyone can read. `make run` sets demo values.
+REQUIRED = {
+    "CONCORD_PARTNERS": "the partner directory file",
+    "CONCORD_PERSON_KEY": "the hub's secret person-id key",
+}
+
+
+class MissingConfiguration(ValueError):  # noqa: N818 -- reads as the condition it reports
+    """A setting the hub needs and will not default, named with what to set."""
+
+
+def required(name: str) -> str:
+    """The value of a required setting; MissingConfiguration says what to set when it is unset."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    missing = [n for n in REQUIRED if not os.environ.get(n)]
+    wanted = " and ".join(f"{n} ({REQUIRED[n]})" for n in missing)
+    raise MissingConfiguration(
+        f"set {wanted}: the hub does not start on demo defaults "
+        "(`make run` sets demo values; see the README's configuration table)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +66,11 @@ class Settings:
 
 
 def settings() -> Settings:
-    """Settings from the environment (see the README's configuration table)."""
+    """Settings from the environment (see the README's configuration table).
+
+    MissingConfiguration when the partner directory or the person key is not set.
+    """
+    required("CONCORD_PERSON_KEY")
     web_port = int(os.environ.get("CONCORD_WEB_PORT", "6066"))
     cache_dir = Path(os.environ.get("CONCORD_CACHE_DIR", ROOT / ".cache"))
     brokers = ";".join(f"kafka://{server}" for server in bootstrap_servers().split(","))
@@ -60,7 +87,7 @@ def settings() -> Settings:
         travel_buffer=timedelta(
             minutes=float(os.environ.get("CONCORD_TRAVEL_BUFFER_MINUTES", "30"))
         ),
-        partners_file=Path(os.environ.get("CONCORD_PARTNERS", ROOT / "deploy" / "partners.yaml")),
+        partners_file=Path(required("CONCORD_PARTNERS")),
         services_file=Path(os.environ.get("CONCORD_SERVICES", ROOT / "deploy" / "services.yaml")),
         sla_working_days={
             "routine": int(os.environ.get("CONCORD_SLA_ROUTINE_DAYS", "5")),

@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo end to end, print what each partner sees, then keep the hub running."""
     once = "--once" in (sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("CONCORD_TOPIC_PREFIX", f"demo-{time.strftime('%Y%m%d-%H%M%S')}.")
+    from deploy.demo import use_demo_settings
+
+    use_demo_settings()  # the demo, and only the demo, runs on the committed demo partners
     from deploy.topics import create_topics
     from services.config import ROOT, worker_url
     from services.logs import configure

@@ -155,7 +155,9 @@ async def breach_check_view(web: Any, request: Any, person_id: str) -> Any:
     directory = partner_directory(SETTINGS.partners_file)
     answer, basis = breach_check_answer(check, calendar, asking, directory, now)
     await record_disclosure(person_id, asking, f"BreachCheck/{appointment}", basis, now)
-    log.info("breach_check.answered", person_id=person_id, partner=asking.id, verdict=answer["verdict"])
+    log.info(
+        "breach_check.answered", person_id=person_id, partner=asking.id, verdict=answer["verdict"]
+    )
     return web.json(answer)
 
 

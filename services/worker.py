@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import structlog
-
-from services.domain.identity import PERSON_KEY_VARIABLE, uses_development_person_key
-
-log = structlog.get_logger(__name__)
-
 
 def main(loglevel: str = "warning") -> int:
     """Run one faust worker in the foreground until interrupted."""
@@ -15,8 +9,6 @@ def main(loglevel: str = "warning") -> int:
     from services.config import partner_directory, service_directory, settings
 
     current = settings()
-    if uses_development_person_key():
-        log.warning("worker.development_person_key", variable=PERSON_KEY_VARIABLE)
     # Refuse to start on a broken directory rather than fail on the first message.
     partner_directory(current.partners_file)
     service_directory(current.services_file)

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from deploy.demo import use_demo_settings
+
 ROOT = Path(__file__).parent.parent
+use_demo_settings()  # tests run on the demo partners; every process they start inherits them
 NEEDS_KAFKA = ("integration", "e2e")
 
 

@@ -1,7 +1,7 @@
 """The hub's person index: which identifiers belong to one person, joined by exact match only.
 
 Resolving an event's identifiers returns a new index and what changed; nothing here does I/O
-(the person-id key is read from the environment once, when the module is imported).
+(the person-id key is read from the environment once, on first use).
 """
 
 from __future__ import annotations
@@ -10,22 +10,27 @@ import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
 from schemas.identifiers import PersonIdentifier
 
 # Person ids are keyed with the hub's secret: an NHS number has only about a billion possible
 # values, so an unkeyed hash of one could be reversed by trying them all, and person ids reach
-# logs and partners. Every worker and connector of one hub must share the key.
-DEVELOPMENT_PERSON_KEY = "concord-development-person-key"
+# logs and partners. Every worker and connector of one hub must share the key; there is no
+# default, since a key in the source would let anyone recompute person ids.
 PERSON_KEY_VARIABLE = "CONCORD_PERSON_KEY"
-_PERSON_KEY = hashlib.blake2b(
-    os.environ.get(PERSON_KEY_VARIABLE, DEVELOPMENT_PERSON_KEY).encode(), digest_size=32
-).digest()
 
 
-def uses_development_person_key() -> bool:
-    """True when no hub secret was set, so anyone with the source can recompute person ids."""
-    return PERSON_KEY_VARIABLE not in os.environ
+class PersonKeyMissing(RuntimeError):  # noqa: N818 -- reads as the condition it reports
+    """No hub secret is set, so no person id can be made."""
+
+
+@cache
+def _person_key() -> bytes:
+    key = os.environ.get(PERSON_KEY_VARIABLE)
+    if not key:
+        raise PersonKeyMissing(f"set {PERSON_KEY_VARIABLE} to the hub's secret person-id key")
+    return hashlib.blake2b(key.encode(), digest_size=32).digest()
 
 
 def person_id_for(identifier: PersonIdentifier) -> str:
@@ -38,7 +43,7 @@ def person_id_for_token(token: str) -> str:
     # A keyed hash needs no coordination between workers and reveals nothing of the identifier
     # without the key; 80 bits keeps accidental collisions out of reach.
     digest = hashlib.blake2b(
-        token.encode(), digest_size=16, key=_PERSON_KEY, person=b"concord-person"
+        token.encode(), digest_size=16, key=_person_key(), person=b"concord-person"
     ).hexdigest()
     return f"p-{digest[:20]}"
 

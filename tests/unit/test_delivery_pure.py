@@ -301,7 +301,7 @@ def test_an_unfinished_first_offset_commits_nothing_new() -> None:
 def test_demo_endpoints_file_lists_every_demo_partner() -> None:
     document = yaml.safe_load((ROOT / "deploy" / "endpoints.yaml").read_text())
     endpoints = load_endpoints(document, "endpoints.yaml")
-    partners = yaml.safe_load((ROOT / "deploy" / "partners.yaml").read_text())["partners"]
+    partners = yaml.safe_load((ROOT / "deploy" / "demo" / "partners.yaml").read_text())["partners"]
     assert set(endpoints) == {p["id"] for p in partners}
     assert {e.format for e in endpoints.values()} == {"fhir", "json", "hl7"}
 

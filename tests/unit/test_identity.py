@@ -119,7 +119,7 @@ def test_person_id_reveals_nothing_of_the_identifier() -> None:
     assert person_id == person_id_for(PersonIdentifier(NHS_NUMBER, "9434765919"))
 
 
-def _person_id_with_key(key: str | None) -> str:
+def _person_id_with_key(key: str | None) -> subprocess.CompletedProcess[str]:
     """person_id_for in a fresh interpreter, with CONCORD_PERSON_KEY set to `key` (or unset)."""
     env = {k: v for k, v in os.environ.items() if k != "CONCORD_PERSON_KEY"}
     if key is not None:
@@ -129,18 +129,24 @@ def _person_id_with_key(key: str | None) -> str:
         "from services.domain.identity import person_id_for\n"
         "print(person_id_for(PersonIdentifier(NHS_NUMBER, '9434765919')))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=False
     )
-    return done.stdout.strip()
 
 
 def test_person_ids_are_keyed_with_the_hubs_secret() -> None:
     # Without the key nobody can recompute a person id by trying every NHS number.
-    development = _person_id_with_key(None)
-    assert _person_id_with_key("one hub's secret") != development
-    assert _person_id_with_key("one hub's secret") == _person_id_with_key("one hub's secret")
+    one = _person_id_with_key("one hub's secret").stdout.strip()
+    assert one == _person_id_with_key("one hub's secret").stdout.strip()
+    assert one != _person_id_with_key("another hub's secret").stdout.strip()
     unkeyed = hashlib.blake2b(
         f"{NHS_NUMBER}|9434765919".encode(), digest_size=16, person=b"concord-person"
     ).hexdigest()
-    assert development != f"p-{unkeyed[:20]}"
+    assert one != f"p-{unkeyed[:20]}"
+
+
+def test_without_a_key_no_person_id_is_made() -> None:
+    """A default key in the source would let anyone recompute person ids."""
+    done = _person_id_with_key(None)
+    assert done.returncode != 0
+    assert "PersonKeyMissing: set CONCORD_PERSON_KEY" in done.stderr

@@ -18,7 +18,7 @@ from services.domain.partners import (
     UnknownPartner,
 )
 
-DEMO_DIRECTORY = Path(__file__).parents[2] / "deploy" / "partners.yaml"
+DEMO_DIRECTORY = Path(__file__).parents[2] / "deploy" / "demo" / "partners.yaml"
 
 
 def directory(*entries: dict[str, Any]) -> PartnerDirectory:
@@ -41,7 +41,7 @@ def test_demo_directory_lists_the_demo_partners_each_with_a_hashed_secret() -> N
         ("vol-recovery", "voluntary", "Recovery Hub addiction service"),
         ("vol-housing", "voluntary", "Safe Homes housing support"),
     }
-    secrets = json.loads((DEMO_DIRECTORY.parent / "demo" / "secrets.json").read_text())
+    secrets = json.loads((DEMO_DIRECTORY.parent / "secrets.json").read_text())
     for partner in demo.partners.values():
         assert partner.secret_hash is not None
         assert secrets[partner.id] not in partner.secret_hash, "stored hashed, never in the clear"

@@ -19,7 +19,7 @@ from services.pipeline import index_event, link_event, person_event, person_of
 from services.state import decode_calendar
 
 CTX = Context(
-    partner_directory(ROOT / "deploy" / "partners.yaml"),
+    partner_directory(ROOT / "deploy" / "demo" / "partners.yaml"),
     timedelta(minutes=30),
     datetime(2026, 12, 1, tzinfo=UTC),
 )
