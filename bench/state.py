@@ -130,7 +130,7 @@ SEED_PLAN = (
 SEEDED_PROBATION_BOOKING = 1  # the appointment of SEED_PLAN the update events reschedule
 NEW_BOOKING_NUMBER = 10_000_000  # appointment numbers of new bookings, clear of the seeded ones
 
-# Each seeded partner's kind, from the partner directory the worker reads (deploy/partners.yaml).
+# Each seeded partner's kind, from the partner directory the worker reads (the partner directory, CONCORD_PARTNERS).
 KINDS = {p: partner_directory(settings().partners_file).kind_of(p) for p, _ in SEED_PLAN}
 
 QUICK_SIZES = {"people": 5_000, "events": 2_000}

@@ -1,6 +1,6 @@
 """The partner directory: which organisation each partner id names and what kind of agency it is.
 
-Loaded from deploy/partners.yaml and checked whole, so a typo stops the worker at start-up
+Loaded from the file CONCORD_PARTNERS names (the demo's is deploy/demo/partners.yaml) and checked whole, so a typo stops the worker at start-up
 rather than misrouting an alert later.
 """
 
