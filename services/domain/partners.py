@@ -1,7 +1,7 @@
 """The partner directory: which organisation each partner id names and what kind of agency it is.
 
-Loaded from the file CONCORD_PARTNERS names (the demo's is deploy/demo/partners.yaml) and checked whole, so a typo stops the worker at start-up
-rather than misrouting an alert later.
+Loaded from the file CONCORD_PARTNERS names (the demo's is deploy/demo/partners.yaml) and
+checked whole, so a typo stops the worker at start-up rather than misrouting an alert later.
 """
 
 from __future__ import annotations
