@@ -17,7 +17,12 @@ import orjson
 from schemas import topics
 from schemas.codec import dumps, encode, with_person
 from schemas.envelope import DeadLetter
-from schemas.identifiers import HUB_PERSON, PersonIdentifier, check_identifier
+from schemas.identifiers import (
+    HUB_PERSON,
+    PersonIdentifier,
+    check_identifier,
+    without_placeholders,
+)
 from services import referral_flow
 from services.domain.alerts import alert_messages
 from services.domain.appointments import slot_from_appointment
@@ -30,13 +35,15 @@ from services.state import decode_calendar, encode_calendar
 
 
 def identifiers_of(envelope: Mapping[str, Any]) -> list[PersonIdentifier]:
-    """The subject identifiers of an envelope dict; IdentifierError for an invalid one.
+    """The subject identifiers of an envelope dict, placeholders left out; IdentifierError for
+    an invalid one, or when only placeholders name the person.
 
     The edge has checked them already; checking again is cheap and keeps a producer
-    that bypasses the edge from planting a bad NHS number in the person index.
+    that bypasses the edge from planting a bad NHS number or a placeholder in the person index.
     """
     subject = envelope.get("subject") or {}
-    return [check_identifier(i["system"], i["value"]) for i in subject.get("identifiers", ())]
+    checked = [check_identifier(i["system"], i["value"]) for i in subject.get("identifiers", ())]
+    return list(without_placeholders(checked))
 
 
 # --- person index: inbound (keyed by identifier token) -> person-events (keyed by person) ---

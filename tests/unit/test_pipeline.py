@@ -197,6 +197,21 @@ def test_invalid_nhs_number_that_bypassed_the_edge_is_refused_by_the_person_inde
         index_event(message, raw, None)
 
 
+def test_a_placeholder_that_bypassed_the_edge_never_reaches_the_person_index() -> None:
+    """A producer skipping the edge: the link goes by its other identifiers, or not at all."""
+    import pytest
+
+    from schemas.identifiers import IdentifierError
+
+    message, raw = envelope("probation-london", LINK)
+    message["subject"]["identifiers"][1]["value"] = "9999999999"
+    [out] = index_event(message, raw, None)
+    assert out.key == person_id_for(CRN).encode()
+    message["subject"]["identifiers"] = message["subject"]["identifiers"][1:]
+    with pytest.raises(IdentifierError, match="placeholder"):
+        index_event(message, raw, None)
+
+
 def referral_message(person: str, **overrides: object) -> dict:
     resource = {
         "resourceType": "ServiceRequest",
