@@ -21,7 +21,15 @@ from services.domain.consent import ROLE_OF_KIND
 from services.domain.disclosure import disclose
 from services.domain.partners import Partner, PartnerDirectory
 
-Verdict = Literal["explained", "possible-conflict", "no-known-conflict"]
+Verdict = Literal["explained", "possible-conflict", "no-known-conflict", "identity-conflict"]
+# Verdicts that stand in for an answer the hub may not give, with the sentence that says why.
+EXPLANATIONS: Mapping[Verdict, str] = {
+    "identity-conflict": (
+        "The hub holds identity data for this person that disagrees between partners, so its "
+        "evidence may belong to someone else; no answer is given until the hub operator "
+        "resolves the identity conflict."
+    ),
+}
 
 
 class UnknownAppointment(KeyError):  # noqa: N818 -- name fixed by the shared API
@@ -73,6 +81,8 @@ def breach_check(
     health_partners: Mapping[str, AgencyKind],
     last_heard: Mapping[str, datetime],
     buffer: timedelta = DEFAULT_TRAVEL_BUFFER,
+    *,
+    identity_conflict: bool = False,
 ) -> BreachCheck:
     """Judge a missed appointment against the person's health appointments.
 
@@ -80,11 +90,14 @@ def breach_check(
     person; they are listed with their freshness even when the calendar holds nothing
     from them, because their silence may only mean their feed is behind. The verdict
     ignores the missed appointment's own status, so it can be asked before the no-show
-    is recorded.
+    is recorded. While the person is under an unresolved `identity_conflict` the verdict
+    says so instead of using evidence that may belong to someone else.
     """
     missed = calendar.slots.get(appointment_id)
     if missed is None:
         raise UnknownAppointment(appointment_id)
+    if identity_conflict:  # nothing held may be this person's: no evidence, no partners either
+        return BreachCheck(calendar.person_id, appointment_id, "identity-conflict", (), ())
 
     nearby = [
         s
@@ -159,5 +172,7 @@ def breach_check_answer(
             for f in check.partners
         ],
     }
+    if check.verdict in EXPLANATIONS:
+        answer["explanation"] = EXPLANATIONS[check.verdict]
     consent_bases = [b for b in bases if b not in ("role-default", "own-record")]
     return answer, consent_bases[0] if consent_bases else "role-default"
