@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import structlog
 
+from schemas.identifiers import configured_placeholders
 from services.domain.identity import PERSON_KEY_VARIABLE, uses_development_person_key
 
 log = structlog.get_logger(__name__)
@@ -17,9 +18,10 @@ def main(loglevel: str = "warning") -> int:
     current = settings()
     if uses_development_person_key():
         log.warning("worker.development_person_key", variable=PERSON_KEY_VARIABLE)
-    # Refuse to start on a broken directory rather than fail on the first message.
+    # Refuse to start on a broken directory or setting rather than fail on the first message.
     partner_directory(current.partners_file)
     service_directory(current.services_file)
+    configured_placeholders()
     current.data_dir.mkdir(parents=True, exist_ok=True)
     create_topics()
     import faust
