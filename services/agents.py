@@ -264,10 +264,11 @@ def _load_index(tokens: set[str]) -> PersonIndex:
     while pending:
         token = pending.pop()
         seen.add(token)
-        person = linked_person_of.get(token)
-        if person and person.decode() not in members and linked_members.get(person.decode()):
-            members[person.decode()] = frozenset(orjson.loads(linked_members[person.decode()]))
-            pending |= members[person.decode()] - seen
+        linked = linked_person_of.get(token)
+        person = linked.decode() if linked else None
+        if person and person not in members and (held := linked_members.get(person)):
+            members[person] = frozenset(orjson.loads(held))
+            pending |= members[person] - seen
         if sources := linked_sources.get(token):
             named_by[token] = frozenset(orjson.loads(sources))
         for conflict_id in orjson.loads(linked_conflict_ids.get(token) or b"[]"):
@@ -314,7 +315,7 @@ async def linker(stream: Any) -> None:
             continue
         await emit(step.outs)
         _save_index(index, step.updated)
-        log.info("linker.linked", **step.summary)
+        log.info("linker.handled", **step.summary)
 
 
 def context() -> Context:
