@@ -2,8 +2,8 @@
 
 Each source whose data disagree gets a DetectedIssue naming only the identifiers it sent
 itself: never another source's NHS number or CRN, nor which partner disagrees (that a
-mental health trust holds a record is itself sensitive). An operator's decision on a conflict
-is recorded as an AuditEvent.
+mental health trust holds a record is itself sensitive), nor anything that only applies to
+people on probation. An operator's decision on a conflict is recorded as an AuditEvent.
 """
 
 from __future__ import annotations
@@ -56,10 +56,9 @@ def _detail(conflict: Conflict) -> str:
     if conflict.status == "open":
         return (
             f"{which}: partners' records disagree about this person's {_labels(conflict)}. "
-            "The hub has not joined the records and keeps the people apart; breach checks "
-            "about them answer identity-conflict until this is resolved. Check the identifiers "
-            "named here against your record: re-send the record corrected if it is wrong, or "
-            "ask the hub operator to resolve the conflict."
+            "The hub has not joined the records and keeps the people apart until this is "
+            "resolved. Check the identifiers named here against your record: re-send the "
+            "record corrected if it is wrong, or ask the hub operator to resolve the conflict."
         )
     if conflict.status == "corrected":
         return f"{which} resolved: a corrected record was received; nothing disagrees any more."

@@ -323,6 +323,7 @@ def test_a_disagreeing_link_is_applied_nowhere_and_each_source_told_its_own_iden
         text = orjson.dumps(notice).decode()
         assert foreign.value not in text, "never the other source's identifier"
         assert other_source not in text, "nor which partner disagrees"
+        assert "breach" not in text, "nor, to a clinician, that the person is on probation"
     assert len(by_topic(outs, topics.AUDIT)) == 2, "each notice is a disclosure, audited"
 
 
