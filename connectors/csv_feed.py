@@ -19,6 +19,7 @@ from connectors.feed_fields import (
     FieldReader,
     fhir_id,
     fhir_instant,
+    linkable,
     location_participant,
     london_to_utc,
     meta,
@@ -179,11 +180,11 @@ def map_row(row: dict[str, str], partner: str) -> tuple[list[dict[str, Any]], li
         appointment["serviceType"] = [{"text": service}]
     appointment["start"] = fhir_instant(start)
     appointment["end"] = fhir_instant(end)
-    appointment["participant"] = [person_participant(crn or client)]
+    appointment["participant"] = [person_participant(crn if linkable(crn) else client)]
     if location:
         appointment["participant"].append(location_participant(location))
     # The Patient carries no id: client ids may hold characters a FHIR id may not.
-    link = [{"resourceType": "Patient", "identifier": [client, crn]}] if crn else []
+    link = [{"resourceType": "Patient", "identifier": [client, crn]}] if linkable(crn) else []
     return [*link, appointment], []
 
 

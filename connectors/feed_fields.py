@@ -10,11 +10,11 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 from zoneinfo import ZoneInfo
 
 from schemas.fhir import Problem
-from schemas.identifiers import IdentifierError, check_identifier
+from schemas.identifiers import IdentifierError, PersonIdentifier, check_identifier, is_placeholder
 
 _T = TypeVar("_T")
 
@@ -78,6 +78,17 @@ def person(system: str, value: str) -> dict[str, str]:
     except IdentifierError as exc:
         raise FieldError(str(exc)) from None
     return {"system": checked.system, "value": checked.value}
+
+
+def linkable(identifier: dict[str, str] | None) -> TypeGuard[dict[str, str]]:
+    """True when an identifier (as `person` gives it) is present and not a placeholder.
+
+    A placeholder (an NHS number of one repeated digit) is carried in the resource but
+    never names or links the person.
+    """
+    return identifier is not None and not is_placeholder(
+        PersonIdentifier(identifier["system"], identifier["value"])
+    )
 
 
 def version_id(value: str) -> str:

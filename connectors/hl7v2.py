@@ -19,7 +19,13 @@ from hl7apy.parser import get_message_info, parse_segment
 
 from connectors.fhir_input import Record
 from schemas.fhir import Problem, problems_in
-from schemas.identifiers import NHS_NUMBER, local_system
+from schemas.identifiers import (
+    NHS_NUMBER,
+    PLACEHOLDER_ONLY,
+    PersonIdentifier,
+    is_placeholder,
+    local_system,
+)
 
 # HL7 table 0357 (message error condition codes) used in ERR-3.
 SEGMENT_SEQUENCE_ERROR = 100
@@ -464,7 +470,11 @@ def parse_message(text: str) -> Hl7Message:
 def _identifiers(
     message: Hl7Message, partner: str
 ) -> tuple[dict[str, str] | None, dict[str, str] | None]:
-    """(NHS number, local MRN) from PID-3, either possibly None but not both."""
+    """(NHS number, local MRN) from PID-3, either possibly None but not both.
+
+    A placeholder NHS number (feeds send 9999999999 for "not known") is left out, so the
+    message names its person by the MRN alone and links nothing.
+    """
     people = message.all("PID")
     if not people:
         raise Hl7Error(
@@ -482,6 +492,7 @@ def _identifiers(
     pid = people[0]
     nhs: dict[str, str] | None = None
     local: dict[str, str] | None = None
+    placeholder = False
     for raw in pid.repetitions(3):
         value = part(raw, pid.separators, 1)
         authority = part(raw, pid.separators, 4, 1).upper()
@@ -490,10 +501,16 @@ def _identifiers(
         if not value:
             continue
         if nhs is None and (authority == "NHS" or kind == "NH" or authority_oid == NHS_NUMBER_OID):
-            nhs = {"system": NHS_NUMBER, "value": value.replace(" ", "")}
+            compact = value.replace(" ", "")
+            if is_placeholder(PersonIdentifier(NHS_NUMBER, compact)):
+                placeholder = True
+            else:
+                nhs = {"system": NHS_NUMBER, "value": compact}
         elif local is None and kind in LOCAL_ID_TYPES:
             local = {"system": local_system(partner), "value": value}
     if nhs is None and local is None:
+        if placeholder:
+            raise pid.error(3, PLACEHOLDER_ONLY, code=TABLE_VALUE_NOT_FOUND)
         if not pid.repetitions(3):
             raise pid.error(
                 3,

@@ -19,6 +19,7 @@ from connectors.feed_fields import (
     FieldReader,
     fhir_id,
     fhir_instant,
+    linkable,
     location_participant,
     london_to_utc,
     meta,
@@ -123,7 +124,7 @@ def map_event(event: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
         resource = _appointment(kind, fields, crn, stamp)
     if resource is None or crn is None or fields.problems:
         return [], fields.problems
-    link = [_patient(crn, nhs)] if nhs else []
+    link = [_patient(crn, nhs)] if linkable(nhs) else []
     return [*link, resource], []
 
 

@@ -20,6 +20,7 @@ from schemas.identifiers import (
     PersonIdentifier,
     check_identifier,
     is_person_system,
+    without_placeholders,
 )
 
 # resourceType -> (fhir.resources.R4B module, event type published for it)
@@ -270,8 +271,9 @@ def subject_of(
     """The identifiers of the one person a resource is about; () when it names nobody.
 
     `bundled_patients` maps the references a Bundle resolves ("urn:uuid:…",
-    "Patient/123") to the Patient resources it carries. Raises InvalidResource
-    when a resource that must name a person does not, or names more than one.
+    "Patient/123") to the Patient resources it carries. Placeholder identifiers are
+    left out: they never link or find a person. Raises InvalidResource when a resource
+    that must name a person does not, names more than one, or names one by placeholders only.
     """
     resource_type = str(resource.get("resourceType"))
     if resource_type == "Patient":
@@ -293,7 +295,10 @@ def subject_of(
                 [Problem(where, "no reference names the person by an identifier the hub knows")]
             )
         return ()
-    return people[0]
+    try:
+        return without_placeholders(people[0])
+    except IdentifierError as exc:
+        raise InvalidResource([Problem(where, str(exc))]) from None
 
 
 def _resolve_reference(

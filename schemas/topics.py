@@ -59,7 +59,8 @@ PERSON_EVENTS = Topic(
     retention_ms=14 * DAY_MS,
     produced_by="person index",
     consumed_by="reconciler",
-    purpose="envelopes re-keyed by hub person id, plus merge and transfer commands when people join",
+    purpose="envelopes re-keyed by hub person id; merge and transfer commands when people join, "
+    "and each person's open identity conflicts",
 )
 LINKS = Topic(
     "links",
@@ -67,9 +68,11 @@ LINKS = Topic(
     partitions=1,
     cleanup="delete",
     retention_ms=14 * DAY_MS,
-    produced_by="person index (events naming a person by several identifiers)",
+    produced_by="person index (Patients, and events naming a person by several identifiers); "
+    "`concord identity resolve`",
     consumed_by="identity linker (one partition: links are rare and need one global view)",
-    purpose="resources that join identifiers, e.g. a probation Patient with CRN and NHS number",
+    purpose="resources that join identifiers, e.g. a probation Patient with CRN and NHS number, "
+    "and the operator's decisions on identity conflicts",
 )
 ASSIGNMENTS = Topic(
     "assignments",
@@ -80,6 +83,16 @@ ASSIGNMENTS = Topic(
     produced_by="identity linker",
     consumed_by="person index (co-partitioned with inbound, so each token is looked up locally)",
     purpose="which hub person id each linked identifier now belongs to",
+)
+IDENTITY_CONFLICTS = Topic(
+    "identity-conflicts",
+    key="conflict id",
+    partitions=1,
+    cleanup="compact",
+    retention_ms=-1,
+    produced_by="identity linker",
+    consumed_by="hub operators: `concord identity conflicts`",
+    purpose="each identity conflict's latest state: identifiers involved, sources, when, status",
 )
 PARTNER_ACTIVITY = Topic(
     "partner-activity",
@@ -147,6 +160,7 @@ CATALOGUE: tuple[Topic, ...] = (
     PERSON_EVENTS,
     LINKS,
     ASSIGNMENTS,
+    IDENTITY_CONFLICTS,
     PARTNER_ACTIVITY,
     ALERTS,
     OUTBOUND,

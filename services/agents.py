@@ -26,19 +26,23 @@ from faust.types import TP
 from schemas import topics
 from schemas.codec import CodecError, encode, peek, resolved
 from schemas.envelope import DeadLetter
-from schemas.identifiers import IdentifierError, PersonIdentifier
+from schemas.identifiers import IdentifierError
 from services import clock
 from services.config import partner_directory, service_directory
-from services.domain.identity import PersonIndex
+from services.domain.identity import Conflict, PersonIndex, conflict_from_record, conflict_record
 from services.hub import (
     SETTINGS,
     TOPICS,
     app,
     calendars,
     deadlines,
+    identity_flags,
     inbound_and_assignments,
+    linked_conflict_ids,
+    linked_conflicts,
     linked_members,
     linked_person_of,
+    linked_sources,
     links,
     person_events,
     token_person,
@@ -46,11 +50,15 @@ from services.hub import (
 from services.outputs import Context, Out
 from services.partitioning import person_partition
 from services.pipeline import (
+    FLAGS_COMMAND,
+    RESOLVE_COMMAND,
+    flags_entry,
     identifiers_of,
-    link_event,
+    link_step,
     person_event,
     person_of,
     routed,
+    to_linker,
 )
 
 log = structlog.get_logger(__name__)
@@ -216,7 +224,7 @@ async def _index_one(
         identifiers = identifiers_of(envelope)
         linked = read(token_person, identifiers[0].token()) if len(identifiers) == 1 else None
         assigned = linked.decode() if linked else None
-        person = person_of(identifiers, assigned)
+        person = None if to_linker(envelope, identifiers) else person_of(identifiers, assigned)
         here = person is not None and person_partition(person) == event.message.partition
         outs = [] if here else routed(envelope, event.value, identifiers, person)
     except IdentifierError as exc:
@@ -238,14 +246,38 @@ async def _index_one(
     )
 
 
-def _load_index(identifiers: list[PersonIdentifier]) -> PersonIndex:
-    """The slice of the linker's index touching these identifiers."""
-    persons = {p.decode() for i in identifiers if (p := linked_person_of.get(i.token()))}
-    members = {
-        p: frozenset(orjson.loads(linked_members[p])) for p in persons if linked_members.get(p)
-    }
-    person_of = {token: person for person, tokens in members.items() for token in tokens}
-    return PersonIndex(person_of=person_of, members=members)
+def _tokens_of(message: dict[str, Any]) -> set[str]:
+    """The identifier tokens a message for the linker touches."""
+    if message.get("command") == RESOLVE_COMMAND:
+        stored = linked_conflicts.get(message["conflict_id"])
+        return set(orjson.loads(stored)["identifiers"]) if stored else set()
+    return {identifier.token() for identifier in identifiers_of(message)}
+
+
+def _load_index(tokens: set[str]) -> PersonIndex:
+    """The slice of the linker's index touching these tokens: their persons, and the conflicts
+    involving any of those persons' tokens (with the persons those conflicts involve)."""
+    members: dict[str, frozenset[str]] = {}
+    named_by: dict[str, frozenset[str]] = {}
+    conflicts: dict[str, Conflict] = {}
+    pending, seen = set(tokens), set()
+    while pending:
+        token = pending.pop()
+        seen.add(token)
+        linked = linked_person_of.get(token)
+        person = linked.decode() if linked else None
+        if person and person not in members and (held := linked_members.get(person)):
+            members[person] = frozenset(orjson.loads(held))
+            pending |= members[person] - seen
+        if sources := linked_sources.get(token):
+            named_by[token] = frozenset(orjson.loads(sources))
+        for conflict_id in orjson.loads(linked_conflict_ids.get(token) or b"[]"):
+            if conflict_id not in conflicts:
+                conflict = conflict_from_record(orjson.loads(linked_conflicts[conflict_id]))
+                conflicts[conflict_id] = conflict
+                pending |= conflict.tokens - seen
+    person_of = {token: person for person, held in members.items() for token in held}
+    return PersonIndex(person_of=person_of, members=members, named_by=named_by, conflicts=conflicts)
 
 
 def _save_index(before: PersonIndex, after: PersonIndex) -> None:
@@ -256,27 +288,34 @@ def _save_index(before: PersonIndex, after: PersonIndex) -> None:
             linked_members[person] = orjson.dumps(sorted(tokens))
             for token in tokens:
                 linked_person_of[token] = person.encode()
+    for token, sources in after.named_by.items():
+        if before.named_by.get(token) != sources:
+            linked_sources[token] = orjson.dumps(sorted(sources))
+    for conflict_id, conflict in after.conflicts.items():
+        if before.conflicts.get(conflict_id) == conflict:
+            continue
+        linked_conflicts[conflict_id] = orjson.dumps(conflict_record(conflict))
+        for token in conflict.tokens:
+            known = orjson.loads(linked_conflict_ids.get(token) or b"[]")
+            if conflict_id not in known:
+                linked_conflict_ids[token] = orjson.dumps(sorted([*known, conflict_id]))
 
 
 @app.agent(links)
 async def linker(stream: Any) -> None:
-    """Join identifiers named together (one partition: the one global view of links)."""
+    """Join identifiers named together, or refuse a link as an identity conflict; apply the
+    operator's decisions on conflicts (one partition: the one global view of links)."""
     async for event in stream.events():
         try:
-            envelope = peek(event.value)
-            index = _load_index(identifiers_of(envelope))
-            updated, resolution, outs = link_event(envelope, index)
+            message = peek(event.value)
+            index = _load_index(_tokens_of(message))
+            step = link_step(message, index, context())
         except (CodecError, KeyError, TypeError, ValueError) as exc:
-            await reject(event.value, f"cannot link: {exc.__class__.__name__}", "linker")
+            await reject(event.value, f"cannot link: {exc.__class__.__name__}: {exc}", "linker")
             continue
-        await emit(outs)
-        _save_index(index, updated)
-        log.info(
-            "linker.linked",
-            event_id=envelope["event_id"],
-            person_id=resolution.person_id,
-            merges=len(outs) - 1,
-        )
+        await emit(step.outs)
+        _save_index(index, step.updated)
+        log.info("linker.handled", **step.summary)
 
 
 def context() -> Context:
@@ -325,7 +364,10 @@ async def _reconcile_one(event: Any, ctx: Context, sent: list[Awaitable[Any]]) -
     """Handle one message from person-events (keyed by person), in order."""
     try:
         message = peek(event.value)
-    except CodecError as exc:
+        if message.get("command") == FLAGS_COMMAND:  # the linker's word on identity conflicts
+            await record([put(identity_flags, event.key.decode(), flags_entry(message))], sent)
+            return 0
+    except (CodecError, KeyError, TypeError) as exc:
         await reject(event.value, f"cannot reconcile: {exc}", "reconciler")
         return 0
     return await _reconcile(event.key.decode(), message, event.value, ctx, sent)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from schemas.identifiers import PARTNER_ID
+from schemas.identifiers import PARTNER_ID, IdentifierError, configured_placeholders
 
 # Long-running connector services with options of their own: `concord NAME ...` runs NAME's main.
 SERVICES = {
@@ -72,6 +72,10 @@ def _publish(args: argparse.Namespace) -> int:
     if not PARTNER_ID.match(args.partner):
         raise CommandError(f"--as {args.partner!r} is not a valid partner id", EXIT_USAGE)
     _sign_in(args)
+    try:
+        configured_placeholders()
+    except IdentifierError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
     paths = [Path(p) for p in args.files]
     for path in paths:
         if not path.is_file():
@@ -182,7 +186,7 @@ def _breach_check(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from schemas.identifiers import IdentifierError, parse_token
+    from schemas.identifiers import parse_token
     from services.audit_log import audit_line, audit_trail
 
     try:
@@ -219,6 +223,77 @@ def _referrals(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _conflict_entries() -> dict[str, dict[str, object]]:
+    from connectors.kafka_io import read_topic
+    from schemas.topics import IDENTITY_CONFLICTS
+    from services.inbox import latest_entries
+
+    try:
+        return latest_entries(read_topic(IDENTITY_CONFLICTS.name, idle_timeout_s=2.0))
+    except LookupError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _identity(args: argparse.Namespace) -> int:
+    from services.conflicts import conflict_lines, open_conflicts
+
+    if args.action == "resolve":
+        return _resolve_conflict(args)
+    found = open_conflicts(_conflict_entries())
+    for entry in found:
+        print(json.dumps(entry) if args.json else conflict_lines(entry))
+    print(f"{len(found)} open identity conflict(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _resolve_conflict(args: argparse.Namespace) -> int:
+    import getpass
+    import time
+    from datetime import UTC, datetime
+
+    from kafka.errors import KafkaError
+
+    from connectors.kafka_io import DeliveryError, Publisher
+    from schemas.topics import LINKS
+    from services.conflicts import resolve_command
+    from services.domain.identity import Decision
+
+    if not args.reason.strip():
+        raise CommandError("--reason must say why", EXIT_USAGE)
+    entry = _conflict_entries().get(args.conflict_id)
+    if entry is None:
+        raise CommandError(f"no identity conflict {args.conflict_id}", EXIT_NOT_FOUND)
+    if entry["status"] != "open":
+        raise CommandError(
+            f"{args.conflict_id} is resolved already ({entry['status']})", EXIT_USAGE
+        )
+    decision: Decision = "link" if args.link else "keep-apart"
+    command = resolve_command(
+        args.conflict_id,
+        decision,
+        operator=args.operator or getpass.getuser(),
+        reason=args.reason.strip(),
+        at=datetime.now(UTC),
+    )
+    try:
+        publisher = Publisher()
+        publisher.send_encoded(LINKS.name, args.conflict_id.encode(), command)
+        publisher.confirm()
+        publisher.close()
+    except (KafkaError, DeliveryError) as exc:
+        raise CommandError(f"cannot reach Kafka: {exc.__class__.__name__}") from exc
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        status = _conflict_entries().get(args.conflict_id, entry)["status"]
+        if status != "open":
+            print(f"{args.conflict_id}: {status}")
+            return EXIT_OK
+    raise CommandError(
+        f"decision sent, but no worker applied it within {args.wait:g} s; it takes effect when "
+        "a worker runs (a refusal is kept on the dead-letter topic)"
+    )
+
+
 def _hash_secret(args: argparse.Namespace) -> int:
     import getpass
 
@@ -237,6 +312,32 @@ def _secret_option(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="file holding the partner's secret (default: the CONCORD_PARTNER_SECRET variable)",
     )
+
+
+def _identity_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    identity = commands.add_parser(
+        "identity", help="identity conflicts: list the open ones, or resolve one"
+    )
+    actions = identity.add_subparsers(dest="action", required=True)
+    conflicts = actions.add_parser("conflicts", help="the open identity conflicts, oldest first")
+    conflicts.add_argument("--json", action="store_true", help="print the records as JSON lines")
+    resolve = actions.add_parser(
+        "resolve", help="settle an identity conflict: keep the people apart, or link them"
+    )
+    resolve.add_argument("conflict_id", help="the conflict id, c-…")
+    decision = resolve.add_mutually_exclusive_group(required=True)
+    decision.add_argument("--keep-apart", action="store_true", help="they are different people")
+    decision.add_argument(
+        "--link", action="store_true", help="they are one person (e.g. a superseded NHS number)"
+    )
+    resolve.add_argument("--reason", required=True, help="why: kept on the conflict's record")
+    resolve.add_argument(
+        "--operator", default=None, help="who decides (default: the logged-in user)"
+    )
+    resolve.add_argument(
+        "--wait", type=float, default=30.0, help="seconds to wait for a worker to apply it"
+    )
+    identity.set_defaults(run=_identity)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     referrals.add_argument("--json", action="store_true", help="print entries as JSON lines")
     _secret_option(referrals)
     referrals.set_defaults(run=_referrals)
+
+    _identity_parser(commands)
 
     for name, (_module, summary) in SERVICES.items():
         commands.add_parser(name, help=f"{summary} (its own options: concord {name} --help)")

@@ -131,6 +131,7 @@ TOPICS: dict[str, Any] = {
     topics.PARTNER_ACTIVITY.name: partner_activity,
     topics.DEADLETTER.name: deadletter,
     topics.ASSIGNMENTS.name: _topic(topics.ASSIGNMENTS),
+    topics.IDENTITY_CONFLICTS.name: _topic(topics.IDENTITY_CONFLICTS),
 }
 
 
@@ -163,7 +164,13 @@ token_person = _table("token-person", topics.INBOUND.partitions, "linked identif
 # the linker's global view (one partition): token -> person, person -> its tokens
 linked_person_of = _table("linked-person-of", topics.LINKS.partitions, "token -> person")
 linked_members = _table("linked-members", topics.LINKS.partitions, "person -> tokens")
+# token -> the sources whose links named it; conflict id -> conflict; token -> its conflicts' ids
+linked_sources = _table("linked-sources", topics.LINKS.partitions, "token -> sources")
+linked_conflicts = _table("linked-conflicts", topics.LINKS.partitions, "conflict id -> conflict")
+linked_conflict_ids = _table("linked-conflict-ids", topics.LINKS.partitions, "token -> conflicts")
 # person id -> encoded calendar (services/state.py)
 calendars = _table("calendars", topics.PERSON_EVENTS.partitions, "person -> calendar")
 # person id -> earliest referral deadline (ISO), for people with referrals awaiting acceptance
 deadlines = _table("deadlines", topics.PERSON_EVENTS.partitions, "person -> next deadline")
+# person id -> the identity conflicts the person is under (set by the linker's commands)
+identity_flags = _table("identity-flags", topics.PERSON_EVENTS.partitions, "person -> conflicts")

@@ -17,46 +17,88 @@ import orjson
 from schemas import topics
 from schemas.codec import dumps, encode, with_person
 from schemas.envelope import DeadLetter
-from schemas.identifiers import HUB_PERSON, PersonIdentifier, check_identifier
+from schemas.identifiers import (
+    HUB_PERSON,
+    PersonIdentifier,
+    check_identifier,
+    without_placeholders,
+)
 from services import referral_flow
 from services.domain.alerts import alert_messages
 from services.domain.appointments import slot_from_appointment
 from services.domain.calendar import Alert, Calendar, add_consent, add_partner, merge, reconcile
-from services.domain.consent import decision_from_consent
-from services.domain.identity import PersonIndex, Resolution, person_id_for, resolve
-from services.outputs import Context, Disclosed, Out, disclosure_outs
+from services.domain.consent import ROLE_OF_KIND, decision_from_consent
+from services.domain.disclosure import disclose
+from services.domain.identity import (
+    PersonIndex,
+    Refusal,
+    Resolution,
+    conflict_record,
+    flag_changes,
+    holder,
+    person_id_for,
+    person_id_for_token,
+    record_of,
+    resolve,
+    settle,
+)
+from services.domain.identity_messages import (
+    OPERATOR_AUDIT_EVENT,
+    conflict_notices,
+    operator_audit,
+)
+from services.outputs import Context, Disclosed, Out, disclosure_outs, hub_envelope
 from services.partitioning import token_home
 from services.state import decode_calendar, encode_calendar
 
 
 def identifiers_of(envelope: Mapping[str, Any]) -> list[PersonIdentifier]:
-    """The subject identifiers of an envelope dict; IdentifierError for an invalid one.
+    """The subject identifiers of an envelope dict, placeholders left out; IdentifierError for
+    an invalid one, or when only placeholders name the person.
 
     The edge has checked them already; checking again is cheap and keeps a producer
-    that bypasses the edge from planting a bad NHS number in the person index.
+    that bypasses the edge from planting a bad NHS number or a placeholder in the person index.
     """
     subject = envelope.get("subject") or {}
-    return [check_identifier(i["system"], i["value"]) for i in subject.get("identifiers", ())]
+    checked = [check_identifier(i["system"], i["value"]) for i in subject.get("identifiers", ())]
+    return list(without_placeholders(checked))
 
 
 # --- person index: inbound (keyed by identifier token) -> person-events (keyed by person) ---
 
 
 def index_event(envelope: Mapping[str, Any], raw: bytes, assigned: str | None) -> list[Out]:
-    """Route one inbound envelope: to the linker when it joins identifiers, else to its person.
+    """Route one inbound envelope: to the linker when it is about identity, else to its person.
 
     `assigned` is the person the token was linked to, if any; an identifier never
     linked is its own provisional person, so no lookup across partitions is needed.
     """
     identifiers = identifiers_of(envelope)
-    return routed(envelope, raw, identifiers, person_of(identifiers, assigned))
+    person = None if to_linker(envelope, identifiers) else person_of(identifiers, assigned)
+    return routed(envelope, raw, identifiers, person)
+
+
+def to_linker(envelope: Mapping[str, Any], identifiers: list[PersonIdentifier]) -> bool:
+    """True for an event the identity linker must see: one joining identifiers, or a Patient.
+
+    A Patient naming one identifier joins nothing, but it may be a source's correction of a
+    record whose link the linker refused.
+    """
+    if len(identifiers) > 1:
+        return True
+    resource = envelope.get("resource") or {}
+    return (
+        resource.get("resourceType") == "Patient"
+        and len(identifiers) == 1
+        and identifiers[0].system != HUB_PERSON
+    )
 
 
 def routed(
     envelope: Mapping[str, Any], raw: bytes, identifiers: list[PersonIdentifier], person: str | None
 ) -> list[Out]:
     """`index_event` for identifiers already checked and the person they resolved to."""
-    if len(identifiers) > 1:
+    if to_linker(envelope, identifiers):
         return [Out(topics.LINKS, identifiers[0].token().encode(), raw)]
     if person is None:
         return []  # hub-wide resources (e.g. MeasureReport) name nobody
@@ -75,33 +117,166 @@ def person_of(identifiers: list[PersonIdentifier], assigned: str | None) -> str 
     return assigned or person_id_for(identifiers[0])
 
 
-# --- identity linker: links (one partition) -> assignments, merges, the event itself ---
+# --- identity linker: links (one partition) -> assignments, merges, conflicts, the event ---
+
+RESOLVE_COMMAND = "resolve-conflict"
+FLAGS_COMMAND = "identity-conflicts"
+
+
+class LinkStep(NamedTuple):
+    """What one message on the links topic did: the new index, its outputs, a log summary."""
+
+    updated: PersonIndex
+    outs: list[Out]
+    summary: dict[str, Any]
+
+
+def link_step(message: Mapping[str, Any], index: PersonIndex, ctx: Context) -> LinkStep:
+    """One message for the linker: a partner's event, or an operator's decision on a conflict."""
+    if message.get("command") == RESOLVE_COMMAND:
+        return resolve_command(message, index, ctx)
+    updated, decision, outs = link_event(message, index, ctx)
+    summary: dict[str, Any] = {"event_id": message["event_id"], "partner": message["source"]}
+    if isinstance(decision, Refusal):
+        summary.update(conflict_id=decision.conflict.conflict_id, raised=decision.raised)
+    else:
+        summary.update(person_id=decision.person_id, merges=len(decision.merges))
+    return LinkStep(updated, outs, summary)
 
 
 def link_event(
-    envelope: Mapping[str, Any], index: PersonIndex
-) -> tuple[PersonIndex, Resolution, list[Out]]:
-    """Join the identifiers of one linking event; emit who each token now belongs to."""
+    envelope: Mapping[str, Any], index: PersonIndex, ctx: Context
+) -> tuple[PersonIndex, Resolution | Refusal, list[Out]]:
+    """Join the identifiers of one event, or refuse the link as an identity conflict.
+
+    A joined event goes to its person, with who each token now belongs to; a refused one
+    is applied nowhere, and its sources and the operator are told instead.
+    """
     identifiers = identifiers_of(envelope)
-    updated, resolution = resolve(index, identifiers)
+    source, resource = envelope["source"], envelope["resource"]
+    tokens = [i.token() for i in identifiers]
+    updated, decision = resolve(
+        index,
+        identifiers,
+        source=source,
+        record=record_of(source, resource.get("resourceType"), resource.get("id"), tokens),
+        at=_instant(envelope["recorded_at"]),
+    )
+    outs = conflict_outs(index, updated, tokens, envelope["event_id"], ctx)
+    if isinstance(decision, Refusal):
+        return updated, decision, outs
+    survivor = decision.person_id
+    outs = joined_outs(index, updated, decision) + outs
+    outs.append(Out(topics.PERSON_EVENTS, survivor.encode(), with_person(dict(envelope), survivor)))
+    return updated, decision, outs
+
+
+def joined_outs(before: PersonIndex, after: PersonIndex, resolution: Resolution) -> list[Out]:
+    """Who each token now belongs to, and the merges that move calendars to the survivor."""
     survivor = resolution.person_id
     # Each assignment goes to the partition where its identifier's inbound events arrive.
     outs = [
         Out(topics.ASSIGNMENTS, token.encode(), survivor.encode(), token_home(token))
-        for token in sorted(updated.members.get(survivor, frozenset()))
-        if index.person_of.get(token) != survivor
+        for token in sorted(after.members.get(survivor, frozenset()))
+        if before.person_of.get(token) != survivor
     ]
     # A token seen before its first link has its own provisional person, which the
     # linker never recorded: merge it too, so its calendar joins the survivor's.
     absorbed = {m.absorbed for m in resolution.merges}
-    absorbed |= {person_id_for(i) for i in identifiers if i.token() in resolution.new_tokens}
+    absorbed |= {person_id_for_token(token) for token in resolution.new_tokens}
     absorbed.discard(survivor)
-    outs += [
+    return outs + [
         Out(topics.PERSON_EVENTS, person.encode(), merge_command(person, survivor))
         for person in sorted(absorbed)
     ]
-    outs.append(Out(topics.PERSON_EVENTS, survivor.encode(), with_person(dict(envelope), survivor)))
-    return updated, resolution, outs
+
+
+def conflict_outs(
+    before: PersonIndex, after: PersonIndex, tokens: list[str], cause: str, ctx: Context
+) -> list[Out]:
+    """For each conflict that changed: its record for the operator, and a notice to each source
+    whose data disagree; then each person whose open conflicts changed is told so."""
+    changed = [c for cid, c in sorted(after.conflicts.items()) if before.conflicts.get(cid) != c]
+    outs = []
+    for conflict in changed:
+        record = dumps(conflict_record(conflict))
+        outs.append(Out(topics.IDENTITY_CONFLICTS, conflict.conflict_id.encode(), record))
+        for notice in conflict_notices(conflict, cause):
+            role = ROLE_OF_KIND[ctx.directory.kind_of(notice.recipient)]
+            shown = disclose(
+                notice.resource,
+                resource_type="DetectedIssue",
+                role=role,
+                own=False,
+                agency_kind=None,
+                consents=(),
+                recipient=notice.recipient,
+                at=ctx.now,
+            )
+            disclosed = Disclosed(
+                topic=topics.ALERTS,
+                event_id=notice.event_id,
+                event_type=notice.event_type,
+                recipient=notice.recipient,
+                role=role,
+                resource=shown.resource,
+                what=f"DetectedIssue/{conflict.conflict_id}",
+                basis=shown.basis,
+            )
+            person = holder(after, notice.token)
+            outs += disclosure_outs(disclosed, person, ctx.now, uuid.UUID(cause))
+    affected = set(tokens).union(*(c.tokens for c in changed))
+    outs += [
+        Out(topics.PERSON_EVENTS, person.encode(), flags_command(person, open_ids))
+        for person, open_ids in flag_changes(before, after, sorted(affected)).items()
+    ]
+    return outs
+
+
+def flags_command(person: str, open_ids: tuple[str, ...]) -> bytes:
+    """Tell the worker holding a person's calendar which identity conflicts the person is under."""
+    return dumps({"command": FLAGS_COMMAND, "person_id": person, "open": list(open_ids)})
+
+
+def flags_entry(message: Mapping[str, Any]) -> bytes | None:
+    """The identity-flags table value a flags command leaves: the open conflicts, or None."""
+    open_ids = [str(conflict_id) for conflict_id in message["open"]]
+    return dumps({"open": open_ids}) if open_ids else None
+
+
+def resolve_command(message: Mapping[str, Any], index: PersonIndex, ctx: Context) -> LinkStep:
+    """An operator's decision on a conflict: applied, told to its sources, audited."""
+    decision = message["decision"]
+    if decision not in ("keep-apart", "link"):
+        raise ValueError(f"decision must be keep-apart or link, not {decision!r}")
+    request = str(uuid.UUID(message["request_id"]))
+    updated, settlement = settle(
+        index,
+        message["conflict_id"],
+        decision,
+        operator=str(message["operator"]),
+        reason=str(message["reason"]),
+        at=_instant(message["at"]),
+    )
+    summary = {"command": RESOLVE_COMMAND, "conflict_id": settlement.conflict.conflict_id}
+    if not settlement.changed:
+        return LinkStep(updated, [], {**summary, "status": "unchanged"})
+    conflict = settlement.conflict
+    outs = joined_outs(index, updated, settlement.resolution) if settlement.resolution else []
+    outs += conflict_outs(index, updated, [], request, ctx)
+    people = sorted({holder(updated, token) for token in conflict.tokens})
+    for person in people:
+        audit = operator_audit(conflict, person, request)
+        record = hub_envelope(
+            uuid.UUID(audit["id"]),
+            OPERATOR_AUDIT_EVENT,
+            person_id=person,
+            resource=audit,
+            now=ctx.now,
+            correlation_id=uuid.UUID(request),
+        )
+        outs.append(Out(topics.AUDIT, person.encode(), record))
+    return LinkStep(updated, outs, {**summary, "status": conflict.status})
 
 
 def merge_command(absorbed: str, survivor: str) -> bytes:

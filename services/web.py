@@ -26,7 +26,7 @@ from services.domain.calendar import Calendar
 from services.domain.consent import ROLE_OF_KIND
 from services.domain.identity import person_id_for
 from services.domain.partners import Partner
-from services.hub import SETTINGS, TOPICS, app, calendars, token_person
+from services.hub import SETTINGS, TOPICS, app, calendars, identity_flags, token_person
 from services.inbox import inbox
 from services.outputs import audit_out
 from services.state import decode_calendar
@@ -149,7 +149,12 @@ async def breach_check_view(web: Any, request: Any, person_id: str) -> Any:
     except Refusal as refusal:
         return _problem(web, refusal.status, refusal.message)
     check = breach_check(
-        calendar, appointment, calendar.partners, dict(LAST_HEARD), SETTINGS.travel_buffer
+        calendar,
+        appointment,
+        calendar.partners,
+        dict(LAST_HEARD),
+        SETTINGS.travel_buffer,
+        identity_conflict=identity_flags.get(person_id) is not None,
     )
     now = datetime.now(UTC)
     directory = partner_directory(SETTINGS.partners_file)

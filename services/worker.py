@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from schemas.identifiers import configured_placeholders
+
 
 def main(loglevel: str = "warning") -> int:
     """Run one faust worker in the foreground until interrupted."""
@@ -9,9 +11,10 @@ def main(loglevel: str = "warning") -> int:
     from services.config import partner_directory, service_directory, settings
 
     current = settings()
-    # Refuse to start on a broken directory rather than fail on the first message.
+    # Refuse to start on a broken directory or setting rather than fail on the first message.
     partner_directory(current.partners_file)
     service_directory(current.services_file)
+    configured_placeholders()
     current.data_dir.mkdir(parents=True, exist_ok=True)
     create_topics()
     import faust

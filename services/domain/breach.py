@@ -27,7 +27,18 @@ from services.domain.disclosure import (
 )
 from services.domain.partners import Partner, PartnerDirectory
 
-Verdict = Literal["explained", "possible-conflict", "no-known-conflict"]
+Verdict = Literal[
+    "explained", "possible-conflict", "no-known-conflict", "identity-conflict", "withheld"
+]
+# Verdicts that stand in for an answer the hub may not give, with the sentence that says why.
+EXPLANATIONS: Mapping[Verdict, str] = {
+    "withheld": "the hub holds information it may not share; ask the person",
+    "identity-conflict": (
+        "The hub holds identity data for this person that disagrees between partners, so its "
+        "evidence may belong to someone else; no answer is given until the hub operator "
+        "resolves the identity conflict."
+    ),
+}
 
 
 class UnknownAppointment(KeyError):  # noqa: N818 -- name fixed by the shared API
@@ -79,6 +90,8 @@ def breach_check(
     health_partners: Mapping[str, AgencyKind],
     last_heard: Mapping[str, datetime],
     buffer: timedelta = DEFAULT_TRAVEL_BUFFER,
+    *,
+    identity_conflict: bool = False,
 ) -> BreachCheck:
     """Judge a missed appointment against the person's health appointments.
 
@@ -86,11 +99,14 @@ def breach_check(
     person; they are listed with their freshness even when the calendar holds nothing
     from them, because their silence may only mean their feed is behind. The verdict
     ignores the missed appointment's own status, so it can be asked before the no-show
-    is recorded.
+    is recorded. While the person is under an unresolved `identity_conflict` the verdict
+    says so instead of using evidence that may belong to someone else.
     """
     missed = calendar.slots.get(appointment_id)
     if missed is None:
         raise UnknownAppointment(appointment_id)
+    if identity_conflict:  # nothing held may be this person's: no evidence, no partners either
+        return BreachCheck(calendar.person_id, appointment_id, "identity-conflict", (), ())
 
     nearby = [
         s
@@ -122,9 +138,6 @@ def _when(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-WITHHELD_DETAIL = "the hub holds information it may not share; ask the person"
-
-
 def breach_check_answer(
     check: BreachCheck,
     calendar: Calendar,
@@ -145,7 +158,7 @@ def breach_check_answer(
             "person_id": check.person_id,
             "appointment_id": check.appointment_id,
             "verdict": "withheld",
-            "detail": WITHHELD_DETAIL,
+            "explanation": EXPLANATIONS["withheld"],
             "evidence": [],
             "partners": [],
         }
@@ -201,5 +214,7 @@ def breach_check_answer(
         "evidence": evidence,
         "partners": partners,
     }
+    if check.verdict in EXPLANATIONS:
+        answer["explanation"] = EXPLANATIONS[check.verdict]
     consent_bases = [b for b in bases if b not in ("role-default", "own-record")]
     return answer, consent_bases[0] if consent_bases else "role-default"

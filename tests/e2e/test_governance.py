@@ -170,7 +170,7 @@ def test_a_deny_to_probation_withholds_alerts_and_every_breach_check(
     answer = breach_check(worker, "prob-3", expect="withheld")
     assert answer["evidence"] == []
     assert answer["partners"] == []
-    assert answer["detail"] == "the hub holds information it may not share; ask the person"
+    assert answer["explanation"] == "the hub holds information it may not share; ask the person"
     records = audit_records(2)
     answered = [
         r["resource"]

@@ -141,3 +141,31 @@ def test_unknown_appointment_is_an_error() -> None:
         breach_check(cal, "probation-london/nope", {}, {})
     with pytest.raises(KeyError):
         breach_check(cal, "probation-london/nope", {}, {})
+
+
+def test_a_person_under_an_identity_conflict_gets_that_verdict_and_no_evidence() -> None:
+    """The attendance may be someone else's: neither it nor who could hold it is disclosed."""
+    from services.config import ROOT, partner_directory
+    from services.domain.breach import EXPLANATIONS, breach_check_answer
+
+    attended = slot("g", "gp", status="fulfilled", at=30)
+    cal = Calendar("person-1", {s.appointment_id: s for s in (MISSED, attended)})
+    result = breach_check(
+        cal,
+        MISSED.appointment_id,
+        {"gp-Y01234": "gp"},
+        {"gp-Y01234": HEARD},
+        identity_conflict=True,
+    )
+    assert (result.verdict, result.evidence, result.partners) == ("identity-conflict", (), ())
+
+    directory = partner_directory(ROOT / "deploy" / "demo" / "partners.yaml")
+    officer = directory.get("probation-london")
+    assert officer is not None
+    answer, basis = breach_check_answer(result, cal, officer, directory, T0)
+    assert answer["verdict"] == "identity-conflict"
+    assert answer["evidence"] == []
+    assert answer["partners"] == []
+    assert answer["explanation"] == EXPLANATIONS["identity-conflict"]
+    assert "operator" in answer["explanation"]
+    assert basis == "role-default"

@@ -136,6 +136,16 @@ def test_crn_names_the_person_and_links_the_client_once_per_file() -> None:
     assert [r.origin for r in records] == ["up.csv:2", "up.csv:2", "up.csv:3"]
 
 
+def test_a_crn_listed_as_a_placeholder_links_nothing_and_the_client_id_names_the_person(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONCORD_PLACEHOLDER_IDENTIFIERS", "urn:concord:id:probation-crn|X000000")
+    [appointment] = resources(
+        upload("C-1,va-1,2026-12-03,10:00,10:45,booked,X000000", header=HEADER + ",crn")
+    )
+    assert appointment["participant"][0]["actor"] == {"identifier": CLIENT}
+
+
 def test_header_is_matched_ignoring_case_spaces_and_order() -> None:
     header = " Status ,END_TIME,start_time,date,appointment_id,Client_ID"
     appointment = one_appointment("booked,10:45,10:00,2026-12-03,va-1,C-1", header=header)

@@ -148,3 +148,28 @@ def test_reference_to_a_bundled_patient_resolves_to_its_identifiers() -> None:
     resource["participant"][0]["actor"] = {"reference": "urn:uuid:p1"}
     patient = example("identity.patient.updated")
     assert len(subject_of(resource, {"urn:uuid:p1": patient})) == 2
+
+
+PLACEHOLDER = {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9999999999"}
+
+
+def test_a_placeholder_nhs_number_is_left_out_of_a_patients_subject() -> None:
+    """9999999999 passes the mod-11 check; it must never join the CRN to anyone."""
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [
+            {"system": "urn:concord:id:probation-crn", "value": "X123456"},
+            PLACEHOLDER,
+        ],
+    }
+    assert problems_in(patient) == []
+    assert subject_of(patient) == (("urn:concord:id:probation-crn", "X123456"),)
+
+
+def test_a_resource_naming_its_person_by_a_placeholder_only_is_refused() -> None:
+    resource = example("appointment.booking.updated")
+    resource["participant"][0]["actor"] = {"identifier": PLACEHOLDER}
+    with pytest.raises(InvalidResource, match="placeholder") as raised:
+        subject_of(resource)
+    assert raised.value.problems[0].path == "Appointment.participant.actor"
+    assert "9999999999" not in str(raised.value)

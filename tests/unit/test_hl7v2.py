@@ -442,6 +442,13 @@ RRI = fixture_text("rri-i12.hl7")
             "PID^1^3",
         ),
         (
+            with_segment(S12, "PID", "PID|1||9999999999^^^NHS^NH"),
+            "PID-3",
+            "placeholder",
+            103,
+            "PID^1^3",
+        ),
+        (
             S12.replace("\rRGS", "\rPID|2||9434765919^^^NHS^NH\rRGS"),
             "PID",
             "more than one person",
@@ -653,3 +660,11 @@ def test_a_reply_to_something_that_is_not_hl7_still_is_hl7() -> None:
     ack = acknowledgement(reply_to("GET / HTTP/1.1"), "AR", ack_control_id="A", now=NOW)
     assert ack.split("\r")[1] == "MSA|AR|"
     hl7apy_parse(ack, find_groups=False)
+
+
+def test_a_placeholder_nhs_number_leaves_the_person_named_by_the_mrn_and_links_nothing() -> None:
+    """Feeds send 9999999999 when the NHS number is not known: it must never join anyone."""
+    text = S12.replace("9434765919^^^NHS^NH", "9999999999^^^NHS^NH")
+    [booked] = resources_from_hl7(text, PARTNER)
+    assert booked["resourceType"] == "Appointment"
+    assert person(booked) == MRN

@@ -6,18 +6,30 @@ import hashlib
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from schemas.identifiers import NHS_NUMBER, PROBATION_CRN, PersonIdentifier, local_system
 from services.domain.identity import (
+    ConflictError,
     Merge,
     PersonIndex,
+    Refusal,
+    Resolution,
+    UnknownConflict,
     canonical,
+    conflict_from_record,
+    conflict_record,
+    flag_changes,
+    flags,
+    holder,
     lookup,
     person_id_for,
+    record_of,
     resolve,
+    settle,
 )
 
 NHS = PersonIdentifier(NHS_NUMBER, "9434765919")
@@ -150,3 +162,251 @@ def test_without_a_key_no_person_id_is_made() -> None:
     done = _person_id_with_key(None)
     assert done.returncode != 0
     assert "PersonKeyMissing: set CONCORD_PERSON_KEY" in done.stderr
+
+
+# --- identity conflicts ------------------------------------------------------------------------
+
+OTHER_NHS = PersonIdentifier(NHS_NUMBER, "4010232137")
+OTHER_CRN = PersonIdentifier(PROBATION_CRN, "Y654321")
+AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+LATER = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+
+
+def probation_linked() -> PersonIndex:
+    index, _ = resolve(PersonIndex(), [CRN, NHS], source="probation-london", record="Patient/p1")
+    return index
+
+
+def mht_disagrees(index: PersonIndex) -> tuple[PersonIndex, Refusal]:
+    index, refused = resolve(
+        index, [OTHER_NHS, CRN, MRN], source="mht-north", record="Patient/m1", at=AT
+    )
+    assert isinstance(refused, Refusal)
+    return index, refused
+
+
+def test_a_crn_linked_to_one_nhs_number_arriving_with_another_is_a_conflict_not_a_merge() -> None:
+    before = probation_linked()
+    index, refused = mht_disagrees(before)
+
+    assert refused.raised
+    conflict = refused.conflict
+    assert conflict.status == "open"
+    assert conflict.systems == (NHS_NUMBER,)
+    assert conflict.raised_at == AT
+    # Nothing joined: the CRN keeps its NHS number, the other NHS number and the MRN stay apart.
+    assert index.person_of == before.person_of
+    assert index.members == before.members
+    assert lookup(index, OTHER_NHS) is None
+    linked = lookup(index, CRN)
+    assert conflict.people == tuple(sorted({linked, person_id_for(OTHER_NHS), person_id_for(MRN)}))
+    assert conflict.tokens == {t.token() for t in (CRN, NHS, OTHER_NHS, MRN)}
+
+
+def test_each_source_is_told_only_the_identifiers_it_sent() -> None:
+    _, refused = mht_disagrees(probation_linked())
+
+    assert refused.conflict.told == {
+        "probation-london": frozenset({CRN.token(), NHS.token()}),
+        "mht-north": frozenset({OTHER_NHS.token(), CRN.token(), MRN.token()}),
+    }
+
+
+def test_a_source_that_only_linked_an_undisputed_system_is_not_told() -> None:
+    index, _ = resolve(PersonIndex(), [CRN, MRN], source="mht-north")
+    index, _ = resolve(index, [CRN, NHS], source="probation-london")
+    _, refused = resolve(index, [MRN, OTHER_NHS], source="gp-Y01234")
+
+    assert isinstance(refused, Refusal)
+    assert set(refused.conflict.told) == {"probation-london", "gp-Y01234"}
+
+
+def test_a_second_crn_for_one_nhs_number_is_a_conflict_too() -> None:
+    _, refused = resolve(probation_linked(), [OTHER_CRN, NHS], source="probation-london")
+
+    assert isinstance(refused, Refusal)
+    assert refused.conflict.systems == (PROBATION_CRN,)
+
+
+def test_one_partner_may_not_give_a_person_two_local_ids() -> None:
+    """Two of a partner's records for one NHS number may be two people with one NHS number typo."""
+    index, _ = resolve(PersonIndex(), [NHS, MRN], source="mht-north")
+    _, refused = resolve(index, [NHS, PersonIdentifier(MRN.system, "MRN-0043")], source="mht-north")
+
+    assert isinstance(refused, Refusal)
+    assert refused.conflict.systems == (MRN.system,)
+
+
+def test_a_link_naming_two_nhs_numbers_itself_is_a_conflict() -> None:
+    index, refused = resolve(PersonIndex(), [NHS, OTHER_NHS], source="gp-Y01234")
+
+    assert isinstance(refused, Refusal)
+    assert index.person_of == {}
+
+
+def test_the_same_disagreeing_link_again_is_the_same_conflict_raised_once() -> None:
+    index, first = mht_disagrees(probation_linked())
+    again, second = resolve(
+        index, [OTHER_NHS, CRN, MRN], source="mht-north", record="Patient/m1", at=LATER
+    )
+
+    assert again == index
+    assert isinstance(second, Refusal)
+    assert not second.raised
+    assert second.conflict == first.conflict
+
+
+def test_the_source_correcting_its_record_settles_the_conflict_and_applies_the_link() -> None:
+    index, refused = mht_disagrees(probation_linked())
+    corrected, resolution = resolve(
+        index, [NHS, CRN, MRN], source="mht-north", record="Patient/m1", at=LATER
+    )
+
+    assert isinstance(resolution, Resolution)
+    [settled] = resolution.settled
+    assert settled.conflict_id == refused.conflict.conflict_id
+    assert (settled.status, settled.resolved_at, settled.resolved_by) == (
+        "corrected",
+        LATER,
+        "mht-north",
+    )
+    assert lookup(corrected, MRN) == lookup(corrected, CRN)
+    assert set(flags(corrected, refused.conflict.tokens).values()) == {()}
+
+
+def test_the_source_withdrawing_the_disputed_identifier_settles_the_conflict() -> None:
+    index, _ = mht_disagrees(probation_linked())
+    corrected, resolution = resolve(index, [MRN], source="mht-north", record="Patient/m1")
+
+    assert isinstance(resolution, Resolution)
+    assert [c.status for c in resolution.settled] == ["corrected"]
+    assert lookup(corrected, OTHER_NHS) is None
+    assert lookup(corrected, MRN) != lookup(corrected, CRN)
+
+
+def test_another_record_of_the_same_source_does_not_settle_the_conflict() -> None:
+    index, _ = mht_disagrees(probation_linked())
+    _, resolution = resolve(index, [MRN], source="mht-north", record="Patient/other")
+    assert isinstance(resolution, Resolution)
+    assert resolution.settled == ()
+    _, resolution = resolve(index, [MRN], source="gp-Y01234", record="Patient/m1")
+    assert isinstance(resolution, Resolution)
+    assert resolution.settled == ()
+
+
+def test_a_correction_that_still_disagrees_replaces_the_conflict_with_a_new_one() -> None:
+    index, refused = mht_disagrees(probation_linked())
+    third_nhs = PersonIdentifier(NHS_NUMBER, "9000000009")
+    _, again = resolve(index, [third_nhs, CRN, MRN], source="mht-north", record="Patient/m1")
+
+    assert isinstance(again, Refusal)
+    assert again.raised
+    assert again.conflict.conflict_id != refused.conflict.conflict_id
+    assert [c.conflict_id for c in again.settled] == [refused.conflict.conflict_id]
+
+
+def test_the_operator_keeping_people_apart_is_remembered() -> None:
+    index, refused = mht_disagrees(probation_linked())
+    conflict_id = refused.conflict.conflict_id
+    kept, settlement = settle(
+        index, conflict_id, "keep-apart", operator="ops-ann", reason="two people", at=LATER
+    )
+
+    assert settlement.resolution is None
+    assert (settlement.conflict.status, settlement.conflict.resolved_by) == (
+        "kept-apart",
+        "ops-ann",
+    )
+    assert settlement.conflict.reason == "two people"
+    assert kept.person_of == index.person_of
+    assert set(flags(kept, refused.conflict.tokens).values()) == {()}
+    # The source sending the same record again is not a new conflict.
+    again, resent = resolve(kept, [OTHER_NHS, CRN, MRN], source="mht-north", record="Patient/m1")
+    assert again == kept
+    assert isinstance(resent, Refusal)
+    assert not resent.raised
+
+
+def test_the_operator_linking_joins_the_people_and_allows_their_identifiers() -> None:
+    index, refused = mht_disagrees(probation_linked())
+    linked, settlement = settle(
+        index,
+        refused.conflict.conflict_id,
+        "link",
+        operator="ops-ann",
+        reason="PDS merge",
+        at=LATER,
+    )
+
+    assert settlement.resolution is not None
+    assert lookup(linked, OTHER_NHS) == lookup(linked, NHS) == lookup(linked, MRN)
+    again, resent = resolve(linked, [OTHER_NHS, CRN, MRN], source="mht-north")
+    assert isinstance(resent, Resolution)
+    assert again.person_of == linked.person_of
+    # A third NHS number was never allowed.
+    _, third = resolve(linked, [CRN, PersonIdentifier(NHS_NUMBER, "9000000009")], source="x-1")
+    assert isinstance(third, Refusal)
+
+
+def test_settling_twice_changes_nothing_and_an_unknown_conflict_is_an_error() -> None:
+    index, refused = mht_disagrees(probation_linked())
+    once, _ = settle(
+        index, refused.conflict.conflict_id, "keep-apart", operator="a", reason="r", at=LATER
+    )
+    twice, second = settle(
+        once, refused.conflict.conflict_id, "link", operator="b", reason="r", at=LATER
+    )
+    assert twice == once
+    assert not second.changed
+    with pytest.raises(UnknownConflict):
+        settle(index, "c-unknown", "link", operator="a", reason="r", at=LATER)
+
+
+def test_linking_people_who_have_since_gained_other_disagreeing_identifiers_is_refused() -> None:
+    index, refused = mht_disagrees(probation_linked())
+    index, _ = resolve(index, [OTHER_NHS, OTHER_CRN], source="probation-london")
+    with pytest.raises(ConflictError, match="keep them apart"):
+        settle(index, refused.conflict.conflict_id, "link", operator="a", reason="r", at=LATER)
+
+
+def test_everyone_holding_an_identifier_of_an_open_conflict_is_flagged() -> None:
+    before = probation_linked()
+    index, refused = mht_disagrees(before)
+    conflict_id = refused.conflict.conflict_id
+
+    changes = flag_changes(before, index, refused.conflict.tokens)
+    assert changes == dict.fromkeys(refused.conflict.people, (conflict_id,))
+    # A person joining a flagged one later carries the flag to the survivor.
+    joined, resolution = resolve(index, [OTHER_NHS, OTHER_CRN], source="gp-Y01234")
+    assert isinstance(resolution, Resolution)
+    assert flags(joined, [OTHER_CRN.token()]) == {resolution.person_id: (conflict_id,)}
+
+
+def test_a_link_between_people_without_conflicts_changes_no_flags() -> None:
+    before, _ = resolve(PersonIndex(), [CRN])
+    after, _ = resolve(before, [CRN, NHS], source="probation-london")
+    assert flag_changes(before, after, [CRN.token(), NHS.token()]) == {}
+
+
+def test_the_record_a_link_comes_from() -> None:
+    tokens = [CRN.token(), MRN.token()]
+    assert record_of("mht-north", "Patient", "m1", tokens) == "Patient/m1"
+    assert record_of("mht-north", "Patient", None, tokens) == MRN.token()
+    assert record_of("gp-Y01234", "Appointment", "a1", tokens) is None
+
+
+def test_a_conflict_survives_its_record_round_trip() -> None:
+    index, refused = mht_disagrees(probation_linked())
+    _, settlement = settle(
+        index, refused.conflict.conflict_id, "keep-apart", operator="a", reason="r", at=LATER
+    )
+    for conflict in (refused.conflict, settlement.conflict):
+        assert conflict_from_record(conflict_record(conflict)) == conflict
+
+
+def test_a_conflict_id_reveals_nothing_of_the_identifiers() -> None:
+    _, refused = mht_disagrees(probation_linked())
+    conflict_id = refused.conflict.conflict_id
+    assert conflict_id.startswith("c-")
+    assert not any(t.value in conflict_id for t in (CRN, NHS, OTHER_NHS))
+    assert holder(PersonIndex(), NHS.token()) == person_id_for(NHS)

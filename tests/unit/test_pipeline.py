@@ -12,10 +12,10 @@ from schemas.envelope import wrap
 from schemas.fhir import subject_of
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN, PersonIdentifier
 from services.config import ROOT, partner_directory
-from services.domain.identity import PersonIndex, person_id_for
+from services.domain.identity import PersonIndex, Refusal, Resolution, person_id_for
 from services.outputs import Context
 from services.partitioning import person_partition
-from services.pipeline import index_event, link_event, person_event, person_of
+from services.pipeline import flags_entry, index_event, link_event, person_event, person_of
 from services.state import decode_calendar
 
 CTX = Context(
@@ -94,7 +94,7 @@ def test_event_naming_several_identifiers_goes_to_the_linker() -> None:
 
 def test_first_link_merges_both_provisional_people_into_one() -> None:
     message, _ = envelope("probation-london", LINK)
-    _, resolution, outs = link_event(message, PersonIndex())
+    _, resolution, outs = link_event(message, PersonIndex(), CTX)
     survivor = min(person_id_for(CRN), person_id_for(NHS))
     absorbed = max(person_id_for(CRN), person_id_for(NHS))
     assert resolution.person_id == survivor
@@ -108,7 +108,7 @@ def test_first_link_merges_both_provisional_people_into_one() -> None:
 
 def test_assignments_go_where_their_identifiers_events_arrive() -> None:
     message, _ = envelope("probation-london", LINK)
-    _, _, outs = link_event(message, PersonIndex())
+    _, _, outs = link_event(message, PersonIndex(), CTX)
     placed = {o.key: o.partition for o in outs if o.topic is topics.ASSIGNMENTS}
     assert placed == {t.token().encode(): person_partition(person_id_for(t)) for t in (CRN, NHS)}
 
@@ -197,6 +197,22 @@ def test_invalid_nhs_number_that_bypassed_the_edge_is_refused_by_the_person_inde
         index_event(message, raw, None)
 
 
+def test_a_placeholder_that_bypassed_the_edge_never_reaches_the_person_index() -> None:
+    """A producer skipping the edge: the link goes by its other identifiers, or not at all."""
+    import pytest
+
+    from schemas.identifiers import IdentifierError
+
+    message, raw = envelope("probation-london", LINK)
+    message["subject"]["identifiers"][1]["value"] = "9999999999"
+    _, resolution, outs = link_event(message, PersonIndex(), CTX)
+    assert resolution.person_id == person_id_for(CRN)
+    assert {o.key for o in outs if o.topic is topics.ASSIGNMENTS} == {CRN.token().encode()}
+    message["subject"]["identifiers"] = message["subject"]["identifiers"][1:]
+    with pytest.raises(IdentifierError, match="placeholder"):
+        index_event(message, raw, None)
+
+
 def referral_message(person: str, **overrides: object) -> dict:
     resource = {
         "resourceType": "ServiceRequest",
@@ -251,3 +267,162 @@ def test_referral_is_delivered_minimised_and_audited_and_the_referrer_gets_its_t
     assert len(by_topic["audit"]) == 2, "every disclosure audited"
     assert deadline == datetime(2026, 12, 7, 9, 0, tzinfo=UTC), "five working days"
     assert decode_calendar(stored)[0].referrals["probation-london/ref-9"].recipient == "mht-rv5"
+
+
+# --- identity conflicts through the linker ----------------------------------------------------
+
+OTHER_NHS = PersonIdentifier(NHS_NUMBER, "4010232137")
+
+
+def patient_message(partner: str, *identifiers: PersonIdentifier, fhir_id: str) -> dict:
+    resource = {
+        "resourceType": "Patient",
+        "id": fhir_id,
+        "identifier": [{"system": i.system, "value": i.value} for i in identifiers],
+    }
+    message, _ = envelope(partner, resource)
+    return message
+
+
+def raised_conflict() -> tuple[PersonIndex, PersonIndex, list]:
+    """Probation links CRN and NHS number; the MHT's record names the CRN with another."""
+    linked, _, _ = link_event(
+        patient_message("probation-london", CRN, NHS, fhir_id="case-1"), PersonIndex(), CTX
+    )
+    message = patient_message("mht-rv5", OTHER_NHS, CRN, fhir_id="rv5-7")
+    after, decision, outs = link_event(message, linked, CTX)
+    assert isinstance(decision, Refusal)
+    return linked, after, outs
+
+
+def by_topic(outs: list, topic: topics.Topic) -> list:
+    return [o for o in outs if o.topic is topic]
+
+
+def test_a_disagreeing_link_is_applied_nowhere_and_each_source_told_its_own_identifiers() -> None:
+    from schemas.fhir import problems_in
+
+    linked, after, outs = raised_conflict()
+
+    assert after.person_of == linked.person_of
+    assert by_topic(outs, topics.ASSIGNMENTS) == []
+    forwarded = [o for o in by_topic(outs, topics.PERSON_EVENTS) if b'"command"' not in o.value]
+    assert forwarded == [], "the event is not reconciled into anyone's calendar"
+    notices = {o.key.decode(): peek(o.value) for o in by_topic(outs, topics.ALERTS)}
+    assert set(notices) == {"probation-london", "mht-rv5"}
+    for recipient, own, foreign, other_source in [
+        ("probation-london", {CRN, NHS}, OTHER_NHS, "mht"),
+        ("mht-rv5", {OTHER_NHS, CRN}, NHS, "probation-london"),
+    ]:
+        notice = notices[recipient]
+        assert notice["event_type"] == "identity.conflict.raised"
+        issue = notice["resource"]
+        assert problems_in(issue) == []
+        named = {(i["system"], i["value"]) for i in issue["contained"][0]["identifier"]}
+        assert named == set(own)
+        text = orjson.dumps(notice).decode()
+        assert foreign.value not in text, "never the other source's identifier"
+        assert other_source not in text, "nor which partner disagrees"
+        assert "breach" not in text, "nor, to a clinician, that the person is on probation"
+    assert len(by_topic(outs, topics.AUDIT)) == 2, "each notice is a disclosure, audited"
+
+
+def test_the_operator_sees_a_conflict_record_and_the_people_involved_are_flagged() -> None:
+    _, _after, outs = raised_conflict()
+
+    [record] = by_topic(outs, topics.IDENTITY_CONFLICTS)
+    entry = orjson.loads(record.value)
+    assert record.key.decode() == entry["conflict_id"]
+    assert entry["status"] == "open"
+    assert set(entry["identifiers"]) == {CRN.token(), NHS.token(), OTHER_NHS.token()}
+    assert set(entry["sources"]) == {"probation-london", "mht-rv5"}
+    flagged = {
+        o.key.decode(): peek(o.value)
+        for o in by_topic(outs, topics.PERSON_EVENTS)
+        if b'"identity-conflicts"' in o.value
+    }
+    assert set(flagged) == set(entry["people"])
+    assert all(m["open"] == [entry["conflict_id"]] for m in flagged.values())
+    assert all(flags_entry(m) is not None for m in flagged.values())
+    assert flags_entry({"open": []}) is None
+
+
+def test_a_patient_naming_one_identifier_goes_to_the_linker() -> None:
+    message, raw = envelope(
+        "mht-rv5",
+        {"resourceType": "Patient", "identifier": [{"system": NHS.system, "value": NHS.value}]},
+    )
+    [out] = index_event(message, raw, None)
+    assert out.topic is topics.LINKS
+
+
+def test_the_source_re_sending_its_record_corrected_resolves_the_conflict() -> None:
+    _, after, _ = raised_conflict()
+    message = patient_message("mht-rv5", NHS, CRN, fhir_id="rv5-7")
+    _corrected, decision, outs = link_event(message, after, CTX)
+
+    assert isinstance(decision, Resolution)
+    [record] = by_topic(outs, topics.IDENTITY_CONFLICTS)
+    assert orjson.loads(record.value)["status"] == "corrected"
+    resolved = [peek(o.value)["event_type"] for o in by_topic(outs, topics.ALERTS)]
+    assert resolved == ["identity.conflict.resolved"] * 2
+    cleared = [
+        peek(o.value)
+        for o in by_topic(outs, topics.PERSON_EVENTS)
+        if b'"identity-conflicts"' in o.value
+    ]
+    assert cleared
+    assert all(m["open"] == [] for m in cleared)
+
+
+def operator_command(conflict_id: str, decision: str) -> dict:
+    return {
+        "command": "resolve-conflict",
+        "conflict_id": conflict_id,
+        "decision": decision,
+        "operator": "ops-ann",
+        "reason": "checked with both services",
+        "at": "2026-12-02T09:00:00Z",
+        "request_id": "0b1e3f2a-1111-4222-8333-944455556666",
+    }
+
+
+def test_the_operator_keeping_people_apart_is_told_to_the_sources_and_audited() -> None:
+    from services.pipeline import link_step
+
+    _, after, outs = raised_conflict()
+    conflict_id = orjson.loads(by_topic(outs, topics.IDENTITY_CONFLICTS)[0].value)["conflict_id"]
+    step = link_step(operator_command(conflict_id, "keep-apart"), after, CTX)
+
+    assert step.updated.person_of == after.person_of
+    [record] = by_topic(step.outs, topics.IDENTITY_CONFLICTS)
+    entry = orjson.loads(record.value)
+    assert (entry["status"], entry["resolved_by"]) == ("kept-apart", "ops-ann")
+    assert entry["reason"] == "checked with both services"
+    assert {o.key.decode() for o in by_topic(step.outs, topics.ALERTS)} == {
+        "probation-london",
+        "mht-rv5",
+    }
+    audits = [peek(o.value) for o in by_topic(step.outs, topics.AUDIT)]
+    operator = [a for a in audits if a["event_type"] == "audit.identity.resolved"]
+    assert {a["subject"]["person_id"] for a in operator} == set(entry["people"])
+    assert operator[0]["resource"]["agent"][0]["who"]["identifier"]["value"] == "ops-ann"
+    assert "checked with both" not in orjson.dumps(operator).decode()
+    assert step.summary == {
+        "command": "resolve-conflict",
+        "conflict_id": conflict_id,
+        "status": "kept-apart",
+    }
+    again = link_step(operator_command(conflict_id, "link"), step.updated, CTX)
+    assert again.outs == [], "a conflict is settled once"
+
+
+def test_the_operator_linking_joins_the_people() -> None:
+    from services.pipeline import link_step
+
+    _, after, outs = raised_conflict()
+    conflict_id = orjson.loads(by_topic(outs, topics.IDENTITY_CONFLICTS)[0].value)["conflict_id"]
+    step = link_step(operator_command(conflict_id, "link"), after, CTX)
+
+    assert step.updated.person_of[OTHER_NHS.token()] == step.updated.person_of[CRN.token()]
+    assert OTHER_NHS.token().encode() in {o.key for o in by_topic(step.outs, topics.ASSIGNMENTS)}

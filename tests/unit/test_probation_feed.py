@@ -280,6 +280,12 @@ def test_invalid_nhs_number_rejects_the_event_without_repeating_it() -> None:
     assert "9434765918" not in message
 
 
+def test_a_placeholder_nhs_number_links_nothing_and_the_crn_names_the_person() -> None:
+    """Case records hold 9999999999 when the NHS number is not known: it must join no one."""
+    [appointment] = mapped({**APPOINTMENT, "nhs_number": "9999999999"})
+    assert appointment["participant"][0]["actor"] == {"identifier": CRN}
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

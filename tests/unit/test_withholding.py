@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.domain.breach import WITHHELD_DETAIL, breach_check, breach_check_answer
+from services.domain.breach import EXPLANATIONS, breach_check, breach_check_answer
 from services.domain.calendar import AgencyKind, Calendar, Slot, Version
 from services.domain.consent import (
     Category,
@@ -122,7 +122,7 @@ def test_a_deny_to_probation_gives_one_fixed_withheld_answer(category: Category 
         "person_id": "p-1",
         "appointment_id": MISSED.appointment_id,
         "verdict": "withheld",
-        "detail": WITHHELD_DETAIL,
+        "explanation": EXPLANATIONS["withheld"],
         "evidence": [],
         "partners": [],
     }

@@ -1,0 +1,156 @@
+"""What the hub tells partners, and records, about an identity conflict.
+
+Each source whose data disagree gets a DetectedIssue naming only the identifiers it sent
+itself: never another source's NHS number or CRN, nor which partner disagrees (that a
+mental health trust holds a record is itself sensitive), nor anything that only applies to
+people on probation. An operator's decision on a conflict is recorded as an AuditEvent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN
+from services.domain.audit import AUDIT_NAMESPACE, BASIS_PREFIX
+from services.domain.consent import ROLE_SYSTEM
+from services.domain.identity import Conflict, system_of
+
+RAISED_EVENT: Final = "identity.conflict.raised"
+RESOLVED_EVENT: Final = "identity.conflict.resolved"
+OPERATOR_AUDIT_EVENT: Final = "audit.identity.resolved"
+NOTICE_NAMESPACE: Final = uuid.UUID("3c1f6a2e-7d4b-5e90-8a13-5b2c9e4d7f61")
+ALERT_SYSTEM: Final = "urn:concord:alert"
+RECIPIENT_EXTENSION: Final = "urn:concord:extension:recipient"
+OPERATOR_SYSTEM: Final = "urn:concord:operator"
+CONFLICT_CODE: Final = "identity-conflict"
+_LABELS: Final = {NHS_NUMBER: "NHS number", PROBATION_CRN: "case reference number (CRN)"}
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictNotice:
+    """One DetectedIssue about a conflict, for one of the sources whose data disagree."""
+
+    recipient: str
+    event_id: uuid.UUID
+    event_type: str
+    resource: dict[str, Any]
+    token: str  # one of the recipient's own identifiers: whose record the notice is about
+
+
+def _instant(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _labels(conflict: Conflict) -> str:
+    # A local system names its partner, so it is only ever "a local identifier".
+    labels = sorted({_LABELS.get(system, "local identifier") for system in conflict.systems})
+    return " and ".join(labels)
+
+
+def _detail(conflict: Conflict) -> str:
+    """One plain sentence or three: what disagrees, what the hub did, what to do. No values."""
+    which = f"Identity conflict {conflict.conflict_id}"
+    if conflict.status == "open":
+        return (
+            f"{which}: partners' records disagree about this person's {_labels(conflict)}. "
+            "The hub has not joined the records and keeps the people apart until this is "
+            "resolved. Check the identifiers named here against your record: re-send the "
+            "record corrected if it is wrong, or ask the hub operator to resolve the conflict."
+        )
+    if conflict.status == "corrected":
+        return f"{which} resolved: a corrected record was received; nothing disagrees any more."
+    if conflict.status == "kept-apart":
+        return (
+            f"{which} resolved: the hub operator found these are different people; "
+            "the hub keeps them apart."
+        )
+    return (
+        f"{which} resolved: the hub operator confirmed these records are one person; "
+        "the hub now joins them."
+    )
+
+
+def conflict_notices(conflict: Conflict, cause: str) -> list[ConflictNotice]:
+    """A DetectedIssue for each source told of the conflict, as raised or as resolved now.
+
+    `cause` (the event or operator request that changed the conflict) makes each notice's
+    event id, so a repeated change is a recognisable duplicate.
+    """
+    action = "raised" if conflict.status == "open" else "resolved"
+    notices = []
+    for recipient, tokens in sorted(conflict.told.items()):
+        own = sorted(tokens)
+        issue = {
+            "resourceType": "DetectedIssue",
+            "id": conflict.conflict_id,
+            "contained": [
+                {
+                    "resourceType": "Patient",
+                    "id": "person",
+                    "identifier": [
+                        {"system": system_of(token), "value": token.rpartition("|")[2]}
+                        for token in own
+                    ],
+                }
+            ],
+            "extension": [{"url": RECIPIENT_EXTENSION, "valueString": recipient}],
+            "status": "final" if action == "raised" else "cancelled",
+            "code": {"coding": [{"system": ALERT_SYSTEM, "code": CONFLICT_CODE}]},
+            "severity": "high",
+            "patient": {"reference": "#person"},
+            "identifiedDateTime": _instant(conflict.raised_at),
+            "detail": _detail(conflict),
+        }
+        event_id = uuid.uuid5(
+            NOTICE_NAMESPACE, f"{conflict.conflict_id}|{action}|{cause}|{recipient}"
+        )
+        event_type = RAISED_EVENT if action == "raised" else RESOLVED_EVENT
+        notices.append(ConflictNotice(recipient, event_id, event_type, issue, own[0]))
+    return notices
+
+
+def operator_audit(conflict: Conflict, person_id: str, cause: str) -> dict[str, Any]:
+    """The AuditEvent of an operator's decision on a conflict, for one person it concerns.
+
+    The operator's reason stays on the conflict record: free text may hold identifiers, and
+    the audit topic must not become an index of them.
+    """
+    if conflict.resolved_at is None or conflict.resolved_by is None:
+        raise ValueError("the conflict has not been settled by an operator")
+    decision = "kept apart" if conflict.status == "kept-apart" else "linked"
+    return {
+        "resourceType": "AuditEvent",
+        "id": str(uuid.uuid5(AUDIT_NAMESPACE, f"{conflict.conflict_id}|{cause}|{person_id}")),
+        "type": {
+            "system": "http://dicom.nema.org/resources/ontology/DCM",
+            "code": "110110",
+            "display": "Patient Record",
+        },
+        "subtype": [{"system": "urn:concord:audit", "code": "identity-conflict-resolved"}],
+        "action": "U",
+        "recorded": _instant(conflict.resolved_at),
+        "outcome": "0",
+        "outcomeDesc": f"identity conflict {conflict.conflict_id} resolved: {decision}",
+        "agent": [
+            {
+                "type": {"coding": [{"system": ROLE_SYSTEM, "code": "hub-operator"}]},
+                "who": {"identifier": {"system": OPERATOR_SYSTEM, "value": conflict.resolved_by}},
+                "requestor": True,
+                "policy": [f"{BASIS_PREFIX}operator-decision"],
+            }
+        ],
+        "source": {"observer": {"display": "concord hub"}},
+        "entity": [
+            {
+                "what": {"identifier": {"system": HUB_PERSON, "value": person_id}},
+                "type": {
+                    "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                    "code": "1",
+                },
+            },
+            {"what": {"reference": f"DetectedIssue/{conflict.conflict_id}"}},
+        ],
+    }
