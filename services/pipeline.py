@@ -15,16 +15,27 @@ from typing import Any, NamedTuple
 import orjson
 
 from schemas import topics
-from schemas.codec import dumps, encode, with_person
-from schemas.envelope import DeadLetter
+from schemas.codec import dumps, with_person
 from schemas.identifiers import HUB_PERSON, PersonIdentifier, check_identifier
 from services import referral_flow
 from services.domain.alerts import alert_messages
 from services.domain.appointments import slot_from_appointment
-from services.domain.calendar import Alert, Calendar, add_consent, add_partner, merge, reconcile
+from services.domain.calendar import (
+    Alert,
+    Calendar,
+    Slot,
+    add_consent,
+    add_partner,
+    merge,
+    reconcile,
+    stale_change,
+)
 from services.domain.consent import decision_from_consent
+from services.domain.consent import stale_reason as consent_stale_reason
 from services.domain.identity import PersonIndex, Resolution, person_id_for, resolve
-from services.outputs import Context, Disclosed, Out, disclosure_outs
+from services.domain.refusals import Refusal
+from services.domain.versions import stale_reason
+from services.outputs import Context, Disclosed, Out, disclosure_outs, refusal_outs
 from services.partitioning import token_home
 from services.state import decode_calendar, encode_calendar
 
@@ -159,27 +170,42 @@ def _apply(
     calendar: Calendar, message: Mapping[str, Any], ctx: Context
 ) -> tuple[Calendar, list[Out]]:
     """One partner event on the person's record: what changes, and what to send."""
-    source, resource, cause = message["source"], message["resource"], message["event_id"]
+    source, resource = message["source"], message["resource"]
     kind = ctx.directory.kind_of(source)
     occurred_at = _instant(message["occurred_at"])
     updated = add_partner(calendar, source, kind)
     resource_type = resource.get("resourceType")
     if resource_type == "Consent":
         decision = decision_from_consent(resource, source=source, occurred_at=occurred_at)
+        stale = consent_stale_reason(updated.consents, decision)
+        if stale:
+            return updated, _stale(message, stale, ctx)
         return add_consent(updated, decision), []
     if resource_type == "ServiceRequest":
         return referral_flow.on_service_request(updated, message, ctx, occurred_at)
     if resource_type == "Task":
-        updated, outs, refusal = referral_flow.on_task(updated, message, ctx)
-        if refusal:
-            outs.append(_refused(message, refusal, ctx))
-        return updated, outs
-    if resource_type != "Appointment":
-        return updated, []
-    slot = slot_from_appointment(
-        resource, source=source, kind=kind, event_id=cause, occurred_at=occurred_at
-    )
-    updated, alerts = reconcile(updated, slot, ctx.buffer)
+        return referral_flow.on_task(updated, message, ctx)
+    if resource_type == "Appointment":
+        slot = slot_from_appointment(
+            resource,
+            source=source,
+            kind=kind,
+            event_id=message["event_id"],
+            occurred_at=occurred_at,
+        )
+        return _appointment(updated, slot, message, ctx)
+    return updated, []
+
+
+def _appointment(
+    calendar: Calendar, slot: Slot, message: Mapping[str, Any], ctx: Context
+) -> tuple[Calendar, list[Out]]:
+    """An appointment change: reconciled, linked to its referral; a stale version refused."""
+    held = stale_change(calendar, slot)
+    if held is not None:
+        return calendar, _stale(message, stale_reason("Appointment", slot.version, held), ctx)
+    cause = message["event_id"]
+    updated, alerts = reconcile(calendar, slot, ctx.buffer)
     outs = alert_outs(alerts, updated, ctx, cause)
     updated, booked = referral_flow.on_booking(
         updated, slot.based_on, slot.appointment_id, ctx, cause
@@ -187,17 +213,9 @@ def _apply(
     return updated, outs + booked
 
 
-def _refused(message: Mapping[str, Any], reason: str, ctx: Context) -> Out:
-    """A refused update kept on the dead-letter topic, with the reason."""
-    letter = DeadLetter(
-        reason=reason,
-        source=message["source"],
-        origin="referral-lifecycle",
-        received_at=ctx.now,
-        raw=orjson.dumps(message).decode(),
-        event_id=uuid.UUID(message["event_id"]),
-    )
-    return Out(topics.DEADLETTER, message["source"].encode(), encode(letter))
+def _stale(message: Mapping[str, Any], reason: str, ctx: Context) -> list[Out]:
+    """An older version than the one held: not applied, and its sender told why."""
+    return refusal_outs(message, Refusal(reason, "conflict"), ctx.now, origin="reconciler")
 
 
 def _load(stored: bytes | None, person_id: str) -> tuple[Calendar, str | None]:

@@ -24,7 +24,6 @@ from connectors.gateway_rules import (
     Replay,
     assess,
     body_kind,
-    events_key,
     issue,
     key_refusal,
     nesting_depth,
@@ -360,11 +359,6 @@ def test_memory_holds_at_most_max_keys_forgetting_the_oldest() -> None:
     assert len(memory) == 3
     assert memory.begin("a", "x") is None
     assert isinstance(memory.begin("d", "x"), Replay)
-
-
-def test_events_key_does_not_depend_on_order() -> None:
-    assert events_key(["b", "a"]) == events_key(["a", "b"])
-    assert events_key(["a"]) != events_key(["a", "b"])
 
 
 # --- capability ---------------------------------------------------------------------------------
