@@ -128,10 +128,14 @@ def _kind(partner: str, _setting: str | None) -> AgencyKind | None:
 
 
 def _problem(resource_type: str, reason: str) -> Problem:
-    """A domain reason ("Task.focus: must …") as a problem at the element it names."""
-    path, separator, message = reason.partition(": ")
-    if separator and path.startswith(resource_type) and " " not in path:
-        return Problem(path, message)
+    """A domain reason ("Task.focus: must …", "Consent.id is required …") as a problem at the
+    element it names, or at the resource when it names none."""
+    for separator in (": ", " "):
+        path, found, message = reason.partition(separator)
+        if found and path.startswith((f"{resource_type}.", f"{resource_type}[")):
+            return Problem(path, message)
+    if reason.startswith(f"{resource_type}: "):
+        return Problem(resource_type, reason.removeprefix(f"{resource_type}: "))
     return Problem(resource_type, reason)
 
 

@@ -9,7 +9,7 @@ import orjson
 from schemas import topics
 from schemas.codec import peek
 from schemas.envelope import wrap
-from schemas.fhir import subject_of
+from schemas.fhir import event_type_for, subject_of
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN, PersonIdentifier
 from services.config import ROOT, partner_directory
 from services.domain.identity import PersonIndex, person_id_for
@@ -30,7 +30,7 @@ NHS = PersonIdentifier(NHS_NUMBER, "9434765919")
 def envelope(partner: str, resource: dict) -> tuple[dict, bytes]:
     wrapped = wrap(
         resource,
-        event_type="appointment.booking.updated",
+        event_type=event_type_for(resource["resourceType"]),
         source=partner,
         subject=subject_of(resource),
     )
