@@ -14,10 +14,12 @@ from typing import Any, Literal
 
 from connectors.hl7v2 import END_BLOCK, START_BLOCK
 from schemas.identifiers import HUB_PERSON
+from services.domain.refusals import REFUSED_RESOURCE
 
 EVENT_TYPE_SYSTEM = "urn:concord:event-type"
 PARTNER_SYSTEM = "urn:concord:partner"
 FHIR_PATH_SYSTEM = "urn:concord:fhir-path"
+ISSUE_TYPE_SYSTEM = "http://hl7.org/fhir/issue-type"
 HUB_ENDPOINT = "urn:concord:hub"
 # Fixed, so the Bundle built for an event is the same on every attempt and after a restart.
 BUNDLE_NAMESPACE = uuid.UUID("0c6f3f7e-8a59-5d62-b1f4-5e0d3c2a9b71")
@@ -153,13 +155,34 @@ def _coding(concept: Any) -> tuple[str, str] | None:
     return None
 
 
+def _first_issue(resource: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    issues = resource.get("issue")
+    if isinstance(issues, list) and issues and isinstance(issues[0], Mapping):
+        return issues[0]
+    return None
+
+
+def refused_resource(resource: Mapping[str, Any]) -> str | None:
+    """The partner's own resource a refusal names (`Task/mht-task-1`), if it is one."""
+    for extension in resource.get("extension") or ():
+        if isinstance(extension, Mapping) and extension.get("url") == REFUSED_RESOURCE:
+            value = extension.get("valueReference")
+            reference = value.get("reference") if isinstance(value, Mapping) else None
+            return reference if isinstance(reference, str) else None
+    return None
+
+
 def summary(resource: Mapping[str, Any]) -> tuple[tuple[str, str], str]:
     """The headline observation: (code, coding system) and one line of text.
 
-    An alert's line is its DetectedIssue.detail, already written for this recipient; other
+    An alert's line is its DetectedIssue.detail, already written for this recipient; a
+    refusal's is its OperationOutcome issue's diagnostics, under the issue type; other
     resources say their type and status.
     """
     resource_type = str(resource.get("resourceType"))
+    issue = _first_issue(resource) if resource_type == "OperationOutcome" else None
+    if issue is not None and isinstance(issue.get("diagnostics"), str):
+        return (str(issue.get("code")), ISSUE_TYPE_SYSTEM), issue["diagnostics"]
     code = _coding(resource.get("code")) or (resource_type, FHIR_PATH_SYSTEM)
     detail = resource.get("detail")
     if isinstance(detail, str) and detail:
@@ -197,11 +220,12 @@ def hl7_message(envelope: Mapping[str, Any], partner: str, control: str, now: da
     person = _person_of(envelope)
     pid_3 = f"{escape(person[1])}^^^&{escape(person[0])}&URI" if person else ""
     filler = escape(f"{resource_type}/{resource.get('id', '')}")
+    placer = escape(refused_resource(resource) or "")
     observed = hl7_timestamp(_instant(str(envelope["occurred_at"])))
     segments = [
         msh,
         f"PID|1||{pid_3}",
-        f"OBR|1||{filler}^{SENDING_APPLICATION}|{event_type}^{event_type}^{EVENT_TYPE_SYSTEM}"
+        f"OBR|1|{placer}|{filler}^{SENDING_APPLICATION}|{event_type}^{event_type}^{EVENT_TYPE_SYSTEM}"
         f"|||{observed}",
     ]
     (code, system), line = summary(resource)

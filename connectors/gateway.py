@@ -27,11 +27,12 @@ from connectors.gateway_rules import (
     Busy,
     IdempotencyMemory,
     IssueCode,
+    LatestVersions,
     Mismatch,
+    Published,
     Refusal,
     Replay,
     assess,
-    events_key,
     fingerprint,
     key_refusal,
     refuse,
@@ -66,6 +67,7 @@ class GatewayConfig:
     producers: int = 4
     idempotency_ttl_s: float = 24 * 60 * 60
     idempotency_max_keys: int = 10_000
+    versions_max_keys: int = 100_000
 
 
 def gateway_config() -> GatewayConfig:
@@ -152,13 +154,14 @@ def gateway_producer(timeout_s: float) -> KafkaProducer:
 
 
 class Gateway:
-    """The gateway's state: settings, the Kafka lanes and the idempotency memory."""
+    """The gateway's state: settings, the Kafka lanes, the idempotency and version memories."""
 
     def __init__(
         self, config: GatewayConfig, make_producer: Callable[[], KafkaProducer] | None = None
     ) -> None:
         self.config = config
         self.memory = IdempotencyMemory(config.idempotency_ttl_s, config.idempotency_max_keys)
+        self.versions = LatestVersions(config.versions_max_keys)
         self.lanes = Lanes(
             config.producers, make_producer or (lambda: gateway_producer(config.kafka_timeout_s))
         )
@@ -214,11 +217,13 @@ FACTS = web.RequestKey("gateway.facts", dict)  # what the request's log line rep
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """An answer, whether a retry should get it again (final), and whether it is such a replay."""
+    """An answer, whether a retry should get it again (final), whether it is such a replay, and
+    whether the partner should retry after a while (Retry-After)."""
 
     answer: Answer
     final: bool = False
     replayed: bool = False
+    retry_after: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,9 +242,9 @@ class Post:
         return f"POST /fhir/{self.route_type}" if self.route_type else "POST /fhir"
 
 
-def refused_reply(refusal: Refusal, final: bool = False) -> Reply:
+def refused_reply(refusal: Refusal, final: bool = False, retry_after: bool = False) -> Reply:
     """The reply to a refused request: its status and OperationOutcome."""
-    return Reply(Answer(refusal.status, refusal.outcome()), final=final)
+    return Reply(Answer(refusal.status, refusal.outcome()), final=final, retry_after=retry_after)
 
 
 def respond(request: web.Request, reply: Reply) -> web.Response:
@@ -256,7 +261,7 @@ def respond(request: web.Request, reply: Reply) -> web.Response:
     )
     if answer.status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="concord"'
-    if answer.status in (409, 503):
+    if reply.retry_after:
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
     if reply.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -349,7 +354,7 @@ async def once(
     key: str,
     print_: str,
     work: Callable[[], Awaitable[Reply]],
-    on_mismatch: Callable[[], Awaitable[Reply]] | None = None,
+    on_mismatch: Callable[[], Awaitable[Reply]],
 ) -> Reply:
     """Do `work` once per key: replay its final reply to a retry, refuse a key reused for other content."""
     seen = memory.begin(key, print_)
@@ -357,9 +362,10 @@ async def once(
         return Reply(seen.answer, final=True, replayed=True)
     if isinstance(seen, Busy):
         message = "the first request with this key is still being answered; retry shortly"
-        return refused_reply(refuse(409, "conflict", "(Idempotency-Key)", message))
+        return refused_reply(
+            refuse(409, "conflict", "(Idempotency-Key)", message), retry_after=True
+        )
     if isinstance(seen, Mismatch):
-        assert on_mismatch is not None, "a derived key names its content: it cannot mismatch"
         return await on_mismatch()
     reply: Reply | None = None
     try:
@@ -370,7 +376,7 @@ async def once(
 
 
 async def decide(gateway: Gateway, facts: dict[str, Any], post: Post) -> Reply:
-    """Assess the body; refuse it, or publish it (once per content: a resend publishes nothing new)."""
+    """Assess the body; refuse it, or publish it unless it repeats the latest versions published."""
     # Validating a 1 MiB Bundle takes seconds of CPU: off the event loop, so others are answered.
     loop = asyncio.get_running_loop()
     verdict = await loop.run_in_executor(
@@ -380,9 +386,17 @@ async def decide(gateway: Gateway, facts: dict[str, Any], post: Post) -> Reply:
         return await refused(gateway, facts, verdict, post)
     if not verdict.accepted:  # only supporting resources: nothing to publish
         return Reply(Answer(202, verdict.answer()), final=True)
-    # Whatever the key, the content-derived event ids say whether this was published already.
-    derived = f"{post.partner}\n{events_key(verdict.event_ids)}"
-    return await once(gateway.memory, derived, derived, lambda: publish(gateway, facts, verdict))
+    # Whatever the key: content equal to the latest version published is a repeat, an older
+    # version is stale. An earlier content sent again (an appointment moved back) is neither.
+    seen = gateway.versions.judge(post.partner, verdict)
+    if isinstance(seen, Refusal):
+        return await refused(gateway, facts, seen, post)
+    if isinstance(seen, Published):
+        return Reply(Answer(202, verdict.answer()), final=True, replayed=True)
+    reply = await publish(gateway, facts, verdict)
+    if reply.answer.status == 202:
+        gateway.versions.record(post.partner, verdict)
+    return reply
 
 
 async def publish(gateway: Gateway, facts: dict[str, Any], admitted: Admitted) -> Reply:
@@ -391,7 +405,7 @@ async def publish(gateway: Gateway, facts: dict[str, Any], admitted: Admitted) -
         await gateway.publish(admitted.envelopes)
     except KafkaUnavailable:
         message = "the hub could not store your request just now; nothing was accepted: retry later"
-        return refused_reply(refuse(503, "transient", "(Kafka)", message))
+        return refused_reply(refuse(503, "transient", "(Kafka)", message), retry_after=True)
     except MessageSizeTooLargeError:
         too_big = refuse(413, "too-long", "(body)", "an event is over the broker's message limit")
         return refused_reply(too_big, final=True)

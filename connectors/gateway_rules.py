@@ -21,6 +21,7 @@ from connectors.publish import Accepted, Ignored, Rejected, decide
 from schemas.codec import encode
 from schemas.envelope import Envelope
 from schemas.fhir import BUNDLE_TYPES, PARTNER_RESOURCE_TYPES, Problem
+from services.domain.versions import Version, is_stale, stale_reason, version_of
 
 MAX_DEPTH = 32
 # Kafka's default message.max.bytes and the producer's max_request_size: 1 MiB per record.
@@ -408,11 +409,15 @@ def oversize_refusal(admitted: Admitted, limit: int = BROKER_MAX_BYTES) -> Refus
     for accepted in admitted.accepted:
         size = envelope_size(accepted.envelope)
         if size > limit:
-            found = _ENTRY.search(accepted.origin)
-            where = f"Bundle.entry[{found.group(1)}]" if found else accepted.envelope.resource_type
             message = f"as an event this is {size} bytes, over the broker's limit of {limit}"
-            issues.append(Issue("too-long", where, message, None))
+            issues.append(Issue("too-long", _where(accepted), message, None))
     return Refusal(413, tuple(issues)) if issues else None
+
+
+def _where(accepted: Accepted) -> str:
+    """Where an accepted resource sits in the request: its Bundle entry, or its type."""
+    found = _ENTRY.search(accepted.origin)
+    return f"Bundle.entry[{found.group(1)}]" if found else accepted.envelope.resource_type
 
 
 def parse_body(body: bytes, kind: BodyKind, origin: str) -> tuple[Body, Iterable[Record]] | Refusal:
@@ -456,17 +461,69 @@ def assess(
     return oversize_refusal(verdict) or verdict
 
 
+# --- versions -----------------------------------------------------------------------------------
+
+# (partner, resourceType, id): one resource of one partner, whose versions are ordered.
+VersionKey = tuple[str, str, str]
+
+
+def version_key(partner: str, envelope: Envelope) -> VersionKey:
+    """The resource an envelope carries a version of; one without an id is only its own content."""
+    resource_id = envelope.resource.get("id")
+    if isinstance(resource_id, str) and resource_id:
+        return (partner, envelope.resource_type, resource_id)
+    return (partner, envelope.resource_type, f"#{envelope.event_id}")
+
+
+def envelope_version(envelope: Envelope) -> Version:
+    """The version an envelope carries, ordered exactly as the worker orders it."""
+    return version_of(envelope.resource, str(envelope.event_id), envelope.occurred_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """Every resource of the request is the latest version already published: nothing new."""
+
+
+def judge_versions(
+    admitted: Admitted, partner: str, latest: Callable[[VersionKey], Version | None]
+) -> Published | Refusal | None:
+    """A request against the latest version published of each of its resources.
+
+    Published when it repeats them all; 409 naming each resource that is older than the
+    latest (a stale version is refused, never published); None when it is to be published.
+    Content equal to an older version is not a repeat: moving an appointment back is a change.
+    """
+    issues: list[Issue] = []
+    repeated = 0
+    for accepted in admitted.accepted:
+        envelope = accepted.envelope
+        held = latest(version_key(partner, envelope))
+        if held is None:
+            continue
+        incoming = envelope_version(envelope)
+        if incoming.event_id == held.event_id:
+            repeated += 1
+        elif is_stale(incoming, held):
+            path, _, message = stale_reason(envelope.resource_type, incoming, held).partition(": ")
+            where = _where(accepted)
+            if where.startswith("Bundle."):
+                issues.append(
+                    Issue("conflict", f"{where}: {path}", message, f"{where}.resource.meta")
+                )
+            else:
+                issues.append(Issue("conflict", path, message, path))
+    if issues:
+        return Refusal(409, tuple(issues))
+    return Published() if repeated == len(admitted.accepted) else None
+
+
 # --- idempotency --------------------------------------------------------------------------------
 
 
 def fingerprint(path: str, body: bytes) -> str:
     """What makes two requests the same request: where they were posted and the exact body."""
     return hashlib.sha256(path.encode() + b"\n" + body).hexdigest()
-
-
-def events_key(event_ids: Iterable[str]) -> str:
-    """An idempotency key from content-derived event ids, for requests sent without one."""
-    return "events:" + hashlib.sha256(",".join(sorted(event_ids)).encode()).hexdigest()
 
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -511,6 +568,37 @@ class _Entry:
     fingerprint: str
     answer: Answer | None  # None while the first request is in flight
     expires_at: float
+
+
+class LatestVersions:
+    """The latest version published of each partner resource, at most `max_keys` of them (the
+    least recently published forgotten first). In memory and per process: README-gateway.md
+    says what survives a restart."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._max_keys = max_keys
+        self._held: OrderedDict[VersionKey, Version] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def judge(self, partner: str, admitted: Admitted) -> Published | Refusal | None:
+        """`judge_versions` against what this gateway has published."""
+        return judge_versions(admitted, partner, self._held.get)
+
+    def record(self, partner: str, admitted: Admitted) -> None:
+        """Remember what Kafka has acknowledged, where it is newer than what is held."""
+        for accepted in admitted.accepted:
+            key, version = (
+                version_key(partner, accepted.envelope),
+                envelope_version(accepted.envelope),
+            )
+            held = self._held.get(key)
+            if held is None or held < version:
+                self._held[key] = version
+            self._held.move_to_end(key)
+        while len(self._held) > self._max_keys:
+            self._held.popitem(last=False)
 
 
 class IdempotencyMemory:

@@ -51,7 +51,7 @@ def _post_responses(bundle: bool) -> dict[str, Any]:
     )
     return {
         "202": {
-            "description": "every envelope acknowledged by Kafka (acks=all); a retry with the same Idempotency-Key, or of the same content, replays this answer and publishes nothing new",
+            "description": "every envelope acknowledged by Kafka (acks=all); a retry with the same Idempotency-Key, or content equal to the latest version this gateway published of each resource, replays this answer and publishes nothing new (earlier content sent again is a change, and is published)",
             "headers": {
                 "Idempotent-Replayed": {
                     "description": "`true` when this answer is a replay of an earlier one",
@@ -72,7 +72,8 @@ def _post_responses(bundle: bool) -> dict[str, Any]:
         ),
         "404": _outcome("a resource type the gateway does not take; kept on the dead-letter topic"),
         "409": _outcome(
-            "the Idempotency-Key's first request is still being answered; retry shortly"
+            "the Idempotency-Key's first request is still being answered (retry after Retry-After seconds); or a resource is an older version (meta.versionId, then meta.lastUpdated) than the latest this gateway published of it: nothing is published, kept on the dead-letter topic, do not retry",
+            retry_after,
         ),
         "413": _outcome(
             "the body is over the size limit (default 1 MiB), or one resource would be an event over the broker's 1 MiB message limit; do not retry; kept on the dead-letter topic"
@@ -81,7 +82,7 @@ def _post_responses(bundle: bool) -> dict[str, Any]:
             "a Content-Type other than application/fhir+json, application/json or application/fhir+xml (UTF-8); kept on the dead-letter topic"
         ),
         "422": _outcome(
-            "FHIR validation failed (every problem listed; nothing from the request is published), or the Idempotency-Key was used for a different request; kept on the dead-letter topic"
+            "FHIR validation failed, or a resource is one the hub could not act on (an Appointment or Task without an id, a Task whose focus is not ServiceRequest/<id>, a Consent the hub cannot read, a referral from a partner that is not probation): every problem listed, nothing from the request is published; or the Idempotency-Key was used for a different request; kept on the dead-letter topic"
         ),
         "503": _outcome(
             "Kafka did not acknowledge in time; nothing is reported accepted; retry after Retry-After seconds",

@@ -6,12 +6,14 @@ rules are tested without a broker and the sender is the only thing that waits.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,6 +29,7 @@ from schemas.envelope import (
     DeadLetter,
     Envelope,
     derived_fields,
+    last_updated,
     utc_now,
     wrap,
 )
@@ -39,6 +42,10 @@ from schemas.fhir import (
     subject_of,
 )
 from schemas.identifiers import PARTNER_ID, IdentifierError, PersonIdentifier
+from services.config import partner_directory, settings
+from services.domain.intake import unusable
+from services.domain.kinds import AgencyKind
+from services.domain.partners import UnknownPartner
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +88,7 @@ Decision = Accepted | Rejected | Ignored
 
 
 def _checked(
-    record: Record,
+    record: Record, partner: str, now: datetime | None
 ) -> Rejected | Ignored | tuple[dict[str, Any], str, tuple[PersonIdentifier, ...]]:
     """A record's verdict before wrapping: rejected, passed by, or (resource, type, subject)."""
     if not record.ok or record.resource is None:
@@ -91,14 +98,54 @@ def _checked(
     if record.in_bundle and resource_type in SUPPORTING_TYPES:
         return Ignored(record.origin, resource_type)
     try:
-        return resource, resource_type, _checked_subject(resource, resource_type, record)
+        subject = _checked_subject(resource, resource_type, record)
     except InvalidResource as exc:
         return Rejected(record.origin, record.raw, tuple(exc.problems))
+    reason = unusable(
+        resource,
+        source=partner,
+        kind=partner_kind(partner),
+        occurred_at=last_updated(resource) or now or utc_now(),
+    )
+    if reason is not None:
+        return Rejected(record.origin, record.raw, (_problem(resource_type, reason),))
+    return resource, resource_type, subject
+
+
+def partner_kind(partner: str) -> AgencyKind | None:
+    """The partner's kind as the worker reads it: the partner directory every edge signs in
+    against (CONCORD_PARTNERS), else the id's prefix; None when neither places it."""
+    # Reading the settings costs more than validating a record: once per partner and setting.
+    return _kind(partner, os.environ.get("CONCORD_PARTNERS"))
+
+
+@cache
+def _kind(partner: str, _setting: str | None) -> AgencyKind | None:
+    try:
+        return partner_directory(settings().partners_file).kind_of(partner)
+    except UnknownPartner:
+        return None
+
+
+def _problem(resource_type: str, reason: str) -> Problem:
+    """A domain reason ("Task.focus: must …", "Consent.id is required …") as a problem at the
+    element it names, or at the resource when it names none."""
+    for separator in (": ", " "):
+        path, found, message = reason.partition(separator)
+        if found and path.startswith((f"{resource_type}.", f"{resource_type}[")):
+            return Problem(path, message)
+    if reason.startswith(f"{resource_type}: "):
+        return Problem(resource_type, reason.removeprefix(f"{resource_type}: "))
+    return Problem(resource_type, reason)
 
 
 def decide(record: Record, partner: str, now: datetime | None = None) -> Decision:
-    """Validate one record and wrap it as an envelope from `partner`, or say why not."""
-    checked = _checked(record)
+    """Validate one record and wrap it as an envelope from `partner`, or say why not.
+
+    Beyond FHIR validity, the record must be one the hub's steps can act on
+    (services/domain/intake.py), so that the sender hears now rather than being refused later.
+    """
+    checked = _checked(record, partner, now)
     if isinstance(checked, Rejected | Ignored):
         return checked
     resource, resource_type, subject = checked
@@ -132,7 +179,7 @@ def decide_encoded(record: Record, partner: str, now: datetime | None = None) ->
     The checks are `decide`'s own; only the wrapping differs, and its bytes equal
     `encode(wrap(...))` exactly (the envelope's contract is asserted by the tests).
     """
-    checked = _checked(record)
+    checked = _checked(record, partner, now)
     if isinstance(checked, Rejected | Ignored):
         return checked
     resource, resource_type, subject = checked

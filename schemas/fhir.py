@@ -34,6 +34,8 @@ CARRIED: dict[str, tuple[str, str]] = {
     "AuditEvent": ("auditevent", "audit.disclosure.recorded"),
     "MeasureReport": ("measurereport", "stats.measure.reported"),
     "MessageHeader": ("messageheader", ""),
+    # The hub's refusals: the event type is the refused event's, `<domain>.<entity>.refused`.
+    "OperationOutcome": ("operationoutcome", ""),
 }
 
 
@@ -77,6 +79,13 @@ REQUIRED_CODES: dict[tuple[str, str], frozenset[str]] = {
     ("AuditEvent", "action"): codes("C R U D E"),
     ("AuditEvent", "outcome"): codes("0 4 8 12"),
     ("MeasureReport", "status"): codes("complete pending error"),
+    ("OperationOutcome", "issue.severity"): codes("fatal error warning information"),
+    ("OperationOutcome", "issue.code"): codes(
+        "invalid structure required value invariant security login unknown expired forbidden "
+        "suppressed processing not-supported duplicate multiple-matches not-found deleted "
+        "too-long code-invalid extension too-costly business-rule conflict transient "
+        "lock-error no-store exception timeout incomplete throttled informational"
+    ),
     ("MeasureReport", "type"): frozenset(
         {"individual", "subject-list", "summary", "data-collection"}
     ),
@@ -127,8 +136,8 @@ class InvalidResource(ValueError):  # noqa: N818 -- reads as the verdict it carr
 
 
 def is_carried(resource_type: str) -> bool:
-    """True for resource types the hub carries as events."""
-    return resource_type in CARRIED and resource_type != "MessageHeader"
+    """True for resource types the hub carries as events of their own event type."""
+    return bool(CARRIED.get(resource_type, ("", ""))[1])
 
 
 def event_type_for(resource_type: str) -> str:

@@ -13,7 +13,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -24,12 +24,12 @@ from faust.streams import _current_event
 from faust.types import TP
 
 from schemas import topics
-from schemas.codec import CodecError, encode, peek, resolved
-from schemas.envelope import DeadLetter
+from schemas.codec import CodecError, peek, resolved
 from schemas.identifiers import IdentifierError
 from services import clock
 from services.config import partner_directory, service_directory
 from services.domain.identity import Conflict, PersonIndex, conflict_from_record, conflict_record
+from services.domain.refusals import Refusal, sender_of
 from services.hub import (
     SETTINGS,
     TOPICS,
@@ -47,7 +47,7 @@ from services.hub import (
     person_events,
     token_person,
 )
-from services.outputs import Context, Out
+from services.outputs import Context, Out, refusal_outs
 from services.partitioning import person_partition
 from services.pipeline import (
     FLAGS_COMMAND,
@@ -164,18 +164,24 @@ def _persisted(table: Any, tp: TP, delivery: asyncio.Future[Any]) -> None:
         table.data.set_persisted_offset(tp, delivery.result().offset)
 
 
-async def reject(raw: bytes, reason: str, stage: str, source: str = "unknown") -> None:
-    """Keep a message the hub cannot process on the dead-letter topic, with the reason."""
-    letter = DeadLetter(
-        reason=reason,
-        source=source,
-        origin=stage,
-        received_at=datetime.now(UTC),
-        raw=raw.decode("utf-8", errors="replace"),
-    )
-    await TOPICS[topics.DEADLETTER.name].send(key=source.encode(), value=encode(letter))
+async def reject(
+    raw: bytes, reason: str, stage: str, sent: list[Awaitable[Any]] | None = None
+) -> None:
+    """Refuse a message the hub cannot process: dead-lettered with the reason, and told to its
+    sender when the message says who that is (services.outputs.refusal_outs)."""
+    try:
+        message = peek(raw)
+    except CodecError:
+        message = {}  # not even JSON: kept for the operator, with no sender to tell
+    refusal = Refusal(reason, "invalid" if stage == "person-index" else "processing")
+    await emit(refusal_outs(message, refusal, clock.now(), origin=stage, raw=raw), sent)
+    sender = sender_of(message)  # logged only as far as it is a partner id and an event id
     log.warning(
-        "message.rejected", stage=stage, partner=source, reason=reason.split(":", maxsplit=1)[0]
+        "message.refused",
+        stage=stage,
+        event_id=sender.event_id if sender else None,
+        partner=sender.partner if sender else None,
+        reason=reason.split(":", maxsplit=1)[0],
     )
 
 
@@ -228,10 +234,11 @@ async def _index_one(
         here = person is not None and person_partition(person) == event.message.partition
         outs = [] if here else routed(envelope, event.value, identifiers, person)
     except IdentifierError as exc:
-        await reject(event.value, f"subject identifier rejected: {exc}", "person-index")
+        await reject(event.value, f"subject identifier rejected: {exc}", "person-index", sent)
         return
     except (CodecError, KeyError, TypeError) as exc:
-        await reject(event.value, f"not a valid envelope: {exc.__class__.__name__}", "person-index")
+        reason = f"not a valid envelope: {exc.__class__.__name__}"
+        await reject(event.value, reason, "person-index", sent)
         return
     if person is not None and here:
         await _reconcile(person, resolved(envelope, person), event.value, ctx, sent)
@@ -368,7 +375,7 @@ async def _reconcile_one(event: Any, ctx: Context, sent: list[Awaitable[Any]]) -
             await record([put(identity_flags, event.key.decode(), flags_entry(message))], sent)
             return 0
     except (CodecError, KeyError, TypeError) as exc:
-        await reject(event.value, f"cannot reconcile: {exc}", "reconciler")
+        await reject(event.value, f"cannot reconcile: {exc}", "reconciler", sent)
         return 0
     return await _reconcile(event.key.decode(), message, event.value, ctx, sent)
 
@@ -386,8 +393,7 @@ async def _reconcile(
     try:
         step = person_event(read(calendars, person), message, ctx)
     except (CodecError, KeyError, TypeError, ValueError) as exc:
-        reason = f"cannot reconcile: {exc}"
-        await reject(raw, reason, "reconciler", str(message.get("source", "unknown")))
+        await reject(raw, f"cannot reconcile: {exc}", "reconciler", sent)
         return 0
     changes: list[Change | None] = []
     if step.stored is not None:

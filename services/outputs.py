@@ -1,7 +1,8 @@
-"""What stream steps emit: messages for a topic, and disclosures that carry their audit record.
+"""What stream steps emit: messages for a topic, disclosures that carry their audit record, and
+refusals that reach their sender.
 
 Shared by the reconciler and referral steps so that every disclosure to a partner is
-built, and audited, in one way.
+built, and audited, in one way, and every refusal after acceptance is kept and told in one way.
 """
 
 from __future__ import annotations
@@ -12,13 +13,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
+
 from schemas import topics
-from schemas.envelope import Envelope, Subject
+from schemas.codec import encode
+from schemas.envelope import DeadLetter, Envelope, Subject
 from schemas.topics import Topic
 from services.domain.audit import audit_event
 from services.domain.consent import Role
 from services.domain.partners import PartnerDirectory
 from services.domain.referrals import DEFAULT_SLA_WORKING_DAYS, ServiceDirectory
+from services.domain.refusals import (
+    Refusal,
+    refusal_id,
+    refusal_outcome,
+    refused_event_type,
+    sender_of,
+)
 
 HUB_SOURCE = "concord-hub"
 AUDIT_EVENT_TYPE = "audit.disclosure.recorded"
@@ -135,3 +146,45 @@ def audit_out(
         correlation_id=disclosure_id,
     )
     return Out(topics.AUDIT, person_id.encode(), record)
+
+
+def refusal_outs(
+    message: Mapping[str, Any],
+    refusal: Refusal,
+    now: datetime,
+    *,
+    origin: str,
+    raw: bytes | None = None,
+) -> list[Out]:
+    """An input refused after acceptance: kept on the dead-letter topic with the reason, and, when
+    its sender can be told, a `<domain>.<entity>.refused` message to them on the outbound topic.
+
+    `message` is what could be read of the input (it may be malformed); `raw` its bytes when
+    they are all there is. The refusal names no person, so it is not a disclosure to audit.
+    """
+    sender = sender_of(message)
+    source = message.get("source")
+    letter = DeadLetter(
+        reason=refusal.reason,
+        source=source if isinstance(source, str) and source else "unknown",
+        origin=origin,
+        received_at=now,
+        raw=(raw if raw is not None else orjson.dumps(message)).decode("utf-8", errors="replace"),
+        event_id=uuid.UUID(sender.event_id) if sender else None,
+    )
+    outs = [Out(topics.DEADLETTER, letter.source.encode(), encode(letter))]
+    if sender is None:
+        return outs
+    refused = uuid.UUID(sender.event_id)
+    told = Envelope(
+        event_id=refusal_id(sender),
+        event_type=refused_event_type(sender.event_type),
+        source=HUB_SOURCE,
+        subject=None,
+        occurred_at=now,
+        recorded_at=now,
+        correlation_id=uuid.UUID(sender.correlation_id) if sender.correlation_id else refused,
+        resource=refusal_outcome(sender, refusal),
+    )
+    outs.append(Out(topics.OUTBOUND, sender.partner.encode(), encode(told)))
+    return outs

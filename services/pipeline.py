@@ -15,8 +15,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from schemas import topics
-from schemas.codec import dumps, encode, with_person
-from schemas.envelope import DeadLetter
+from schemas.codec import dumps, with_person
 from schemas.identifiers import (
     HUB_PERSON,
     PersonIdentifier,
@@ -26,12 +25,22 @@ from schemas.identifiers import (
 from services import referral_flow
 from services.domain.alerts import alert_messages
 from services.domain.appointments import slot_from_appointment
-from services.domain.calendar import Alert, Calendar, add_consent, add_partner, merge, reconcile
+from services.domain.calendar import (
+    Alert,
+    Calendar,
+    Slot,
+    add_consent,
+    add_partner,
+    merge,
+    reconcile,
+    stale_change,
+)
 from services.domain.consent import ROLE_OF_KIND, decision_from_consent
+from services.domain.consent import stale_reason as consent_stale_reason
 from services.domain.disclosure import disclose
 from services.domain.identity import (
     PersonIndex,
-    Refusal,
+    RefusedLink,
     Resolution,
     conflict_record,
     flag_changes,
@@ -47,7 +56,9 @@ from services.domain.identity_messages import (
     conflict_notices,
     operator_audit,
 )
-from services.outputs import Context, Disclosed, Out, disclosure_outs, hub_envelope
+from services.domain.refusals import Refusal
+from services.domain.versions import stale_reason
+from services.outputs import Context, Disclosed, Out, disclosure_outs, hub_envelope, refusal_outs
 from services.partitioning import token_home
 from services.state import decode_calendar, encode_calendar
 
@@ -137,7 +148,7 @@ def link_step(message: Mapping[str, Any], index: PersonIndex, ctx: Context) -> L
         return resolve_command(message, index, ctx)
     updated, decision, outs = link_event(message, index, ctx)
     summary: dict[str, Any] = {"event_id": message["event_id"], "partner": message["source"]}
-    if isinstance(decision, Refusal):
+    if isinstance(decision, RefusedLink):
         summary.update(conflict_id=decision.conflict.conflict_id, raised=decision.raised)
     else:
         summary.update(person_id=decision.person_id, merges=len(decision.merges))
@@ -146,7 +157,7 @@ def link_step(message: Mapping[str, Any], index: PersonIndex, ctx: Context) -> L
 
 def link_event(
     envelope: Mapping[str, Any], index: PersonIndex, ctx: Context
-) -> tuple[PersonIndex, Resolution | Refusal, list[Out]]:
+) -> tuple[PersonIndex, Resolution | RefusedLink, list[Out]]:
     """Join the identifiers of one event, or refuse the link as an identity conflict.
 
     A joined event goes to its person, with who each token now belongs to; a refused one
@@ -163,7 +174,7 @@ def link_event(
         at=_instant(envelope["recorded_at"]),
     )
     outs = conflict_outs(index, updated, tokens, envelope["event_id"], ctx)
-    if isinstance(decision, Refusal):
+    if isinstance(decision, RefusedLink):
         return updated, decision, outs
     survivor = decision.person_id
     outs = joined_outs(index, updated, decision) + outs
@@ -334,27 +345,42 @@ def _apply(
     calendar: Calendar, message: Mapping[str, Any], ctx: Context
 ) -> tuple[Calendar, list[Out]]:
     """One partner event on the person's record: what changes, and what to send."""
-    source, resource, cause = message["source"], message["resource"], message["event_id"]
+    source, resource = message["source"], message["resource"]
     kind = ctx.directory.kind_of(source)
     occurred_at = _instant(message["occurred_at"])
     updated = add_partner(calendar, source, kind)
     resource_type = resource.get("resourceType")
     if resource_type == "Consent":
         decision = decision_from_consent(resource, source=source, occurred_at=occurred_at)
+        stale = consent_stale_reason(updated.consents, decision)
+        if stale:
+            return updated, _stale(message, stale, ctx)
         return add_consent(updated, decision), []
     if resource_type == "ServiceRequest":
         return referral_flow.on_service_request(updated, message, ctx, occurred_at)
     if resource_type == "Task":
-        updated, outs, refusal = referral_flow.on_task(updated, message, ctx)
-        if refusal:
-            outs.append(_refused(message, refusal, ctx))
-        return updated, outs
-    if resource_type != "Appointment":
-        return updated, []
-    slot = slot_from_appointment(
-        resource, source=source, kind=kind, event_id=cause, occurred_at=occurred_at
-    )
-    updated, alerts = reconcile(updated, slot, ctx.buffer)
+        return referral_flow.on_task(updated, message, ctx)
+    if resource_type == "Appointment":
+        slot = slot_from_appointment(
+            resource,
+            source=source,
+            kind=kind,
+            event_id=message["event_id"],
+            occurred_at=occurred_at,
+        )
+        return _appointment(updated, slot, message, ctx)
+    return updated, []
+
+
+def _appointment(
+    calendar: Calendar, slot: Slot, message: Mapping[str, Any], ctx: Context
+) -> tuple[Calendar, list[Out]]:
+    """An appointment change: reconciled, linked to its referral; a stale version refused."""
+    held = stale_change(calendar, slot)
+    if held is not None:
+        return calendar, _stale(message, stale_reason("Appointment", slot.version, held), ctx)
+    cause = message["event_id"]
+    updated, alerts = reconcile(calendar, slot, ctx.buffer)
     outs = alert_outs(alerts, updated, ctx, cause)
     updated, booked = referral_flow.on_booking(
         updated, slot.based_on, slot.appointment_id, ctx, cause
@@ -362,17 +388,9 @@ def _apply(
     return updated, outs + booked
 
 
-def _refused(message: Mapping[str, Any], reason: str, ctx: Context) -> Out:
-    """A refused update kept on the dead-letter topic, with the reason."""
-    letter = DeadLetter(
-        reason=reason,
-        source=message["source"],
-        origin="referral-lifecycle",
-        received_at=ctx.now,
-        raw=orjson.dumps(message).decode(),
-        event_id=uuid.UUID(message["event_id"]),
-    )
-    return Out(topics.DEADLETTER, message["source"].encode(), encode(letter))
+def _stale(message: Mapping[str, Any], reason: str, ctx: Context) -> list[Out]:
+    """An older version than the one held: not applied, and its sender told why."""
+    return refusal_outs(message, Refusal(reason, "conflict"), ctx.now, origin="reconciler")
 
 
 def _load(stored: bytes | None, person_id: str) -> tuple[Calendar, str | None]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,22 +27,25 @@ from services.domain.referral_messages import (
 from services.domain.referrals import (
     IllegalTransition,
     Referral,
+    check_referrer,
     due_for_escalation,
     escalate,
     link_appointment,
     open_referral,
     request_from_service_request,
     route,
+    routed_change,
+    task_update,
     transition,
 )
-from services.outputs import Context, Disclosed, Out, disclosure_outs
+from services.domain.refusals import Refusal
+from services.outputs import Context, Disclosed, Out, disclosure_outs, refusal_outs
 
 Step = tuple[Calendar, list[Out]]
 ALERT_EVENT_TYPES = {
     "referral-not-routed": "referral.routing.failed",
     "referral-held": "referral.routing.held",
     "referral-overdue": "referral.deadline.missed",
-    "referral-update-refused": "referral.update.refused",
 }
 NOT_ROUTED = {
     "no-service": "referral-not-routed",
@@ -56,21 +60,28 @@ def on_service_request(
     """A referral from a referrer: route it and tell the receiving service and the referrer."""
     resource = message["resource"]
     source = message["source"]
-    if ctx.directory.kind_of(source) != "probation":
-        return (
-            calendar,
-            [],
-        )  # only probation refers through the hub; others' requests are kept, not routed
+    try:
+        check_referrer(source, ctx.directory.kind_of(source))  # the edge refuses these first
+    except ValueError as exc:
+        return calendar, _refused(message, Refusal(str(exc), "business-rule"), ctx)
     request = request_from_service_request(
         resource, source=source, occurred_at=_authored(resource, occurred_at)
     )
     existing = calendar.referrals.get(request.referral_id)
     if existing is not None and existing.status not in ("held", "no-service", "incomplete"):
-        return calendar, []  # already routed: a resend, or an update the lifecycle carries instead
-    referral = open_referral(
-        request, route(request, ctx.services, calendar.consents, ctx.now), ctx.sla
+        if existing.event_id in (None, message["event_id"]):
+            return calendar, []  # the routed referral delivered again: no second effect
+        return calendar, _refused(message, Refusal(routed_change(existing), "business-rule"), ctx)
+    referral = replace(
+        open_referral(request, route(request, ctx.services, calendar.consents, ctx.now), ctx.sla),
+        event_id=message["event_id"],
     )
     return _routed(put_referral(calendar, referral), referral, resource, ctx, message["event_id"])
+
+
+def _refused(message: Mapping[str, Any], refusal: Refusal, ctx: Context) -> list[Out]:
+    """A refused update, kept on the dead-letter topic and told to its sender."""
+    return refusal_outs(message, refusal, ctx.now, origin="referral-lifecycle")
 
 
 def _authored(resource: Mapping[str, Any], fallback: datetime) -> datetime:
@@ -235,42 +246,27 @@ def _index_for(person: str, referral: Referral) -> Out:
     return Out(topics.REFERRALS, referral.referral_id.encode(), orjson.dumps(entry))
 
 
-def on_task(
-    calendar: Calendar, message: Mapping[str, Any], ctx: Context
-) -> tuple[Calendar, list[Out], str | None]:
-    """A Task update from a party to a referral; returns a refusal reason when it is illegal."""
-    resource = message["resource"]
+def on_task(calendar: Calendar, message: Mapping[str, Any], ctx: Context) -> Step:
+    """A Task update from a party to a referral; an update the hub cannot apply is refused."""
     source = message["source"]
-    focus = str((resource.get("focus") or {}).get("reference", ""))
-    fhir_id = focus.removeprefix("ServiceRequest/")
+    update = task_update(message["resource"])
     matches = [
         r
         for r in calendar.referrals.values()
-        if r.fhir_id == fhir_id and source in (r.referrer, r.recipient)
+        if r.fhir_id == update.referral and source in (r.referrer, r.recipient)
     ]
     if not matches:
-        return calendar, [], f"Task.focus: no referral {fhir_id!r} addressed to or sent by {source}"
+        reason = f"Task.focus: no referral {update.referral!r} addressed to or sent by {source}"
+        return calendar, _refused(message, Refusal(reason, "not-found"), ctx)
     referral = matches[0]
-    reason = (resource.get("statusReason") or {}).get("text")
     try:
-        updated = transition(
-            referral, str(resource.get("status")), by=source, reason=reason, at=ctx.now
-        )
+        updated = transition(referral, update.status, by=source, reason=update.reason, at=ctx.now)
     except IllegalTransition as exc:
-        refusal = _alert(
-            referral,
-            code="referral-update-refused",
-            detail=str(exc),
-            recipient=source,
-            person=calendar.person_id,
-            ctx=ctx,
-            cause=message["event_id"],
-        )
-        return calendar, refusal, str(exc)
+        return calendar, _refused(message, Refusal(str(exc), "business-rule"), ctx)
     if updated is referral:
-        return calendar, [], None
+        return calendar, []
     calendar = put_referral(calendar, updated)
-    return calendar, _tell_referrer(calendar, updated, ctx, message["event_id"]), None
+    return calendar, _tell_referrer(calendar, updated, ctx, message["event_id"])
 
 
 def on_booking(

@@ -127,12 +127,14 @@ def _referral_row(r: Referral) -> list[Any]:
         r.reason,
         r.first_appointment,
         _ticks(r.updated),
+        r.event_id,
     ]
 
 
 def _referral(row: list[Any]) -> Referral:
+    # Rows stored before a referral kept its event id have 13 fields: the id reads as unknown.
     (referral_id, fhir_id, referrer, recipient, status, category, urgency, requested, deadline,
-     escalated, reason, first_appointment, updated) = row  # fmt: skip
+     escalated, reason, first_appointment, updated, event_id) = [*row, None][:14]  # fmt: skip
     return Referral(
         referral_id=referral_id,
         fhir_id=fhir_id,
@@ -147,6 +149,7 @@ def _referral(row: list[Any]) -> Referral:
         reason=reason,
         first_appointment=first_appointment,
         updated=_instant(updated),
+        event_id=event_id,
     )
 
 

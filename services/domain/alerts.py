@@ -61,16 +61,15 @@ class AlertMessage:
 
 
 def alert_id(alert: Alert) -> str:
-    """A deterministic id: the same decision over the same versions always gets the same id."""
-    first, second = alert.slots
-    parts = (
-        alert.person_id,
-        alert.kind,
-        *alert.appointment_ids,
-        alert.action,
-        first.version.event_id,
-        second.version.event_id,
-    )
+    """A deterministic id: the same decision over the same versions always gets the same id.
+
+    A version is its whole order key, not the event id alone: earlier content sent again (an
+    appointment moved back) has its old event id but is a later version, and raises anew.
+    """
+    parts = [alert.person_id, alert.kind, *alert.appointment_ids, alert.action]
+    for slot in alert.slots:
+        number, updated, event_id = slot.version
+        parts += [str(number), updated.isoformat(), event_id]
     return str(uuid.uuid5(ALERT_NAMESPACE, "\n".join(parts)))
 
 

@@ -7,24 +7,11 @@ consent-based disclosure and never leaves the hub without it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from services.domain.calendar import AgencyKind, Slot, Version
-
-
-def _instant(path: str, value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{path}: must be a FHIR instant string")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{path}: {value!r} is not a FHIR instant") from None
-    if parsed.utcoffset() is None:
-        raise ValueError(f"{path}: {value!r} has no timezone")
-    return parsed.astimezone(UTC)
+from services.domain.calendar import AgencyKind, Slot
+from services.domain.versions import instant, version_of
 
 
 def _dicts(value: Any) -> Iterator[Mapping[str, Any]]:
@@ -61,25 +48,6 @@ def _based_on(resource: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _version_number(version_id: Any) -> int:
-    # Non-numeric version ids (ETags, hashes) carry no order; lastUpdated then decides.
-    # More than 18 digits would not fit the 64-bit integer the calendars table stores.
-    if isinstance(version_id, str) and version_id.isascii() and version_id.isdigit():
-        return int(version_id) if len(version_id) <= 18 else 0
-    return 0
-
-
-def _version(resource: Mapping[str, Any], event_id: str, occurred_at: datetime) -> Version:
-    meta = resource.get("meta")
-    meta = meta if isinstance(meta, Mapping) else {}
-    number = _version_number(meta.get("versionId"))
-    updated = _instant("Appointment.meta.lastUpdated", meta.get("lastUpdated"))
-    if updated is None and occurred_at.utcoffset() is not None:
-        updated = occurred_at.astimezone(UTC)
-    # A naive occurred_at is left for Slot to reject, rather than guessed at.
-    return Version(number, updated or occurred_at, event_id)
-
-
 def slot_from_appointment(
     resource: Mapping[str, Any],
     *,
@@ -100,10 +68,10 @@ def slot_from_appointment(
         partner=source,
         kind=kind,
         status=status,
-        start=_instant("Appointment.start", resource.get("start")),
-        end=_instant("Appointment.end", resource.get("end")),
+        start=instant("Appointment.start", resource.get("start")),
+        end=instant("Appointment.end", resource.get("end")),
         location=_location(resource, source),
-        version=_version(resource, event_id, occurred_at),
+        version=version_of(resource, event_id, occurred_at),
         service_type=_service_type(resource),
         based_on=_based_on(resource),
     )

@@ -7,16 +7,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import combinations
-from typing import Literal, NamedTuple, TypeAlias
+from typing import Literal, TypeAlias
 
 from services.domain.consent import ConsentDecision, record
 from services.domain.kinds import HEALTH_KINDS, OBLIGATION_KINDS, AgencyKind
 from services.domain.referrals import Referral
+from services.domain.versions import Version, is_stale
 
 __all__ = [
     "HEALTH_KINDS",
     "OBLIGATION_KINDS",
     "AgencyKind",
+    "Version",
 ]  # re-exported: the calendar's vocabulary
 
 AlertKind = Literal["clash", "explained-absence"]
@@ -27,14 +29,6 @@ AlertKey: TypeAlias = tuple[AlertKind, str, str]
 LIVE_STATUSES: frozenset[str] = frozenset({"booked", "arrived", "checked-in"})
 ATTENDED_STATUSES: frozenset[str] = frozenset({"arrived", "checked-in", "fulfilled"})
 DEFAULT_TRAVEL_BUFFER = timedelta(minutes=30)
-
-
-class Version(NamedTuple):
-    """Total order over changes to one appointment; the larger version wins."""
-
-    number: int  # FHIR meta.versionId when it is an integer, else 0
-    updated: datetime  # meta.lastUpdated, else the event's occurred_at (aware, UTC)
-    event_id: str  # tie-break, so any delivery order picks the same winner
 
 
 def _require_aware(name: str, value: datetime | None) -> None:
@@ -117,6 +111,18 @@ def add_partner(calendar: Calendar, partner: str, kind: AgencyKind) -> Calendar:
     if calendar.partners.get(partner) == kind:
         return calendar
     return replace(calendar, partners={**calendar.partners, partner: kind})
+
+
+def stale_change(calendar: Calendar, slot: Slot) -> Version | None:
+    """The newer version the calendar holds when `slot` is an older change to its appointment.
+
+    None when `slot` is newer, or is the change already held delivered again: a duplicate has
+    no second effect and is nothing to refuse.
+    """
+    current = calendar.slots.get(slot.appointment_id)
+    if current is None or not is_stale(slot.version, current.version):
+        return None
+    return current.version
 
 
 def apply_change(calendar: Calendar, slot: Slot) -> Calendar:

@@ -248,6 +248,24 @@ def _latest(
     return max(applicable, key=lambda d: (d.recorded, not d.permit, d.consent_id))
 
 
+def stale_reason(decisions: tuple[ConsentDecision, ...], new: ConsentDecision) -> str | None:
+    """Why `new` is not recorded: an older version of a consent the hub holds a later one of.
+
+    None when `new` is later (it is recorded), or is the version held delivered again.
+    """
+    current = next((d for d in decisions if d.consent_id == new.consent_id), None)
+    if current is None or new.recorded > current.recorded or new == current:
+        return None
+    return (
+        f"Consent: recorded {_stamp(new.recorded)}, not later than the version of this consent "
+        f"the hub holds (recorded {_stamp(current.recorded)}): a stale version is not applied"
+    )
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def basis_for(
     decisions: tuple[ConsentDecision, ...],
     *,

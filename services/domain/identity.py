@@ -109,7 +109,7 @@ class Resolution:
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
+class RefusedLink:
     """A link not applied: the conflict it raised (or had raised before, when `raised` is False)."""
 
     conflict: Conflict
@@ -226,7 +226,7 @@ def resolve(
     source: str = "",
     record: str | None = None,
     at: datetime = EPOCH,
-) -> tuple[PersonIndex, Resolution | Refusal]:
+) -> tuple[PersonIndex, Resolution | RefusedLink]:
     """Join `identifiers` (named together by `source`) as one person, merging the persons they
     already belong to; or, when the person would hold two values of one system, refuse.
 
@@ -252,7 +252,7 @@ def resolve(
             index = replace(
                 index, conflicts={**index.conflicts, **{c.conflict_id: c for c in replaced}}
             )
-        return index, Refusal(known, False, replaced)
+        return index, RefusedLink(known, False, replaced)
     conflict = Conflict(
         conflict_id=conflict_id,
         claim=claim,
@@ -263,7 +263,7 @@ def resolve(
         raised_at=at,
     )
     conflicts = {**index.conflicts, **{c.conflict_id: c for c in replaced}, conflict_id: conflict}
-    return replace(index, conflicts=conflicts), Refusal(conflict, True, replaced)
+    return replace(index, conflicts=conflicts), RefusedLink(conflict, True, replaced)
 
 
 def settle(
@@ -372,7 +372,7 @@ def _join(
     persons: set[str],
     new_tokens: tuple[str, ...],
     settled: tuple[Conflict, ...],
-) -> tuple[PersonIndex, Resolution | Refusal]:
+) -> tuple[PersonIndex, Resolution | RefusedLink]:
     named_by = dict(index.named_by)
     if len(claim.tokens) > 1:  # a link: its source is told if these identifiers are disputed
         for token in claim.tokens:

@@ -127,6 +127,16 @@ def _codes(concepts: Any, system: str) -> list[str]:
     ]
 
 
+def check_referrer(source: str, kind: AgencyKind) -> None:
+    """ValueError unless `source` may refer through the hub: the hub routes probation's referrals."""
+    if kind != "probation":
+        raise ValueError(
+            f"ServiceRequest: the hub routes referrals from probation services only (the partner "
+            f"directory lists {source} as {kind}): refer to the service directly, or ask the "
+            "person's probation officer to refer through the hub"
+        )
+
+
 def request_from_service_request(
     resource: Mapping[str, Any], *, source: str, occurred_at: datetime
 ) -> ReferralRequest:
@@ -216,6 +226,37 @@ class Referral:
     reason: str | None = None  # why rejected, held or not routed
     first_appointment: str | None = None
     updated: datetime | None = None
+    # The event the referral was routed from: delivered again it is no change; another is refused.
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskUpdate:
+    """What a partner's Task says about a referral."""
+
+    task_id: str  # the sender's own id for the Task, to name it when the hub answers
+    referral: str  # the ServiceRequest id its focus names
+    status: str
+    reason: str | None
+
+
+def task_update(resource: Mapping[str, Any]) -> TaskUpdate:
+    """Read a referral's Task update; ValueError naming the element the hub cannot act on."""
+    task_id = resource.get("id")
+    if not isinstance(task_id, str) or not task_id:
+        raise ValueError("Task.id: field required: the hub names the update by it when it answers")
+    focus = resource.get("focus")
+    reference = focus.get("reference") if isinstance(focus, Mapping) else None
+    referral = reference.removeprefix("ServiceRequest/") if isinstance(reference, str) else ""
+    if not isinstance(reference, str) or referral == reference or not referral:
+        raise ValueError("Task.focus: must reference the referral as ServiceRequest/<id>")
+    status = str(resource.get("status"))
+    if status not in TRANSITIONS:
+        allowed = ", ".join(TRANSITIONS)
+        raise ValueError(f"Task.status: {status!r} is not a referral lifecycle status ({allowed})")
+    reason = resource.get("statusReason")
+    text = reason.get("text") if isinstance(reason, Mapping) else None
+    return TaskUpdate(task_id, referral, status, text if isinstance(text, str) else None)
 
 
 class IllegalTransition(ValueError):  # noqa: N818 -- reads as the refusal it is
@@ -285,6 +326,15 @@ def transition(
         status=status,
         reason=reason if status == "rejected" else referral.reason,
         updated=at,
+    )
+
+
+def routed_change(referral: Referral) -> str:
+    """Why a changed ServiceRequest for a referral already routed is not taken."""
+    return (
+        f"ServiceRequest/{referral.fhir_id}: the referral is already routed (status "
+        f"{referral.status}) and the hub does not take changes to a routed referral: to withdraw "
+        "it, send its Task with status cancelled, then refer again under a new id"
     )
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.kafka_io import read_topic
+from schemas.envelope import content_event_id
 from schemas.topics import ALERTS, DEADLETTER, OUTBOUND
 from tests.conftest import run_concord
 from tests.e2e.conftest import CRN, DEMO_SECRETS, NHS, Worker, appointment, patient
@@ -146,12 +147,45 @@ def test_illegal_transition_is_refused_with_a_clear_error_to_the_sender(
 ) -> None:
     publish("probation-london", referral("ref-4"))
     person = delivered_person()
-    publish("mht-rv5", task("ref-4", "completed", person))  # accepted was skipped: not allowed
-    [refusal] = messages(ALERTS.name, 1, event_type="referral.update.refused")
+    update = task("ref-4", "completed", person)  # accepted was skipped: not allowed
+    publish("mht-rv5", update)
+    [refusal] = messages(OUTBOUND.name, 1, event_type="referral.task.refused")
     assert refusal["to"] == "mht-rv5"
-    assert "is requested; it cannot become completed" in refusal["resource"]["detail"]
+    [issue] = refusal["resource"]["issue"]
+    assert issue["diagnostics"] == "referral ref-4 is requested; it cannot become completed"
+    assert refused_event(refusal) == str(content_event_id("mht-rv5", update))
     [letter] = messages(DEADLETTER.name, 1)
     assert letter["origin"] == "referral-lifecycle"
+
+
+def refused_event(refusal: dict[str, Any]) -> str:
+    """The event id a `*.refused` message names (its OperationOutcome's refused-event extension)."""
+    [value] = [
+        e["valueIdentifier"]["value"]
+        for e in refusal["resource"]["extension"]
+        if e["url"] == "urn:concord:extension:refused-event"
+    ]
+    return str(value)
+
+
+def test_task_for_a_referral_the_hub_does_not_hold_is_refused_to_its_sender(
+    worker: Worker, publish
+) -> None:
+    """Accepted at the edge (it is a well-formed update), refused by the worker, told to the sender."""
+    update = task("ref-nobody-sent", "accepted", "p-0123456789abcdef0123")
+    publish("mht-rv5", update)
+
+    [refusal] = messages(OUTBOUND.name, 1, event_type="referral.task.refused")
+    assert refusal["to"] == "mht-rv5"
+    assert refusal["subject"] is None, "the refusal names no person"
+    assert refused_event(refusal) == str(content_event_id("mht-rv5", update))
+    refused = refusal["resource"]["extension"][0]["valueReference"]
+    assert refused == {"reference": f"Task/{update['id']}"}
+    [issue] = refusal["resource"]["issue"]
+    assert issue["code"] == "not-found"
+    assert "no referral 'ref-nobody-sent'" in issue["diagnostics"]
+    [letter] = messages(DEADLETTER.name, 1)
+    assert (letter["source"], letter["event_id"]) == ("mht-rv5", refused_event(refusal))
 
 
 def test_urgent_referral_not_accepted_by_its_deadline_is_escalated_exactly_once(

@@ -30,6 +30,7 @@ GP = "gp-Y01234"
 APPOINTMENT = (FIXTURES / "gp" / "appointment-booked.json").read_bytes()
 MESSAGE = (FIXTURES / "gp" / "message-bundle.json").read_bytes()
 NHS_NUMBER = "9434765919"  # in APPOINTMENT: must never reach a log line
+NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 
 
 class Served:
@@ -184,6 +185,51 @@ def _bogus_status() -> bytes:
     return APPOINTMENT.replace(b'"status": "booked"', b'"status": "bogus"', 1)
 
 
+def _message_with_appointment_without_id() -> bytes:
+    bundle = json.loads(MESSAGE)
+    del bundle["entry"][2]["resource"]["id"]
+    return json.dumps(bundle).encode()
+
+
+def _consent(actor: dict[str, Any]) -> bytes:
+    """A Consent naming a recipient the hub's vocabulary does not know."""
+    return json.dumps(
+        {
+            "resourceType": "Consent",
+            "id": "consent-7",
+            "status": "active",
+            "scope": {"coding": [{"code": "patient-privacy"}]},
+            "category": [{"coding": [{"code": "INFA"}]}],
+            "patient": {"identifier": {"system": NHS_SYSTEM, "value": NHS_NUMBER}},
+            "provision": {"type": "permit", "actor": [actor]},
+        }
+    ).encode()
+
+
+def _referral() -> bytes:
+    return json.dumps(
+        {
+            "resourceType": "ServiceRequest",
+            "id": "gp-ref-1",
+            "status": "active",
+            "intent": "order",
+            "subject": {"identifier": {"system": NHS_SYSTEM, "value": NHS_NUMBER}},
+        }
+    ).encode()
+
+
+def _task_without_focus() -> bytes:
+    return json.dumps(
+        {
+            "resourceType": "Task",
+            "id": "gp-task-1",
+            "status": "accepted",
+            "intent": "order",
+            "for": {"identifier": {"system": NHS_SYSTEM, "value": NHS_NUMBER}},
+        }
+    ).encode()
+
+
 class Bad(NamedTuple):
     """A bad request and how the gateway must answer it."""
 
@@ -202,6 +248,12 @@ BAD_REQUESTS = [
     Bad("path-mismatch", "/fhir/Patient", APPOINTMENT, "application/fhir+json", 400, "invalid", "'Appointment' but the path is /fhir/Patient"),
     Bad("text-plain", "/fhir/Appointment", APPOINTMENT, "text/plain", 415, "not-supported", "'text/plain'"),
     Bad("invalid-status", "/fhir/Appointment", _bogus_status(), "application/fhir+json", 422, "invalid", "Appointment.status: 'bogus' is not one of"),
+    # What the worker would refuse after acceptance is refused here, while the sender waits.
+    Bad("appointment-without-id", "/fhir", _message_with_appointment_without_id(), "application/fhir+json", 422, "invalid", "Bundle.entry[2]: Appointment.id: field required to track the appointment"),
+    Bad("consent-actor-unknown", "/fhir/Consent", _consent({"role": {"coding": [{"system": "urn:concord:role", "code": "judge"}]}, "reference": {"display": "the court"}}), "application/fhir+json", 422, "invalid", "Consent.provision.actor[0].role: unknown role code 'judge'"),
+    Bad("consent-actor-unreadable", "/fhir/Consent", _consent({"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "FAMMEMB"}]}, "reference": {"display": "the family"}}), "application/fhir+json", 422, "invalid", "names neither a urn:concord:partner identifier nor a urn:concord:role role"),
+    Bad("referral-not-from-probation", "/fhir/ServiceRequest", _referral(), "application/fhir+json", 422, "invalid", "the hub routes referrals from probation services only"),
+    Bad("task-without-focus", "/fhir/Task", _task_without_focus(), "application/fhir+json", 422, "invalid", "Task.focus: must reference the referral as ServiceRequest/<id>"),
 ]  # fmt: skip
 
 
@@ -348,6 +400,53 @@ def test_resend_without_a_key_is_recognised_by_its_event_ids(client: Client) -> 
     assert first.status == again.status == 202
     assert again.body == first.body
     assert len(inbound()) == 1
+
+
+def _appointment_at(start: str, end: str, meta: dict[str, str] | None = None) -> bytes:
+    resource = json.loads(APPOINTMENT)
+    resource.pop("meta")
+    if meta:
+        resource["meta"] = meta
+    resource["start"], resource["end"] = f"2026-12-03T{start}:00Z", f"2026-12-03T{end}:00Z"
+    return json.dumps(resource).encode()
+
+
+def test_appointment_moved_back_to_its_earlier_time_is_published(client: Client) -> None:
+    """10:00, then 11:00, then 10:00 again: the third is a change, not a resend of the first."""
+    at_ten, at_eleven = _appointment_at("10:00", "10:30"), _appointment_at("11:00", "11:30")
+    replies = [client.post("/fhir/Appointment", body) for body in (at_ten, at_eleven, at_ten)]
+
+    assert [r.status for r in replies] == [202, 202, 202]
+    assert "Idempotent-Replayed" not in replies[2].headers
+    published = inbound(3)
+    assert [e.resource["start"] for e in published] == [
+        "2026-12-03T10:00:00Z",
+        "2026-12-03T11:00:00Z",
+        "2026-12-03T10:00:00Z",
+    ]
+    # Same content, same event id: the worker orders them by when each arrived.
+    assert published[2].event_id == published[0].event_id
+    assert published[2].occurred_at > published[1].occurred_at
+
+
+def test_stale_version_is_409_naming_both_versions_and_is_not_published(client: Client) -> None:
+    first = _appointment_at("10:00", "10:30", {"versionId": "1"})
+    second = _appointment_at("11:00", "11:30", {"versionId": "2"})
+    assert client.post("/fhir/Appointment", first).status == 202
+    assert client.post("/fhir/Appointment", second).status == 202
+
+    reply = client.post("/fhir/Appointment", first)  # a replayed capture of the superseded one
+
+    assert reply.status == 409
+    assert "Retry-After" not in reply.headers, "retrying a stale version cannot help"
+    [issue] = reply.issues
+    assert (issue["code"], issue["expression"]) == ("conflict", ["Appointment.meta"])
+    assert "version 1 of" in issue["diagnostics"]
+    assert "is older than version 2 of" in issue["diagnostics"]
+    assert len(inbound()) == 2
+    [letter] = dead_letters(1)
+    assert "is older than version 2" in letter.reason
+    assert (letter.source, letter.origin) == (GP, "POST /fhir/Appointment")
 
 
 def test_kafka_unavailable_is_503_with_retry_after_never_202(

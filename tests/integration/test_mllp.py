@@ -175,6 +175,22 @@ def test_bad_nhs_check_digit_is_dead_lettered_and_answered_ae(mllp: Address) -> 
     assert "9434765918" not in str(logs)
 
 
+def test_referral_request_from_a_trust_is_answered_ae_and_dead_lettered(mllp: Address) -> None:
+    """The hub routes probation's referrals only: a trust's REF^I12 is refused now, not dropped later."""
+    message = fixture_text("ref-i12.hl7")
+    [ack] = exchange(mllp, frame(message), acks=1)
+    msa, [err] = msa_and_errs(ack)
+    assert msa[1:3] == ["AE", "RV5-0101"]
+    assert "routes referrals from probation services only" in err[8]
+    assert "lists mht-rv5 as mht" in err[8]
+
+    [letter] = [decode_dead_letter(v) for v in topic_values(catalogue.DEADLETTER.name, count=1)]
+    assert letter.raw == message
+    assert (letter.source, letter.origin) == (PARTNER, letter.origin)
+    assert "routes referrals from probation services only" in letter.reason
+    assert topic_values(catalogue.INBOUND.name, idle_s=2.0) == []
+
+
 def test_truncated_frame_gets_no_ack_and_publishes_nothing(mllp: Address) -> None:
     partial = frame(fixture_text("siu-s12.hl7"))[:-2]  # the connection closes before 0x1C 0x0D
     with capture_logs() as logs:

@@ -57,6 +57,42 @@ def test_invalid_file_is_refused_with_path_and_reason_and_kept_on_dead_letter(to
     assert json.loads(letter.raw) == json.loads(path.read_text())
 
 
+def test_consent_the_hub_cannot_read_is_refused_with_its_reason_and_exit_1(
+    topics: str, tmp_path: Path
+) -> None:
+    """Refused at the edge, as the worker would refuse it: never accepted and dropped later."""
+    path = tmp_path / "consent.json"
+    consent = {
+        "resourceType": "Consent",
+        "id": "consent-9",
+        "status": "active",
+        "scope": {"coding": [{"code": "patient-privacy"}]},
+        "category": [{"coding": [{"code": "INFA"}]}],
+        "patient": {"identifier": {"system": "urn:concord:id:probation-crn", "value": "X123456"}},
+        "provision": {
+            "type": "deny",
+            "actor": [
+                {
+                    "role": {"coding": [{"system": "urn:concord:role", "code": "judge"}]},
+                    "reference": {"display": "the court"},
+                }
+            ],
+        },
+    }
+    path.write_text(json.dumps(consent))
+    result = publish("probation-london", str(path))
+
+    assert result.returncode == 1
+    assert (
+        "consent.json: Consent.provision.actor[0].role: unknown role code 'judge'" in result.stderr
+    )
+    assert "accepted 0, rejected 1" in result.stdout
+    [line] = tail("deadletter", 1)
+    letter = decode_dead_letter(line.encode())
+    assert (letter.source, letter.origin) == ("probation-london", "consent.json")
+    assert "unknown role code 'judge'" in letter.reason
+
+
 def test_good_records_of_a_partly_bad_file_are_still_published(topics: str) -> None:
     result = publish("gp-Y01234", str(FIXTURES / "invalid" / "mixed-collection.json"))
     assert result.returncode == 1

@@ -15,7 +15,7 @@ from schemas.identifiers import (
 )
 from services.domain.identity import (
     PersonIndex,
-    Refusal,
+    RefusedLink,
     Resolution,
     canonical,
     clashes,
@@ -58,7 +58,7 @@ consistent_events = st.lists(
 Event = tuple[str, list[PersonIdentifier]]
 
 
-def resolve_all(event_list: list[Event]) -> tuple[PersonIndex, list[Resolution | Refusal]]:
+def resolve_all(event_list: list[Event]) -> tuple[PersonIndex, list[Resolution | RefusedLink]]:
     index = PersonIndex()
     decisions = []
     for source, identifiers in event_list:
@@ -102,7 +102,7 @@ def test_whether_links_conflict_does_not_depend_on_their_order(
 
     for order in (event_list, shuffled):
         _, decisions = resolve_all(order)
-        refusals = [d for d in decisions if isinstance(d, Refusal)]
+        refusals = [d for d in decisions if isinstance(d, RefusedLink)]
         assert bool(refusals) == bool(disagreeing)
         for refusal in refusals:
             assert any(refusal.conflict.tokens <= c for c in disagreeing)
@@ -161,7 +161,7 @@ def test_resolving_the_same_event_twice_changes_nothing_the_second_time(
         assert second.person_id == first.person_id
         assert (second.merges, second.new_tokens) == ((), ())
     else:
-        assert isinstance(second, Refusal)
+        assert isinstance(second, RefusedLink)
         assert second.conflict == first.conflict
         assert not second.raised, "the same conflict is raised once"
 

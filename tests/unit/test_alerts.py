@@ -213,6 +213,22 @@ def test_alert_id_differs_for_a_resolution_or_a_later_version() -> None:
     assert len(ids) == 3
 
 
+def test_alert_id_differs_when_earlier_content_returns_as_a_later_version() -> None:
+    """Moved back: the old content (so its old event id) raises the clash again, under a new id."""
+    # No meta.versionId: arrival orders the versions; the content decides the event id.
+    first = replace(KEYWORK, version=Version(0, NOW, "e-at-10-15"))
+    moved = replace(
+        KEYWORK,
+        start=KEYWORK.start + timedelta(hours=4),
+        end=KEYWORK.end + timedelta(hours=4),
+        version=Version(0, NOW + timedelta(hours=1), "e-at-14-15"),
+    )
+    back = replace(first, version=Version(0, NOW + timedelta(hours=2), "e-at-10-15"))
+    raised, resolved, raised_again = alerts_for(GP, first, moved, back)
+    assert [a.action for a in (raised, resolved, raised_again)] == ["raised", "resolved", "raised"]
+    assert only_id(raised_again) != only_id(raised)
+
+
 def only_id(alert: Alert) -> str:
     return alert_messages(alert, DIRECTORY, NOW)[0].alert_id
 

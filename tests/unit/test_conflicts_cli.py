@@ -9,7 +9,7 @@ import orjson
 from schemas.identifiers import NHS_NUMBER, PROBATION_CRN, PersonIdentifier
 from services.cli import build_parser
 from services.conflicts import conflict_lines, open_conflicts, resolve_command
-from services.domain.identity import PersonIndex, Refusal, conflict_record, resolve, settle
+from services.domain.identity import PersonIndex, RefusedLink, conflict_record, resolve, settle
 
 CRN = PersonIdentifier(PROBATION_CRN, "X123456")
 NHS = PersonIdentifier(NHS_NUMBER, "9434765919")
@@ -20,7 +20,7 @@ AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 def entries() -> dict[str, dict]:
     index, _ = resolve(PersonIndex(), [CRN, NHS], source="probation-london")
     index, refused = resolve(index, [OTHER_NHS, CRN], source="mht-rv5", at=AT)
-    assert isinstance(refused, Refusal)
+    assert isinstance(refused, RefusedLink)
     open_one = refused.conflict
     _, settlement = settle(
         index, open_one.conflict_id, "keep-apart", operator="ops", reason="r", at=AT

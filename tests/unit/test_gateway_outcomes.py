@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,13 @@ from connectors.gateway_rules import (
     Busy,
     IdempotencyMemory,
     Issue,
+    LatestVersions,
     Mismatch,
+    Published,
     Refusal,
     Replay,
     assess,
     body_kind,
-    events_key,
     issue,
     key_refusal,
     nesting_depth,
@@ -56,7 +58,7 @@ def nested(depth: int) -> Any:
     return value
 
 
-def refusal_of(verdict: Admitted | Refusal) -> Refusal:
+def refusal_of(verdict: object) -> Refusal:
     assert isinstance(verdict, Refusal), verdict
     return verdict
 
@@ -362,9 +364,82 @@ def test_memory_holds_at_most_max_keys_forgetting_the_oldest() -> None:
     assert isinstance(memory.begin("d", "x"), Replay)
 
 
-def test_events_key_does_not_depend_on_order() -> None:
-    assert events_key(["b", "a"]) == events_key(["a", "b"])
-    assert events_key(["a"]) != events_key(["a", "b"])
+# --- versions -----------------------------------------------------------------------------------
+
+
+def admitted(resource: dict[str, Any], now: str = "2026-12-01T09:00:00+00:00") -> Admitted:
+    verdict = assess(
+        body(resource), "application/fhir+json", "Appointment", PARTNER, datetime.fromisoformat(now)
+    )
+    assert isinstance(verdict, Admitted), verdict
+    return verdict
+
+
+def appointment_at(start: str, meta: dict[str, str] | None = None) -> dict[str, Any]:
+    resource = fixture("gp/appointment-booked.json")
+    resource.pop("meta")
+    if meta:
+        resource["meta"] = meta
+    return resource | {"start": f"2026-12-03T{start}:00Z", "end": f"2026-12-03T{start[:2]}:30:00Z"}
+
+
+def test_content_equal_to_the_latest_version_published_is_a_repeat() -> None:
+    versions = LatestVersions()
+    first = admitted(appointment_at("10:00"))
+    versions.record(PARTNER, first)
+    assert isinstance(
+        versions.judge(PARTNER, admitted(appointment_at("10:00"), "2026-12-01T10:00:00+00:00")),
+        Published,
+    )
+    assert versions.judge("gp-A99999", first) is None, "another partner's resource"
+
+
+def test_content_equal_to_an_earlier_version_is_a_change_to_publish() -> None:
+    """10:00, 11:00, then 10:00 again: an appointment moved back, not a resend."""
+    versions = LatestVersions()
+    versions.record(PARTNER, admitted(appointment_at("10:00"), "2026-12-01T09:00:00+00:00"))
+    versions.record(PARTNER, admitted(appointment_at("11:00"), "2026-12-01T09:05:00+00:00"))
+    back = admitted(appointment_at("10:00"), "2026-12-01T09:10:00+00:00")
+    assert versions.judge(PARTNER, back) is None
+
+
+def test_older_meta_version_than_the_latest_published_is_409_naming_both() -> None:
+    versions = LatestVersions()
+    versions.record(PARTNER, admitted(appointment_at("11:00", {"versionId": "2"})))
+    stale = admitted(appointment_at("10:00", {"versionId": "1"}), "2026-12-01T12:00:00+00:00")
+    refusal = refusal_of(versions.judge(PARTNER, stale))
+    assert refusal.status == 409
+    [only] = refusal.outcome()["issue"]
+    assert only["code"] == "conflict"
+    assert only["expression"] == ["Appointment.meta"]
+    assert only["diagnostics"].startswith("Appointment.meta: version 1 of 2026-12-01T12:00:00Z is")
+    assert "older than version 2 of" in only["diagnostics"]
+
+
+def test_stale_entry_of_a_bundle_is_named_at_its_entry() -> None:
+    versions = LatestVersions()
+    bundle = fixture("gp/message-bundle.json")
+    verdict = assess(body(bundle), "application/fhir+json", None, PARTNER)
+    assert isinstance(verdict, Admitted)
+    versions.record(PARTNER, verdict)
+    bundle["entry"][2]["resource"]["meta"] = {
+        "versionId": "1",
+        "lastUpdated": "2026-12-01T09:00:00Z",
+    }
+    older = assess(body(bundle), "application/fhir+json", None, PARTNER)
+    assert isinstance(older, Admitted)
+    refusal = refusal_of(versions.judge(PARTNER, older))
+    [only] = refusal.outcome()["issue"]
+    assert only["expression"] == ["Bundle.entry[2].resource.meta"]
+    assert only["diagnostics"].startswith("Bundle.entry[2]: Appointment.meta: version 1 of")
+
+
+def test_version_memory_holds_at_most_max_keys_forgetting_the_least_recently_published() -> None:
+    versions = LatestVersions(max_keys=2)
+    for number in range(3):
+        versions.record(PARTNER, admitted(appointment_at("10:00") | {"id": f"a-{number}"}))
+    assert len(versions) == 2
+    assert versions.judge(PARTNER, admitted(appointment_at("10:00") | {"id": "a-0"})) is None
 
 
 # --- capability ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from services.domain.identity import (
     ConflictError,
     Merge,
     PersonIndex,
-    Refusal,
+    RefusedLink,
     Resolution,
     UnknownConflict,
     canonical,
@@ -177,11 +177,11 @@ def probation_linked() -> PersonIndex:
     return index
 
 
-def mht_disagrees(index: PersonIndex) -> tuple[PersonIndex, Refusal]:
+def mht_disagrees(index: PersonIndex) -> tuple[PersonIndex, RefusedLink]:
     index, refused = resolve(
         index, [OTHER_NHS, CRN, MRN], source="mht-north", record="Patient/m1", at=AT
     )
-    assert isinstance(refused, Refusal)
+    assert isinstance(refused, RefusedLink)
     return index, refused
 
 
@@ -217,14 +217,14 @@ def test_a_source_that_only_linked_an_undisputed_system_is_not_told() -> None:
     index, _ = resolve(index, [CRN, NHS], source="probation-london")
     _, refused = resolve(index, [MRN, OTHER_NHS], source="gp-Y01234")
 
-    assert isinstance(refused, Refusal)
+    assert isinstance(refused, RefusedLink)
     assert set(refused.conflict.told) == {"probation-london", "gp-Y01234"}
 
 
 def test_a_second_crn_for_one_nhs_number_is_a_conflict_too() -> None:
     _, refused = resolve(probation_linked(), [OTHER_CRN, NHS], source="probation-london")
 
-    assert isinstance(refused, Refusal)
+    assert isinstance(refused, RefusedLink)
     assert refused.conflict.systems == (PROBATION_CRN,)
 
 
@@ -233,14 +233,14 @@ def test_one_partner_may_not_give_a_person_two_local_ids() -> None:
     index, _ = resolve(PersonIndex(), [NHS, MRN], source="mht-north")
     _, refused = resolve(index, [NHS, PersonIdentifier(MRN.system, "MRN-0043")], source="mht-north")
 
-    assert isinstance(refused, Refusal)
+    assert isinstance(refused, RefusedLink)
     assert refused.conflict.systems == (MRN.system,)
 
 
 def test_a_link_naming_two_nhs_numbers_itself_is_a_conflict() -> None:
     index, refused = resolve(PersonIndex(), [NHS, OTHER_NHS], source="gp-Y01234")
 
-    assert isinstance(refused, Refusal)
+    assert isinstance(refused, RefusedLink)
     assert index.person_of == {}
 
 
@@ -251,7 +251,7 @@ def test_the_same_disagreeing_link_again_is_the_same_conflict_raised_once() -> N
     )
 
     assert again == index
-    assert isinstance(second, Refusal)
+    assert isinstance(second, RefusedLink)
     assert not second.raised
     assert second.conflict == first.conflict
 
@@ -299,7 +299,7 @@ def test_a_correction_that_still_disagrees_replaces_the_conflict_with_a_new_one(
     third_nhs = PersonIdentifier(NHS_NUMBER, "9000000009")
     _, again = resolve(index, [third_nhs, CRN, MRN], source="mht-north", record="Patient/m1")
 
-    assert isinstance(again, Refusal)
+    assert isinstance(again, RefusedLink)
     assert again.raised
     assert again.conflict.conflict_id != refused.conflict.conflict_id
     assert [c.conflict_id for c in again.settled] == [refused.conflict.conflict_id]
@@ -323,7 +323,7 @@ def test_the_operator_keeping_people_apart_is_remembered() -> None:
     # The source sending the same record again is not a new conflict.
     again, resent = resolve(kept, [OTHER_NHS, CRN, MRN], source="mht-north", record="Patient/m1")
     assert again == kept
-    assert isinstance(resent, Refusal)
+    assert isinstance(resent, RefusedLink)
     assert not resent.raised
 
 
@@ -345,7 +345,7 @@ def test_the_operator_linking_joins_the_people_and_allows_their_identifiers() ->
     assert again.person_of == linked.person_of
     # A third NHS number was never allowed.
     _, third = resolve(linked, [CRN, PersonIdentifier(NHS_NUMBER, "9000000009")], source="x-1")
-    assert isinstance(third, Refusal)
+    assert isinstance(third, RefusedLink)
 
 
 def test_settling_twice_changes_nothing_and_an_unknown_conflict_is_an_error() -> None:

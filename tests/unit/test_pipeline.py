@@ -9,10 +9,10 @@ import orjson
 from schemas import topics
 from schemas.codec import peek
 from schemas.envelope import wrap
-from schemas.fhir import subject_of
+from schemas.fhir import event_type_for, subject_of
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN, PersonIdentifier
 from services.config import ROOT, partner_directory
-from services.domain.identity import PersonIndex, Refusal, Resolution, person_id_for
+from services.domain.identity import PersonIndex, RefusedLink, Resolution, person_id_for
 from services.outputs import Context
 from services.partitioning import person_partition
 from services.pipeline import flags_entry, index_event, link_event, person_event, person_of
@@ -30,7 +30,7 @@ NHS = PersonIdentifier(NHS_NUMBER, "9434765919")
 def envelope(partner: str, resource: dict) -> tuple[dict, bytes]:
     wrapped = wrap(
         resource,
-        event_type="appointment.booking.updated",
+        event_type=event_type_for(resource["resourceType"]),
         source=partner,
         subject=subject_of(resource),
     )
@@ -291,7 +291,7 @@ def raised_conflict() -> tuple[PersonIndex, PersonIndex, list]:
     )
     message = patient_message("mht-rv5", OTHER_NHS, CRN, fhir_id="rv5-7")
     after, decision, outs = link_event(message, linked, CTX)
-    assert isinstance(decision, Refusal)
+    assert isinstance(decision, RefusedLink)
     return linked, after, outs
 
 

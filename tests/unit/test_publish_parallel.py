@@ -20,10 +20,12 @@ from connectors.publish import (
     Rejected,
     decide,
     decide_encoded,
+    encode_envelope,
     publish_records,
 )
 from schemas.codec import decode, encode
 from schemas.envelope import DeadLetter
+from schemas.fhir import subject_of
 
 PARTNER = "probation-london"
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -94,9 +96,24 @@ def test_encoded_envelopes_are_the_codecs_bytes_of_decide() -> None:
 
 def test_an_envelope_the_shortcut_cannot_vouch_for_is_still_refused() -> None:
     """A source outside the contract goes through pydantic, which refuses it as before."""
-    [record] = list(read_text(orjson.dumps(mixed_records()[0].resource).decode(), "a.json"))
+    resource = mixed_records()[0].resource
+    assert resource is not None
     with pytest.raises(ValueError, match="source"):
-        decide_encoded(record, "Not A Partner\n", NOW)
+        encode_envelope(
+            resource,
+            event_type="appointment.booking.updated",
+            source="Not A Partner\n",
+            subject=subject_of(resource),
+            now=NOW,
+        )
+
+
+def test_a_partner_the_directory_cannot_place_is_rejected_not_wrapped() -> None:
+    """The worker could not reconcile anything it sends: the edge says so."""
+    [record] = list(read_text(orjson.dumps(mixed_records()[0].resource).decode(), "a.json"))
+    rejected = decide_encoded(record, "Not A Partner\n", NOW)
+    assert isinstance(rejected, Rejected)
+    assert "the partner directory does not list" in rejected.reason()
 
 
 def test_small_inputs_stay_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
