@@ -21,10 +21,18 @@ from schemas.identifiers import HUB_PERSON, PersonIdentifier, check_identifier
 from services import referral_flow
 from services.domain.alerts import alert_messages
 from services.domain.appointments import slot_from_appointment
-from services.domain.calendar import Alert, Calendar, add_consent, add_partner, merge, reconcile
+from services.domain.calendar import (
+    Alert,
+    Calendar,
+    add_consent,
+    add_partner,
+    merge,
+    reconcile,
+    with_relationships,
+)
 from services.domain.consent import decision_from_consent
 from services.domain.identity import PersonIndex, Resolution, person_id_for, resolve
-from services.outputs import Context, Disclosed, Out, disclosure_outs
+from services.outputs import Context, Disclosed, Out, disclosure_outs, relationship_audits
 from services.partitioning import token_home
 from services.state import decode_calendar, encode_calendar
 
@@ -137,6 +145,7 @@ def person_event(stored: bytes | None, message: Mapping[str, Any], ctx: Context)
         updated, outs = referral_flow.on_deadlines(calendar, _instant(message["now"]), ctx)
         return _done(None if updated is calendar else encode_calendar(updated), outs, updated)
     updated, outs = _apply(calendar, message, ctx)
+    outs += relationship_audits(calendar, updated, ctx.now)
     if updated is calendar:
         return PersonStep(None, outs)
     return _done(encode_calendar(updated), outs, updated)
@@ -163,12 +172,18 @@ def _apply(
     kind = ctx.directory.kind_of(source)
     occurred_at = _instant(message["occurred_at"])
     updated = add_partner(calendar, source, kind)
+    # Before reconciling: an explained absence goes only to partners related to the person.
+    systems = tuple(i["system"] for i in (message.get("subject") or {}).get("identifiers") or ())
+    updated = with_relationships(
+        updated, ctx.directory, source=source, kind=kind, systems=systems, event_id=cause
+    )
     resource_type = resource.get("resourceType")
     if resource_type == "Consent":
         decision = decision_from_consent(resource, source=source, occurred_at=occurred_at)
-        return add_consent(updated, decision), []
+        return with_relationships(add_consent(updated, decision), ctx.directory), []
     if resource_type == "ServiceRequest":
-        return referral_flow.on_service_request(updated, message, ctx, occurred_at)
+        updated, outs = referral_flow.on_service_request(updated, message, ctx, occurred_at)
+        return with_relationships(updated, ctx.directory), outs
     if resource_type == "Task":
         updated, outs, refusal = referral_flow.on_task(updated, message, ctx)
         if refusal:
@@ -243,7 +258,10 @@ def _take_over(
         ]
     theirs, _ = decode_calendar(orjson.dumps(message["calendar"]))
     merged, alerts = merge(mine, theirs, survivor, ctx.buffer)
-    return encode_calendar(merged), alert_outs(alerts, merged, ctx, None)
+    # The merged consents may end or begin consent relationships.
+    merged = with_relationships(merged, ctx.directory)
+    outs = alert_outs(alerts, merged, ctx, None) + relationship_audits(mine, merged, ctx.now)
+    return encode_calendar(merged), outs
 
 
 def alert_outs(

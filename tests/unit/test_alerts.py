@@ -15,6 +15,7 @@ from services.domain.alerts import AlertMessage, alert_messages
 from services.domain.appointments import slot_from_appointment
 from services.domain.calendar import AgencyKind, Alert, Calendar, Slot, Version, reconcile
 from services.domain.partners import PartnerDirectory
+from services.domain.relationships import Relationship
 
 DEMO = Path(__file__).parents[2] / "deploy" / "demo"
 DIRECTORY = PartnerDirectory.from_dict(
@@ -32,6 +33,8 @@ DIRECTORY = PartnerDirectory.from_dict(
 )
 DAY = datetime(2026, 12, 3, tzinfo=UTC)
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+# Explained absences go only to related partners: the service the person was referred to.
+REFERRED = {"vol-recovery": Relationship("voluntary", "referral", "probation-london/ref-2001")}
 PARTNERS: dict[AgencyKind, str] = {
     "probation": "probation-london",
     "gp": "gp-Y01234",
@@ -67,7 +70,7 @@ def slot(
 
 
 def alerts_for(*changes: Slot) -> list[Alert]:
-    calendar, alerts = Calendar("p-0a1b2c3d"), []
+    calendar, alerts = Calendar("p-0a1b2c3d", relationships=REFERRED), []
     for change in changes:
         calendar, new = reconcile(calendar, change)
         alerts += new
@@ -302,7 +305,7 @@ def test_untimed_cancelled_appointment_in_a_resolution_has_no_times() -> None:
 def test_demo_feed_raises_clash_then_explained_absence_without_clinical_text() -> None:
     """The demo's partner files, end to end through mapping, reconciliation and alerts."""
     feed = json.loads((DEMO / "feed.json").read_text(encoding="utf-8"))
-    calendar, messages = Calendar("p-demo"), []
+    calendar, messages = Calendar("p-demo", relationships=REFERRED), []
     clinical: set[str] = set()
     for number, item in enumerate(feed):
         resource = json.loads((DEMO / item["file"]).read_text(encoding="utf-8"))

@@ -12,6 +12,7 @@ from schemas.envelope import wrap
 from schemas.fhir import subject_of
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN, PersonIdentifier
 from services.config import ROOT, partner_directory
+from services.domain.audit import basis_of
 from services.domain.identity import PersonIndex, person_id_for
 from services.outputs import Context
 from services.partitioning import person_partition
@@ -163,11 +164,45 @@ def test_event_for_a_merged_person_is_forwarded_to_the_survivor() -> None:
     assert peek(out.value)["subject"]["person_id"] == "p-new"
 
 
+def consent_for(
+    partner: str, *, status: str = "active", recorded: str = "2026-11-20T09:00:00Z"
+) -> dict:
+    """The person's consent to `partner` seeing appointment times (recorded by probation)."""
+    return {
+        "resourceType": "Consent",
+        "id": f"c-{partner}",
+        "status": status,
+        "scope": {"coding": [{"code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"identifier": {"system": CRN.system, "value": CRN.value}},
+        "dateTime": recorded,
+        "provision": {
+            "type": "permit",
+            "actor": [
+                {
+                    "role": {"coding": [{"code": "IRCP"}]},
+                    "reference": {
+                        "identifier": {"system": "urn:concord:partner", "value": partner}
+                    },
+                }
+            ],
+            "code": [
+                {
+                    "coding": [
+                        {"system": "urn:concord:disclosure-category", "code": "appointment-times"}
+                    ]
+                }
+            ],
+        },
+    }
+
+
 def test_explained_absence_goes_to_the_booker_and_the_persons_probation_officer() -> None:
     person = person_id_for(CRN)
     stored = None
     for partner, resource in [
         ("probation-london", LINK),
+        ("probation-london", consent_for("vol-recovery")),
         ("gp-Y01234", appointment("g", "fulfilled", "10:00", "10:30", CRN)),
         ("vol-recovery", appointment("v", "noshow", "10:15", "11:00", CRN)),
     ]:
@@ -248,6 +283,14 @@ def test_referral_is_delivered_minimised_and_audited_and_the_referrer_gets_its_t
     assert delivered[0]["event_type"] == "referral.request.delivered"
     assert delivered[0]["resource"]["subject"]["identifier"]["system"] == "urn:concord:id:person"
     assert [o.key for o in by_topic["outbound"]] == [b"mht-rv5", b"probation-london"]
-    assert len(by_topic["audit"]) == 2, "every disclosure audited"
+    audits = [peek(o.value) for o in by_topic["audit"]]
+    disclosures = [a for a in audits if a["event_type"] == "audit.disclosure.recorded"]
+    assert len(disclosures) == 2, "every disclosure audited"
+    relationships = {
+        (a["resource"]["agent"][0]["who"]["identifier"]["value"], basis_of(a["resource"]))
+        for a in audits
+        if a["event_type"] == "audit.relationship.recorded"
+    }
+    assert relationships == {("probation-london", "case-record"), ("mht-rv5", "referral")}
     assert deadline == datetime(2026, 12, 7, 9, 0, tzinfo=UTC), "five working days"
     assert decode_calendar(stored)[0].referrals["probation-london/ref-9"].recipient == "mht-rv5"
