@@ -294,3 +294,39 @@ def test_referral_is_delivered_minimised_and_audited_and_the_referrer_gets_its_t
     assert relationships == {("probation-london", "case-record"), ("mht-rv5", "referral")}
     assert deadline == datetime(2026, 12, 7, 9, 0, tzinfo=UTC), "five working days"
     assert decode_calendar(stored)[0].referrals["probation-london/ref-9"].recipient == "mht-rv5"
+
+
+def test_an_invented_appointment_earns_no_relationship_and_no_word_of_attendance_elsewhere() -> (
+    None
+):
+    """A voluntary service naming an NHS number is told nothing of the trust's appointment."""
+    person = person_id_for(NHS)
+    stored, outs = None, []
+    for partner, resource in [
+        ("mht-rv5", appointment("m", "fulfilled", "10:00", "11:00", NHS)),
+        ("vol-recovery", appointment("v", "noshow", "10:15", "11:00", NHS)),
+    ]:
+        message, _ = envelope(partner, resource)
+        message["subject"]["person_id"] = person
+        stored, step_outs, *_ = person_event(stored, message, CTX)
+        outs += step_outs
+    assert [o.key for o in outs if o.topic is topics.ALERTS] == []
+    assert [o for o in outs if o.topic is topics.AUDIT] == [], "no relationship, nothing disclosed"
+    calendar, _ = decode_calendar(stored)
+    assert calendar.relationships == {}
+    assert set(calendar.partners) == {"mht-rv5", "vol-recovery"}
+
+
+def test_a_new_relationship_is_audited_once() -> None:
+    message, _ = envelope("probation-london", appointment("p", "booked", "09:00", "09:30", CRN))
+    message["subject"]["person_id"] = "p-1"
+    stored, outs, *_ = person_event(None, message, CTX)
+    [audit] = [peek(o.value) for o in outs if o.topic is topics.AUDIT]
+    assert audit["event_type"] == "audit.relationship.recorded"
+    assert audit["resource"]["agent"][0]["who"]["identifier"]["value"] == "probation-london"
+    assert basis_of(audit["resource"]) == "case-record"
+    assert audit["resource"]["entity"][-1]["what"]["reference"] == f"urn:uuid:{message['event_id']}"
+    again, _ = envelope("probation-london", appointment("p", "booked", "09:00", "09:45", CRN))
+    again["subject"]["person_id"] = "p-1"
+    _, outs, *_ = person_event(stored, again, CTX)
+    assert [o for o in outs if o.topic is topics.AUDIT] == []
