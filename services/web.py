@@ -68,8 +68,7 @@ def _problem(web: Any, status: int, message: str) -> Any:
 BREACH_CHECK_KINDS = frozenset({"probation", "voluntary"})
 NO_SUCH_PERSON = "no such person known to the hub"
 SIGN_IN = "sign in as a partner (HTTP Basic: partner id and secret)"
-# Set on a request one worker passes to another as the owner of a key of the named table.
-ROUTED_HEADER = "X-Concord-Routed-For"
+ROLE_MAY_NOT_ASK = "your organisation's role may not ask this"
 
 
 class Refusal(Exception):  # noqa: N818 -- reads as what the caller gets
@@ -80,8 +79,9 @@ class Refusal(Exception):  # noqa: N818 -- reads as what the caller gets
         self.status, self.message = status, message
 
 
-def claimed(request: Any) -> Partner:
-    """The partner a request names in its credentials, not yet verified; Refusal(401) if none.
+def claimed(request: Any, kinds: frozenset[str]) -> Partner:
+    """The partner a request names in its credentials, not yet verified; Refusal if none (401) or
+    if its role may not ask (403).
 
     A worker passing a request on checks no more than this, so a request without credentials is
     refused where it arrives; the worker that answers from a person's data verifies the secret.
@@ -90,6 +90,8 @@ def claimed(request: Any) -> Partner:
     partner = partner_directory(SETTINGS.partners_file).get(partner_id)
     if partner is None or not secret:
         raise Refusal(401, SIGN_IN)
+    if partner.kind not in kinds:
+        raise Refusal(403, ROLE_MAY_NOT_ASK)
     return partner
 
 
@@ -103,31 +105,36 @@ def signed_in(request: Any, kinds: frozenset[str] | None = None) -> Partner:
     if not is_ready():
         raise Refusal(503, "the worker is starting or rebalancing; try again shortly")
     if kinds is not None and asking.kind not in kinds:
-        raise Refusal(403, "your organisation's role may not ask this")
+        raise Refusal(403, ROLE_MAY_NOT_ASK)
     return asking
 
 
-def _owner(table: Any, key: str, request: Any) -> URL | None:
+RELAY_TIMEOUT_S = 30.0
+# A question takes at most three hops: the identifier's worker, the person's, and the worker of
+# the person they were merged into. More means the workers disagree mid-rebalance.
+MAX_HOPS = 3
+HOPS_HEADER = "X-Concord-Hops"
+REBALANCING = "the hub is assigning its partitions; try again shortly"
+
+
+def _owner(table: Any, key: str) -> URL | None:
     """The URL of the worker holding `key` of `table`, or None when it is this one."""
     try:
         owner = URL(str(app.router.key_store(table.name, key)))
-    except KeyError:
-        raise Refusal(503, "the hub is assigning its partitions; try again shortly") from None
+    except KeyError as exc:
+        log.warning("request.unrouted", table=table.name, reason=str(exc))
+        raise Refusal(503, REBALANCING) from None
     here = app.conf.canonical_url
-    if (owner.host, owner.port) == (here.host, here.port):
-        return None
-    if request.headers.get(ROUTED_HEADER) == table.name:
-        # Passed here as the owner, which this worker is not: the workers disagree mid-rebalance.
-        raise Refusal(503, "the hub is assigning its partitions; try again shortly")
-    return owner
+    return None if (owner.host, owner.port) == (here.host, here.port) else owner
 
 
-async def _relay(web: Any, url: URL, request: Any, table: Any) -> Any:
+async def _relay(web: Any, url: URL, request: Any) -> Any:
     """The answer of another worker to the partner's request, passed back as it is."""
-    headers = {
-        "Authorization": request.headers.get("Authorization", ""),
-        ROUTED_HEADER: table.name,
-    }
+    hops = int(request.headers.get(HOPS_HEADER, "0")) + 1
+    if hops > MAX_HOPS:
+        log.warning("request.unrouted", reason="too many hops")
+        raise Refusal(503, REBALANCING)
+    headers = {"Authorization": request.headers.get("Authorization", ""), HOPS_HEADER: str(hops)}
     timeout = aiohttp.ClientTimeout(total=RELAY_TIMEOUT_S)
     try:
         async with app.http_client.get(url, headers=headers, timeout=timeout) as response:
@@ -136,11 +143,8 @@ async def _relay(web: Any, url: URL, request: Any, table: Any) -> Any:
             if "WWW-Authenticate" in response.headers:
                 relayed.headers["WWW-Authenticate"] = response.headers["WWW-Authenticate"]
             return relayed
-    except (aiohttp.ClientError, TimeoutError):
+    except (aiohttp.ClientError, TimeoutError, ValueError):
         return _problem(web, 503, "the worker holding this person did not answer; try again")
-
-
-RELAY_TIMEOUT_S = 30.0
 
 
 async def _at_owner(
@@ -158,10 +162,10 @@ async def _at_owner(
     step of it. Routing is by services/partitioning.py's rule, the one the events were placed by
     (services/hub.py, PersonRouter).
     """
-    owner = _owner(table, key, request)
+    owner = _owner(table, key)
     if owner is None:
         return await here()
-    return await _relay(web, owner.join(URL(path)), request, table)
+    return await _relay(web, owner.join(URL(path, encoded=True)), request)
 
 
 def _asked_by(asking: Partner, value: str) -> PersonIdentifier:
@@ -193,7 +197,8 @@ async def breach_check_by_identifier(web: Any, request: Any) -> Any:
     only the breach check's own answer (or its 404) comes back.
     """
     try:
-        identifier = _asked_by(claimed(request), request.query.get("identifier", ""))
+        asking = claimed(request, BREACH_CHECK_KINDS)
+        identifier = _asked_by(asking, request.query.get("identifier", ""))
         token = identifier.token()
 
         async def resolved_here() -> Any:
@@ -217,21 +222,20 @@ async def breach_check_by_identifier(web: Any, request: Any) -> Any:
 async def breach_check_view(web: Any, request: Any, person_id: str) -> Any:
     """Verdict, minimised evidence and feed freshness for one of the asking partner's appointments."""
     try:
-        claimed(request)
+        claimed(request, BREACH_CHECK_KINDS)
         here = partial(_breach_check, web, request, person_id)
         return await _at_owner(web, request, calendars, person_id, path=request.path_qs, here=here)
     except Refusal as refusal:
         return _problem(web, refusal.status, refusal.message)
 
 
-def calendar_for(person_id: str, asking: Partner) -> Calendar:
+def calendar_for(stored: bytes | None, asking: Partner) -> Calendar:
     """The person's calendar, when the asking partner has a relationship with the person.
 
     No relationship looks exactly like no person, so nobody can probe who the hub knows.
     """
-    stored = calendars.get(person_id)
-    calendar, merged_into = decode_calendar(stored) if stored else (None, None)
-    if calendar is None or merged_into is not None or asking.id not in calendar.relationships:
+    calendar = decode_calendar(stored)[0] if stored else None
+    if calendar is None or asking.id not in calendar.relationships:
         raise Refusal(404, NO_SUCH_PERSON)
     return calendar
 
@@ -252,7 +256,14 @@ async def _breach_check(web: Any, request: Any, person_id: str) -> Any:
     """The breach check answered here, by the worker holding the person's calendar."""
     try:
         asking = signed_in(request, BREACH_CHECK_KINDS)
-        calendar = calendar_for(person_id, asking)
+        stored = calendars.get(person_id)
+        merged_into = decode_calendar(stored)[1] if stored else None
+        if merged_into is not None:
+            # Known since as another person: the partner may hold the id it was given before.
+            path = _breach_check_path(merged_into, request)
+            here = partial(_breach_check, web, request, merged_into)
+            return await _at_owner(web, request, calendars, merged_into, path=path, here=here)
+        calendar = calendar_for(stored, asking)
         appointment = own_appointment(calendar, asking, request.query.get("appointment", ""))
     except Refusal as refusal:
         return _problem(web, refusal.status, refusal.message)
