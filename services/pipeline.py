@@ -28,6 +28,7 @@ from services.domain.calendar import (
     add_partner,
     merge,
     reconcile,
+    told_on_relating,
     with_relationships,
 )
 from services.domain.consent import decision_from_consent
@@ -171,26 +172,33 @@ def _apply(
     source, resource, cause = message["source"], message["resource"], message["event_id"]
     kind = ctx.directory.kind_of(source)
     occurred_at = _instant(message["occurred_at"])
-    updated = add_partner(calendar, source, kind)
     # Before reconciling: an explained absence goes only to partners related to the person.
     systems = tuple(i["system"] for i in (message.get("subject") or {}).get("identifiers") or ())
-    updated = with_relationships(
-        updated, ctx.directory, source=source, kind=kind, systems=systems, event_id=cause
+    updated, told = _relate(
+        add_partner(calendar, source, kind),
+        ctx,
+        cause,
+        source=source,
+        kind=kind,
+        systems=systems,
+        event_id=cause,
     )
     resource_type = resource.get("resourceType")
     if resource_type == "Consent":
         decision = decision_from_consent(resource, source=source, occurred_at=occurred_at)
-        return with_relationships(add_consent(updated, decision), ctx.directory), []
+        updated, more = _relate(add_consent(updated, decision), ctx, cause)
+        return updated, told + more
     if resource_type == "ServiceRequest":
         updated, outs = referral_flow.on_service_request(updated, message, ctx, occurred_at)
-        return with_relationships(updated, ctx.directory), outs
+        updated, more = _relate(updated, ctx, cause)
+        return updated, told + outs + more
     if resource_type == "Task":
         updated, outs, refusal = referral_flow.on_task(updated, message, ctx)
         if refusal:
             outs.append(_refused(message, refusal, ctx))
-        return updated, outs
+        return updated, told + outs
     if resource_type != "Appointment":
-        return updated, []
+        return updated, told
     slot = slot_from_appointment(
         resource, source=source, kind=kind, event_id=cause, occurred_at=occurred_at
     )
@@ -199,7 +207,16 @@ def _apply(
     updated, booked = referral_flow.on_booking(
         updated, slot.based_on, slot.appointment_id, ctx, cause
     )
-    return updated, outs + booked
+    return updated, told + outs + booked
+
+
+def _relate(
+    calendar: Calendar, ctx: Context, cause: str | None, **fact: Any
+) -> tuple[Calendar, list[Out]]:
+    """The relationships the calendar's facts (and `fact`, an event) establish, and the open
+    explained absences each newly related partner is told of."""
+    related = with_relationships(calendar, ctx.directory, **fact)
+    return related, alert_outs(told_on_relating(calendar, related, ctx.buffer), related, ctx, cause)
 
 
 def _refused(message: Mapping[str, Any], reason: str, ctx: Context) -> Out:
@@ -258,9 +275,11 @@ def _take_over(
         ]
     theirs, _ = decode_calendar(orjson.dumps(message["calendar"]))
     merged, alerts = merge(mine, theirs, survivor, ctx.buffer)
-    # The merged consents may end or begin consent relationships.
+    # The merged consents may end or begin consent relationships; a partner related on one side
+    # only is told of the explained absences open on the other.
     merged = with_relationships(merged, ctx.directory)
-    outs = alert_outs(alerts, merged, ctx, None) + relationship_audits(mine, merged, ctx.now)
+    told = told_on_relating(mine, merged, ctx.buffer) + told_on_relating(theirs, merged, ctx.buffer)
+    outs = alert_outs(alerts + told, merged, ctx, None) + relationship_audits(mine, merged, ctx.now)
     return encode_calendar(merged), outs
 
 

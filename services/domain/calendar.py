@@ -235,6 +235,26 @@ def _alert(calendar: Calendar, key: AlertKey, action: AlertAction) -> Alert:
     )
 
 
+def told_on_relating(
+    before: Calendar, after: Calendar, buffer: timedelta = DEFAULT_TRAVEL_BUFFER
+) -> list[Alert]:
+    """The explained absences open in `before` (and still in `after`), raised again to each
+    partner related in `after` but not in `before`: those it would have been told of, had it
+    been related when they opened."""
+    new = after.relationships.keys() - before.relationships.keys()
+    if not new:
+        return []
+    alerts = []
+    for key in sorted(open_alert_keys(before, buffer) & open_alert_keys(after, buffer)):
+        if key[0] != "explained-absence":
+            continue
+        alert = _alert(after, key, "raised")
+        told = tuple(r for r in alert.recipients if r in new)
+        if told:
+            alerts.append(replace(alert, recipients=told))
+    return alerts
+
+
 def _diff(
     calendar: Calendar, before: frozenset[AlertKey], after: frozenset[AlertKey]
 ) -> list[Alert]:

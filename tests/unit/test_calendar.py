@@ -19,6 +19,7 @@ from services.domain.calendar import (
     open_alert_keys,
     overlaps,
     reconcile,
+    told_on_relating,
 )
 from services.domain.relationships import Relationship
 
@@ -224,6 +225,26 @@ def test_explained_absence_goes_to_a_booker_without_a_relationship_only_via_offi
     )
     (alert,) = alerts
     assert alert.recipients == ("probation-london",)
+
+
+def test_a_partner_related_after_an_absence_was_explained_is_told_of_it_then() -> None:
+    before, _ = run(
+        Calendar("person-1"),
+        slot("m", "mht", status="fulfilled"),
+        slot("v", "voluntary", status="noshow", at=15),
+    )
+    referred = Relationship("voluntary", "referral", "probation-london/sr-1")
+    after = replace(
+        before, relationships={"vol-turning-point": referred, "probation-london": CASE_RECORD}
+    )
+    (alert,) = told_on_relating(before, after)
+    assert (alert.kind, alert.action) == ("explained-absence", "raised")
+    assert alert.appointment_ids == ("vol-turning-point/v", "mht-nelft/m")
+    assert alert.recipients == ("vol-turning-point", "probation-london")
+    assert told_on_relating(after, after) == [], "nobody is told twice"
+    only_officer = replace(before, relationships={"probation-london": CASE_RECORD})
+    (again,) = told_on_relating(only_officer, after)
+    assert again.recipients == ("vol-turning-point",)
 
 
 def test_officers_are_the_related_probation_partners_not_everyone_who_sent_something() -> None:

@@ -330,3 +330,55 @@ def test_a_new_relationship_is_audited_once() -> None:
     again["subject"]["person_id"] = "p-1"
     _, outs, *_ = person_event(stored, again, CTX)
     assert [o for o in outs if o.topic is topics.AUDIT] == []
+
+
+def test_a_service_referred_after_the_absence_was_explained_is_told_then() -> None:
+    person = person_id_for(CRN)
+    stored, outs = None, []
+    for partner, resource in [
+        ("probation-london", LINK),
+        ("gp-Y01234", appointment("g", "fulfilled", "10:00", "10:30", CRN)),
+        ("vol-recovery", appointment("v", "noshow", "10:15", "11:00", CRN)),
+        ("probation-london", consent_for("vol-recovery")),
+    ]:
+        message, _ = envelope(partner, resource)
+        message["subject"]["person_id"] = person
+        stored, step_outs, *_ = person_event(stored, message, CTX)
+        outs += [(partner, o) for o in step_outs]
+    explained = [
+        (partner, o.key)
+        for partner, o in outs
+        if o.topic is topics.ALERTS and peek(o.value)["event_type"] == "alert.absence.explained"
+    ]
+    assert explained == [
+        ("vol-recovery", b"probation-london"),  # when the no-show arrived: the officer only
+        ("probation-london", b"vol-recovery"),  # when the consent related the service
+    ]
+
+
+def test_a_merge_tells_an_officer_of_the_absence_explained_on_the_other_side() -> None:
+    nhs_person, crn_person = person_id_for(NHS), person_id_for(CRN)
+    health = None
+    for partner, resource in [
+        ("mht-rv5", appointment("m", "fulfilled", "10:00", "11:00", NHS)),
+        ("vol-recovery", appointment("v", "noshow", "10:15", "11:00", NHS)),
+    ]:
+        message, _ = envelope(partner, resource)
+        message["subject"]["person_id"] = nhs_person
+        health, outs, *_ = person_event(health, message, CTX)
+        assert [o for o in outs if o.topic is topics.ALERTS] == [], "nobody related yet"
+    case, _ = envelope("probation-london", appointment("p", "booked", "14:00", "15:00", CRN))
+    case["subject"]["person_id"] = crn_person
+    probation, *_ = person_event(None, case, CTX)
+
+    for absorbed, survivor in ((nhs_person, crn_person), (crn_person, nhs_person)):
+        stored = {nhs_person: health, crn_person: probation}
+        _, [transfer], *_ = person_event(
+            stored[absorbed], {"command": "merge", "absorbed": absorbed, "survivor": survivor}, CTX
+        )
+        _, outs, *_ = person_event(stored[survivor], orjson.loads(transfer.value), CTX)
+        told = [peek(o.value) for o in outs if o.topic is topics.ALERTS]
+        assert [(t["event_type"], t["subject"]["person_id"]) for t in told] == [
+            ("alert.absence.explained", survivor)
+        ]
+        assert [o.key for o in outs if o.topic is topics.ALERTS] == [b"probation-london"]
