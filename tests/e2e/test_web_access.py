@@ -97,7 +97,7 @@ def test_no_route_of_the_worker_or_the_gateway_answers_without_sign_in(
     breach_check(worker, "p-1")
 
     routes = worker_routes()
-    assert ("GET", "/breach-check") in routes, "the walk sees the worker's pages"
+    assert ("GET", "/ready") in routes, "the walk sees the worker's pages"
     assert walk(worker.url, routes) == []
 
     with Served(build_app(GatewayConfig())) as gateway:
