@@ -130,7 +130,8 @@ def _owner(table: Any, key: str) -> URL | None:
 
 async def _relay(web: Any, url: URL, request: Any) -> Any:
     """The answer of another worker to the partner's request, passed back as it is."""
-    hops = int(request.headers.get(HOPS_HEADER, "0")) + 1
+    sent = request.headers.get(HOPS_HEADER, "0")
+    hops = (int(sent) if sent.isascii() and sent.isdigit() else MAX_HOPS) + 1
     if hops > MAX_HOPS:
         log.warning("request.unrouted", reason="too many hops")
         raise Refusal(503, REBALANCING)
