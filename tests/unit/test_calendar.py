@@ -320,3 +320,11 @@ def test_merge_keeps_the_newer_version_and_resolves_what_it_closes() -> None:
     assert merged.slots["gp-Y01234/g"].status == "cancelled"
     assert summary(alerts) == [("clash", "resolved", ("gp-Y01234/g", "probation-london/p"))]
     assert alerts[0].person_id == "person-1"
+
+
+def test_merge_keeps_the_relationships_of_both_people() -> None:
+    referred = Relationship("voluntary", "referral", "probation-london/sr-1")
+    a = Calendar("p-a", relationships={"probation-london": CASE_RECORD})
+    b = Calendar("p-b", relationships={"vol-turning-point": referred})
+    merged, _ = merge(a, b, "p-a")
+    assert merged.relationships == {"probation-london": CASE_RECORD, "vol-turning-point": referred}
