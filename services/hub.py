@@ -88,9 +88,9 @@ class PersonRouter(Router):
     faust's own hashes the key as the table's changelog serialises it: as JSON, so a person id
     `p-1` is hashed as `"p-1"`, quotes and all, while the hub's events (and the table entries
     they write) sit on the partition of the bare id; and an identifier's person is kept on its
-    provisional person's partition, not on its own hash. Requests went to a worker that did not
-    hold the person, which answered "no such person" (with two workers, standby copies of the
-    other's partitions hid it once they had caught up).
+    provisional person's partition, not on its own hash. faust's routing would send a request
+    to a worker that does not hold the person, which answers "no such person" (with two
+    workers, standby copies of the other's partitions hide this once they have caught up).
     """
 
     def key_store(self, table_name: str, key: Any) -> URL:
