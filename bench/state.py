@@ -78,8 +78,10 @@ from deploy.kafka.local import bootstrap_servers
 from deploy.topics import create_topics, replication_factor
 from schemas import fhir, topics
 from schemas.identifiers import PROBATION_CRN, PersonIdentifier
+from services.auth import basic_header
 from services.client import get_json
 from services.config import partner_directory, settings
+from services.demo import demo_secret
 from services.domain.calendar import Calendar, Slot, Version
 from services.domain.identity import person_id_for
 from services.partitioning import person_partition
@@ -365,7 +367,9 @@ def stop(running: Running) -> None:
 def count_calendars(worker: Worker) -> tuple[float, float]:
     """(people /stats counts, seconds it took); NaN when it does not answer."""
     started = time.monotonic()
-    status, body = get_json(worker.url + "/stats", timeout_s=STATS_TIMEOUT_S)
+    # /stats needs a signed-in partner, like every worker endpoint but /ready.
+    officer = {"Authorization": basic_header("probation-london", demo_secret("probation-london"))}
+    status, body = get_json(worker.url + "/stats", headers=officer, timeout_s=STATS_TIMEOUT_S)
     seconds = time.monotonic() - started
     return (float(body["calendars"]) if status == 200 else math.nan), seconds
 

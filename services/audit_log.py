@@ -1,4 +1,5 @@
-"""Reading the audit trail: every disclosure about one person, newest first.
+"""Reading the audit trail: every disclosure about one person, and every partner that became
+related to them, newest first.
 
 A person's audit events are keyed by the hub person id the person had when each
 disclosure happened; merges rename people, so every id the person has had counts.
@@ -44,11 +45,14 @@ def audit_trail(identifier: PersonIdentifier, idle_timeout_s: float = 3.0) -> li
 
 
 def audit_line(envelope: dict[str, Any]) -> str:
-    """One readable line: when, to whom, in which role, what, and on what basis."""
+    """One readable line: when, to whom (or, for a new relationship, who), in which role, what,
+    and on what basis."""
     event = envelope["resource"]
     agent = event["agent"][0]
     recipient = agent["who"]["identifier"]["value"]
     role = agent["type"]["coding"][0]["code"]
     what = event["entity"][-1]["what"].get("reference", "?")
     basis = agent.get("policy", ["?"])[0].removeprefix("urn:concord:")
-    return f"{event['recorded']}  to {recipient:<17} ({role})  {what}  basis: {basis}"
+    subtype = (event.get("subtype") or [{}])[0].get("code")
+    who = "related" if subtype == "relationship" else "to"
+    return f"{event['recorded']}  {who} {recipient:<17} ({role})  {what}  basis: {basis}"

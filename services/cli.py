@@ -148,37 +148,26 @@ def _worker(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot start: {exc}", EXIT_USAGE) from exc
 
 
-def _get_json(url: str, auth: str) -> tuple[int, dict[str, object]]:
-    from services.client import get_json
-
-    status, body = get_json(url, headers={"Authorization": auth})
-    if status == 0:
-        raise CommandError(
-            f"no worker answers at {url.split('/people', maxsplit=1)[0]}: start one with `concord worker`"
-        )
-    return status, body
-
-
 def _breach_check(args: argparse.Namespace) -> int:
-    from urllib.parse import quote
+    from urllib.parse import urlencode
 
     from services.auth import basic_header
+    from services.client import get_json
     from services.config import worker_url
 
     auth = basic_header(args.partner, _sign_in(args))
     base = worker_url()
-    status, found = _get_json(f"{base}/people?identifier={quote(args.person, safe='')}", auth)
-    if status != 200:
-        raise CommandError(str(found.get("error", f"worker answered {status}")), EXIT_USAGE)
-    person = str(found["person_id"])
-    status, answer = _get_json(
-        f"{base}/people/{quote(person)}/breach-check?appointment={quote(args.appointment, safe='')}",
-        auth,
-    )
+    # One question: the worker finds the person from the identifier and answers, or says 404.
+    query = urlencode({"identifier": args.person, "appointment": args.appointment})
+    status, answer = get_json(f"{base}/breach-check?{query}", headers={"Authorization": auth})
+    if status == 0:
+        raise CommandError(f"no worker answers at {base}: start one with `concord worker`")
     if status == 404:
         raise CommandError(str(answer.get("error", "not found")), EXIT_NOT_FOUND)
     if status in (401, 403):
         raise CommandError(str(answer.get("error", "refused")), EXIT_AUTH)
+    if status == 503:
+        raise CommandError(str(answer.get("error", "the worker is not ready")))
     if status != 200:
         raise CommandError(str(answer.get("error", f"worker answered {status}")), EXIT_USAGE)
     print(json.dumps(answer, indent=2))
@@ -384,9 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
         "breach-check", help="was a missed appointment explained by attendance elsewhere?"
     )
     check.add_argument(
-        "--person", required=True, help="SYSTEM|VALUE, e.g. urn:concord:id:probation-crn|X123456"
+        "--person",
+        required=True,
+        help="SYSTEM|VALUE in your own system: a CRN (probation), your local id "
+        "(urn:concord:id:local:PARTNER|ID) or the hub person id (urn:concord:id:person|ID)",
     )
-    check.add_argument("--appointment", required=True, help="the appointment id, or PARTNER/ID")
+    check.add_argument("--appointment", required=True, help="your appointment's id")
     check.add_argument("--as", dest="partner", required=True, help="the asking partner id")
     _secret_option(check)
     check.set_defaults(run=_breach_check)

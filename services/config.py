@@ -58,6 +58,8 @@ class Settings:
     escalation_check: timedelta
     rocksdb_write_buffer_mb: int
     rocksdb_cache_mb: int
+    standby_replicas: int
+    audit_timeout_s: float
 
     @property
     def web_url(self) -> str:
@@ -98,6 +100,8 @@ def settings() -> Settings:
         ),
         rocksdb_write_buffer_mb=int(os.environ.get("CONCORD_ROCKSDB_WRITE_BUFFER_MB", "8")),
         rocksdb_cache_mb=int(os.environ.get("CONCORD_ROCKSDB_CACHE_MB", "16")),
+        standby_replicas=int(os.environ.get("CONCORD_STANDBY_REPLICAS", "1")),
+        audit_timeout_s=float(os.environ.get("CONCORD_AUDIT_TIMEOUT_S", "10")),
     )
 
 

@@ -1,10 +1,11 @@
 """The demo: a worker, a feed of partner events for one person, the alerts and the breach check.
 
 `make run` starts Kafka and runs this. A probation case links a CRN to an NHS
-number; a GP, a Mental Health Trust and an addiction service publish
-appointments; the addiction appointment clashes with the GP's and is then
-missed while the person was at the GP. The output is what each booker is told,
-and the officer's breach check.
+number and refers the person to an addiction service; a GP, a Mental Health Trust
+and the addiction service publish appointments; the addiction appointment clashes
+with the GP's and is then missed while the person was at the GP. The output is what
+each booker is told, and the addiction service's breach check (asked by the hub
+person id its referral came with).
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+from schemas.identifiers import HUB_PERSON
 from services.auth import basic_header
 from services.client import get_json
 
 FEED = Path(__file__).parent.parent / "deploy" / "demo"
-PERSON = "urn:concord:id:probation-crn|X123456"
-MISSED = "vol-recovery/rec-5531"
-OFFICER = "probation-london"
+MISSED = "rec-5531"
+SERVICE = "vol-recovery"  # the addiction service, asking about its own missed appointment
 
 
 def demo_secret(partner: str) -> str:
@@ -103,6 +105,20 @@ def wait_for_alerts(until_event_type: str) -> list[tuple[str, dict[str, Any]]]:
     return [(recipient, issue) for recipient, _, issue in found]
 
 
+def referred_person(recipient: str) -> str:
+    """The hub person id the recipient's referral came with: how it names the person to the hub."""
+    from connectors.kafka_io import read_topic
+    from schemas.topics import OUTBOUND
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for key, value in read_topic(OUTBOUND.name, idle_timeout_s=1.0):
+            message = json.loads(value)
+            if key == recipient.encode() and message["event_type"] == "referral.request.delivered":
+                return str(message["resource"]["subject"]["identifier"]["value"])
+    raise SystemExit(f"no referral reached {recipient}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo end to end, print what each partner sees, then keep the hub running."""
     once = "--once" in (sys.argv[1:] if argv is None else argv)
@@ -134,20 +150,17 @@ def main(argv: list[str] | None = None) -> int:
             wait_for_alerts("alert.absence.explained"), key=lambda a: a[0]
         ):
             print(f"  to {recipient:<17} {issue['detail']}")
-        officer = {"Authorization": basic_header(OFFICER, demo_secret(OFFICER))}
-        status, found = get_json(
-            f"{url}/people?identifier={PERSON.replace('|', '%7C')}", headers=officer
-        )
-        status, check = get_json(
-            f"{url}/people/{found['person_id']}/breach-check?appointment={MISSED}", headers=officer
-        )
-        print(f"\nBreach check for {MISSED}, asked by the probation officer (HTTP {status}):")
+        service = {"Authorization": basic_header(SERVICE, demo_secret(SERVICE))}
+        person = f"{HUB_PERSON}|{referred_person(SERVICE)}"
+        query = urlencode({"identifier": person, "appointment": MISSED})
+        status, check = get_json(f"{url}/breach-check?{query}", headers=service)
+        print(f"\nBreach check for {MISSED}, asked by the addiction service (HTTP {status}):")
         print(json.dumps(check, indent=2))
         if not once:
             print(f"\nThe hub keeps running (worker log: {log_file}). In another terminal try:")
             print(
-                f"  CONCORD_PARTNER_SECRET={demo_secret(OFFICER)} .venv/bin/concord breach-check "
-                f"--as {OFFICER} --person '{PERSON}' --appointment rec-5531"
+                f"  CONCORD_PARTNER_SECRET={demo_secret(SERVICE)} .venv/bin/concord breach-check "
+                f"--as {SERVICE} --person '{person}' --appointment {MISSED}"
             )
             print(
                 f"  CONCORD_TOPIC_PREFIX={os.environ['CONCORD_TOPIC_PREFIX']} .venv/bin/concord tail alerts"

@@ -1,22 +1,29 @@
 """The composition root: the faust app, its topics and its tables, declared once.
 
 Topics carry raw bytes; the codec in schemas/ owns the wire format, so faust
-Records and pydantic never mix.
+Records and pydantic never mix. Requests about a table's key are routed to the worker
+holding it by the rule that placed the key (services/partitioning.py); the web server
+serves the hub's own pages only.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import aiokafka
 import faust
+from faust.app.router import Router
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.utils.functional import consecutive_numbers
+from faust.web.drivers import aiohttp as faust_aiohttp
+from yarl import URL
 
 from schemas import topics
 from schemas.topics import Topic
 from services.config import settings
+from services.partitioning import person_partition, token_home
 
 SETTINGS = settings()
 
@@ -75,11 +82,53 @@ class _Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
 
 
+class PersonRouter(Router):
+    """faust's request router, finding a key's worker by the rule that placed the key.
+
+    faust's own hashes the key as the table's changelog serialises it: as JSON, so a person id
+    `p-1` is hashed as `"p-1"`, quotes and all, while the hub's events (and the table entries
+    they write) sit on the partition of the bare id; and an identifier's person is kept on its
+    provisional person's partition, not on its own hash. faust's routing would send a request
+    to a worker that does not hold the person, which answers "no such person" (with two
+    workers, standby copies of the other's partitions hide this once they have caught up).
+    """
+
+    def key_store(self, table_name: str, key: Any) -> URL:
+        """The URL of the worker that holds `key` of the table; KeyError while none does."""
+        partition_of = PARTITION_RULES.get(table_name)
+        if partition_of is None:
+            return super().key_store(table_name, key)
+        partition = partition_of(str(key))
+        for url, held in self.table_metadata(table_name).items():
+            if any(partition in partitions for partitions in held.values()):
+                return URL(url)
+        raise KeyError(f"no worker holds partition {partition} of {table_name}")
+
+
+class HubWeb(faust_aiohttp.Web):
+    """faust's aiohttp web server with none of faust's own pages, only the hub's.
+
+    faust serves `/table/<name>/<key>/` (any table entry: whole calendars, identifiers), `/router`
+    (every worker's address and partitions), and statistics, to anyone who can reach the port.
+    Request routing between workers needs none of them: a worker passes a request to another
+    over HTTP, at the same port, with the partner's credentials.
+    """
+
+    default_blueprints = ()
+    production_blueprints = ()
+    debug_blueprints = ()
+    optional_blueprints = ()
+
+
 class HubApp(faust.App):
-    """faust's App, on a Kafka transport whose consumer waits FETCH_MAX_WAIT_MS per fetch."""
+    """faust's App, on a Kafka transport whose consumer waits FETCH_MAX_WAIT_MS per fetch,
+    serving only the hub's web pages."""
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
+
+    def _new_web(self) -> Any:
+        return HubWeb(self)
 
 
 app = HubApp(
@@ -100,8 +149,11 @@ app = HubApp(
     # to every batch's cycle (the drain rate is the same at 1 ms as at 5).
     producer_linger=float(os.environ.get("CONCORD_WORKER_LINGER_MS", "1")) / 1000.0,
     consumer_auto_offset_reset="earliest",
+    # Standby replicas keep a copy of other workers' table partitions, for a quick takeover.
+    table_standby_replicas=SETTINGS.standby_replicas,
     topic_allow_declare=True,
     web_in_thread=False,
+    Router=PersonRouter,
 )
 
 
@@ -174,3 +226,9 @@ calendars = _table("calendars", topics.PERSON_EVENTS.partitions, "person -> cale
 deadlines = _table("deadlines", topics.PERSON_EVENTS.partitions, "person -> next deadline")
 # person id -> the identity conflicts the person is under (set by the linker's commands)
 identity_flags = _table("identity-flags", topics.PERSON_EVENTS.partitions, "person -> conflicts")
+
+# Where each routed table keeps a key: the partition its events were written to.
+PARTITION_RULES: dict[str, Callable[[str], int]] = {
+    calendars.name: person_partition,
+    token_person.name: token_home,  # an identifier's assignment goes to its provisional person
+}

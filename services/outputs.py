@@ -19,8 +19,9 @@ from schemas import topics
 from schemas.codec import encode
 from schemas.envelope import DeadLetter, Envelope, Subject
 from schemas.topics import Topic
-from services.domain.audit import audit_event
-from services.domain.consent import Role
+from services.domain.audit import AuditSubtype, audit_event
+from services.domain.calendar import Calendar
+from services.domain.consent import ROLE_OF_KIND, Role
 from services.domain.partners import PartnerDirectory
 from services.domain.referrals import DEFAULT_SLA_WORKING_DAYS, ServiceDirectory
 from services.domain.refusals import (
@@ -30,9 +31,13 @@ from services.domain.refusals import (
     refused_event_type,
     sender_of,
 )
+from services.domain.relationships import audit_terms, new_relationships
 
 HUB_SOURCE = "concord-hub"
-AUDIT_EVENT_TYPE = "audit.disclosure.recorded"
+AUDIT_EVENT_TYPES = {
+    "disclosure": "audit.disclosure.recorded",
+    "relationship": "audit.relationship.recorded",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +131,9 @@ def audit_out(
     what: str,
     basis: str,
     now: datetime,
+    subtype: AuditSubtype = "disclosure",
 ) -> Out:
-    """The AuditEvent of one disclosure, for the audit topic, keyed by the person."""
+    """The AuditEvent of one disclosure (or new relationship), for the audit topic, keyed by the person."""
     audit = audit_event(
         disclosure_id=str(disclosure_id),
         person_id=person_id,
@@ -136,10 +142,11 @@ def audit_out(
         what=what,
         basis=basis,
         at=now,
+        subtype=subtype,
     )
     record = hub_envelope(
         uuid.UUID(audit["id"]),
-        AUDIT_EVENT_TYPE,
+        AUDIT_EVENT_TYPES[subtype],
         person_id=person_id,
         resource=audit,
         now=now,
@@ -187,4 +194,28 @@ def refusal_outs(
         resource=refusal_outcome(sender, refusal),
     )
     outs.append(Out(topics.OUTBOUND, sender.partner.encode(), encode(told)))
+    return outs
+
+
+# Fixed, so a relationship recorded again after a restart gets the same audit id.
+RELATIONSHIP_NAMESPACE = uuid.UUID("5f0c8a6e-2b1d-5c4e-9a7f-6d3e1b2c4a58")
+
+
+def relationship_audits(before: Calendar, after: Calendar, now: datetime) -> list[Out]:
+    """An AuditEvent for each partner newly related to the person: who, whom, on what basis."""
+    outs = []
+    for partner, relationship in new_relationships(before.relationships, after.relationships):
+        what, basis = audit_terms(relationship)
+        outs.append(
+            audit_out(
+                uuid.uuid5(RELATIONSHIP_NAMESPACE, f"{after.person_id}/{partner}/{what}"),
+                person_id=after.person_id,
+                recipient=partner,
+                role=ROLE_OF_KIND[relationship.kind],
+                what=what,
+                basis=basis,
+                now=now,
+                subtype="relationship",
+            )
+        )
     return outs

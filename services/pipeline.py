@@ -34,6 +34,8 @@ from services.domain.calendar import (
     merge,
     reconcile,
     stale_change,
+    told_on_relating,
+    with_relationships,
 )
 from services.domain.consent import ROLE_OF_KIND, decision_from_consent
 from services.domain.consent import stale_reason as consent_stale_reason
@@ -58,7 +60,15 @@ from services.domain.identity_messages import (
 )
 from services.domain.refusals import Refusal
 from services.domain.versions import stale_reason
-from services.outputs import Context, Disclosed, Out, disclosure_outs, hub_envelope, refusal_outs
+from services.outputs import (
+    Context,
+    Disclosed,
+    Out,
+    disclosure_outs,
+    hub_envelope,
+    refusal_outs,
+    relationship_audits,
+)
 from services.partitioning import token_home
 from services.state import decode_calendar, encode_calendar
 
@@ -323,6 +333,7 @@ def person_event(stored: bytes | None, message: Mapping[str, Any], ctx: Context)
         updated, outs = referral_flow.on_deadlines(calendar, _instant(message["now"]), ctx)
         return _done(None if updated is calendar else encode_calendar(updated), outs, updated)
     updated, outs = _apply(calendar, message, ctx)
+    outs += relationship_audits(calendar, updated, ctx.now)
     if updated is calendar:
         return PersonStep(None, outs)
     return _done(encode_calendar(updated), outs, updated)
@@ -345,31 +356,42 @@ def _apply(
     calendar: Calendar, message: Mapping[str, Any], ctx: Context
 ) -> tuple[Calendar, list[Out]]:
     """One partner event on the person's record: what changes, and what to send."""
-    source, resource = message["source"], message["resource"]
+    source, resource, cause = message["source"], message["resource"], message["event_id"]
     kind = ctx.directory.kind_of(source)
     occurred_at = _instant(message["occurred_at"])
-    updated = add_partner(calendar, source, kind)
+    # Before reconciling: an explained absence goes only to partners related to the person.
+    systems = tuple(i["system"] for i in (message.get("subject") or {}).get("identifiers") or ())
+    updated, told = _relate(
+        add_partner(calendar, source, kind),
+        ctx,
+        cause,
+        source=source,
+        kind=kind,
+        systems=systems,
+        event_id=cause,
+    )
     resource_type = resource.get("resourceType")
     if resource_type == "Consent":
         decision = decision_from_consent(resource, source=source, occurred_at=occurred_at)
         stale = consent_stale_reason(updated.consents, decision)
         if stale:
-            return updated, _stale(message, stale, ctx)
-        return add_consent(updated, decision), []
+            return updated, told + _stale(message, stale, ctx)
+        updated, more = _relate(add_consent(updated, decision), ctx, cause)
+        return updated, told + more
     if resource_type == "ServiceRequest":
-        return referral_flow.on_service_request(updated, message, ctx, occurred_at)
+        updated, outs = referral_flow.on_service_request(updated, message, ctx, occurred_at)
+        updated, more = _relate(updated, ctx, cause)
+        return updated, told + outs + more
     if resource_type == "Task":
-        return referral_flow.on_task(updated, message, ctx)
-    if resource_type == "Appointment":
-        slot = slot_from_appointment(
-            resource,
-            source=source,
-            kind=kind,
-            event_id=message["event_id"],
-            occurred_at=occurred_at,
-        )
-        return _appointment(updated, slot, message, ctx)
-    return updated, []
+        updated, outs = referral_flow.on_task(updated, message, ctx)
+        return updated, told + outs
+    if resource_type != "Appointment":
+        return updated, told
+    slot = slot_from_appointment(
+        resource, source=source, kind=kind, event_id=cause, occurred_at=occurred_at
+    )
+    updated, outs = _appointment(updated, slot, message, ctx)
+    return updated, told + outs
 
 
 def _appointment(
@@ -386,6 +408,15 @@ def _appointment(
         updated, slot.based_on, slot.appointment_id, ctx, cause
     )
     return updated, outs + booked
+
+
+def _relate(
+    calendar: Calendar, ctx: Context, cause: str | None, **fact: Any
+) -> tuple[Calendar, list[Out]]:
+    """The relationships the calendar's facts (and `fact`, an event) establish, and the open
+    explained absences each newly related partner is told of."""
+    related = with_relationships(calendar, ctx.directory, **fact)
+    return related, alert_outs(told_on_relating(calendar, related, ctx.buffer), related, ctx, cause)
 
 
 def _stale(message: Mapping[str, Any], reason: str, ctx: Context) -> list[Out]:
@@ -436,7 +467,12 @@ def _take_over(
         ]
     theirs, _ = decode_calendar(orjson.dumps(message["calendar"]))
     merged, alerts = merge(mine, theirs, survivor, ctx.buffer)
-    return encode_calendar(merged), alert_outs(alerts, merged, ctx, None)
+    # The merged consents may end or begin consent relationships; a partner related on one side
+    # only is told of the explained absences open on the other.
+    merged = with_relationships(merged, ctx.directory)
+    told = told_on_relating(mine, merged, ctx.buffer) + told_on_relating(theirs, merged, ctx.buffer)
+    outs = alert_outs(alerts + told, merged, ctx, None) + relationship_audits(mine, merged, ctx.now)
+    return encode_calendar(merged), outs
 
 
 def alert_outs(

@@ -2,6 +2,7 @@
 
 Read and written on every appointment event, so it is small and cheap; it must round-trip
 exactly, because a duplicate event is recognised by comparing versions with what is stored.
+Values written by an earlier format are upcast when read (`upcast_v1_v2`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import orjson
 from services.domain.calendar import Calendar, Slot, Version
 from services.domain.consent import ConsentDecision
 from services.domain.referrals import Referral
+from services.domain.relationships import Relationship
 
 # Bump with an upcaster when the row layout changes; tables outlive deployments.
-FORMAT = 1
+# 2: relationships, after referrals.
+FORMAT = 2
 # A slot is one row: appointment_id, partner, kind, status, start, end, location,
 # version.number, version.updated, version.event_id, service_type, based_on.
 _ROW_LENGTH = 12
@@ -153,22 +156,47 @@ def _referral(row: list[Any]) -> Referral:
     )
 
 
+def _relationship(row: list[Any]) -> Relationship:
+    kind, basis, evidence = row
+    return Relationship(kind, basis, evidence)
+
+
 def encode_calendar(cal: Calendar, merged_into: str | None = None) -> bytes:
     """The table value for `cal`; `merged_into` marks a person absorbed into another."""
     rows = [_row(s) for s in cal.slots.values()]
     consents = [_consent_row(c) for c in cal.consents]
     referrals = [_referral_row(r) for r in cal.referrals.values()]
     partners = dict(cal.partners)
-    return orjson.dumps([FORMAT, cal.person_id, merged_into, rows, partners, consents, referrals])
+    related = {p: [r.kind, r.basis, r.evidence] for p, r in cal.relationships.items()}
+    return orjson.dumps(
+        [FORMAT, cal.person_id, merged_into, rows, partners, consents, referrals, related]
+    )
+
+
+def upcast_v1_v2(value: list[Any]) -> list[Any]:
+    """A format 1 value as format 2: with no relationships.
+
+    Format 1 kept only who had sent anything, which is no relationship; each is established
+    again by the next trusted fact (a probation event under the CRN, a referral, a consent).
+    """
+    return [2, *value[1:], {}]
+
+
+_UPCASTERS = {1: upcast_v1_v2}
+_LENGTHS = {1: 7, 2: 8}
 
 
 def decode_calendar(data: bytes) -> tuple[Calendar, str | None]:
     """The calendar and merged-into person id stored by `encode_calendar`; ValueError if corrupt."""
     value = orjson.loads(data)
-    if not isinstance(value, list) or len(value) != 7 or value[0] != FORMAT:
-        raise ValueError(f"stored calendar is not in format {FORMAT}")
-    _, person_id, merged_into, rows, partners, consents, referral_rows = value
+    if not isinstance(value, list) or not value or _LENGTHS.get(value[0]) != len(value):
+        raise ValueError(f"stored calendar is not in a known format (this is format {FORMAT})")
+    while value[0] != FORMAT:
+        value = _UPCASTERS[value[0]](value)
+    _, person_id, merged_into, rows, partners, consents, referral_rows, related = value
     slots = {row[0]: _slot(row) for row in rows}
     decisions = tuple(_consent(row) for row in consents)
     referrals = {row[0]: _referral(row) for row in referral_rows}
-    return Calendar(person_id, slots, partners, decisions, referrals), merged_into
+    relationships = {partner: _relationship(row) for partner, row in related.items()}
+    calendar = Calendar(person_id, slots, partners, decisions, referrals, relationships)
+    return calendar, merged_into

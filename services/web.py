@@ -1,23 +1,30 @@
-"""The worker's HTTP endpoints: find a person by identifier, and the breach check.
+"""The worker's HTTP endpoints: readiness, the breach check, referral inboxes, counts.
 
-Each request is routed by faust to the worker that owns the key's partition,
-so any worker answers for any person.
+Every endpoint but readiness needs a signed-in partner. A question about a person is answered
+by the worker holding that person's data: a worker passes the request on to it (services/hub.py
+routes by the rule that placed the data, services/partitioning.py), so any worker answers for
+any person. faust's own pages (tables, routing, statistics) are not served (services/hub.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
+from urllib.parse import quote, urlencode
 
+import aiohttp
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from yarl import URL
 
 from deploy.kafka.local import bootstrap_servers
 from schemas import topics
-from schemas.identifiers import IdentifierError, parse_token
+from schemas.identifiers import HUB_PERSON, IdentifierError, PersonIdentifier, parse_token
 from schemas.topics import Topic
 from services.auth import AuthError, authenticate, basic_credentials
 from services.config import partner_directory
@@ -26,7 +33,8 @@ from services.domain.calendar import Calendar
 from services.domain.consent import ROLE_OF_KIND
 from services.domain.identity import person_id_for
 from services.domain.partners import Partner
-from services.hub import SETTINGS, TOPICS, app, calendars, identity_flags, token_person
+from services.domain.relationships import systems_to_ask_by
+from services.hub import SETTINGS, app, calendars, identity_flags, token_person
 from services.inbox import inbox
 from services.outputs import audit_out
 from services.state import decode_calendar
@@ -35,23 +43,12 @@ log = structlog.get_logger(__name__)
 
 # partner id -> when the hub last heard from it; every worker follows the whole topic
 LAST_HEARD: dict[str, datetime] = {}
-ROUTING_READY = asyncio.Event()
 
 
 def is_ready() -> bool:
-    """True once tables are recovered, no rebalance is under way, and routing knows the topics."""
+    """True once tables are recovered and no rebalance is under way."""
     recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-    return ROUTING_READY.is_set() and not app.rebalancing and recovered
-
-
-@app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped
-async def warm_routing() -> None:
-    """Fetch the routed tables' partition metadata, which faust's request routing needs."""
-    # No public way to ask: faust routes requests with this aiokafka producer.
-    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
-    for table in (token_person, calendars):
-        await producer.partitions_for(table.changelog_topic.get_topic_name())
-    ROUTING_READY.set()
+    return not app.rebalancing and recovered
 
 
 @app.page("/ready")
@@ -69,31 +66,9 @@ def _problem(web: Any, status: int, message: str) -> Any:
 
 # Who may ask for a breach check: the agencies whose appointments can be missed.
 BREACH_CHECK_KINDS = frozenset({"probation", "voluntary"})
-
-
-def caller(request: Any) -> Partner | None:
-    """The signed-in partner making the request (HTTP Basic), or None."""
-    partner_id, secret = basic_credentials(request.headers.get("Authorization"))
-    try:
-        return authenticate(partner_directory(SETTINGS.partners_file), partner_id, secret)
-    except AuthError:
-        return None
-
-
-@app.page("/people")
-@app.table_route(table=token_person, query_param="identifier")
-async def person_by_identifier(web: Any, request: Any) -> Any:
-    """The hub person id an identifier resolves to (it may not have any events yet)."""
-    try:
-        signed_in(request)
-        identifier = parse_token(request.query.get("identifier", ""))
-    except Refusal as refusal:
-        return _problem(web, refusal.status, refusal.message)
-    except IdentifierError as exc:
-        return _problem(web, 400, str(exc))
-    assigned = token_person.get(identifier.token())
-    person = assigned.decode() if assigned else person_id_for(identifier)
-    return web.json({"person_id": person})
+NO_SUCH_PERSON = "no such person known to the hub"
+SIGN_IN = "sign in as a partner (HTTP Basic: partner id and secret)"
+ROLE_MAY_NOT_ASK = "your organisation's role may not ask this"
 
 
 class Refusal(Exception):  # noqa: N818 -- reads as what the caller gets
@@ -104,48 +79,193 @@ class Refusal(Exception):  # noqa: N818 -- reads as what the caller gets
         self.status, self.message = status, message
 
 
+def claimed(request: Any, kinds: frozenset[str]) -> Partner:
+    """The partner a request names in its credentials, not yet verified; Refusal if none (401) or
+    if its role may not ask (403).
+
+    A worker passing a request on checks no more than this, so a request without credentials is
+    refused where it arrives; the worker that answers from a person's data verifies the secret.
+    """
+    partner_id, secret = basic_credentials(request.headers.get("Authorization"))
+    partner = partner_directory(SETTINGS.partners_file).get(partner_id)
+    if partner is None or not secret:
+        raise Refusal(401, SIGN_IN)
+    if partner.kind not in kinds:
+        raise Refusal(403, ROLE_MAY_NOT_ASK)
+    return partner
+
+
 def signed_in(request: Any, kinds: frozenset[str] | None = None) -> Partner:
-    """The asking partner; Refusal when the worker is not ready, sign-in fails, or the role may not ask."""
+    """The asking partner; Refusal when sign-in fails, the worker is not ready, or the role may not ask."""
+    partner_id, secret = basic_credentials(request.headers.get("Authorization"))
+    try:
+        asking = authenticate(partner_directory(SETTINGS.partners_file), partner_id, secret)
+    except AuthError:
+        raise Refusal(401, SIGN_IN) from None
     if not is_ready():
         raise Refusal(503, "the worker is starting or rebalancing; try again shortly")
-    asking = caller(request)
-    if asking is None:
-        raise Refusal(401, "sign in as a partner (HTTP Basic: partner id and secret)")
     if kinds is not None and asking.kind not in kinds:
-        raise Refusal(403, "your organisation's role may not ask this")
+        raise Refusal(403, ROLE_MAY_NOT_ASK)
     return asking
 
 
-def calendar_for(person_id: str, asking: Partner) -> Calendar:
+RELAY_TIMEOUT_S = 30.0
+# A question takes at most three hops: the identifier's worker, the person's, and the worker of
+# the person they were merged into. More means the workers disagree mid-rebalance.
+MAX_HOPS = 3
+HOPS_HEADER = "X-Concord-Hops"
+REBALANCING = "the hub is assigning its partitions; try again shortly"
+
+
+def _owner(table: Any, key: str) -> URL | None:
+    """The URL of the worker holding `key` of `table`, or None when it is this one."""
+    try:
+        owner = URL(str(app.router.key_store(table.name, key)))
+    except KeyError as exc:
+        log.warning("request.unrouted", table=table.name, reason=str(exc))
+        raise Refusal(503, REBALANCING) from None
+    here = app.conf.canonical_url
+    return None if (owner.host, owner.port) == (here.host, here.port) else owner
+
+
+async def _relay(web: Any, url: URL, request: Any) -> Any:
+    """The answer of another worker to the partner's request, passed back as it is."""
+    sent = request.headers.get(HOPS_HEADER, "0")
+    hops = (int(sent) if sent.isascii() and sent.isdigit() else MAX_HOPS) + 1
+    if hops > MAX_HOPS:
+        log.warning("request.unrouted", reason="too many hops")
+        raise Refusal(503, REBALANCING)
+    headers = {"Authorization": request.headers.get("Authorization", ""), HOPS_HEADER: str(hops)}
+    timeout = aiohttp.ClientTimeout(total=RELAY_TIMEOUT_S)
+    try:
+        async with app.http_client.get(url, headers=headers, timeout=timeout) as response:
+            body = await response.read()
+            relayed = web.bytes(body, content_type=response.content_type, status=response.status)
+            if "WWW-Authenticate" in response.headers:
+                relayed.headers["WWW-Authenticate"] = response.headers["WWW-Authenticate"]
+            return relayed
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return _problem(web, 503, "the worker holding this person did not answer; try again")
+
+
+async def _at_owner(
+    web: Any,
+    request: Any,
+    table: Any,
+    key: str,
+    *,
+    path: str,
+    here: Callable[[], Awaitable[Any]],
+) -> Any:
+    """Answer here if this worker holds `key` of `table`, else pass the request to the one that does.
+
+    `path` (with its query) is what the request is to the owner: the same question, or the next
+    step of it. Routing is by services/partitioning.py's rule, the one the events were placed by
+    (services/hub.py, PersonRouter).
+    """
+    owner = _owner(table, key)
+    if owner is None:
+        return await here()
+    return await _relay(web, owner.join(URL(path, encoded=True)), request)
+
+
+def _asked_by(asking: Partner, value: str) -> PersonIdentifier:
+    """The identifier a partner names the person by: valid, and in a system of its own."""
+    try:
+        identifier = parse_token(value)
+    except IdentifierError as exc:
+        raise Refusal(400, str(exc)) from None
+    if identifier.system not in systems_to_ask_by(asking.id, asking.kind):
+        raise Refusal(
+            400,
+            "name the person by an identifier of your own system: "
+            + ", ".join(sorted(systems_to_ask_by(asking.id, asking.kind))),
+        )
+    return identifier
+
+
+def _breach_check_path(person_id: str, request: Any) -> str:
+    query = urlencode({"appointment": request.query.get("appointment", "")})
+    return f"/people/{quote(person_id, safe='')}/breach-check?{query}"
+
+
+@app.page("/breach-check")
+async def breach_check_by_identifier(web: Any, request: Any) -> Any:
+    """The breach check for a person named by an identifier of the asking partner's own system.
+
+    Two steps, each on the worker holding what it needs: the identifier's person (token-person),
+    then that person's calendar. Neither says which person an identifier is, or that it is anyone:
+    only the breach check's own answer (or its 404) comes back.
+    """
+    try:
+        asking = claimed(request, BREACH_CHECK_KINDS)
+        identifier = _asked_by(asking, request.query.get("identifier", ""))
+        token = identifier.token()
+
+        async def resolved_here() -> Any:
+            if identifier.system == HUB_PERSON:
+                person = identifier.value
+            else:
+                assigned = token_person.get(token)
+                person = assigned.decode() if assigned else person_id_for(identifier)
+            path = _breach_check_path(person, request)
+            here = partial(_breach_check, web, request, person)
+            return await _at_owner(web, request, calendars, person, path=path, here=here)
+
+        return await _at_owner(
+            web, request, token_person, token, path=request.path_qs, here=resolved_here
+        )
+    except Refusal as refusal:
+        return _problem(web, refusal.status, refusal.message)
+
+
+@app.page("/people/{person_id}/breach-check")
+async def breach_check_view(web: Any, request: Any, person_id: str) -> Any:
+    """Verdict, minimised evidence and feed freshness for one of the asking partner's appointments."""
+    try:
+        claimed(request, BREACH_CHECK_KINDS)
+        here = partial(_breach_check, web, request, person_id)
+        return await _at_owner(web, request, calendars, person_id, path=request.path_qs, here=here)
+    except Refusal as refusal:
+        return _problem(web, refusal.status, refusal.message)
+
+
+def calendar_for(stored: bytes | None, asking: Partner) -> Calendar:
     """The person's calendar, when the asking partner has a relationship with the person.
 
     No relationship looks exactly like no person, so nobody can probe who the hub knows.
     """
-    stored = calendars.get(person_id)
-    calendar, merged_into = decode_calendar(stored) if stored else (None, None)
-    if calendar is None or merged_into is not None or asking.id not in calendar.partners:
-        raise Refusal(404, "no such person known to the hub")
+    calendar = decode_calendar(stored)[0] if stored else None
+    if calendar is None or asking.id not in calendar.relationships:
+        raise Refusal(404, NO_SUCH_PERSON)
     return calendar
 
 
-def appointment_in(calendar: Calendar, wanted: str) -> str:
-    """The calendar's appointment id for `wanted` (PARTNER/ID, or an ID unique in the calendar)."""
-    matches = [i for i in calendar.slots if i == wanted or i.endswith("/" + wanted)]
-    if not matches:
+def own_appointment(calendar: Calendar, asking: Partner, wanted: str) -> str:
+    """The calendar's id of the asking partner's appointment `wanted` (ID, or PARTNER/ID).
+
+    Another partner's appointment is not found, exactly as one that does not exist.
+    """
+    appointment_id = wanted if wanted.startswith(asking.id + "/") else f"{asking.id}/{wanted}"
+    slot = calendar.slots.get(appointment_id)
+    if slot is None or slot.partner != asking.id:
         raise Refusal(404, "no such appointment for this person")
-    if len(matches) > 1:
-        raise Refusal(400, "appointment id is ambiguous: give PARTNER/ID")
-    return matches[0]
+    return appointment_id
 
 
-@app.page("/people/{person_id}/breach-check")
-@app.table_route(table=calendars, match_info="person_id")
-async def breach_check_view(web: Any, request: Any, person_id: str) -> Any:
-    """Verdict, minimised evidence and feed freshness for one missed appointment."""
+async def _breach_check(web: Any, request: Any, person_id: str) -> Any:
+    """The breach check answered here, by the worker holding the person's calendar."""
     try:
         asking = signed_in(request, BREACH_CHECK_KINDS)
-        calendar = calendar_for(person_id, asking)
-        appointment = appointment_in(calendar, request.query.get("appointment", ""))
+        stored = calendars.get(person_id)
+        merged_into = decode_calendar(stored)[1] if stored else None
+        if merged_into is not None:
+            # Known since as another person: the partner may hold the id it was given before.
+            path = _breach_check_path(merged_into, request)
+            here = partial(_breach_check, web, request, merged_into)
+            return await _at_owner(web, request, calendars, merged_into, path=path, here=here)
+        calendar = calendar_for(stored, asking)
+        appointment = own_appointment(calendar, asking, request.query.get("appointment", ""))
     except Refusal as refusal:
         return _problem(web, refusal.status, refusal.message)
     check = breach_check(
@@ -159,28 +279,69 @@ async def breach_check_view(web: Any, request: Any, person_id: str) -> Any:
     now = datetime.now(UTC)
     directory = partner_directory(SETTINGS.partners_file)
     answer, basis = breach_check_answer(check, calendar, asking, directory, now)
-    await record_disclosure(person_id, asking, f"BreachCheck/{appointment}", basis, now)
+    failure = await record_disclosure(person_id, asking, f"BreachCheck/{appointment}", basis, now)
+    status, body = audited_answer(answer, failure)
     log.info(
-        "breach_check.answered", person_id=person_id, partner=asking.id, verdict=answer["verdict"]
+        "breach_check.answered",
+        person_id=person_id,
+        partner=asking.id,
+        verdict=answer["verdict"],
+        audited=failure is None,
     )
-    return web.json(answer)
+    return web.json(body, status=status)
+
+
+def audited_answer(
+    answer: dict[str, Any], failure: BaseException | None
+) -> tuple[int, dict[str, Any]]:
+    """The response to a breach check: the answer once its audit record is stored, else a 503.
+
+    A disclosure Kafka has not recorded on the audit topic is not made.
+    """
+    if failure is not None:
+        return 503, {
+            "error": "the hub could not record this disclosure in its audit log, so it does not "
+            "answer; try again shortly"
+        }
+    return 200, answer
+
+
+async def acknowledged(
+    send: Callable[[], Awaitable[Awaitable[Any]]], timeout_s: float
+) -> Exception | None:
+    """None once Kafka has acknowledged the record `send` hands to the producer; else why not.
+
+    `send` returns the record's delivery future; both steps are bounded by `timeout_s`.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            delivery = await send()
+            await delivery
+    except Exception as exc:  # whatever the cause, the disclosure was not recorded
+        return exc
+    return None
 
 
 async def record_disclosure(
     person_id: str, asking: Partner, what: str, basis: str, at: datetime
-) -> None:
-    """Put the AuditEvent of one disclosure on the audit topic."""
-    role = ROLE_OF_KIND[asking.kind]
+) -> Exception | None:
+    """Put the AuditEvent of one disclosure on the audit topic; None once Kafka has it, else why not."""
     out = audit_out(
         uuid.uuid4(),
         person_id=person_id,
         recipient=asking.id,
-        role=role,
+        role=ROLE_OF_KIND[asking.kind],
         what=what,
         basis=basis,
         now=at,
     )
-    await TOPICS[out.topic.name].send(key=out.key, value=out.value)
+    failure = await acknowledged(
+        partial(app.producer.send, out.topic.name, out.key, out.value, None, None, None),
+        SETTINGS.audit_timeout_s,
+    )
+    if failure is not None:
+        log.error("audit.not_recorded", person_id=person_id, error=type(failure).__name__)
+    return failure
 
 
 async def follow(topic: Topic, apply: Any) -> None:
@@ -245,5 +406,9 @@ async def referral_inbox(web: Any, request: Any) -> Any:
 @app.page("/stats")
 async def stats(web: Any, request: Any) -> Any:
     """How many people's calendars this worker holds (tombstones of merged people excluded)."""
+    try:
+        signed_in(request)
+    except Refusal as refusal:
+        return _problem(web, refusal.status, refusal.message)
     people = sum(1 for value in calendars.values() if decode_calendar(value)[1] is None)
     return web.json({"calendars": people, "partners_heard": len(LAST_HEARD)})

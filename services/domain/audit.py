@@ -1,12 +1,13 @@
 """The audit record of a disclosure: a FHIR AuditEvent saying who received what about whom,
-and under which basis (the role's default, their own record, or a consent)."""
+and under which basis (the role's default, their own record, or a consent); and of a new
+relationship: which partner, which person, on what basis (case record, referral or consent)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from schemas.identifiers import HUB_PERSON
 from services.domain.consent import PARTNER_SYSTEM, ROLE_SYSTEM, Role
@@ -15,7 +16,13 @@ from services.domain.consent import PARTNER_SYSTEM, ROLE_SYSTEM, Role
 AUDIT_NAMESPACE: Final = uuid.UUID("0b7d7c1e-5f52-5a55-8a4e-3c6f9d2e7a41")
 BASIS_PREFIX: Final = "urn:concord:basis:"
 CONSENT_PREFIX: Final = "urn:concord:consent:"
-_NAMED_BASES: Final = frozenset({"role-default", "own-record"})
+_NAMED_BASES: Final = frozenset({"role-default", "own-record", "case-record", "referral"})
+AuditSubtype = Literal["disclosure", "relationship"]
+# DICOM audit event types: a disclosure exports data; a relationship changes the person's record.
+_EVENT_TYPES: Final = {
+    "disclosure": ("110106", "Export", "R"),
+    "relationship": ("110110", "Patient Record", "C"),
+}
 
 
 def audit_id(disclosure_id: str) -> str:
@@ -36,20 +43,25 @@ def audit_event(
     what: str,
     basis: str,
     at: datetime,
+    subtype: AuditSubtype = "disclosure",
 ) -> dict[str, Any]:
-    """The AuditEvent for one disclosure of `what` ("DetectedIssue/<id>") to `recipient` at `at`."""
+    """The AuditEvent for one disclosure of `what` ("DetectedIssue/<id>") to `recipient` at `at`.
+
+    With subtype "relationship": `recipient` became related to the person, on `basis`, by `what`.
+    """
     if at.utcoffset() is None:
         raise ValueError("at must be timezone-aware")
+    code, display, action = _EVENT_TYPES[subtype]
     return {
         "resourceType": "AuditEvent",
         "id": audit_id(disclosure_id),
         "type": {
             "system": "http://dicom.nema.org/resources/ontology/DCM",
-            "code": "110106",
-            "display": "Export",
+            "code": code,
+            "display": display,
         },
-        "subtype": [{"system": "urn:concord:audit", "code": "disclosure"}],
-        "action": "R",
+        "subtype": [{"system": "urn:concord:audit", "code": subtype}],
+        "action": action,
         "recorded": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "outcome": "0",
         "agent": [

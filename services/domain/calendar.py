@@ -11,7 +11,16 @@ from typing import Literal, TypeAlias
 
 from services.domain.consent import ConsentDecision, record
 from services.domain.kinds import HEALTH_KINDS, OBLIGATION_KINDS, AgencyKind
+from services.domain.partners import PartnerDirectory
 from services.domain.referrals import Referral
+from services.domain.relationships import (
+    Relationship,
+    from_case_record,
+    from_consents,
+    from_referrals,
+    officers,
+    relate,
+)
 from services.domain.versions import Version, is_stale
 
 __all__ = [
@@ -67,13 +76,16 @@ class Calendar:
 
     person_id: str
     slots: Mapping[str, Slot] = field(default_factory=dict)
-    # every partner that has sent anything about the person, and its kind: who to tell,
-    # and whose feed could hold evidence
+    # every partner that has sent anything about the person, and its kind: whose feed could
+    # hold evidence. Anyone can send something: it is no relationship (see `relationships`).
     partners: Mapping[str, AgencyKind] = field(default_factory=dict)
     # the person's consent decisions, latest per consent (services.domain.consent.record)
     consents: tuple[ConsentDecision, ...] = ()
     # the person's referrals, by referral id
     referrals: Mapping[str, Referral] = field(default_factory=dict)
+    # the partners with a relationship with the person, from trusted facts only
+    # (services.domain.relationships): who may ask about the person, and be told
+    relationships: Mapping[str, Relationship] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +135,29 @@ def stale_change(calendar: Calendar, slot: Slot) -> Version | None:
     if current is None or not is_stale(slot.version, current.version):
         return None
     return current.version
+
+
+def with_relationships(
+    calendar: Calendar,
+    directory: PartnerDirectory,
+    *,
+    source: str | None = None,
+    kind: AgencyKind | None = None,
+    systems: tuple[str, ...] = (),
+    event_id: str = "",
+) -> Calendar:
+    """The relationships the calendar's facts establish, and the event `source` (of `kind`) sent
+    naming the person in `systems`; the same object when nothing changes."""
+    related = calendar.relationships
+    if source is not None and kind is not None:
+        related = from_case_record(
+            related, source=source, kind=kind, systems=systems, event_id=event_id
+        )
+    related = from_referrals(related, calendar.referrals.values(), directory)
+    related = from_consents(related, calendar.consents, directory)
+    if related is calendar.relationships:
+        return calendar
+    return replace(calendar, relationships=related)
 
 
 def apply_change(calendar: Calendar, slot: Slot) -> Calendar:
@@ -191,9 +226,11 @@ def _alert(calendar: Calendar, key: AlertKey, action: AlertAction) -> Alert:
     if kind == "clash":
         recipients = tuple(sorted({first.partner, second.partner}))
     else:
-        # The booker of the missed appointment, and the person's probation officers.
-        officers = {p for p, k in calendar.partners.items() if k == "probation"}
-        recipients = (first.partner, *sorted(officers - {first.partner}))
+        # The booker of the missed appointment and the person's probation officers: each only
+        # with a relationship with the person, since the alert discloses attendance elsewhere.
+        related = calendar.relationships
+        booker = (first.partner,) if first.partner in related else ()
+        recipients = (*booker, *sorted(officers(related) - {first.partner}))
     return Alert(
         kind=kind,
         action=action,
@@ -202,6 +239,26 @@ def _alert(calendar: Calendar, key: AlertKey, action: AlertAction) -> Alert:
         recipients=recipients,
         slots=(first, second),
     )
+
+
+def told_on_relating(
+    before: Calendar, after: Calendar, buffer: timedelta = DEFAULT_TRAVEL_BUFFER
+) -> list[Alert]:
+    """The explained absences open in `before` (and still in `after`), raised again to each
+    partner related in `after` but not in `before`: those it would have been told of, had it
+    been related when they opened."""
+    new = after.relationships.keys() - before.relationships.keys()
+    if not new:
+        return []
+    alerts = []
+    for key in sorted(open_alert_keys(before, buffer) & open_alert_keys(after, buffer)):
+        if key[0] != "explained-absence":
+            continue
+        alert = _alert(after, key, "raised")
+        told = tuple(r for r in alert.recipients if r in new)
+        if told:
+            alerts.append(replace(alert, recipients=told))
+    return alerts
 
 
 def _diff(
@@ -248,6 +305,11 @@ def merge(
             mine.updated or mine.requested
         ):
             referrals[referral_id] = referral
-    merged = Calendar(person_id, slots, {**a.partners, **b.partners}, consents, referrals)
+    relationships = a.relationships
+    for partner, relationship in sorted(b.relationships.items()):
+        relationships = relate(relationships, partner, relationship)
+    merged = Calendar(
+        person_id, slots, {**a.partners, **b.partners}, consents, referrals, relationships
+    )
     before = open_alert_keys(a, buffer) | open_alert_keys(b, buffer)
     return merged, _diff(merged, before, open_alert_keys(merged, buffer))

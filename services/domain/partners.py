@@ -12,8 +12,8 @@ from types import MappingProxyType
 from typing import Any, get_args
 
 from schemas.identifiers import PARTNER_ID
-from services.domain.calendar import AgencyKind
 from services.domain.credentials import is_secret_hash
+from services.domain.kinds import AgencyKind
 
 KINDS: tuple[AgencyKind, ...] = get_args(AgencyKind)
 

@@ -185,3 +185,54 @@ def patient(*identifiers: tuple[str, str]) -> dict[str, Any]:
         "resourceType": "Patient",
         "identifier": [{"system": s, "value": v} for s, v in identifiers],
     }
+
+
+# What each service in deploy/services.yaml takes referrals for (in area E09000022).
+REFERRAL_CATEGORY = {
+    "vol-recovery": "substance-misuse-treatment",
+    "vol-housing": "housing-support",
+    "mht-rv5": "mental-health-assessment",
+}
+
+
+def referral_to(recipient: str, referral_id: str, crn: str = "X123456") -> dict[str, Any]:
+    """Probation's referral of the person (by CRN) to `recipient`: a relationship for it."""
+    return {
+        "resourceType": "ServiceRequest",
+        "id": referral_id,
+        "status": "active",
+        "intent": "order",
+        "priority": "routine",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "urn:concord:referral-category",
+                        "code": REFERRAL_CATEGORY[recipient],
+                    }
+                ]
+            }
+        ],
+        "locationCode": [{"coding": [{"system": "urn:concord:area", "code": "E09000022"}]}],
+        "performer": [{"identifier": {"system": "urn:concord:partner", "value": recipient}}],
+        "subject": {"identifier": {"system": CRN, "value": crn}},
+        "authoredOn": "2026-11-30T09:00:00Z",
+    }
+
+
+def delivered_person(recipient: str, referral_id: str, timeout_s: float = 30.0) -> str:
+    """The hub person id a referral's recipient was given with it (bounded wait)."""
+    from schemas.topics import OUTBOUND
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for key, value in read_topic(OUTBOUND.name, idle_timeout_s=1.0):
+            message = json.loads(value)
+            if (
+                key == recipient.encode()
+                and message["event_type"] == "referral.request.delivered"
+                and message["resource"]["id"] == referral_id
+            ):
+                return str(message["resource"]["subject"]["identifier"]["value"])
+        time.sleep(0.3)
+    raise AssertionError(f"referral {referral_id} was not delivered to {recipient}")

@@ -93,12 +93,12 @@ def scenario_files(tmp: Path) -> list[tuple[str, str]]:
             ),
         ),
         (
-            "vol-recovery",
+            "probation-london",
             write(
                 tmp,
-                "vol.json",
+                "probation.json",
                 visit(
-                    "v-1",
+                    "p-1",
                     "booked",
                     "2026-12-03T10:30:00Z",
                     "2026-12-03T11:30:00Z",
@@ -123,12 +123,12 @@ def scenario_files(tmp: Path) -> list[tuple[str, str]]:
             ),
         ),
         (
-            "vol-recovery",
+            "probation-london",
             write(
                 tmp,
                 "noshow.json",
                 visit(
-                    "v-1",
+                    "p-1",
                     "noshow",
                     "2026-12-03T10:30:00Z",
                     "2026-12-03T11:30:00Z",
@@ -156,7 +156,7 @@ def test_end_to_end_logs_carry_no_identifier_or_clinical_text(
     )
     logs.append(refused.stderr)
     assert len(alerts(4)) >= 4
-    breach_check(worker, "v-1", expect="explained", as_partner="vol-recovery")
+    breach_check(worker, "p-1", expect="explained")
     worker.stop()
     logs.append(worker.log.read_text())
 

@@ -202,7 +202,14 @@ def test_every_disclosure_has_exactly_one_audit_event(worker: Worker, publish) -
     sent = alerts(1)
     # Every answer is a disclosure: one asked before the outcome landed is audited too.
     breach_check(worker, "prob-3", expect="explained")
-    records = audit_records(len(sent) + 1)
+    # Also on the audit topic: probation's relationship with the person, from its case record.
+    everything = audit_records(len(sent) + 2)
+    related = [r for r in everything if r["event_type"] == "audit.relationship.recorded"]
+    assert [
+        (r["resource"]["agent"][0]["who"]["identifier"]["value"], basis_of(r["resource"]))
+        for r in related
+    ] == [("probation-london", "case-record")]
+    records = [r for r in everything if r["event_type"] == "audit.disclosure.recorded"]
     for_alerts = [
         r
         for r in records
@@ -228,7 +235,7 @@ def test_every_disclosure_has_exactly_one_audit_event(worker: Worker, publish) -
     result = run_concord("audit", "--person", "|".join(PERSON_NHS))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) == len(records)
+    assert len(lines) == len(everything)
     assert "BreachCheck/probation-london/prob-3" in lines[0], "newest first"
     assert "9434765919" not in result.stdout
     assert "X123456" not in result.stdout

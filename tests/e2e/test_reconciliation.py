@@ -5,10 +5,22 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from urllib.parse import quote
+from urllib.parse import urlencode
 
+from schemas.identifiers import HUB_PERSON
+from services.domain.identity import person_id_for_token
 from tests.conftest import run_concord
-from tests.e2e.conftest import CRN, DEMO_SECRETS, NHS, Worker, alerts, appointment, patient
+from tests.e2e.conftest import (
+    CRN,
+    DEMO_SECRETS,
+    NHS,
+    Worker,
+    alerts,
+    appointment,
+    delivered_person,
+    patient,
+    referral_to,
+)
 
 PERSON_CRN = (CRN, "X123456")
 PERSON_NHS = (NHS, "9434765919")
@@ -34,10 +46,27 @@ REHAB_NOSHOW = {
     "status": "noshow",
     "meta": {"versionId": "2", "lastUpdated": "2026-12-03T11:05:00Z"},
 }
+PERSON_IDS = (PERSON_CRN, PERSON_NHS)
+PROBATION_MISSED = appointment(
+    "prob-1", "noshow", "2026-12-03T10:15:00Z", "2026-12-03T11:00:00Z", PERSON_CRN
+)
 
 
 def kinds(found: list[dict]) -> Counter:
     return Counter((a["event_type"], a["recipient"]) for a in found)
+
+
+def ask(person: tuple[str, str], appointment_id: str) -> str:
+    """The breach check's path for a person named by `person` (SYSTEM, VALUE)."""
+    return "/breach-check?" + urlencode(
+        {"identifier": "|".join(person), "appointment": appointment_id}
+    )
+
+
+def referred(publish, partner: str = "vol-recovery") -> tuple[str, str]:
+    """Probation refers the person to `partner`: the hub person id it is given, to ask by."""
+    publish("probation-london", referral_to(partner, f"ref-{partner}"))
+    return (HUB_PERSON, delivered_person(partner, f"ref-{partner}"))
 
 
 def breach_check(
@@ -52,16 +81,9 @@ def breach_check(
     deadline = time.monotonic() + 30
     answer: dict = {}
     while time.monotonic() < deadline:
-        status, found = worker.get(
-            f"/people?identifier={quote('|'.join(person), safe='')}", as_partner
-        )
-        if status == 200:
-            status, answer = worker.get(
-                f"/people/{found['person_id']}/breach-check?appointment={quote(appointment_id)}",
-                as_partner,
-            )
-            if status == 200 and (expect is None or answer["verdict"] == expect):
-                return answer
+        status, answer = worker.get(ask(person, appointment_id), as_partner)
+        if status == 200 and (expect is None or answer["verdict"] == expect):
+            return answer
         time.sleep(0.3)
     raise AssertionError(f"no breach check answer{' of ' + expect if expect else ''}: {answer}")
 
@@ -69,6 +91,7 @@ def breach_check(
 def test_noshow_during_attended_gp_visit_is_explained(worker: Worker, publish) -> None:
     """CRN and NHS number linked by probation; clash alerted to both; no-show explained."""
     publish("probation-london", patient(PERSON_CRN, PERSON_NHS))
+    person = referred(publish)
     publish("gp-Y01234", GP_BOOKED)
     publish("vol-recovery", REHAB_BOOKED)
     clash = alerts(2)
@@ -84,7 +107,7 @@ def test_noshow_during_attended_gp_visit_is_explained(worker: Worker, publish) -
     assert kinds(found)[("alert.absence.explained", "vol-recovery")] == 1
     assert kinds(found)[("alert.absence.explained", "probation-london")] == 1, "the officer is told"
 
-    answer = breach_check(worker, "rec-1", expect="explained")
+    answer = breach_check(worker, "rec-1", person, expect="explained", as_partner="vol-recovery")
     assert [e["appointment_id"] for e in answer["evidence"]] == ["gp-Y01234/gp-1"]
     assert answer["evidence"][0]["status"] == "fulfilled"
     text = json.dumps(answer) + json.dumps(found)
@@ -96,19 +119,26 @@ def test_noshow_during_attended_gp_visit_is_explained(worker: Worker, publish) -
 
 def test_gp_outcome_after_noshow_explains_it_then(worker: Worker, publish) -> None:
     publish("probation-london", patient(PERSON_CRN, PERSON_NHS))
+    person = referred(publish)
     publish("gp-Y01234", GP_BOOKED)
     publish("vol-recovery", REHAB_BOOKED)
+    # Named by different identifiers, the two may otherwise meet only once the no-show is in.
+    assert len(alerts(2)) == 2, "the clash"
     publish("vol-recovery", REHAB_NOSHOW)
-    breach_check(worker, "rec-1", expect="possible-conflict")
+    breach_check(worker, "rec-1", person, expect="possible-conflict", as_partner="vol-recovery")
     publish("gp-Y01234", GP_FULFILLED)
-    found = alerts(4)
+    found = alerts(6)
     assert kinds(found)[("alert.absence.explained", "probation-london")] == 1
-    breach_check(worker, "vol-recovery/rec-1", expect="explained")
+    breach_check(
+        worker, "vol-recovery/rec-1", person, expect="explained", as_partner="vol-recovery"
+    )
 
 
 def test_link_arriving_after_the_appointments_merges_calendars(worker: Worker, publish) -> None:
     publish("gp-Y01234", GP_FULFILLED)
     publish("vol-recovery", REHAB_NOSHOW)
+    # The service is given the person id of the CRN alone, before the link joins it to another.
+    person = referred(publish)
     # Not yet known to be one person: nothing said.
     assert alerts(1, timeout_s=3) == []
     publish("probation-london", patient(PERSON_CRN, PERSON_NHS))
@@ -117,7 +147,8 @@ def test_link_arriving_after_the_appointments_merges_calendars(worker: Worker, p
         ("alert.absence.explained", "vol-recovery"): 1,
         ("alert.absence.explained", "probation-london"): 1,
     }
-    breach_check(worker, "rec-1", PERSON_NHS, expect="explained")
+    answer = breach_check(worker, "rec-1", person, expect="explained", as_partner="vol-recovery")
+    assert answer["person_id"] == min(person_id_for_token("|".join(p)) for p in PERSON_IDS)
 
 
 def test_event_delivered_twice_has_no_second_effect(worker: Worker, publish) -> None:
@@ -132,6 +163,7 @@ def test_event_delivered_twice_has_no_second_effect(worker: Worker, publish) -> 
 
 def test_older_version_after_newer_never_overwrites_it(worker: Worker, publish) -> None:
     publish("probation-london", patient(PERSON_CRN, PERSON_NHS))
+    person = referred(publish)
     publish("gp-Y01234", GP_FULFILLED)
     publish("gp-Y01234", GP_BOOKED)  # version 1 arrives late
     publish("vol-recovery", REHAB_NOSHOW)
@@ -140,21 +172,17 @@ def test_older_version_after_newer_never_overwrites_it(worker: Worker, publish) 
         ("alert.absence.explained", "vol-recovery"): 1,
         ("alert.absence.explained", "probation-london"): 1,
     }
-    assert breach_check(worker, "rec-1", expect="explained")["evidence"][0]["status"] == "fulfilled"
+    answer = breach_check(worker, "rec-1", person, expect="explained", as_partner="vol-recovery")
+    assert answer["evidence"][0]["status"] == "fulfilled"
 
 
 def test_unknown_person_or_appointment_is_a_clear_404(worker: Worker, publish) -> None:
-    status, found = worker.get(f"/people?identifier={quote(CRN + '|Z999999', safe='')}")
-    assert status == 200
-    status, answer = worker.get(f"/people/{found['person_id']}/breach-check?appointment=x")
+    status, answer = worker.get(ask((CRN, "Z999999"), "x"))
     assert (status, answer["error"]) == (404, "no such person known to the hub")
 
-    publish("vol-recovery", REHAB_BOOKED)
-    breach_check(worker, "rec-1", as_partner="vol-recovery")  # the person is known now
-    status, found = worker.get(f"/people?identifier={quote('|'.join(PERSON_CRN), safe='')}")
-    status, answer = worker.get(
-        f"/people/{found['person_id']}/breach-check?appointment=nope", "vol-recovery"
-    )
+    publish("probation-london", PROBATION_MISSED)
+    breach_check(worker, "prob-1")  # the person is known now
+    status, answer = worker.get(ask(PERSON_CRN, "nope"))
     assert (status, answer["error"]) == (404, "no such appointment for this person")
 
 
@@ -162,43 +190,68 @@ def test_partner_without_a_relationship_cannot_tell_the_person_exists(
     worker: Worker, publish
 ) -> None:
     """A known person looks exactly like an unknown one to a partner with no relationship."""
-    publish("vol-recovery", REHAB_BOOKED)
-    breach_check(worker, "rec-1", as_partner="vol-recovery")
-    _, found = worker.get(f"/people?identifier={quote('|'.join(PERSON_CRN), safe='')}")
-    path = f"/people/{found['person_id']}/breach-check?appointment=rec-1"
-    assert worker.get(path, "vol-housing") == (404, {"error": "no such person known to the hub"})
-
-
-def test_breach_check_needs_a_signed_in_partner_whose_role_may_ask(worker: Worker) -> None:
-    path = f"/people?identifier={quote(CRN + '|X123456', safe='')}"
-    assert worker.get(path, None)[0] == 401
-    _, found = worker.get(path)
-    assert (
-        worker.get(f"/people/{found['person_id']}/breach-check?appointment=x", "gp-Y01234")[0]
-        == 403
+    publish("vol-recovery", REHAB_BOOKED)  # booking an appointment is no relationship
+    publish("probation-london", PROBATION_MISSED)
+    breach_check(worker, "prob-1")  # both events are in the calendar now
+    person = (HUB_PERSON, person_id_for_token("|".join(PERSON_CRN)))
+    unknown = (404, {"error": "no such person known to the hub"})
+    assert worker.get(ask(person, "rec-1"), "vol-recovery") == unknown
+    assert worker.get(ask(person, "rec-1"), "vol-housing") == unknown
+    assert worker.get(f"/people/{person[1]}/breach-check?appointment=rec-1", "vol-recovery") == (
+        unknown
     )
 
 
+def test_a_partner_may_ask_only_about_its_own_appointments(worker: Worker, publish) -> None:
+    """Another partner's appointment is not found, exactly as one that does not exist."""
+    publish("probation-london", patient(PERSON_CRN, PERSON_NHS))
+    person = referred(publish)
+    publish("vol-recovery", REHAB_NOSHOW)
+    publish("probation-london", PROBATION_MISSED)
+    breach_check(worker, "rec-1", person, as_partner="vol-recovery")
+    breach_check(worker, "prob-1")
+    not_found = (404, {"error": "no such appointment for this person"})
+    assert worker.get(ask(PERSON_CRN, "vol-recovery/rec-1")) == not_found
+    assert worker.get(ask(person, "probation-london/prob-1"), "vol-recovery") == not_found
+
+
+def test_breach_check_needs_a_signed_in_partner_whose_role_may_ask(worker: Worker) -> None:
+    assert worker.get(ask(PERSON_CRN, "x"), None)[0] == 401
+    assert worker.get(ask(PERSON_CRN, "x"), "gp-Y01234")[0] == 403
+    assert worker.get("/people/p-1/breach-check?appointment=x", None)[0] == 401
+    assert worker.get("/people/p-1/breach-check?appointment=x", "mht-rv5")[0] == 403
+
+
 def test_bad_identifier_is_a_clear_400(worker: Worker) -> None:
-    status, answer = worker.get(f"/people?identifier={quote(NHS + '|9434765918', safe='')}")
+    status, answer = worker.get(ask((NHS, "9434765918"), "x"))
     assert status == 400
     assert "check digit" in answer["error"]
+
+
+def test_a_partner_names_the_person_by_its_own_identifiers_only(worker: Worker) -> None:
+    """Asked by another agency's identifier, the answer would say whose it is."""
+    status, answer = worker.get(ask(PERSON_NHS, "x"))
+    assert status == 400
+    assert "your own system" in answer["error"]
+    assert worker.get(ask(PERSON_CRN, "x"), "vol-recovery")[0] == 400
+    local = ("urn:concord:id:local:vol-housing", "C-1")
+    assert worker.get(ask(local, "x"), "vol-recovery")[0] == 400
 
 
 def test_breach_check_command_prints_the_verdict_as_json(worker: Worker, publish) -> None:
     publish("probation-london", patient(PERSON_CRN, PERSON_NHS))
     publish("gp-Y01234", GP_FULFILLED)
-    publish("vol-recovery", REHAB_NOSHOW)
-    breach_check(worker, "rec-1", expect="explained")
+    publish("probation-london", PROBATION_MISSED)
+    breach_check(worker, "prob-1", expect="explained")
     env = {
         "CONCORD_WORKER_URL": worker.url,
         "CONCORD_PARTNER_SECRET": DEMO_SECRETS["probation-london"],
     }
-    ask = ("breach-check", "--as", "probation-london", "--person", "|".join(PERSON_NHS))
-    result = run_concord(*ask, "--appointment", "rec-1", env=env)
+    ask_as = ("breach-check", "--as", "probation-london", "--person", "|".join(PERSON_CRN))
+    result = run_concord(*ask_as, "--appointment", "prob-1", env=env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["verdict"] == "explained"
-    missing = run_concord(*ask, "--appointment", "nope", env=env)
+    missing = run_concord(*ask_as, "--appointment", "nope", env=env)
     assert missing.returncode == 4
     assert "no such appointment" in missing.stderr
 

@@ -109,8 +109,13 @@ def test_referral_is_routed_accepted_and_booked_and_the_officer_sees_it(
     latest = officer_tasks(3)[-1]
     assert latest["businessStatus"] == {"text": "first appointment booked"}
     assert latest["status"] == "accepted"
-    # The booked appointment is in the person's calendar.
-    assert breach_check(worker, "mht-rv5/mht-7")["appointment_id"] == "mht-rv5/mht-7"
+    # The booked appointment is in the person's calendar: the officer's appointment at the same
+    # time may conflict with it.
+    missed = appointment(
+        "prob-7", "noshow", "2026-12-10T10:30:00Z", "2026-12-10T11:00:00Z", PERSON_CRN
+    )
+    publish("probation-london", missed)
+    assert breach_check(worker, "prob-7", expect="possible-conflict")["evidence"]
 
     env = {"CONCORD_PARTNER_SECRET": DEMO_SECRETS["probation-london"]}
     inbox = run_concord("referrals", "--for", "probation-london", "--json", env=env)

@@ -15,6 +15,7 @@ from services.domain.alerts import alert_messages
 from services.domain.appointments import slot_from_appointment
 from services.domain.calendar import AgencyKind, Calendar, reconcile
 from services.domain.partners import PartnerDirectory
+from services.domain.relationships import Relationship
 
 T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -37,6 +38,11 @@ PARTNERS: dict[AgencyKind, str] = {
     "gp": "gp-Y01234",
     "mht": "mht-rv5",
     "voluntary": "vol-recovery",
+}
+# Every booker that can miss an appointment is related to the person, so is told of absences.
+RELATED = {
+    "probation-london": Relationship("probation", "case-record", "e-case"),
+    "vol-recovery": Relationship("voluntary", "referral", "probation-london/ref-1"),
 }
 secret = st.text(min_size=6, max_size=40).filter(lambda s: s.strip() == s and s)
 
@@ -106,7 +112,7 @@ def issues(
     first: Booking, second: Booking, *, with_secrets: bool
 ) -> list[tuple[str, dict[str, Any]]]:
     """(recipient, DetectedIssue) for every alert: raised, then resolved as the first is cancelled."""
-    calendar, sent = Calendar("p-0a1b2c3d"), []
+    calendar, sent = Calendar("p-0a1b2c3d", relationships=RELATED), []
     changes = [
         (first, first.resource(with_secrets=with_secrets), 1),
         (second, second.resource(with_secrets=with_secrets), 1),

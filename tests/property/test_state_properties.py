@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.domain.calendar import Calendar, Slot, Version
+from services.domain.relationships import Relationship
 from services.state import decode_calendar, encode_calendar
 
 instants = st.datetimes(
@@ -34,10 +35,23 @@ def slots(draw: st.DrawFn) -> Slot:
     )
 
 
+relationships = st.dictionaries(
+    st.text(min_size=1),
+    st.builds(
+        Relationship,
+        st.sampled_from(["probation", "gp", "mht", "voluntary"]),
+        st.sampled_from(["case-record", "referral", "consent"]),
+        st.text(),
+    ),
+    max_size=3,
+)
 calendars = st.builds(
-    lambda person, found: Calendar(person, {s.appointment_id: s for s in found}),
+    lambda person, found, related: Calendar(
+        person, {s.appointment_id: s for s in found}, relationships=related
+    ),
     st.text(min_size=1),
     st.lists(slots(), max_size=8),
+    relationships,
 )
 
 

@@ -16,6 +16,7 @@ from services.domain.appointments import slot_from_appointment
 from services.domain.calendar import AgencyKind, Alert, Calendar, Slot, Version, reconcile
 from services.domain.consent import ConsentDecision
 from services.domain.partners import PartnerDirectory
+from services.domain.relationships import Relationship
 
 DEMO = Path(__file__).parents[2] / "deploy" / "demo"
 DIRECTORY = PartnerDirectory.from_dict(
@@ -33,6 +34,9 @@ DIRECTORY = PartnerDirectory.from_dict(
 )
 DAY = datetime(2026, 12, 3, tzinfo=UTC)
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+# Explained absences go only to related partners: the service the person was referred to.
+REFERRED = {"vol-recovery": Relationship("voluntary", "referral", "probation-london/ref-2001")}
+CASE_RECORD = {"probation-london": Relationship("probation", "case-record", "e-1")}
 PARTNERS: dict[AgencyKind, str] = {
     "probation": "probation-london",
     "gp": "gp-Y01234",
@@ -67,8 +71,8 @@ def slot(
     )
 
 
-def alerts_for(*changes: Slot) -> list[Alert]:
-    calendar, alerts = Calendar("p-0a1b2c3d"), []
+def alerts_for(*changes: Slot, related: dict[str, Relationship] = REFERRED) -> list[Alert]:
+    calendar, alerts = Calendar("p-0a1b2c3d", relationships=related), []
     for change in changes:
         calendar, new = reconcile(calendar, change)
         alerts += new
@@ -282,7 +286,9 @@ def test_with_detail_consent_the_officer_sees_the_organisation_type_and_id() -> 
 
 @pytest.mark.parametrize("category", ["appointment-times", "appointment-detail"])
 def test_a_deny_to_probation_stops_every_alert_to_the_officer(category: str) -> None:
-    alert = alerts_for(slot("mht", "fulfilled", at="10:00"), slot("probation", "noshow"))[-1]
+    alert = alerts_for(
+        slot("mht", "fulfilled", at="10:00"), slot("probation", "noshow"), related=CASE_RECORD
+    )[-1]
     messages = alert_messages(alert, DIRECTORY, NOW, (consent(category, permit=False),))
     assert alert.recipients == ("probation-london",)
     assert messages == []
@@ -369,7 +375,7 @@ def test_untimed_cancelled_appointment_in_a_resolution_has_no_times() -> None:
 def test_demo_feed_raises_clash_then_explained_absence_without_clinical_text() -> None:
     """The demo's partner files, end to end through mapping, reconciliation and alerts."""
     feed = json.loads((DEMO / "feed.json").read_text(encoding="utf-8"))
-    calendar, messages = Calendar("p-demo"), []
+    calendar, messages = Calendar("p-demo", relationships=REFERRED), []
     clinical: set[str] = set()
     for number, item in enumerate(feed):
         resource = json.loads((DEMO / item["file"]).read_text(encoding="utf-8"))

@@ -77,3 +77,14 @@ def test_a_policy_that_is_not_a_concord_basis_is_refused() -> None:
     resource["agent"][0]["policy"] = ["http://example.org/policy"]
     with pytest.raises(ValueError, match="policy"):
         basis_of(resource)
+
+
+@pytest.mark.parametrize("basis", ["case-record", "referral", "probation-london/consent-1"])
+def test_a_new_relationship_is_audited_as_a_change_to_the_record_with_its_basis(
+    basis: str,
+) -> None:
+    resource = event(basis=basis, what="ServiceRequest/sr-1", subtype="relationship")
+    assert problems_in(resource) == []
+    assert resource["subtype"] == [{"system": "urn:concord:audit", "code": "relationship"}]
+    assert (resource["type"]["code"], resource["action"]) == ("110110", "C")
+    assert basis_of(resource) == basis

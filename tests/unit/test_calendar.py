@@ -19,7 +19,9 @@ from services.domain.calendar import (
     open_alert_keys,
     overlaps,
     reconcile,
+    told_on_relating,
 )
+from services.domain.relationships import Relationship
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 PARTNER_OF_KIND: dict[AgencyKind, str] = {
@@ -200,13 +202,57 @@ def test_moving_an_appointment_resolves_old_clash_and_raises_new_one() -> None:
 # --- explained absences ---------------------------------------------------------------
 
 
+CASE_RECORD = Relationship("probation", "case-record", "e-case")
+
+
 def test_noshow_during_attended_gp_visit_is_explained() -> None:
-    cal, _ = run(Calendar("person-1"), slot("p"), slot("g", "gp", status="fulfilled"))
+    officer = Calendar("person-1", relationships={"probation-london": CASE_RECORD})
+    cal, _ = run(officer, slot("p"), slot("g", "gp", status="fulfilled"))
     _, alerts = reconcile(cal, slot("p", status="noshow", version=2))
     (alert,) = alerts
     assert (alert.kind, alert.action) == ("explained-absence", "raised")
     assert alert.appointment_ids == ("probation-london/p", "gp-Y01234/g")
     assert alert.recipients == ("probation-london",)
+
+
+def test_explained_absence_goes_to_a_booker_without_a_relationship_only_via_officers() -> None:
+    """Booking an appointment is no relationship: the attendance elsewhere goes to officers only."""
+    officer = Calendar("person-1", relationships={"probation-london": CASE_RECORD})
+    _, alerts = run(
+        officer,
+        slot("m", "mht", status="fulfilled"),
+        slot("v", "voluntary", status="noshow", at=15),
+    )
+    (alert,) = alerts
+    assert alert.recipients == ("probation-london",)
+
+
+def test_a_partner_related_after_an_absence_was_explained_is_told_of_it_then() -> None:
+    before, _ = run(
+        Calendar("person-1"),
+        slot("m", "mht", status="fulfilled"),
+        slot("v", "voluntary", status="noshow", at=15),
+    )
+    referred = Relationship("voluntary", "referral", "probation-london/sr-1")
+    after = replace(
+        before, relationships={"vol-turning-point": referred, "probation-london": CASE_RECORD}
+    )
+    (alert,) = told_on_relating(before, after)
+    assert (alert.kind, alert.action) == ("explained-absence", "raised")
+    assert alert.appointment_ids == ("vol-turning-point/v", "mht-nelft/m")
+    assert alert.recipients == ("vol-turning-point", "probation-london")
+    assert told_on_relating(after, after) == [], "nobody is told twice"
+    only_officer = replace(before, relationships={"probation-london": CASE_RECORD})
+    (again,) = told_on_relating(only_officer, after)
+    assert again.recipients == ("vol-turning-point",)
+
+
+def test_officers_are_the_related_probation_partners_not_everyone_who_sent_something() -> None:
+    claimed = Calendar("person-1", partners={"probation-elsewhere": "probation"})
+    _, alerts = run(claimed, slot("g", "gp", status="fulfilled"), slot("p", status="noshow", at=15))
+    (alert,) = alerts
+    assert alert.kind == "explained-absence"
+    assert alert.recipients == ()
 
 
 def test_gp_outcome_after_noshow_raises_explained_absence_then() -> None:
@@ -274,3 +320,11 @@ def test_merge_keeps_the_newer_version_and_resolves_what_it_closes() -> None:
     assert merged.slots["gp-Y01234/g"].status == "cancelled"
     assert summary(alerts) == [("clash", "resolved", ("gp-Y01234/g", "probation-london/p"))]
     assert alerts[0].person_id == "person-1"
+
+
+def test_merge_keeps_the_relationships_of_both_people() -> None:
+    referred = Relationship("voluntary", "referral", "probation-london/sr-1")
+    a = Calendar("p-a", relationships={"probation-london": CASE_RECORD})
+    b = Calendar("p-b", relationships={"vol-turning-point": referred})
+    merged, _ = merge(a, b, "p-a")
+    assert merged.relationships == {"probation-london": CASE_RECORD, "vol-turning-point": referred}

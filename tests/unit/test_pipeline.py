@@ -12,6 +12,7 @@ from schemas.envelope import wrap
 from schemas.fhir import event_type_for, subject_of
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN, PersonIdentifier
 from services.config import ROOT, partner_directory
+from services.domain.audit import basis_of
 from services.domain.identity import PersonIndex, RefusedLink, Resolution, person_id_for
 from services.outputs import Context
 from services.partitioning import person_partition
@@ -163,11 +164,45 @@ def test_event_for_a_merged_person_is_forwarded_to_the_survivor() -> None:
     assert peek(out.value)["subject"]["person_id"] == "p-new"
 
 
+def consent_for(
+    partner: str, *, status: str = "active", recorded: str = "2026-11-20T09:00:00Z"
+) -> dict:
+    """The person's consent to `partner` seeing appointment times (recorded by probation)."""
+    return {
+        "resourceType": "Consent",
+        "id": f"c-{partner}",
+        "status": status,
+        "scope": {"coding": [{"code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"identifier": {"system": CRN.system, "value": CRN.value}},
+        "dateTime": recorded,
+        "provision": {
+            "type": "permit",
+            "actor": [
+                {
+                    "role": {"coding": [{"code": "IRCP"}]},
+                    "reference": {
+                        "identifier": {"system": "urn:concord:partner", "value": partner}
+                    },
+                }
+            ],
+            "code": [
+                {
+                    "coding": [
+                        {"system": "urn:concord:disclosure-category", "code": "appointment-times"}
+                    ]
+                }
+            ],
+        },
+    }
+
+
 def test_explained_absence_goes_to_the_booker_and_the_persons_probation_officer() -> None:
     person = person_id_for(CRN)
     stored = None
     for partner, resource in [
         ("probation-london", LINK),
+        ("probation-london", consent_for("vol-recovery")),
         ("gp-Y01234", appointment("g", "fulfilled", "10:00", "10:30", CRN)),
         ("vol-recovery", appointment("v", "noshow", "10:15", "11:00", CRN)),
     ]:
@@ -264,7 +299,15 @@ def test_referral_is_delivered_minimised_and_audited_and_the_referrer_gets_its_t
     assert delivered[0]["event_type"] == "referral.request.delivered"
     assert delivered[0]["resource"]["subject"]["identifier"]["system"] == "urn:concord:id:person"
     assert [o.key for o in by_topic["outbound"]] == [b"mht-rv5", b"probation-london"]
-    assert len(by_topic["audit"]) == 2, "every disclosure audited"
+    audits = [peek(o.value) for o in by_topic["audit"]]
+    disclosures = [a for a in audits if a["event_type"] == "audit.disclosure.recorded"]
+    assert len(disclosures) == 2, "every disclosure audited"
+    relationships = {
+        (a["resource"]["agent"][0]["who"]["identifier"]["value"], basis_of(a["resource"]))
+        for a in audits
+        if a["event_type"] == "audit.relationship.recorded"
+    }
+    assert relationships == {("probation-london", "case-record"), ("mht-rv5", "referral")}
     assert deadline == datetime(2026, 12, 7, 9, 0, tzinfo=UTC), "five working days"
     assert decode_calendar(stored)[0].referrals["probation-london/ref-9"].recipient == "mht-rv5"
 
@@ -426,3 +469,91 @@ def test_the_operator_linking_joins_the_people() -> None:
 
     assert step.updated.person_of[OTHER_NHS.token()] == step.updated.person_of[CRN.token()]
     assert OTHER_NHS.token().encode() in {o.key for o in by_topic(step.outs, topics.ASSIGNMENTS)}
+
+
+def test_an_invented_appointment_earns_no_relationship_and_no_word_of_attendance_elsewhere() -> (
+    None
+):
+    """A voluntary service naming an NHS number is told nothing of the trust's appointment."""
+    person = person_id_for(NHS)
+    stored, outs = None, []
+    for partner, resource in [
+        ("mht-rv5", appointment("m", "fulfilled", "10:00", "11:00", NHS)),
+        ("vol-recovery", appointment("v", "noshow", "10:15", "11:00", NHS)),
+    ]:
+        message, _ = envelope(partner, resource)
+        message["subject"]["person_id"] = person
+        stored, step_outs, *_ = person_event(stored, message, CTX)
+        outs += step_outs
+    assert [o.key for o in outs if o.topic is topics.ALERTS] == []
+    assert [o for o in outs if o.topic is topics.AUDIT] == [], "no relationship, nothing disclosed"
+    calendar, _ = decode_calendar(stored)
+    assert calendar.relationships == {}
+    assert set(calendar.partners) == {"mht-rv5", "vol-recovery"}
+
+
+def test_a_new_relationship_is_audited_once() -> None:
+    message, _ = envelope("probation-london", appointment("p", "booked", "09:00", "09:30", CRN))
+    message["subject"]["person_id"] = "p-1"
+    stored, outs, *_ = person_event(None, message, CTX)
+    [audit] = [peek(o.value) for o in outs if o.topic is topics.AUDIT]
+    assert audit["event_type"] == "audit.relationship.recorded"
+    assert audit["resource"]["agent"][0]["who"]["identifier"]["value"] == "probation-london"
+    assert basis_of(audit["resource"]) == "case-record"
+    assert audit["resource"]["entity"][-1]["what"]["reference"] == f"urn:uuid:{message['event_id']}"
+    again, _ = envelope("probation-london", appointment("p", "booked", "09:00", "09:45", CRN))
+    again["subject"]["person_id"] = "p-1"
+    _, outs, *_ = person_event(stored, again, CTX)
+    assert [o for o in outs if o.topic is topics.AUDIT] == []
+
+
+def test_a_service_referred_after_the_absence_was_explained_is_told_then() -> None:
+    person = person_id_for(CRN)
+    stored, outs = None, []
+    for partner, resource in [
+        ("probation-london", LINK),
+        ("gp-Y01234", appointment("g", "fulfilled", "10:00", "10:30", CRN)),
+        ("vol-recovery", appointment("v", "noshow", "10:15", "11:00", CRN)),
+        ("probation-london", consent_for("vol-recovery")),
+    ]:
+        message, _ = envelope(partner, resource)
+        message["subject"]["person_id"] = person
+        stored, step_outs, *_ = person_event(stored, message, CTX)
+        outs += [(partner, o) for o in step_outs]
+    explained = [
+        (partner, o.key)
+        for partner, o in outs
+        if o.topic is topics.ALERTS and peek(o.value)["event_type"] == "alert.absence.explained"
+    ]
+    assert explained == [
+        ("vol-recovery", b"probation-london"),  # when the no-show arrived: the officer only
+        ("probation-london", b"vol-recovery"),  # when the consent related the service
+    ]
+
+
+def test_a_merge_tells_an_officer_of_the_absence_explained_on_the_other_side() -> None:
+    nhs_person, crn_person = person_id_for(NHS), person_id_for(CRN)
+    health = None
+    for partner, resource in [
+        ("mht-rv5", appointment("m", "fulfilled", "10:00", "11:00", NHS)),
+        ("vol-recovery", appointment("v", "noshow", "10:15", "11:00", NHS)),
+    ]:
+        message, _ = envelope(partner, resource)
+        message["subject"]["person_id"] = nhs_person
+        health, outs, *_ = person_event(health, message, CTX)
+        assert [o for o in outs if o.topic is topics.ALERTS] == [], "nobody related yet"
+    case, _ = envelope("probation-london", appointment("p", "booked", "14:00", "15:00", CRN))
+    case["subject"]["person_id"] = crn_person
+    probation, *_ = person_event(None, case, CTX)
+
+    for absorbed, survivor in ((nhs_person, crn_person), (crn_person, nhs_person)):
+        stored = {nhs_person: health, crn_person: probation}
+        _, [transfer], *_ = person_event(
+            stored[absorbed], {"command": "merge", "absorbed": absorbed, "survivor": survivor}, CTX
+        )
+        _, outs, *_ = person_event(stored[survivor], orjson.loads(transfer.value), CTX)
+        told = [peek(o.value) for o in outs if o.topic is topics.ALERTS]
+        assert [(t["event_type"], t["subject"]["person_id"]) for t in told] == [
+            ("alert.absence.explained", survivor)
+        ]
+        assert [o.key for o in outs if o.topic is topics.ALERTS] == [b"probation-london"]

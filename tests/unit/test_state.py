@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from services.domain.calendar import Calendar, Slot, Version
-from services.state import decode_calendar, encode_calendar
+from services.domain.relationships import Relationship
+from services.state import decode_calendar, encode_calendar, upcast_v1_v2
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 
@@ -96,3 +97,33 @@ def test_encoding_survives_being_embedded_in_another_json_message() -> None:
 def test_corrupt_value_is_a_value_error(data: bytes) -> None:
     with pytest.raises(ValueError, match=r".+"):
         decode_calendar(data)
+
+
+RELATED = Calendar(
+    "p-1",
+    relationships={
+        "probation-london": Relationship("probation", "case-record", "e-1"),
+        "vol-recovery": Relationship("voluntary", "consent", "probation-london/c-1"),
+    },
+)
+
+
+def test_relationships_round_trip() -> None:
+    assert decode_calendar(encode_calendar(RELATED)) == (RELATED, None)
+
+
+def test_a_format_1_value_is_upcast_with_no_relationships() -> None:
+    """Format 1 kept only who had sent anything: no relationship survives the upgrade."""
+    v1 = [1, "p-1", None, [], {"vol-recovery": "voluntary"}, [], []]
+    assert upcast_v1_v2(v1) == [2, "p-1", None, [], {"vol-recovery": "voluntary"}, [], [], {}]
+    calendar, merged_into = decode_calendar(orjson.dumps(v1))
+    assert calendar == Calendar("p-1", partners={"vol-recovery": "voluntary"})
+    assert merged_into is None
+    tombstone = [1, "p-old", "p-new", [], {}, [], []]
+    assert decode_calendar(orjson.dumps(tombstone)) == (Calendar("p-old"), "p-new")
+
+
+def test_a_format_1_calendar_with_slots_decodes_them_as_before() -> None:
+    v2 = orjson.loads(encode_calendar(FIVE))
+    v1 = [1, *v2[1:7]]
+    assert decode_calendar(orjson.dumps(v1)) == (FIVE, None)
