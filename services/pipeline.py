@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -471,7 +472,9 @@ def _take_over(
     # only is told of the explained absences open on the other.
     merged = with_relationships(merged, ctx.directory)
     told = told_on_relating(mine, merged, ctx.buffer) + told_on_relating(theirs, merged, ctx.buffer)
-    outs = alert_outs(alerts + told, merged, ctx, None) + relationship_audits(mine, merged, ctx.now)
+    # A relationship either side held was audited when it began: only ones new to both are.
+    held = replace(mine, relationships={**theirs.relationships, **mine.relationships})
+    outs = alert_outs(alerts + told, merged, ctx, None) + relationship_audits(held, merged, ctx.now)
     return encode_calendar(merged), outs
 
 

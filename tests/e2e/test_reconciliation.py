@@ -108,7 +108,10 @@ def test_noshow_during_attended_gp_visit_is_explained(worker: Worker, publish) -
     assert kinds(found)[("alert.absence.explained", "probation-london")] == 1, "the officer is told"
 
     answer = breach_check(worker, "rec-1", person, expect="explained", as_partner="vol-recovery")
-    assert [e["appointment_id"] for e in answer["evidence"]] == ["gp-Y01234/gp-1"]
+    # Without consent the GP visit is a health service's, under an opaque id.
+    assert [(e["appointment_id"], e["organisation_type"]) for e in answer["evidence"]] == [
+        ("evidence-1", "health-service")
+    ]
     assert answer["evidence"][0]["status"] == "fulfilled"
     text = json.dumps(answer) + json.dumps(found)
     for secret in ("Psychiatry", "9434765919", "X123456"):

@@ -557,3 +557,25 @@ def test_a_merge_tells_an_officer_of_the_absence_explained_on_the_other_side() -
             ("alert.absence.explained", survivor)
         ]
         assert [o.key for o in outs if o.topic is topics.ALERTS] == [b"probation-london"]
+
+
+def test_a_relationship_held_on_either_side_of_a_merge_is_not_audited_again() -> None:
+    """It was audited when it began; the merged person is the same person."""
+    nhs_person, crn_person = person_id_for(NHS), person_id_for(CRN)
+    gp, _ = envelope("gp-Y01234", appointment("g", "booked", "10:00", "10:30", NHS))
+    gp["subject"]["person_id"] = nhs_person
+    health, *_ = person_event(None, gp, CTX)
+    case, _ = envelope("probation-london", appointment("p", "booked", "14:00", "15:00", CRN))
+    case["subject"]["person_id"] = crn_person
+    probation, first, *_ = person_event(None, case, CTX)
+    assert [peek(o.value)["event_type"] for o in first if o.topic is topics.AUDIT] == [
+        "audit.relationship.recorded"
+    ]
+
+    for absorbed, survivor in ((nhs_person, crn_person), (crn_person, nhs_person)):
+        stored = {nhs_person: health, crn_person: probation}
+        _, [transfer], *_ = person_event(
+            stored[absorbed], {"command": "merge", "absorbed": absorbed, "survivor": survivor}, CTX
+        )
+        _, outs, *_ = person_event(stored[survivor], orjson.loads(transfer.value), CTX)
+        assert [o for o in outs if o.topic is topics.AUDIT] == []
