@@ -202,6 +202,8 @@ BAD_REQUESTS = [
     Bad("path-mismatch", "/fhir/Patient", APPOINTMENT, "application/fhir+json", 400, "invalid", "'Appointment' but the path is /fhir/Patient"),
     Bad("text-plain", "/fhir/Appointment", APPOINTMENT, "text/plain", 415, "not-supported", "'text/plain'"),
     Bad("invalid-status", "/fhir/Appointment", _bogus_status(), "application/fhir+json", 422, "invalid", "Appointment.status: 'bogus' is not one of"),
+    Bad("two-patients-one-id", "/fhir", (FIXTURES / "invalid" / "bundle-two-patients-one-id.json").read_bytes(), "application/fhir+json", 422, "invalid", "Bundle.entry[1].resource.id: the same resource type and id as Bundle.entry[0]"),
+    Bad("fhir-r5-xml", "/fhir/Appointment", (FIXTURES / "invalid" / "appointment-r5.xml").read_bytes(), "application/fhir+xml", 422, "invalid", "Appointment.class: not an element of Appointment in FHIR R4"),
 ]  # fmt: skip
 
 

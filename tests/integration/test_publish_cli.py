@@ -57,6 +57,26 @@ def test_invalid_file_is_refused_with_path_and_reason_and_kept_on_dead_letter(to
     assert json.loads(letter.raw) == json.loads(path.read_text())
 
 
+def test_fhir_xml_of_another_fhir_version_is_refused_and_kept_not_a_crash(topics: str) -> None:
+    r5, stu3 = (
+        FIXTURES / "invalid" / "appointment-r5.xml",
+        FIXTURES / "invalid" / "message-stu3.xml",
+    )
+    result = publish("mht-rv5", str(r5), str(stu3))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "appointment-r5.xml: Appointment.class: not an element of Appointment in FHIR R4" in (
+        result.stderr
+    )
+    assert "MessageHeader.event: not an element of MessageHeader in FHIR R4" in result.stderr
+    assert "accepted 0, rejected 2" in result.stdout
+    letters = [decode_dead_letter(line.encode()) for line in tail("deadletter", 2)]
+    assert sorted(letter.origin for letter in letters) == [
+        "appointment-r5.xml",
+        "message-stu3.xml#entry[0]",
+    ]
+
+
 def test_good_records_of_a_partly_bad_file_are_still_published(topics: str) -> None:
     result = publish("gp-Y01234", str(FIXTURES / "invalid" / "mixed-collection.json"))
     assert result.returncode == 1
