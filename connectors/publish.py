@@ -32,13 +32,21 @@ from schemas.envelope import (
 )
 from schemas.fhir import (
     PARTNER_RESOURCE_TYPES,
+    PERSON_REFERENCES,
     InvalidResource,
     Problem,
     event_type_for,
     problems_in,
     subject_of,
 )
-from schemas.identifiers import PARTNER_ID, IdentifierError, PersonIdentifier
+from schemas.identifiers import (
+    HUB_PERSON,
+    LOCAL_PREFIX,
+    PARTNER_ID,
+    IdentifierError,
+    PersonIdentifier,
+    local_system,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +89,7 @@ Decision = Accepted | Rejected | Ignored
 
 
 def _checked(
-    record: Record,
+    record: Record, partner: str
 ) -> Rejected | Ignored | tuple[dict[str, Any], str, tuple[PersonIdentifier, ...]]:
     """A record's verdict before wrapping: rejected, passed by, or (resource, type, subject)."""
     if not record.ok or record.resource is None:
@@ -91,14 +99,14 @@ def _checked(
     if record.in_bundle and resource_type in SUPPORTING_TYPES:
         return Ignored(record.origin, resource_type)
     try:
-        return resource, resource_type, _checked_subject(resource, resource_type, record)
+        return resource, resource_type, _checked_subject(resource, resource_type, record, partner)
     except InvalidResource as exc:
         return Rejected(record.origin, record.raw, tuple(exc.problems))
 
 
 def decide(record: Record, partner: str, now: datetime | None = None) -> Decision:
     """Validate one record and wrap it as an envelope from `partner`, or say why not."""
-    checked = _checked(record)
+    checked = _checked(record, partner)
     if isinstance(checked, Rejected | Ignored):
         return checked
     resource, resource_type, subject = checked
@@ -132,7 +140,7 @@ def decide_encoded(record: Record, partner: str, now: datetime | None = None) ->
     The checks are `decide`'s own; only the wrapping differs, and its bytes equal
     `encode(wrap(...))` exactly (the envelope's contract is asserted by the tests).
     """
-    checked = _checked(record)
+    checked = _checked(record, partner)
     if isinstance(checked, Rejected | Ignored):
         return checked
     resource, resource_type, subject = checked
@@ -224,7 +232,7 @@ def _plain_envelope(
 
 
 def _checked_subject(
-    resource: dict[str, Any], resource_type: str, record: Record
+    resource: dict[str, Any], resource_type: str, record: Record, partner: str
 ) -> tuple[PersonIdentifier, ...]:
     """The person a partner's resource is about, once it passed every check; InvalidResource if not."""
     if resource_type not in PARTNER_RESOURCE_TYPES:
@@ -236,9 +244,47 @@ def _checked_subject(
     if problems:
         raise InvalidResource(problems)
     try:
-        return subject_of(resource, record.bundled_patients)
+        subject = subject_of(resource, record.bundled_patients)
     except IdentifierError as exc:
         raise InvalidResource([Problem(resource_type, str(exc))]) from exc
+    problems = naming_problems(resource_type, subject, partner)
+    if problems:
+        raise InvalidResource(problems)
+    return subject
+
+
+def naming_problems(
+    resource_type: str, subject: tuple[PersonIdentifier, ...], partner: str
+) -> list[Problem]:
+    """Why `partner` may not name its subject by these identifiers; [] when it may.
+
+    Partners name a person by NHS number, CRN or their own local id. The hub's person id
+    is the hub's to give: a partner using it could attach events to anyone. The one
+    exception is a referral's Task, which answers a referral the hub delivered naming the
+    person that way (the worker checks the Task comes from the referral's recipient).
+    Another partner's local ids are that partner's to give.
+    """
+    where = f"{resource_type}.{PERSON_REFERENCES.get(resource_type, 'identifier')}"
+    own = local_system(partner)
+    problems = []
+    for system, _value in subject:
+        if system == HUB_PERSON and resource_type != "Task":
+            problems.append(
+                Problem(
+                    where,
+                    f"names the person by the hub's person id ({HUB_PERSON}), which only a "
+                    f"referral's Task may use: name them by NHS number, CRN or your own id ({own})",
+                )
+            )
+        elif system.startswith(LOCAL_PREFIX) and system != own:
+            problems.append(
+                Problem(
+                    where,
+                    f"names the person by another partner's local id ({system}): name them by "
+                    f"NHS number, CRN or your own id ({own})",
+                )
+            )
+    return problems
 
 
 @dataclass(slots=True)

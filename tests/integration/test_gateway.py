@@ -184,6 +184,11 @@ def _bogus_status() -> bytes:
     return APPOINTMENT.replace(b'"status": "booked"', b'"status": "bogus"', 1)
 
 
+def _hub_person_id() -> bytes:
+    nhs = b'{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}'
+    return APPOINTMENT.replace(nhs, b'{"system": "urn:concord:id:person", "value": "p-0a1b2c3d"}')
+
+
 class Bad(NamedTuple):
     """A bad request and how the gateway must answer it."""
 
@@ -203,6 +208,7 @@ BAD_REQUESTS = [
     Bad("text-plain", "/fhir/Appointment", APPOINTMENT, "text/plain", 415, "not-supported", "'text/plain'"),
     Bad("invalid-status", "/fhir/Appointment", _bogus_status(), "application/fhir+json", 422, "invalid", "Appointment.status: 'bogus' is not one of"),
     Bad("two-patients-one-id", "/fhir", (FIXTURES / "invalid" / "bundle-two-patients-one-id.json").read_bytes(), "application/fhir+json", 422, "invalid", "Bundle.entry[1].resource.id: the same resource type and id as Bundle.entry[0]"),
+    Bad("hub-person-id", "/fhir/Appointment", _hub_person_id(), "application/fhir+json", 422, "invalid", "Appointment.participant.actor: names the person by the hub's person id"),
     Bad("fhir-r5-xml", "/fhir/Appointment", (FIXTURES / "invalid" / "appointment-r5.xml").read_bytes(), "application/fhir+xml", 422, "invalid", "Appointment.class: not an element of Appointment in FHIR R4"),
 ]  # fmt: skip
 

@@ -91,16 +91,30 @@ def test_good_records_of_a_partly_bad_file_are_still_published(topics: str) -> N
 
 
 def test_every_partner_format_publishes(topics: str) -> None:
+    # Each as the partner whose data it is: a partner's local ids are its own to give.
     files = [
-        FIXTURES / "gp" / "message-bundle.json",
-        FIXTURES / "mht" / "appointments.xml",
-        FIXTURES / "voluntary" / "appointments.ndjson",
-        FIXTURES / "probation" / "patient-link.json",
+        ("gp-Y01234", FIXTURES / "gp" / "message-bundle.json", 2),
+        ("mht-rv5", FIXTURES / "mht" / "appointments.xml", 2),
+        ("vol-recovery", FIXTURES / "voluntary" / "appointments.ndjson", 2),
+        ("probation-london", FIXTURES / "probation" / "patient-link.json", 1),
     ]
-    result = publish("gp-Y01234", *map(str, files))
-    assert result.returncode == 0, result.stderr
-    assert "accepted 7, rejected 0, ignored 1" in result.stdout
+    for partner, path, accepted in files:
+        result = publish(partner, str(path))
+        assert result.returncode == 0, result.stderr
+        assert f"accepted {accepted}, rejected 0" in result.stdout
     assert len(tail("inbound", 7)) == 7
+
+
+def test_another_partners_local_id_is_refused_and_kept(topics: str) -> None:
+    result = publish("gp-Y01234", str(FIXTURES / "voluntary" / "appointments.ndjson"))
+    assert result.returncode == 1
+    assert "accepted 0, rejected 2" in result.stdout
+    assert (
+        "appointments.ndjson:1: Appointment.participant.actor: names the person by another "
+        "partner's local id (urn:concord:id:local:vol-recovery)"
+    ) in result.stderr
+    letters = [decode_dead_letter(line.encode()) for line in tail("deadletter", 2)]
+    assert {letter.source for letter in letters} == {"gp-Y01234"}
 
 
 def test_publish_to_missing_file_is_a_usage_error(topics: str) -> None:
