@@ -9,6 +9,7 @@ entry does not stop the rest of a file.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,16 +70,22 @@ def read_partner_file(
 ) -> Iterator[Record]:
     """Records `parse(text, file name)` finds in a UTF-8 file; a file that is not UTF-8 is one
     rejected record, its raw bytes kept (`hint` tells the partner how to fix it)."""
-    data = path.read_bytes()
+    yield from read_partner_bytes(path.read_bytes(), path.name, parse, hint)
+
+
+def read_partner_bytes(
+    data: bytes, origin: str, parse: Callable[[str, str], Iterator[Record]], hint: str = ""
+) -> Iterator[Record]:
+    """`read_partner_file` for bytes already read; `origin` names them in errors."""
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark is not part of the content
     except UnicodeDecodeError as exc:
         raw = data.decode("utf-8", errors="replace")
         yield Record(
-            path.name, raw, problems=(Problem("(file)", f"not UTF-8 text: {exc.reason}{hint}"),)
+            origin, raw, problems=(Problem("(file)", f"not UTF-8 text: {exc.reason}{hint}"),)
         )
         return
-    yield from parse(text, path.name)
+    yield from parse(text, origin)
 
 
 def read_text(text: str, origin: str) -> Iterator[Record]:
@@ -307,7 +314,7 @@ def _xml_record(element: Any, origin: str) -> Record:
     if problem is not None:
         return Record(origin, raw, problems=(problem,))
     try:
-        parsed = model.model_validate_xml(raw)
+        parsed = model.model_validate_xml(_without_comments(element))
     except (ValidationError, ValueError) as exc:
         return Record(
             origin, raw, problems=(Problem(resource_type, f"invalid FHIR XML: {_first_line(exc)}"),)
@@ -316,6 +323,18 @@ def _xml_record(element: Any, origin: str) -> Record:
         message = f"invalid FHIR XML: cannot be read ({type(exc).__name__})"
         return Record(origin, raw, problems=(Problem(resource_type, message),))
     return Record(origin, raw, resource=orjson.loads(parsed.model_dump_json()))
+
+
+def _without_comments(element: Any) -> str:
+    """The element as text with its comments left out.
+
+    fhir.resources keeps a comment as an extension of the element after it, which the
+    models then refuse beside `id` (the R4 specification's own examples comment there);
+    comments carry nothing the hub reads.
+    """
+    copy = deepcopy(element)
+    etree.strip_elements(copy, etree.Comment, with_tail=False)
+    return str(etree.tostring(copy, encoding="unicode"))
 
 
 # fhir.resources reads FHIR XML by looking each element up in the model of its parent, and

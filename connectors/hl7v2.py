@@ -834,13 +834,17 @@ def records_from_hl7_text(text: str, origin: str, partner: str) -> Iterator[Reco
 
 def records_from_hl7_file(path: Path, partner: str) -> Iterator[Record]:
     """Records of every message in a .hl7 file, for `connectors.publish.publish_records`."""
-    data = path.read_bytes()
+    yield from records_from_hl7_bytes(path.read_bytes(), path.name, partner)
+
+
+def records_from_hl7_bytes(data: bytes, origin: str, partner: str) -> Iterator[Record]:
+    """`records_from_hl7_file` for bytes already read; `origin` names them in errors."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         # Trust systems that are not UTF-8 are ISO 8859-1 (MSH-18 "8859/1"), which cannot fail.
         text = data.decode("latin-1")
-    yield from records_from_hl7_text(text, path.name, partner)
+    yield from records_from_hl7_text(text, origin, partner)
 
 
 # --- MLLP framing -------------------------------------------------------------------------

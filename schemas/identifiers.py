@@ -35,8 +35,9 @@ class IdentifierError(ValueError):
 
 
 def nhs_number_is_valid(value: str) -> bool:
-    """True when `value` is ten digits whose tenth is the mod-11 check digit."""
-    if len(value) != 10 or not value.isdigit():
+    """True when `value` is ten ASCII digits whose tenth is the mod-11 check digit."""
+    # str.isdigit() is also true of other scripts' digits and of superscripts ("²").
+    if len(value) != 10 or not value.isascii() or not value.isdigit():
         return False
     total = sum(
         int(digit) * weight for digit, weight in zip(value[:9], range(10, 1, -1), strict=True)

@@ -24,10 +24,11 @@ from faust.streams import _current_event
 from faust.types import TP
 
 from schemas import topics
-from schemas.codec import CodecError, encode, peek, resolved
+from schemas.codec import CodecError, encode, peek_envelope, resolved
 from schemas.envelope import DeadLetter
 from schemas.identifiers import IdentifierError, PersonIdentifier
 from services import clock
+from services.activity import activity_record
 from services.config import partner_directory, service_directory
 from services.domain.identity import PersonIndex
 from services.hub import (
@@ -46,9 +47,13 @@ from services.hub import (
 from services.outputs import Context, Out
 from services.partitioning import person_partition
 from services.pipeline import (
+    MALFORMED,
+    assignment_of,
     identifiers_of,
     link_event,
+    peek_person_message,
     person_event,
+    person_key,
     person_of,
     routed,
 )
@@ -156,14 +161,14 @@ def _persisted(table: Any, tp: TP, delivery: asyncio.Future[Any]) -> None:
         table.data.set_persisted_offset(tp, delivery.result().offset)
 
 
-async def reject(raw: bytes, reason: str, stage: str, source: str = "unknown") -> None:
+async def reject(raw: bytes | None, reason: str, stage: str, source: str = "unknown") -> None:
     """Keep a message the hub cannot process on the dead-letter topic, with the reason."""
     letter = DeadLetter(
         reason=reason,
         source=source,
         origin=stage,
         received_at=datetime.now(UTC),
-        raw=raw.decode("utf-8", errors="replace"),
+        raw=(raw or b"").decode("utf-8", errors="replace"),
     )
     await TOPICS[topics.DEADLETTER.name].send(key=source.encode(), value=encode(letter))
     log.warning(
@@ -182,7 +187,7 @@ class PartnerActivity:
         if now - self._sent.get(partner, 0.0) < ACTIVITY_EVERY_S:
             return
         self._sent[partner] = now
-        value = orjson.dumps({"partner": partner, "last_heard": recorded_at})
+        value = activity_record(partner, recorded_at)
         await TOPICS[topics.PARTNER_ACTIVITY.name].send(key=partner.encode(), value=value)
 
 
@@ -209,10 +214,15 @@ async def _index_one(
     event: Any, activity: PartnerActivity, ctx: Context, sent: list[Awaitable[Any]]
 ) -> None:
     if event.message.topic == topics.ASSIGNMENTS.name:
-        await record([put(token_person, event.key.decode(), event.value)], sent)
+        try:
+            token, person_id = assignment_of(event.key, event.value)
+        except CodecError as exc:
+            await reject(event.value, str(exc), "person-index")
+            return
+        await record([put(token_person, token, person_id)], sent)
         return
     try:
-        envelope = peek(event.value)
+        envelope = peek_envelope(event.value)
         identifiers = identifiers_of(envelope)
         linked = read(token_person, identifiers[0].token()) if len(identifiers) == 1 else None
         assigned = linked.decode() if linked else None
@@ -222,7 +232,7 @@ async def _index_one(
     except IdentifierError as exc:
         await reject(event.value, f"subject identifier rejected: {exc}", "person-index")
         return
-    except (CodecError, KeyError, TypeError) as exc:
+    except MALFORMED as exc:
         await reject(event.value, f"not a valid envelope: {exc.__class__.__name__}", "person-index")
         return
     if person is not None and here:
@@ -263,10 +273,10 @@ async def linker(stream: Any) -> None:
     """Join identifiers named together (one partition: the one global view of links)."""
     async for event in stream.events():
         try:
-            envelope = peek(event.value)
+            envelope = peek_envelope(event.value)
             index = _load_index(identifiers_of(envelope))
             updated, resolution, outs = link_event(envelope, index)
-        except (CodecError, KeyError, TypeError, ValueError) as exc:
+        except MALFORMED as exc:
             await reject(event.value, f"cannot link: {exc.__class__.__name__}", "linker")
             continue
         await emit(outs)
@@ -324,11 +334,11 @@ async def reconciler(stream: Any) -> None:
 async def _reconcile_one(event: Any, ctx: Context, sent: list[Awaitable[Any]]) -> int:
     """Handle one message from person-events (keyed by person), in order."""
     try:
-        message = peek(event.value)
-    except CodecError as exc:
+        person, message = person_key(event.key), peek_person_message(event.value)
+    except MALFORMED as exc:
         await reject(event.value, f"cannot reconcile: {exc}", "reconciler")
         return 0
-    return await _reconcile(event.key.decode(), message, event.value, ctx, sent)
+    return await _reconcile(person, message, event.value, ctx, sent)
 
 
 async def _reconcile(
@@ -343,7 +353,7 @@ async def _reconcile(
     """
     try:
         step = person_event(read(calendars, person), message, ctx)
-    except (CodecError, KeyError, TypeError, ValueError) as exc:
+    except MALFORMED as exc:
         reason = f"cannot reconcile: {exc}"
         await reject(raw, reason, "reconciler", str(message.get("source", "unknown")))
         return 0

@@ -15,9 +15,16 @@ from typing import Any, NamedTuple
 import orjson
 
 from schemas import topics
-from schemas.codec import dumps, encode, with_person
+from schemas.codec import CodecError, checked_envelope, dumps, encode, peek, with_person
 from schemas.envelope import DeadLetter
-from schemas.identifiers import HUB_PERSON, PersonIdentifier, check_identifier
+from schemas.fhir import validate
+from schemas.identifiers import (
+    HUB_PERSON,
+    IdentifierError,
+    PersonIdentifier,
+    check_identifier,
+    parse_token,
+)
 from services import referral_flow
 from services.domain.alerts import alert_messages
 from services.domain.appointments import slot_from_appointment
@@ -27,6 +34,10 @@ from services.domain.identity import PersonIndex, Resolution, person_id_for, res
 from services.outputs import Context, Disclosed, Out, disclosure_outs
 from services.partitioning import token_home
 from services.state import decode_calendar, encode_calendar
+
+# What a step may raise on a malformed message; the agents keep such a message on the
+# dead-letter topic with the reason. (CodecError and IdentifierError are ValueErrors.)
+MALFORMED = (KeyError, TypeError, ValueError)
 
 
 def identifiers_of(envelope: Mapping[str, Any]) -> list[PersonIdentifier]:
@@ -40,6 +51,19 @@ def identifiers_of(envelope: Mapping[str, Any]) -> list[PersonIdentifier]:
 
 
 # --- person index: inbound (keyed by identifier token) -> person-events (keyed by person) ---
+
+
+def assignment_of(key: bytes | None, value: bytes | None) -> tuple[str, bytes | None]:
+    """(token, person id) of an assignments record, the person None when the token is
+    forgotten; CodecError when the record is not one the linker would write."""
+    try:
+        token = parse_token((key or b"").decode())
+        person = None if value is None else value.decode()
+    except (UnicodeDecodeError, IdentifierError) as exc:
+        raise CodecError(f"not an assignment: {type(exc).__name__}") from exc
+    if person is not None and (not person.isprintable() or not person or " " in person):
+        raise CodecError("not an assignment: the person id is not a printable word")
+    return token.token(), value
 
 
 def index_event(envelope: Mapping[str, Any], raw: bytes, assigned: str | None) -> list[Out]:
@@ -111,6 +135,51 @@ def merge_command(absorbed: str, survivor: str) -> bytes:
 
 # --- reconciler: person-events (keyed by person) -> calendars table, alerts ---
 
+# The referral and consent rules read these resources as the edge validated them. They are
+# few, so they are validated again here: a record from a producer that bypassed the edge is
+# refused naming its problem instead of failing inside a rule. Appointments, the bulk of the
+# traffic, are read defensively by slot_from_appointment instead.
+VALIDATED_AGAIN = frozenset({"ServiceRequest", "Task", "Consent"})
+
+# The fields of each hub command on person-events, each a string but a transfer's calendar.
+_COMMAND_FIELDS = {
+    "merge": ("absorbed", "survivor"),
+    "transfer": ("absorbed", "survivor"),
+    "deadlines": ("person_id", "now"),
+}
+
+
+def person_key(key: bytes | None) -> str:
+    """The hub person id a person-events record is keyed by; CodecError when it has none."""
+    try:
+        person = (key or b"").decode()
+    except UnicodeDecodeError as exc:
+        raise CodecError("person key is not UTF-8 text") from exc
+    if not person:
+        raise CodecError("a person-events record needs the person id as its key")
+    return person
+
+
+def peek_person_message(data: bytes) -> dict[str, Any]:
+    """A person-events record: a hub command with its fields, or an envelope resolved to a
+    person, as `person_event` reads it; CodecError naming what is missing."""
+    value = peek(data)
+    command = value.get("command")
+    if command is None:
+        checked_envelope(value)
+        subject = value.get("subject") or {}
+        if not isinstance(value.get("person_id") or subject.get("person_id"), str):
+            raise CodecError("not resolved to a person: subject.person_id is missing")
+        return value
+    if not isinstance(command, str) or command not in _COMMAND_FIELDS:
+        raise CodecError("not a hub command: unknown command")
+    for name in _COMMAND_FIELDS[command]:
+        if not isinstance(value.get(name), str):
+            raise CodecError(f"{command} command: {name} is missing or not a str")
+    if command == "transfer" and "calendar" not in value:
+        raise CodecError("transfer command: calendar is missing")
+    return value
+
 
 class PersonStep(NamedTuple):
     """What one person-keyed message did: the record's new bytes, messages, the next deadline."""
@@ -164,6 +233,8 @@ def _apply(
     occurred_at = _instant(message["occurred_at"])
     updated = add_partner(calendar, source, kind)
     resource_type = resource.get("resourceType")
+    if resource_type in VALIDATED_AGAIN:
+        validate(resource)
     if resource_type == "Consent":
         decision = decision_from_consent(resource, source=source, occurred_at=occurred_at)
         return add_consent(updated, decision), []

@@ -19,7 +19,6 @@ from services.domain.referrals import Referral
 FORMAT = 1
 # A slot is one row: appointment_id, partner, kind, status, start, end, location,
 # version.number, version.updated, version.event_id, service_type, based_on.
-_ROW_LENGTH = 12
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Microseconds rather than milliseconds: envelope times carry them, and a truncated
@@ -32,7 +31,35 @@ def _ticks(value: datetime | None) -> int | None:
 
 
 def _instant(ticks: int | None) -> datetime | None:
-    return None if ticks is None else _EPOCH + ticks * _TICK
+    if ticks is None:
+        return None
+    try:
+        return _EPOCH + ticks * _TICK
+    except OverflowError:
+        raise ValueError("stored time is out of range") from None
+
+
+# The JSON type of each field of a stored row, in order: a row that does not match is
+# corrupt, refused as such (ValueError) before any of it reaches the domain types.
+_TEXT, _COUNT, _FLAG, _LIST = (str,), (int,), (bool,), (list,)
+_MAYBE_TEXT, _MAYBE_COUNT = (str, type(None)), (int, type(None))
+_SLOT_TYPES = (_TEXT, _TEXT, _TEXT, _TEXT, _MAYBE_COUNT, _MAYBE_COUNT, _MAYBE_TEXT, _COUNT,
+               _COUNT, _TEXT, _MAYBE_TEXT, _MAYBE_TEXT)  # fmt: skip
+_CONSENT_TYPES = (_TEXT, _TEXT, _FLAG, _LIST, _LIST, _LIST, _MAYBE_COUNT, _MAYBE_COUNT, _COUNT)
+_REFERRAL_TYPES = (_TEXT, _TEXT, _TEXT, _MAYBE_TEXT, _TEXT, _MAYBE_TEXT, _TEXT, _COUNT,
+                   _MAYBE_COUNT, _FLAG, _MAYBE_TEXT, _MAYBE_TEXT, _MAYBE_COUNT)  # fmt: skip
+
+
+def _typed(row: Any, types: tuple[tuple[type, ...], ...], what: str) -> list[Any]:
+    """The row when each field has its type (and lists hold strings); ValueError otherwise."""
+    if (
+        not isinstance(row, list)
+        or len(row) != len(types)
+        or not all(isinstance(value, kinds) for value, kinds in zip(row, types, strict=True))
+        or any(isinstance(v, list) and not all(isinstance(x, str) for x in v) for v in row)
+    ):
+        raise ValueError(f"stored {what} is not in format {FORMAT}")
+    return row
 
 
 def _row(slot: Slot) -> list[Any]:
@@ -54,9 +81,9 @@ def _row(slot: Slot) -> list[Any]:
 
 
 def _slot(row: list[Any]) -> Slot:
-    if not isinstance(row, list) or len(row) != _ROW_LENGTH:
-        raise ValueError(f"stored slot must be a list of {_ROW_LENGTH} fields")
-    aid, partner, kind, status, start, end, location, number, updated, event_id, stype, based = row
+    aid, partner, kind, status, start, end, location, number, updated, event_id, stype, based = (
+        _typed(row, _SLOT_TYPES, "slot")
+    )
     return Slot(
         appointment_id=aid,
         partner=partner,
@@ -93,7 +120,9 @@ def _consent_row(decision: ConsentDecision) -> list[Any]:
 
 
 def _consent(row: list[Any]) -> ConsentDecision:
-    consent_id, source, permit, recipients, roles, categories, start, end, recorded = row
+    consent_id, source, permit, recipients, roles, categories, start, end, recorded = _typed(
+        row, _CONSENT_TYPES, "consent"
+    )
     return ConsentDecision(
         consent_id=consent_id,
         source=source,
@@ -127,7 +156,7 @@ def _referral_row(r: Referral) -> list[Any]:
 
 def _referral(row: list[Any]) -> Referral:
     (referral_id, fhir_id, referrer, recipient, status, category, urgency, requested, deadline,
-     escalated, reason, first_appointment, updated) = row  # fmt: skip
+     escalated, reason, first_appointment, updated) = _typed(row, _REFERRAL_TYPES, "referral")  # fmt: skip
     return Referral(
         referral_id=referral_id,
         fhir_id=fhir_id,
@@ -160,7 +189,15 @@ def decode_calendar(data: bytes) -> tuple[Calendar, str | None]:
     if not isinstance(value, list) or len(value) != 7 or value[0] != FORMAT:
         raise ValueError(f"stored calendar is not in format {FORMAT}")
     _, person_id, merged_into, rows, partners, consents, referral_rows = value
-    slots = {row[0]: _slot(row) for row in rows}
+    if (
+        not isinstance(person_id, str)
+        or not isinstance(merged_into, str | None)
+        or not all(isinstance(part, list) for part in (rows, consents, referral_rows))
+        or not isinstance(partners, dict)
+        or not all(isinstance(kind, str) for kind in partners.values())
+    ):
+        raise ValueError(f"stored calendar is not in format {FORMAT}")
+    slots = {slot.appointment_id: slot for slot in map(_slot, rows)}
     decisions = tuple(_consent(row) for row in consents)
-    referrals = {row[0]: _referral(row) for row in referral_rows}
+    referrals = {referral.referral_id: referral for referral in map(_referral, referral_rows)}
     return Calendar(person_id, slots, partners, decisions, referrals), merged_into
