@@ -172,3 +172,16 @@ def test_an_nhs_number_with_a_superscript_digit_is_rejected_not_a_crash() -> Non
     outcome = decide_encoded(record, "gp-Y01234")
     assert isinstance(outcome, Rejected)
     assert "NHS number" in outcome.reason()
+
+
+@pytest.mark.parametrize("end", ["2026-12-05", "2026-12-03T11:00:00"])
+def test_an_appointment_ending_on_a_date_or_a_time_without_offset_is_rejected_not_a_crash(
+    end: str,
+) -> None:
+    """Ordering it against an aware start raised TypeError: `concord publish` crashed."""
+    resource = example("appointment.booking.updated")["resource"]
+    resource["end"] = end
+    record = Record("a.json", orjson.dumps(resource).decode(), resource)
+    outcome = decide_encoded(record, "gp-Y01234")
+    assert isinstance(outcome, Rejected)
+    assert outcome.reason().startswith("Appointment.end: ")
