@@ -168,9 +168,10 @@ def _same_resource_problems(entries: list[Any]) -> tuple[Problem, ...]:
             other, other_element = first_with.setdefault(name, (index, element))
             if other == index:
                 continue
-            same = "fullUrl" if element == other_element == "fullUrl" else "resource type and id"
             if element != other_element:
                 same = "name (a fullUrl and a resource type and id)"
+            else:
+                same = "fullUrl" if element == "fullUrl" else "resource type and id"
             problems.append(
                 Problem(
                     f"Bundle.entry[{index}].{element}",

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from connectors.fhir_input import Record
+from connectors.hl7v2 import records_from_hl7_text
 from connectors.publish import Rejected, decide_encoded
 from schemas.codec import CodecError, peek_envelope
 from schemas.identifiers import nhs_number_is_valid
@@ -185,3 +186,25 @@ def test_an_appointment_ending_on_a_date_or_a_time_without_offset_is_rejected_no
     outcome = decide_encoded(record, "gp-Y01234")
     assert isinstance(outcome, Rejected)
     assert outcome.reason().startswith("Appointment.end: ")
+
+
+SIU_S15 = (ROOT / "tests" / "fixtures" / "mht" / "siu-s15.hl7").read_bytes().decode()
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (("service|||||^^30", "service|||99999999999999||^^30"), "SCH-9: a duration over a year"),
+        (("service|||||^^30", "service|||nan||^^30"), "SCH-9: not a number"),
+        (("service|||||^^30", "service|||1e999||^^30"), "SCH-9: not a number"),
+        (("|20261203083000|", "|99991231230000-1400|"), "MSH-7: not a valid datetime"),
+    ],
+    ids=["huge-duration", "nan-duration", "infinite-duration", "last-hour-of-9999"],
+)  # fmt: skip
+def test_hl7_times_out_of_range_are_named_not_a_crash(change: tuple[str, str], where: str) -> None:
+    """These raised OverflowError or ValueError inside the mapping: `concord publish` crashed."""
+    assert change[0] in SIU_S15
+    text = SIU_S15.replace(*change)
+    [record] = records_from_hl7_text(text, "a.hl7", "mht-rv5")
+    assert record.problems
+    assert str(record.problems[0]).startswith(where)
