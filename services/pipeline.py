@@ -54,8 +54,8 @@ def identifiers_of(envelope: Mapping[str, Any]) -> list[PersonIdentifier]:
 
 
 def assignment_of(key: bytes | None, value: bytes | None) -> tuple[str, bytes | None]:
-    """(token, person id) of an assignments record, the person None when the token is
-    forgotten; CodecError when the record is not one the linker would write."""
+    """(token, person id as stored) of an assignments record, the person None when the token
+    is forgotten; CodecError when the record is not one the linker would write."""
     try:
         token = parse_token((key or b"").decode())
         person = None if value is None else value.decode()
