@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 CONCORD = $(VENV)/bin/concord
 
-.PHONY: install kafka topics run demo test unit lint format bench stop clean
+.PHONY: install kafka topics run demo test unit fuzz lint format bench stop clean
 
 install: $(VENV)/.installed
 
@@ -31,7 +31,18 @@ test: kafka
 	$(PY) -m pytest
 
 unit: install
-	$(PY) -m pytest tests/unit tests/property
+	$(PY) -m pytest tests/unit tests/property tests/fuzz
+
+# The fuzz suite's long run (the test suite runs it briefly): FUZZ_INPUTS inputs per format,
+# from FUZZ_SEED (a new one each run unless given; a failure names it, to run it again).
+FUZZ_INPUTS ?= 10000
+ifndef FUZZ_SEED
+FUZZ_SEED := $(shell date +%s)
+endif
+
+fuzz: install  ## mutated inputs for every parser and worker decoder; progress on stderr
+	@echo "fuzz: $(FUZZ_INPUTS) inputs per format, seed $(FUZZ_SEED)"
+	CONCORD_FUZZ_INPUTS=$(FUZZ_INPUTS) CONCORD_FUZZ_SEED=$(FUZZ_SEED) $(PY) -m pytest tests/fuzz -s -q
 
 lint: install
 	$(VENV)/bin/ruff check .

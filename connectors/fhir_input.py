@@ -8,19 +8,27 @@ entry does not stop the rest of a file.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator, Mapping
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fhir.resources.R4B
 import orjson
+from fhir_core.utils import (
+    determine_version_prefix,
+    get_fhir_type_name,
+    is_list_type,
+    is_primitive_type,
+)
 from lxml import etree
 from pydantic import ValidationError
 
 from schemas.fhir import BUNDLE_TYPES, CARRIED, Problem
 
 FHIR_NS = "http://hl7.org/fhir"
+XHTML_NS = "http://www.w3.org/1999/xhtml"
 # Resources a Bundle may carry in support of the events (who, where); the hub passes them by.
 SUPPORTING_TYPES = frozenset(
     {
@@ -62,16 +70,22 @@ def read_partner_file(
 ) -> Iterator[Record]:
     """Records `parse(text, file name)` finds in a UTF-8 file; a file that is not UTF-8 is one
     rejected record, its raw bytes kept (`hint` tells the partner how to fix it)."""
-    data = path.read_bytes()
+    yield from read_partner_bytes(path.read_bytes(), path.name, parse, hint)
+
+
+def read_partner_bytes(
+    data: bytes, origin: str, parse: Callable[[str, str], Iterator[Record]], hint: str = ""
+) -> Iterator[Record]:
+    """`read_partner_file` for bytes already read; `origin` names them in errors."""
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark is not part of the content
     except UnicodeDecodeError as exc:
         raw = data.decode("utf-8", errors="replace")
         yield Record(
-            path.name, raw, problems=(Problem("(file)", f"not UTF-8 text: {exc.reason}{hint}"),)
+            origin, raw, problems=(Problem("(file)", f"not UTF-8 text: {exc.reason}{hint}"),)
         )
         return
-    yield from parse(text, path.name)
+    yield from parse(text, origin)
 
 
 def read_text(text: str, origin: str) -> Iterator[Record]:
@@ -111,59 +125,114 @@ def read_json(data: Any, origin: str, raw: str) -> Iterator[Record]:
     if data.get("resourceType") != "Bundle":
         yield Record(origin, raw, resource=data)
         return
-    problem = _bundle_problem(data)
-    if problem:
-        yield Record(origin, raw, problems=(problem,))
+    problems = _bundle_problems(data)
+    if problems:
+        yield Record(origin, raw, problems=problems)
         return
-    entries = [entry for entry in data.get("entry", []) if isinstance(entry, dict)]
-    yield from _bundle_records(entries, data["type"], origin, data.get("id"))
+    entries = data["entry"]
+    raws = [orjson.dumps(entry).decode() for entry in entries]
+    yield from _bundle_records(entries, raws, data["type"], origin, data.get("id"))
 
 
-def _bundle_problem(bundle: Mapping[str, Any]) -> Problem | None:
+def _bundle_problems(bundle: Mapping[str, Any]) -> tuple[Problem, ...]:
+    """What makes a Bundle unacceptable as a whole; () when its entries may be read one by one."""
     kind = bundle.get("type")
     if kind not in BUNDLE_TYPES:
-        return Problem("Bundle.type", f"{kind!r} is not a FHIR Bundle type")
+        return (Problem("Bundle.type", f"{kind!r} is not a FHIR Bundle type"),)
     entries = bundle.get("entry") or []
     if not isinstance(entries, list) or not entries:
-        return Problem("Bundle.entry", "at least one is required")
+        return (Problem("Bundle.entry", "at least one is required"),)
     if kind == "message":
         first = entries[0].get("resource") if isinstance(entries[0], dict) else None
         if not isinstance(first, dict) or first.get("resourceType") != "MessageHeader":
-            return Problem(
-                "Bundle.entry[0].resource", "a message Bundle must start with a MessageHeader"
+            return (
+                Problem(
+                    "Bundle.entry[0].resource", "a message Bundle must start with a MessageHeader"
+                ),
             )
-    return None
+    return _same_resource_problems(entries)
+
+
+def _same_resource_problems(entries: list[Any]) -> tuple[Problem, ...]:
+    """Entries that share a fullUrl, or a resource type and id.
+
+    A reference inside the Bundle is resolved by either; two entries answering to one
+    name would let a reference reach either of them (an appointment could be attached
+    to the wrong one of two patients), so such a Bundle is refused whole. The values are
+    not repeated: a resource id may be a person's local number.
+    """
+    first_with: dict[str, tuple[int, str]] = {}
+    problems = []
+    for index, entry in enumerate(entries):
+        for name, element in _entry_names(entry):
+            other, other_element = first_with.setdefault(name, (index, element))
+            if other == index:
+                continue
+            if element != other_element:
+                same = "name (a fullUrl and a resource type and id)"
+            else:
+                same = "fullUrl" if element == "fullUrl" else "resource type and id"
+            problems.append(
+                Problem(
+                    f"Bundle.entry[{index}].{element}",
+                    f"the same {same} as Bundle.entry[{other}]: each entry must be a different resource",
+                )
+            )
+    return tuple(problems)
+
+
+def _entry_names(entry: Any) -> Iterator[tuple[str, str]]:
+    """The names a reference may resolve an entry by, each with the element it comes from."""
+    if not isinstance(entry, dict):
+        return
+    if isinstance(entry.get("fullUrl"), str):
+        yield entry["fullUrl"], "fullUrl"
+    resource = entry.get("resource")
+    if isinstance(resource, dict):
+        kind, resource_id = resource.get("resourceType"), resource.get("id")
+        if isinstance(kind, str) and isinstance(resource_id, str):
+            yield f"{kind}/{resource_id}", "resource.id"
 
 
 def _bundle_records(
-    entries: list[dict[str, Any]], kind: str, origin: str, bundle_id: str | None
+    entries: list[Any],
+    raws: list[str],
+    kind: str,
+    origin: str,
+    bundle_id: str | None,
+    *,
+    unreadable: Mapping[int, tuple[Problem, ...]] | None = None,
 ) -> Iterator[Record]:
+    """A record per entry (a message's header is checked, not carried); `raws` are the entries'
+    own text and `unreadable` the problems of entries that could not be read (XML)."""
+    unreadable = unreadable or {}
     patients: dict[str, Mapping[str, Any]] = {}
-    for entry in entries:
-        resource = entry.get("resource")
-        if isinstance(resource, dict) and resource.get("resourceType") == "Patient":
-            if isinstance(entry.get("fullUrl"), str):
-                patients[entry["fullUrl"]] = resource
-            if isinstance(resource.get("id"), str):
-                patients[f"Patient/{resource['id']}"] = resource
+    for index, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if index in unreadable or not isinstance(resource, dict):
+            continue
+        if resource.get("resourceType") == "Patient":
+            for name, _element in _entry_names(entry):
+                patients[name] = resource
     correlation = bundle_id
     for index, entry in enumerate(entries):
-        where = f"{origin}#entry[{index}]"
-        resource = entry.get("resource")
-        raw = orjson.dumps(entry).decode()
-        if not isinstance(resource, dict):
-            yield Record(
-                where, raw, problems=(Problem(f"Bundle.entry[{index}].resource", "field required"),)
-            )
-            continue
-        if kind == "message" and index == 0:
+        where, raw = f"{origin}#entry[{index}]", raws[index]
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        header = kind == "message" and index == 0
+        if index in unreadable or not isinstance(resource, dict):
+            missing = (Problem(f"Bundle.entry[{index}].resource", "field required"),)
+            problems = unreadable.get(index, missing)
+        elif header:
             correlation = resource.get("id") or bundle_id
             problems = _header_problems(resource)
-            if problems:
-                yield Record(where, raw, problems=problems)
-                return  # without a valid header the message as a whole is not accepted
+            if not problems:
+                continue  # a valid header is checked, not carried
+        else:
+            yield Record(where, raw, resource, patients, correlation, in_bundle=True)
             continue
-        yield Record(where, raw, resource, patients, correlation, in_bundle=True)
+        yield Record(where, raw, problems=problems, in_bundle=True)
+        if header:
+            return  # without a valid header the message as a whole is not accepted
 
 
 def _header_problems(header: Mapping[str, Any]) -> tuple[Problem, ...]:
@@ -183,56 +252,46 @@ def _read_xml(text: str, origin: str) -> Iterator[Record]:
     except etree.XMLSyntaxError as exc:
         yield Record(origin, text, problems=(Problem("(file)", f"not well-formed XML: {exc}"),))
         return
+    root_problem = _namespace_problem(root, etree.QName(root).localname)
+    if root_problem is not None:
+        yield Record(origin, text, problems=(root_problem,))
+        return
     if etree.QName(root).localname != "Bundle":
         yield _xml_record(root, origin)
         return
-    kind = _xml_value(root, "type")
     entries: list[dict[str, Any]] = []
     raws: list[str] = []
-    for entry in root.findall(f"{{{FHIR_NS}}}entry"):
+    unreadable: dict[int, tuple[Problem, ...]] = {}
+    for index, entry in enumerate(root.findall(f"{{{FHIR_NS}}}entry")):
         raws.append(etree.tostring(entry, encoding="unicode"))
-        holder = entry.find(f"{{{FHIR_NS}}}resource")
-        child = holder[0] if holder is not None and len(holder) else None
-        record = _xml_record(child, origin) if child is not None else None
         converted: dict[str, Any] = {}
-        if record is not None and record.resource is not None:
-            converted["resource"] = record.resource
-        elif record is not None:
-            # Keep the parse problem: the entry is reported, the rest still flow.
-            converted["resource"] = {
-                "resourceType": "(unreadable)",
-                "problems": [str(p) for p in record.problems],
-            }
         full_url = _xml_value(entry, "fullUrl")
         if full_url:
             converted["fullUrl"] = full_url
+        holder = entry.find(f"{{{FHIR_NS}}}resource")
+        child = None if holder is None else next((c for c in holder if _is_element(c)), None)
+        if child is not None:
+            record = _xml_record(child, origin)
+            if record.resource is not None:
+                converted["resource"] = record.resource
+            else:
+                # What can be read of it still counts: a message's header, a duplicated id.
+                stub = {"resourceType": etree.QName(child).localname, "id": _xml_value(child, "id")}
+                converted["resource"] = stub
+                unreadable[index] = record.problems
         entries.append(converted)
-    bundle_id = _xml_value(root, "id")
+    kind, bundle_id = _xml_value(root, "type"), _xml_value(root, "id")
     bundle = {"resourceType": "Bundle", "type": kind, "entry": entries, "id": bundle_id}
-    problem = _bundle_problem(bundle)
-    if problem:
-        yield Record(origin, text, problems=(problem,))
+    problems = _bundle_problems(bundle)
+    if problems:
+        yield Record(origin, text, problems=problems)
         return
-    for record, raw in zip(
-        _bundle_records(entries, str(kind), origin, bundle_id), raws, strict=False
-    ):
-        unreadable = (
-            record.resource is not None and record.resource.get("resourceType") == "(unreadable)"
-        )
-        if unreadable:
-            assert record.resource is not None
-            problems = tuple(Problem(record.origin, p) for p in record.resource["problems"])
-            yield Record(record.origin, raw, problems=problems, in_bundle=True)
-        else:
-            yield Record(
-                record.origin,
-                raw,
-                record.resource,
-                record.bundled_patients,
-                record.correlation,
-                record.problems,
-                in_bundle=True,
-            )
+    yield from _bundle_records(entries, raws, str(kind), origin, bundle_id, unreadable=unreadable)
+
+
+def _is_element(node: Any) -> bool:
+    """True for an element; False for a comment or processing instruction."""
+    return isinstance(node.tag, str)
 
 
 def _xml_value(element: Any, name: str) -> str | None:
@@ -249,14 +308,105 @@ def _xml_record(element: Any, origin: str) -> Record:
         return Record(
             origin, raw, problems=(Problem(resource_type, "resource type not carried by the hub"),)
         )
-    module = importlib.import_module(f"fhir.resources.R4B.{CARRIED[resource_type][0]}")
+    model = _model(resource_type)
+    problem = _namespace_problem(element, resource_type) or _shape_problem(
+        element, model, resource_type
+    )
+    if problem is not None:
+        return Record(origin, raw, problems=(problem,))
     try:
-        model = getattr(module, resource_type).model_validate_xml(raw)
+        parsed = model.model_validate_xml(_without_comments(element))
     except (ValidationError, ValueError) as exc:
         return Record(
             origin, raw, problems=(Problem(resource_type, f"invalid FHIR XML: {_first_line(exc)}"),)
         )
-    return Record(origin, raw, resource=orjson.loads(model.model_dump_json()))
+    except Exception as exc:  # the reader raises assorted types on XML the walk did not foresee
+        message = f"invalid FHIR XML: cannot be read ({type(exc).__name__})"
+        return Record(origin, raw, problems=(Problem(resource_type, message),))
+    return Record(origin, raw, resource=orjson.loads(parsed.model_dump_json()))
+
+
+def _without_comments(element: Any) -> str:
+    """The element as text with its comments left out.
+
+    fhir.resources keeps a comment as an extension of the element after it, which the
+    models then refuse beside `id` (the R4 specification's own examples comment there);
+    comments carry nothing the hub reads.
+    """
+    copy = deepcopy(element)
+    etree.strip_elements(copy, etree.Comment, with_tail=False)
+    return str(etree.tostring(copy, encoding="unicode"))
+
+
+# fhir.resources reads FHIR XML by looking each element up in the model of its parent, and
+# raises KeyError, AttributeError and the like on anything a schema-valid R4 document never
+# holds (an element of another FHIR version, a processing instruction, a prefixed namespace).
+# The walk below finds the first such element, so the partner is told which one it is.
+_VERSION_PREFIX = determine_version_prefix(fhir.resources.R4B.__name__)
+
+
+def _namespace_problem(element: Any, path: str, namespace: str = FHIR_NS) -> Problem | None:
+    """A problem when the element is not in `namespace` declared as the default (no prefix)."""
+    if etree.QName(element).namespace != namespace or element.nsmap.get(None) != namespace:
+        return Problem(path, f"must be in the namespace {namespace}, declared with no prefix")
+    return None
+
+
+def _shape_problem(element: Any, model: Any, path: str) -> Problem | None:
+    """The first child of `element` that is not an element of `model` as FHIR R4 defines it."""
+    aliases = model.get_alias_mapping()
+    seen: set[str] = set()
+    for child in element:
+        if isinstance(child, etree._Comment):
+            continue
+        if not _is_element(child):
+            return Problem(path, "holds something other than elements and comments")
+        name = etree.QName(child).localname
+        where = f"{path}.{name}"
+        field = model.model_fields.get(aliases.get(name, ""))
+        if field is None or name == "fhir_comments":
+            return Problem(where, f"not an element of {path} in FHIR R4")
+        if name in seen and not is_list_type(field):
+            return Problem(where, "appears more than once: FHIR allows one")
+        seen.add(name)
+        problem = _field_problem(child, field, where)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _field_problem(element: Any, field: Any, path: str) -> Problem | None:
+    """A problem with one element whose definition is `field`, or with anything inside it."""
+    type_name = get_fhir_type_name(field, prefix=_VERSION_PREFIX)
+    if type_name == "xhtml":
+        return _namespace_problem(element, path, XHTML_NS)
+    problem = _namespace_problem(element, path)
+    if problem is not None:
+        return problem
+    if type_name == "Resource":
+        return _inner_resource_problem(element, path)
+    # A primitive's value is an attribute; as elements it holds only extensions (and an id).
+    model = _model("Element" if is_primitive_type(field) else type_name)
+    return _shape_problem(element, model, path)
+
+
+def _inner_resource_problem(element: Any, path: str) -> Problem | None:
+    """A problem with a resource held inside another (`contained`, a Bundle entry's `resource`)."""
+    children = [c for c in element if not isinstance(c, etree._Comment)]
+    if len(children) != 1 or not _is_element(children[0]):
+        return Problem(path, "must hold exactly one resource")
+    resource_type = etree.QName(children[0]).localname
+    where = f"{path}.{resource_type}"
+    try:
+        model = _model(resource_type)
+    except ValueError:
+        return Problem(where, "not a FHIR R4 resource type")
+    return _namespace_problem(children[0], where) or _shape_problem(children[0], model, where)
+
+
+def _model(type_name: str) -> Any:
+    """The fhir.resources R4B model of a resource or datatype; ValueError for an unknown name."""
+    return fhir.resources.R4B.get_fhir_model_class(type_name)
 
 
 def _first_line(exc: Exception) -> str:

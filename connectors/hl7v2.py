@@ -6,6 +6,7 @@ segment and field at fault, which the MLLP listener turns into an ERR segment.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ _DTM = re.compile(
     r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?(?:([+-])(\d{2})(\d{2}))?$"
 )
 LONDON = ZoneInfo("Europe/London")
+FIRST_YEAR, LAST_YEAR = 1900, 2999  # of a usable DTM
+LONGEST_DURATION = timedelta(days=366)
 NHS_NUMBER_OID = "2.16.840.1.113883.2.1.4.1"
 # Identifier types (HL7 table 0203) taken as the trust's own patient number.
 LOCAL_ID_TYPES = frozenset({"MR", "PI"})
@@ -330,6 +333,10 @@ def parse_dtm(value: str) -> datetime:
     if match is None:
         raise ValueError(f"not a valid datetime {value!r}: expected YYYYMMDDHHMM[SS][+/-ZZZZ]")
     year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    if not FIRST_YEAR <= int(year) <= LAST_YEAR:
+        # Appointments and referrals happen in these years; outside them the arithmetic
+        # below (UTC offsets, durations) could leave the range a datetime can hold.
+        raise ValueError(f"not a valid datetime {value!r}: year outside {FIRST_YEAR}-{LAST_YEAR}")
     try:
         naive = datetime(
             int(year),
@@ -567,6 +574,8 @@ def _duration(segment: Segment, position: int, units_position: int) -> timedelta
         amount = float(raw)
     except ValueError:
         raise segment.error(position, f"not a number: {raw!r}") from None
+    if not math.isfinite(amount):
+        raise segment.error(position, f"not a number: {raw!r}")
     if amount < 0:
         raise segment.error(position, "a duration cannot be negative")
     # HL7 takes minutes when the units are not given.
@@ -577,7 +586,10 @@ def _duration(segment: Segment, position: int, units_position: int) -> timedelta
             f"unknown duration unit {unit!r} (use s, min, h or d)",
             code=TABLE_VALUE_NOT_FOUND,
         )
-    return timedelta(seconds=amount * SECONDS_PER_UNIT[unit])
+    seconds = amount * SECONDS_PER_UNIT[unit]
+    if seconds > LONGEST_DURATION.total_seconds():
+        raise segment.error(position, "a duration over a year is not an appointment's")
+    return timedelta(seconds=seconds)
 
 
 def _resource_periods(
@@ -851,13 +863,17 @@ def records_from_hl7_text(text: str, origin: str, partner: str) -> Iterator[Reco
 
 def records_from_hl7_file(path: Path, partner: str) -> Iterator[Record]:
     """Records of every message in a .hl7 file, for `connectors.publish.publish_records`."""
-    data = path.read_bytes()
+    yield from records_from_hl7_bytes(path.read_bytes(), path.name, partner)
+
+
+def records_from_hl7_bytes(data: bytes, origin: str, partner: str) -> Iterator[Record]:
+    """`records_from_hl7_file` for bytes already read; `origin` names them in errors."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         # Trust systems that are not UTF-8 are ISO 8859-1 (MSH-18 "8859/1"), which cannot fail.
         text = data.decode("latin-1")
-    yield from records_from_hl7_text(text, path.name, partner)
+    yield from records_from_hl7_text(text, origin, partner)
 
 
 # --- MLLP framing -------------------------------------------------------------------------

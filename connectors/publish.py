@@ -35,13 +35,21 @@ from schemas.envelope import (
 )
 from schemas.fhir import (
     PARTNER_RESOURCE_TYPES,
+    PERSON_REFERENCES,
     InvalidResource,
     Problem,
     event_type_for,
     problems_in,
     subject_of,
 )
-from schemas.identifiers import PARTNER_ID, IdentifierError, PersonIdentifier
+from schemas.identifiers import (
+    HUB_PERSON,
+    LOCAL_PREFIX,
+    PARTNER_ID,
+    IdentifierError,
+    PersonIdentifier,
+    local_system,
+)
 from services.config import partner_directory, settings
 from services.domain.intake import unusable
 from services.domain.kinds import AgencyKind
@@ -98,7 +106,7 @@ def _checked(
     if record.in_bundle and resource_type in SUPPORTING_TYPES:
         return Ignored(record.origin, resource_type)
     try:
-        subject = _checked_subject(resource, resource_type, record)
+        subject = _checked_subject(resource, resource_type, record, partner)
     except InvalidResource as exc:
         return Rejected(record.origin, record.raw, tuple(exc.problems))
     reason = unusable(
@@ -271,7 +279,7 @@ def _plain_envelope(
 
 
 def _checked_subject(
-    resource: dict[str, Any], resource_type: str, record: Record
+    resource: dict[str, Any], resource_type: str, record: Record, partner: str
 ) -> tuple[PersonIdentifier, ...]:
     """The person a partner's resource is about, once it passed every check; InvalidResource if not."""
     if resource_type not in PARTNER_RESOURCE_TYPES:
@@ -283,9 +291,47 @@ def _checked_subject(
     if problems:
         raise InvalidResource(problems)
     try:
-        return subject_of(resource, record.bundled_patients)
+        subject = subject_of(resource, record.bundled_patients)
     except IdentifierError as exc:
         raise InvalidResource([Problem(resource_type, str(exc))]) from exc
+    problems = naming_problems(resource_type, subject, partner)
+    if problems:
+        raise InvalidResource(problems)
+    return subject
+
+
+def naming_problems(
+    resource_type: str, subject: tuple[PersonIdentifier, ...], partner: str
+) -> list[Problem]:
+    """Why `partner` may not name its subject by these identifiers; [] when it may.
+
+    Partners name a person by NHS number, CRN or their own local id. The hub's person id
+    is the hub's to give: a partner using it could attach events to anyone. The one
+    exception is a referral's Task, which answers a referral the hub delivered naming the
+    person that way (the worker checks the Task comes from the referral's recipient).
+    Another partner's local ids are that partner's to give.
+    """
+    where = f"{resource_type}.{PERSON_REFERENCES.get(resource_type, 'identifier')}"
+    own = local_system(partner)
+    problems = []
+    for system, _value in subject:
+        if system == HUB_PERSON and resource_type != "Task":
+            problems.append(
+                Problem(
+                    where,
+                    f"names the person by the hub's person id ({HUB_PERSON}), which only a "
+                    f"referral's Task may use: name them by NHS number, CRN or your own id ({own})",
+                )
+            )
+        elif system.startswith(LOCAL_PREFIX) and system != own:
+            problems.append(
+                Problem(
+                    where,
+                    f"names the person by another partner's local id ({system}): name them by "
+                    f"NHS number, CRN or your own id ({own})",
+                )
+            )
+    return problems
 
 
 @dataclass(slots=True)

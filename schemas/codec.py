@@ -74,3 +74,48 @@ def resolved(envelope: dict[str, Any], person_id: str) -> dict[str, Any]:
     subject = dict(envelope.get("subject") or {})
     subject["person_id"] = person_id
     return {**envelope, "subject": subject}
+
+
+# The envelope fields the hub's own steps read, with the JSON type each must have: checked
+# on every message a worker takes, so a record that did not pass the edge (another
+# producer) is refused by name instead of failing somewhere inside a step.
+_READ_FIELDS: dict[str, type] = {
+    "event_id": str,
+    "event_type": str,
+    "source": str,
+    "occurred_at": str,
+    "recorded_at": str,
+    "resource": dict,
+}
+
+
+def peek_envelope(data: bytes) -> dict[str, Any]:
+    """`peek` for an envelope: CodecError unless every field the hub reads has its JSON type."""
+    return checked_envelope(peek(data))
+
+
+def checked_envelope(value: dict[str, Any]) -> dict[str, Any]:
+    """The envelope dict, once every field the hub reads has its JSON type; else CodecError.
+
+    The subject's identifiers are (system, value) strings, its person id a string or null,
+    and the resource an object with a `resourceType`. Values are never quoted in the error.
+    """
+    for name, kind in _READ_FIELDS.items():
+        if not isinstance(value.get(name), kind):
+            raise CodecError(f"not an envelope: {name} is missing or not a {kind.__name__}")
+    if not isinstance(value["resource"].get("resourceType"), str):
+        raise CodecError("not an envelope: resource.resourceType is missing or not a str")
+    subject = value.get("subject")
+    if subject is None:
+        return value
+    if not isinstance(subject, dict):
+        raise CodecError("not an envelope: subject is not an object")
+    identifiers = subject.get("identifiers", [])
+    if not isinstance(identifiers, list) or not all(
+        isinstance(i, dict) and isinstance(i.get("system"), str) and isinstance(i.get("value"), str)
+        for i in identifiers
+    ):
+        raise CodecError("not an envelope: subject.identifiers are not (system, value) strings")
+    if not isinstance(subject.get("person_id"), str | None):
+        raise CodecError("not an envelope: subject.person_id is not a str")
+    return value

@@ -202,9 +202,12 @@ def _code_problems(resource_type: str, resource: Mapping[str, Any]) -> list[Prob
 
 def _parse_instant(value: Any) -> datetime | None:
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None  # the model has already reported the malformed instant
+    # A date, or a time without its offset, is no instant (the model reports it either way);
+    # it cannot be put in order with one that is.
+    return parsed if parsed.tzinfo is not None else None
 
 
 def _appointment_time_problems(resource: Mapping[str, Any]) -> list[Problem]:

@@ -24,9 +24,10 @@ from faust.streams import _current_event
 from faust.types import TP
 
 from schemas import topics
-from schemas.codec import CodecError, peek, resolved
+from schemas.codec import CodecError, peek, peek_envelope, resolved
 from schemas.identifiers import IdentifierError
 from services import clock
+from services.activity import activity_record
 from services.config import partner_directory, service_directory
 from services.domain.identity import Conflict, PersonIndex, conflict_from_record, conflict_record
 from services.domain.refusals import Refusal, sender_of
@@ -51,11 +52,15 @@ from services.outputs import Context, Out, refusal_outs
 from services.partitioning import person_partition
 from services.pipeline import (
     FLAGS_COMMAND,
+    MALFORMED,
     RESOLVE_COMMAND,
+    assignment_of,
     flags_entry,
     identifiers_of,
     link_step,
+    peek_person_message,
     person_event,
+    person_key,
     person_of,
     routed,
     to_linker,
@@ -165,12 +170,12 @@ def _persisted(table: Any, tp: TP, delivery: asyncio.Future[Any]) -> None:
 
 
 async def reject(
-    raw: bytes, reason: str, stage: str, sent: list[Awaitable[Any]] | None = None
+    raw: bytes | None, reason: str, stage: str, sent: list[Awaitable[Any]] | None = None
 ) -> None:
     """Refuse a message the hub cannot process: dead-lettered with the reason, and told to its
     sender when the message says who that is (services.outputs.refusal_outs)."""
     try:
-        message = peek(raw)
+        message = peek(raw or b"")
     except CodecError:
         message = {}  # not even JSON: kept for the operator, with no sender to tell
     refusal = Refusal(reason, "invalid" if stage == "person-index" else "processing")
@@ -196,7 +201,7 @@ class PartnerActivity:
         if now - self._sent.get(partner, 0.0) < ACTIVITY_EVERY_S:
             return
         self._sent[partner] = now
-        value = orjson.dumps({"partner": partner, "last_heard": recorded_at})
+        value = activity_record(partner, recorded_at)
         await TOPICS[topics.PARTNER_ACTIVITY.name].send(key=partner.encode(), value=value)
 
 
@@ -223,10 +228,15 @@ async def _index_one(
     event: Any, activity: PartnerActivity, ctx: Context, sent: list[Awaitable[Any]]
 ) -> None:
     if event.message.topic == topics.ASSIGNMENTS.name:
-        await record([put(token_person, event.key.decode(), event.value)], sent)
+        try:
+            token, person_id = assignment_of(event.key, event.value)
+        except CodecError as exc:
+            await reject(event.value, str(exc), "person-index")
+            return
+        await record([put(token_person, token, person_id)], sent)
         return
     try:
-        envelope = peek(event.value)
+        envelope = peek_envelope(event.value)
         identifiers = identifiers_of(envelope)
         linked = read(token_person, identifiers[0].token()) if len(identifiers) == 1 else None
         assigned = linked.decode() if linked else None
@@ -236,7 +246,7 @@ async def _index_one(
     except IdentifierError as exc:
         await reject(event.value, f"subject identifier rejected: {exc}", "person-index", sent)
         return
-    except (CodecError, KeyError, TypeError) as exc:
+    except MALFORMED as exc:
         reason = f"not a valid envelope: {exc.__class__.__name__}"
         await reject(event.value, reason, "person-index", sent)
         return
@@ -317,7 +327,7 @@ async def linker(stream: Any) -> None:
             message = peek(event.value)
             index = _load_index(_tokens_of(message))
             step = link_step(message, index, context())
-        except (CodecError, KeyError, TypeError, ValueError) as exc:
+        except MALFORMED as exc:
             await reject(event.value, f"cannot link: {exc.__class__.__name__}: {exc}", "linker")
             continue
         await emit(step.outs)
@@ -370,14 +380,14 @@ async def reconciler(stream: Any) -> None:
 async def _reconcile_one(event: Any, ctx: Context, sent: list[Awaitable[Any]]) -> int:
     """Handle one message from person-events (keyed by person), in order."""
     try:
-        message = peek(event.value)
-        if message.get("command") == FLAGS_COMMAND:  # the linker's word on identity conflicts
-            await record([put(identity_flags, event.key.decode(), flags_entry(message))], sent)
-            return 0
-    except (CodecError, KeyError, TypeError) as exc:
+        person, message = person_key(event.key), peek_person_message(event.value)
+    except MALFORMED as exc:
         await reject(event.value, f"cannot reconcile: {exc}", "reconciler", sent)
         return 0
-    return await _reconcile(event.key.decode(), message, event.value, ctx, sent)
+    if message.get("command") == FLAGS_COMMAND:  # the linker's word on identity conflicts
+        await record([put(identity_flags, person, flags_entry(message))], sent)
+        return 0
+    return await _reconcile(person, message, event.value, ctx, sent)
 
 
 async def _reconcile(
@@ -392,7 +402,7 @@ async def _reconcile(
     """
     try:
         step = person_event(read(calendars, person), message, ctx)
-    except (CodecError, KeyError, TypeError, ValueError) as exc:
+    except MALFORMED as exc:
         await reject(raw, f"cannot reconcile: {exc}", "reconciler", sent)
         return 0
     changes: list[Change | None] = []

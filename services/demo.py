@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     url = worker_url()
     gateway = f"http://127.0.0.1:{os.environ.get('CONCORD_GATEWAY_PORT', '8080')}"
     log_file = ROOT / ".cache" / "demo-worker.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     print(
         f"concord demo (topics {os.environ['CONCORD_TOPIC_PREFIX']}*, worker {url}, gateway {gateway})\n"
     )

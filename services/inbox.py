@@ -9,15 +9,41 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
+from schemas.codec import CodecError, peek
+
+# The fields of an entry that inboxes read, with their JSON types (None: may be null).
+_TEXT_FIELDS = ("id", "referrer", "status", "urgency")
+_OPTIONAL_FIELDS = ("recipient", "category", "deadline", "updated", "reason", "first_appointment")
 
 
-def latest_entries(messages: Iterable[tuple[bytes | None, bytes]]) -> dict[str, dict[str, Any]]:
-    """The newest entry per referral from the topic's messages, oldest first."""
+def entry_of(key: bytes | None, value: bytes | None) -> tuple[str, dict[str, Any]]:
+    """(referral id, entry) of a referrals record; CodecError when it is not an entry."""
+    try:
+        referral_id = (key or b"").decode()
+    except UnicodeDecodeError as exc:
+        raise CodecError("referral key is not UTF-8 text") from exc
+    entry = peek(value or b"")
+    if (
+        not referral_id
+        or not all(isinstance(entry.get(name), str) for name in _TEXT_FIELDS)
+        or not all(isinstance(entry.get(name), str | None) for name in _OPTIONAL_FIELDS)
+        or not isinstance(entry.get("escalated", False), bool)
+    ):
+        raise CodecError("not a referral inbox entry")
+    return referral_id, entry
+
+
+def latest_entries(
+    messages: Iterable[tuple[bytes | None, bytes | None]],
+) -> dict[str, dict[str, Any]]:
+    """The newest entry per referral from the topic's messages, oldest first (others skipped)."""
     entries: dict[str, dict[str, Any]] = {}
     for key, value in messages:
-        if key is not None:
-            entries[key.decode()] = orjson.loads(value)
+        try:
+            referral_id, entry = entry_of(key, value)
+        except CodecError:
+            continue  # not an entry the hub wrote: nothing a partner's inbox can show
+        entries[referral_id] = entry
     return entries
 
 

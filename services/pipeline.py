@@ -16,11 +16,14 @@ from typing import Any, NamedTuple
 import orjson
 
 from schemas import topics
-from schemas.codec import dumps, with_person
+from schemas.codec import CodecError, checked_envelope, dumps, peek, with_person
+from schemas.fhir import validate
 from schemas.identifiers import (
     HUB_PERSON,
+    IdentifierError,
     PersonIdentifier,
     check_identifier,
+    parse_token,
     without_placeholders,
 )
 from services import referral_flow
@@ -73,6 +76,10 @@ from services.outputs import (
 from services.partitioning import token_home
 from services.state import decode_calendar, encode_calendar
 
+# What a step may raise on a malformed message; the agents keep such a message on the
+# dead-letter topic with the reason. (CodecError and IdentifierError are ValueErrors.)
+MALFORMED = (KeyError, TypeError, ValueError)
+
 
 def identifiers_of(envelope: Mapping[str, Any]) -> list[PersonIdentifier]:
     """The subject identifiers of an envelope dict, placeholders left out; IdentifierError for
@@ -87,6 +94,19 @@ def identifiers_of(envelope: Mapping[str, Any]) -> list[PersonIdentifier]:
 
 
 # --- person index: inbound (keyed by identifier token) -> person-events (keyed by person) ---
+
+
+def assignment_of(key: bytes | None, value: bytes | None) -> tuple[str, bytes | None]:
+    """(token, person id as stored) of an assignments record, the person None when the token
+    is forgotten; CodecError when the record is not one the linker would write."""
+    try:
+        token = parse_token((key or b"").decode())
+        person = None if value is None else value.decode()
+    except (UnicodeDecodeError, IdentifierError) as exc:
+        raise CodecError(f"not an assignment: {type(exc).__name__}") from exc
+    if person is not None and (not person.isprintable() or not person or " " in person):
+        raise CodecError("not an assignment: the person id is not a printable word")
+    return token.token(), value
 
 
 def index_event(envelope: Mapping[str, Any], raw: bytes, assigned: str | None) -> list[Out]:
@@ -157,7 +177,7 @@ def link_step(message: Mapping[str, Any], index: PersonIndex, ctx: Context) -> L
     """One message for the linker: a partner's event, or an operator's decision on a conflict."""
     if message.get("command") == RESOLVE_COMMAND:
         return resolve_command(message, index, ctx)
-    updated, decision, outs = link_event(message, index, ctx)
+    updated, decision, outs = link_event(checked_envelope(dict(message)), index, ctx)
     summary: dict[str, Any] = {"event_id": message["event_id"], "partner": message["source"]}
     if isinstance(decision, RefusedLink):
         summary.update(conflict_id=decision.conflict.conflict_id, raised=decision.raised)
@@ -308,6 +328,54 @@ def merge_command(absorbed: str, survivor: str) -> bytes:
 
 # --- reconciler: person-events (keyed by person) -> calendars table, alerts ---
 
+# The referral and consent rules read these resources as the edge validated them. They are
+# few, so they are validated again here: a record from a producer that bypassed the edge is
+# refused naming its problem instead of failing inside a rule. Appointments, the bulk of the
+# traffic, are read defensively by slot_from_appointment instead.
+VALIDATED_AGAIN = frozenset({"ServiceRequest", "Task", "Consent"})
+
+# The fields of each hub command on person-events, each a string but a transfer's calendar.
+_COMMAND_FIELDS = {
+    "merge": ("absorbed", "survivor"),
+    "transfer": ("absorbed", "survivor"),
+    "deadlines": ("person_id", "now"),
+    FLAGS_COMMAND: ("person_id",),
+}
+
+
+def person_key(key: bytes | None) -> str:
+    """The hub person id a person-events record is keyed by; CodecError when it has none."""
+    try:
+        person = (key or b"").decode()
+    except UnicodeDecodeError as exc:
+        raise CodecError("person key is not UTF-8 text") from exc
+    if not person:
+        raise CodecError("a person-events record needs the person id as its key")
+    return person
+
+
+def peek_person_message(data: bytes) -> dict[str, Any]:
+    """A person-events record: a hub command with its fields, or an envelope resolved to a
+    person, as `person_event` reads it; CodecError naming what is missing."""
+    value = peek(data)
+    command = value.get("command")
+    if command is None:
+        checked_envelope(value)
+        subject = value.get("subject") or {}
+        if not isinstance(value.get("person_id") or subject.get("person_id"), str):
+            raise CodecError("not resolved to a person: subject.person_id is missing")
+        return value
+    if not isinstance(command, str) or command not in _COMMAND_FIELDS:
+        raise CodecError("not a hub command: unknown command")
+    for name in _COMMAND_FIELDS[command]:
+        if not isinstance(value.get(name), str):
+            raise CodecError(f"{command} command: {name} is missing or not a str")
+    if command == "transfer" and "calendar" not in value:
+        raise CodecError("transfer command: calendar is missing")
+    if command == FLAGS_COMMAND and not isinstance(value.get("open"), list):
+        raise CodecError(f"{command} command: open is missing or not a list")
+    return value
+
 
 class PersonStep(NamedTuple):
     """What one person-keyed message did: the record's new bytes, messages, the next deadline."""
@@ -372,6 +440,8 @@ def _apply(
         event_id=cause,
     )
     resource_type = resource.get("resourceType")
+    if resource_type in VALIDATED_AGAIN:
+        validate(resource)
     if resource_type == "Consent":
         decision = decision_from_consent(resource, source=source, occurred_at=occurred_at)
         stale = consent_stale_reason(updated.consents, decision)

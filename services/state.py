@@ -22,7 +22,6 @@ from services.domain.relationships import Relationship
 FORMAT = 2
 # A slot is one row: appointment_id, partner, kind, status, start, end, location,
 # version.number, version.updated, version.event_id, service_type, based_on.
-_ROW_LENGTH = 12
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Microseconds rather than milliseconds: envelope times carry them, and a truncated
@@ -35,7 +34,43 @@ def _ticks(value: datetime | None) -> int | None:
 
 
 def _instant(ticks: int | None) -> datetime | None:
-    return None if ticks is None else _EPOCH + ticks * _TICK
+    if ticks is None:
+        return None
+    try:
+        return _EPOCH + ticks * _TICK
+    except OverflowError:
+        raise ValueError("stored time is out of range") from None
+
+
+# The JSON type of each field of a stored row, in order: a row that does not match is
+# corrupt, refused as such (ValueError) before any of it reaches the domain types.
+_TEXT, _COUNT, _FLAG, _LIST = (str,), (int,), (bool,), (list,)
+_MAYBE_TEXT, _MAYBE_COUNT = (str, type(None)), (int, type(None))
+_SLOT_TYPES = (_TEXT, _TEXT, _TEXT, _TEXT, _MAYBE_COUNT, _MAYBE_COUNT, _MAYBE_TEXT, _COUNT,
+               _COUNT, _TEXT, _MAYBE_TEXT, _MAYBE_TEXT)  # fmt: skip
+_CONSENT_TYPES = (_TEXT, _TEXT, _FLAG, _LIST, _LIST, _LIST, _MAYBE_COUNT, _MAYBE_COUNT, _COUNT,
+                  _FLAG)  # fmt: skip
+_REFERRAL_TYPES = (_TEXT, _TEXT, _TEXT, _MAYBE_TEXT, _TEXT, _MAYBE_TEXT, _TEXT, _COUNT,
+                   _MAYBE_COUNT, _FLAG, _MAYBE_TEXT, _MAYBE_TEXT, _MAYBE_COUNT,
+                   _MAYBE_TEXT)  # fmt: skip
+_RELATIONSHIP_TYPES = (_TEXT, _TEXT, _TEXT)
+
+
+def _typed(
+    row: Any, types: tuple[tuple[type, ...], ...], what: str, optional: int = 0
+) -> list[Any]:
+    """The row when each field has its type (and lists hold strings); ValueError otherwise.
+
+    The last `optional` fields were added later: rows stored before may lack them.
+    """
+    if (
+        not isinstance(row, list)
+        or not len(types) - optional <= len(row) <= len(types)
+        or not all(isinstance(value, kinds) for value, kinds in zip(row, types, strict=False))
+        or any(isinstance(v, list) and not all(isinstance(x, str) for x in v) for v in row)
+    ):
+        raise ValueError(f"stored {what} is not in format {FORMAT}")
+    return row
 
 
 def _row(slot: Slot) -> list[Any]:
@@ -57,9 +92,9 @@ def _row(slot: Slot) -> list[Any]:
 
 
 def _slot(row: list[Any]) -> Slot:
-    if not isinstance(row, list) or len(row) != _ROW_LENGTH:
-        raise ValueError(f"stored slot must be a list of {_ROW_LENGTH} fields")
-    aid, partner, kind, status, start, end, location, number, updated, event_id, stype, based = row
+    aid, partner, kind, status, start, end, location, number, updated, event_id, stype, based = (
+        _typed(row, _SLOT_TYPES, "slot")
+    )
     return Slot(
         appointment_id=aid,
         partner=partner,
@@ -97,10 +132,12 @@ def _consent_row(decision: ConsentDecision) -> list[Any]:
 
 
 def _consent(row: list[Any]) -> ConsentDecision:
-    consent_id, source, permit, recipients, roles, categories, start, end, recorded = row[:9]
+    consent_id, source, permit, recipients, roles, categories, start, end, recorded, *rest = _typed(
+        row, _CONSENT_TYPES, "consent", optional=1
+    )
     # Rows written before denies were told apart from withdrawals have nine fields: read each
     # non-permit there as a deny, which can only disclose less.
-    denies = row[9] if len(row) > 9 else not permit
+    denies = rest[0] if rest else not permit
     return ConsentDecision(
         consent_id=consent_id,
         source=source,
@@ -137,7 +174,8 @@ def _referral_row(r: Referral) -> list[Any]:
 def _referral(row: list[Any]) -> Referral:
     # Rows stored before a referral kept its event id have 13 fields: the id reads as unknown.
     (referral_id, fhir_id, referrer, recipient, status, category, urgency, requested, deadline,
-     escalated, reason, first_appointment, updated, event_id) = [*row, None][:14]  # fmt: skip
+     escalated, reason, first_appointment, updated, event_id) = [
+         *_typed(row, _REFERRAL_TYPES, "referral", optional=1), None][:14]  # fmt: skip
     return Referral(
         referral_id=referral_id,
         fhir_id=fhir_id,
@@ -157,7 +195,7 @@ def _referral(row: list[Any]) -> Referral:
 
 
 def _relationship(row: list[Any]) -> Relationship:
-    kind, basis, evidence = row
+    kind, basis, evidence = _typed(row, _RELATIONSHIP_TYPES, "relationship")
     return Relationship(kind, basis, evidence)
 
 
@@ -189,14 +227,23 @@ _LENGTHS = {1: 7, 2: 8}
 def decode_calendar(data: bytes) -> tuple[Calendar, str | None]:
     """The calendar and merged-into person id stored by `encode_calendar`; ValueError if corrupt."""
     value = orjson.loads(data)
-    if not isinstance(value, list) or not value or _LENGTHS.get(value[0]) != len(value):
+    stored_format = value[0] if isinstance(value, list) and value else None
+    if type(stored_format) is not int or _LENGTHS.get(stored_format) != len(value):
         raise ValueError(f"stored calendar is not in a known format (this is format {FORMAT})")
     while value[0] != FORMAT:
         value = _UPCASTERS[value[0]](value)
     _, person_id, merged_into, rows, partners, consents, referral_rows, related = value
-    slots = {row[0]: _slot(row) for row in rows}
+    if (
+        not isinstance(person_id, str)
+        or not isinstance(merged_into, str | None)
+        or not all(isinstance(part, list) for part in (rows, consents, referral_rows))
+        or not all(isinstance(part, dict) for part in (partners, related))
+        or not all(isinstance(kind, str) for kind in partners.values())
+    ):
+        raise ValueError(f"stored calendar is not in format {FORMAT}")
+    slots = {slot.appointment_id: slot for slot in map(_slot, rows)}
     decisions = tuple(_consent(row) for row in consents)
-    referrals = {row[0]: _referral(row) for row in referral_rows}
+    referrals = {referral.referral_id: referral for referral in map(_referral, referral_rows)}
     relationships = {partner: _relationship(row) for partner, row in related.items()}
     calendar = Calendar(person_id, slots, partners, decisions, referrals, relationships)
     return calendar, merged_into

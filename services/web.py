@@ -17,15 +17,16 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
-import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from yarl import URL
 
 from deploy.kafka.local import bootstrap_servers
 from schemas import topics
+from schemas.codec import CodecError
 from schemas.identifiers import HUB_PERSON, IdentifierError, PersonIdentifier, parse_token
 from schemas.topics import Topic
+from services.activity import heard_from
 from services.auth import AuthError, authenticate, basic_credentials
 from services.config import partner_directory
 from services.domain.breach import breach_check, breach_check_answer
@@ -35,7 +36,7 @@ from services.domain.identity import person_id_for
 from services.domain.partners import Partner
 from services.domain.relationships import systems_to_ask_by
 from services.hub import SETTINGS, app, calendars, identity_flags, token_person
-from services.inbox import inbox
+from services.inbox import entry_of, inbox
 from services.outputs import audit_out
 from services.state import decode_calendar
 
@@ -358,24 +359,26 @@ async def follow(topic: Topic, apply: Any) -> None:
             batch = await consumer.getmany(timeout_ms=500)
             for messages in batch.values():
                 for message in messages:
-                    apply(message.key, message.value)
+                    try:
+                        apply(message.key, message.value)
+                    except CodecError as exc:  # not a record the hub wrote: pass it by
+                        log.warning("follow.skipped", topic=topic.name, reason=str(exc))
     except asyncio.CancelledError:
         raise
     finally:
         await consumer.stop()
 
 
-def _heard(key: bytes | None, value: bytes) -> None:
-    data = orjson.loads(value)
-    heard = datetime.fromisoformat(data["last_heard"].replace("Z", "+00:00"))
-    previous = LAST_HEARD.get(data["partner"])
+def _heard(key: bytes | None, value: bytes | None) -> None:
+    partner, heard = heard_from(value)
+    previous = LAST_HEARD.get(partner)
     if previous is None or heard > previous:
-        LAST_HEARD[data["partner"]] = heard
+        LAST_HEARD[partner] = heard
 
 
-def _referral_entry(key: bytes | None, value: bytes) -> None:
-    if key is not None:
-        REFERRAL_INBOX[key.decode()] = orjson.loads(value)
+def _referral_entry(key: bytes | None, value: bytes | None) -> None:
+    referral_id, entry = entry_of(key, value)
+    REFERRAL_INBOX[referral_id] = entry
 
 
 @app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped

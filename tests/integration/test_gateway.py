@@ -230,6 +230,11 @@ def _task_without_focus() -> bytes:
     ).encode()
 
 
+def _hub_person_id() -> bytes:
+    nhs = b'{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}'
+    return APPOINTMENT.replace(nhs, b'{"system": "urn:concord:id:person", "value": "p-0a1b2c3d"}')
+
+
 class Bad(NamedTuple):
     """A bad request and how the gateway must answer it."""
 
@@ -254,6 +259,9 @@ BAD_REQUESTS = [
     Bad("consent-actor-unreadable", "/fhir/Consent", _consent({"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "FAMMEMB"}]}, "reference": {"display": "the family"}}), "application/fhir+json", 422, "invalid", "names neither a urn:concord:partner identifier nor a urn:concord:role role"),
     Bad("referral-not-from-probation", "/fhir/ServiceRequest", _referral(), "application/fhir+json", 422, "invalid", "the hub routes referrals from probation services only"),
     Bad("task-without-focus", "/fhir/Task", _task_without_focus(), "application/fhir+json", 422, "invalid", "Task.focus: must reference the referral as ServiceRequest/<id>"),
+    Bad("two-patients-one-id", "/fhir", (FIXTURES / "invalid" / "bundle-two-patients-one-id.json").read_bytes(), "application/fhir+json", 422, "invalid", "Bundle.entry[1].resource.id: the same resource type and id as Bundle.entry[0]"),
+    Bad("hub-person-id", "/fhir/Appointment", _hub_person_id(), "application/fhir+json", 422, "invalid", "Appointment.participant.actor: names the person by the hub's person id"),
+    Bad("fhir-r5-xml", "/fhir/Appointment", (FIXTURES / "invalid" / "appointment-r5.xml").read_bytes(), "application/fhir+xml", 422, "invalid", "Appointment.class: not an element of Appointment in FHIR R4"),
 ]  # fmt: skip
 
 

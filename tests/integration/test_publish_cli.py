@@ -93,6 +93,26 @@ def test_consent_the_hub_cannot_read_is_refused_with_its_reason_and_exit_1(
     assert "unknown role code 'judge'" in letter.reason
 
 
+def test_fhir_xml_of_another_fhir_version_is_refused_and_kept_not_a_crash(topics: str) -> None:
+    r5, stu3 = (
+        FIXTURES / "invalid" / "appointment-r5.xml",
+        FIXTURES / "invalid" / "message-stu3.xml",
+    )
+    result = publish("mht-rv5", str(r5), str(stu3))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "appointment-r5.xml: Appointment.class: not an element of Appointment in FHIR R4" in (
+        result.stderr
+    )
+    assert "MessageHeader.event: not an element of MessageHeader in FHIR R4" in result.stderr
+    assert "accepted 0, rejected 2" in result.stdout
+    letters = [decode_dead_letter(line.encode()) for line in tail("deadletter", 2)]
+    assert sorted(letter.origin for letter in letters) == [
+        "appointment-r5.xml",
+        "message-stu3.xml#entry[0]",
+    ]
+
+
 def test_good_records_of_a_partly_bad_file_are_still_published(topics: str) -> None:
     result = publish("gp-Y01234", str(FIXTURES / "invalid" / "mixed-collection.json"))
     assert result.returncode == 1
@@ -107,16 +127,30 @@ def test_good_records_of_a_partly_bad_file_are_still_published(topics: str) -> N
 
 
 def test_every_partner_format_publishes(topics: str) -> None:
+    # Each as the partner whose data it is: a partner's local ids are its own to give.
     files = [
-        FIXTURES / "gp" / "message-bundle.json",
-        FIXTURES / "mht" / "appointments.xml",
-        FIXTURES / "voluntary" / "appointments.ndjson",
-        FIXTURES / "probation" / "patient-link.json",
+        ("gp-Y01234", FIXTURES / "gp" / "message-bundle.json", 2),
+        ("mht-rv5", FIXTURES / "mht" / "appointments.xml", 2),
+        ("vol-recovery", FIXTURES / "voluntary" / "appointments.ndjson", 2),
+        ("probation-london", FIXTURES / "probation" / "patient-link.json", 1),
     ]
-    result = publish("gp-Y01234", *map(str, files))
-    assert result.returncode == 0, result.stderr
-    assert "accepted 7, rejected 0, ignored 1" in result.stdout
+    for partner, path, accepted in files:
+        result = publish(partner, str(path))
+        assert result.returncode == 0, result.stderr
+        assert f"accepted {accepted}, rejected 0" in result.stdout
     assert len(tail("inbound", 7)) == 7
+
+
+def test_another_partners_local_id_is_refused_and_kept(topics: str) -> None:
+    result = publish("gp-Y01234", str(FIXTURES / "voluntary" / "appointments.ndjson"))
+    assert result.returncode == 1
+    assert "accepted 0, rejected 2" in result.stdout
+    assert (
+        "appointments.ndjson:1: Appointment.participant.actor: names the person by another "
+        "partner's local id (urn:concord:id:local:vol-recovery)"
+    ) in result.stderr
+    letters = [decode_dead_letter(line.encode()) for line in tail("deadletter", 2)]
+    assert {letter.source for letter in letters} == {"gp-Y01234"}
 
 
 def test_publish_to_missing_file_is_a_usage_error(topics: str) -> None:

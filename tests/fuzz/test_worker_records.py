@@ -1,0 +1,125 @@
+"""The worker's decoding of every topic's records, and the steps its agents take inside their
+try blocks, raise on a malformed record only what the agent dead-letters (`MALFORMED`).
+
+Each test replays what one agent or reader does with a record (services/agents.py,
+services/web.py), starting from the records a scenario put on that topic.
+"""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+
+from schemas import topics
+from schemas.codec import CodecError, peek, peek_envelope, resolved
+from schemas.identifiers import parse_token
+from services.activity import activity_record, heard_from
+from services.domain.identity import PersonIndex
+from services.inbox import entry_of, inbox, inbox_line
+from services.pipeline import (
+    MALFORMED,
+    assignment_of,
+    identifiers_of,
+    link_step,
+    peek_person_message,
+    person_event,
+    person_key,
+    person_of,
+    routed,
+)
+from services.state import decode_calendar
+from tests.fuzz.conftest import Fuzz
+from tests.fuzz.corpus import CONTEXT, example_envelopes, fixture_envelopes, played, topic_seeds
+
+READ_AFTER_THE_TRY = ("event_id", "event_type", "source", "recorded_at")
+
+
+def stored_calendars(rng: random.Random) -> bytes | None:
+    """No calendar yet, or one the scenario stored."""
+    return rng.choice([None, *played().calendars])
+
+
+def test_inbound_envelopes(fuzz: Fuzz) -> None:
+    """The person index: decode, find the person, route; reconcile it here when it is here."""
+    rng = random.Random(0)
+    seeds = topic_seeds(topics.INBOUND.name) + example_envelopes() + fixture_envelopes()
+
+    def entry_point(raw: bytes) -> None:
+        envelope = peek_envelope(raw)
+        identifiers = identifiers_of(envelope)
+        person = person_of(identifiers, rng.choice([None, "p-assigned"]))
+        routed(envelope, raw, identifiers, person)
+        for name in READ_AFTER_THE_TRY:  # the agent reads these outside its try block
+            assert isinstance(envelope[name], str)
+        if person is not None:
+            person_event(stored_calendars(rng), resolved(envelope, person), CONTEXT)
+
+    fuzz.run("worker inbound", seeds, "json", 500, entry_point, allowed=MALFORMED)
+
+
+def test_links(fuzz: Fuzz) -> None:
+    def entry_point(raw: bytes) -> None:
+        link_step(peek(raw), PersonIndex(), CONTEXT)  # as the linker agent takes it
+
+    seeds = topic_seeds(topics.LINKS.name) + topic_seeds(topics.INBOUND.name)
+    fuzz.run("worker links", seeds, "json", 300, entry_point, allowed=MALFORMED)
+
+
+def test_person_events(fuzz: Fuzz) -> None:
+    """The reconciler: envelopes resolved to a person and the hub's merge, transfer and
+    deadline commands, against no calendar or a stored one."""
+    rng = random.Random(0)
+    records = played().records[topics.PERSON_EVENTS.name]
+
+    def entry_point(raw: bytes) -> None:
+        key = rng.choice([key for key, _ in records] + [None, b"\xff"])
+        person_key(key)
+        person_event(stored_calendars(rng), peek_person_message(raw), CONTEXT)
+
+    fuzz.run(
+        "worker person-events", [v for _, v in records], "json", 500, entry_point, allowed=MALFORMED
+    )
+
+
+def test_stored_calendars(fuzz: Fuzz) -> None:
+    """The calendars table's values: decoded, or refused as corrupt (ValueError)."""
+    fuzz.run(
+        "worker calendars", played().calendars, "json", 300, decode_calendar, allowed=(ValueError,)
+    )
+
+
+def test_assignments(fuzz: Fuzz) -> None:
+    """The linker's assignments (token -> person id), as the person index stores and reads them."""
+    rng = random.Random(0)
+    records = played().records[topics.ASSIGNMENTS.name]
+
+    def entry_point(data: bytes) -> None:
+        key, value = rng.choice(records)
+        key, value = (data, value) if rng.random() < 0.5 else (key, data)
+        token, person = assignment_of(key, rng.choice([value, None]))
+        person_of([parse_token(token)], person.decode() if person else None)
+
+    seeds = [part for record in records for part in record if part is not None]
+    fuzz.run("worker assignments", seeds, "bytes", 300, entry_point, allowed=(CodecError,))
+
+
+def test_partner_activity(fuzz: Fuzz) -> None:
+    seeds = [activity_record(p, "2026-12-01T09:00:00.123456Z") for p in ("gp-Y01234", "mht-rv5")]
+    fuzz.run("worker partner-activity", seeds, "json", 300, heard_from, allowed=(CodecError,))
+
+
+def test_referral_inbox(fuzz: Fuzz) -> None:
+    """The referrals topic as inboxes read it: the worker's /referrals and `concord referrals`."""
+    records = played().records[topics.REFERRALS.name]
+
+    def entry_point(value: bytes) -> None:
+        key = orjson.loads(records[0][1])["referral_id"].encode()
+        referral_id, entry = entry_of(key, value)
+        for partner in (entry["referrer"], "mht-rv5"):
+            for shown in inbox({referral_id: entry}, partner):
+                inbox_line(shown, partner)
+
+    fuzz.run(
+        "worker referrals", [v for _, v in records], "json", 300, entry_point, allowed=(CodecError,)
+    )
