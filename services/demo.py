@@ -1,11 +1,12 @@
 """The demo: a worker, a feed of partner events for one person, the alerts and the breach check.
 
 `make run` starts Kafka and runs this. A probation case links a CRN to an NHS
-number and refers the person to an addiction service; a GP, a Mental Health Trust
-and the addiction service publish appointments; the addiction appointment clashes
-with the GP's and is then missed while the person was at the GP. The output is what
-each booker is told, and the addiction service's breach check (asked by the hub
-person id its referral came with).
+number and refers the person to an addiction service; a GP, a Mental Health Trust,
+the addiction service and probation publish appointments. The addiction session
+clashes with the GP's and is missed while the person was at the GP; the supervision
+appointment clashes with the trust's and is missed while the person was there. The
+output is what each booker is told, the officer's breach check (the trust shown only
+as a "health service"), and the addiction service's.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from services.client import get_json
 FEED = Path(__file__).parent.parent / "deploy" / "demo"
 MISSED = "rec-5531"
 SERVICE = "vol-recovery"  # the addiction service, asking about its own missed appointment
+OFFICER = "probation-london"
+CASE = "urn:concord:id:probation-crn|X123456"  # how the officer knows the person
+SUPERVISION = "sup-2207"  # the officer's own missed appointment
+# To the addiction service and the officer for the key-work session, to the officer for the
+# supervision appointment.
+EXPLAINED_ABSENCES = 3
 
 
 def demo_secret(partner: str) -> str:
@@ -89,15 +96,16 @@ def replay(gateway: str) -> None:
         publisher.close()
 
 
-def wait_for_alerts(until_event_type: str) -> list[tuple[str, dict[str, Any]]]:
-    """(recipient, alert resource) pairs once an alert of the given type is out (bounded wait)."""
+def wait_for_alerts(until_event_type: str, count: int = 1) -> list[tuple[str, dict[str, Any]]]:
+    """(recipient, alert resource) pairs once `count` alerts of the given type are out (bounded
+    wait)."""
     from connectors.kafka_io import read_topic
     from schemas.codec import decode
     from schemas.topics import ALERTS
 
     found: list[tuple[str, str, dict[str, Any]]] = []
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(t == until_event_type for _, t, _ in found):
+    while time.monotonic() < deadline and sum(t == until_event_type for _, t, _ in found) < count:
         found = [
             (key.decode() if key else "?", (e := decode(value)).event_type, e.resource)
             for key, value in read_topic(ALERTS.name, idle_timeout_s=1.0)
@@ -147,21 +155,29 @@ def main(argv: list[str] | None = None) -> int:
         print("Partner events:")
         replay(gateway)
         print("\nWhat each booker is told:")
-        for recipient, issue in sorted(
-            wait_for_alerts("alert.absence.explained"), key=lambda a: a[0]
-        ):
+        explained = wait_for_alerts("alert.absence.explained", EXPLAINED_ABSENCES)
+        for recipient, issue in sorted(explained, key=lambda a: a[0]):
             print(f"  to {recipient:<17} {issue['detail']}")
+        officer = {"Authorization": basic_header(OFFICER, demo_secret(OFFICER))}
+        query = urlencode({"identifier": CASE, "appointment": SUPERVISION})
+        status, check = get_json(f"{url}/breach-check?{query}", headers=officer)
+        print(
+            f"\nThe officer's breach check for the missed supervision {SUPERVISION} (HTTP {status}):"
+        )
+        print(json.dumps(check, indent=2))
         service = {"Authorization": basic_header(SERVICE, demo_secret(SERVICE))}
         person = f"{HUB_PERSON}|{referred_person(SERVICE)}"
         query = urlencode({"identifier": person, "appointment": MISSED})
-        status, check = get_json(f"{url}/breach-check?{query}", headers=service)
-        print(f"\nBreach check for {MISSED}, asked by the addiction service (HTTP {status}):")
-        print(json.dumps(check, indent=2))
+        status, answer = get_json(f"{url}/breach-check?{query}", headers=service)
+        print(
+            f"\nThe addiction service's breach check for its missed session {MISSED} "
+            f"(HTTP {status}): {answer.get('verdict')}"
+        )
         if not once:
             print(f"\nThe hub keeps running (worker log: {log_file}). In another terminal try:")
             print(
-                f"  CONCORD_PARTNER_SECRET={demo_secret(SERVICE)} .venv/bin/concord breach-check "
-                f"--as {SERVICE} --person '{person}' --appointment {MISSED}"
+                f"  CONCORD_PARTNER_SECRET={demo_secret(OFFICER)} .venv/bin/concord breach-check "
+                f"--as {OFFICER} --person '{CASE}' --appointment {SUPERVISION}"
             )
             print(
                 f"  CONCORD_TOPIC_PREFIX={os.environ['CONCORD_TOPIC_PREFIX']} .venv/bin/concord tail alerts"

@@ -38,7 +38,11 @@ def test_demo_shows_the_clash_the_explained_absence_and_the_breach_check(
     assert "to probation-london  Explained absence" in out
     assert "[gateway]" in out, "the GP and the MHT publish over HTTP, through the gateway"
     assert "to gp-Y01234         Appointment clash: your appointment 10:00–10:30" in out
-    check = json.loads(out[out.index("{") : out.rindex("}") + 1])
-    assert check["verdict"] == "explained"
+    check = json.loads(out[out.index("{") : out.index("\n}") + 2])
+    assert check["verdict"] == "explained", "the officer's own missed supervision appointment"
+    assert check["appointment_id"] == "probation-london/sup-2207"
+    assert [e["organisation_type"] for e in check["evidence"]] == ["health-service"]
+    assert "mht" not in json.dumps(check), "no word of the mental health trust to probation"
+    assert "its missed session rec-5531 (HTTP 200): explained" in out
     for clinical in ("Psychiatry", "Medication review", "Substance misuse"):
         assert clinical not in out

@@ -397,6 +397,10 @@ def test_demo_feed_raises_clash_then_explained_absence_without_clinical_text() -
         ("alert.clash.resolved", "gp-Y01234"),
         ("alert.clash.resolved", "vol-recovery"),
         ("alert.absence.explained", "vol-recovery"),
+        ("alert.clash.raised", "mht-rv5"),
+        ("alert.clash.raised", "probation-london"),
+        ("alert.clash.resolved", "mht-rv5"),
+        ("alert.clash.resolved", "probation-london"),
     ]
     assert clinical
     for message in messages:
