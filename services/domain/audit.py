@@ -49,12 +49,43 @@ def audit_event(
 
     With subtype "relationship": `recipient` became related to the person, on `basis`, by `what`.
     """
+    code, display, action = _EVENT_TYPES[subtype]
+    agent = {
+        "type": {"coding": [{"system": ROLE_SYSTEM, "code": role}]},
+        "who": {"identifier": {"system": PARTNER_SYSTEM, "value": recipient}},
+        "requestor": False,
+        "policy": [_policy_uri(basis)],
+    }
+    return audit_resource(
+        audit_id(disclosure_id),
+        event_type=(code, display, action),
+        subtype=subtype,
+        at=at,
+        agent=agent,
+        person_id=person_id,
+        what=what,
+    )
+
+
+def audit_resource(
+    resource_id: str,
+    *,
+    event_type: tuple[str, str, str],
+    subtype: str,
+    at: datetime,
+    agent: dict[str, Any],
+    person_id: str,
+    what: str,
+    outcome: str | None = None,
+) -> dict[str, Any]:
+    """An AuditEvent of the hub's: `agent` did `event_type` (DICOM code, display, FHIR action)
+    to the person's record, about `what`; `outcome` a sentence naming no one."""
     if at.utcoffset() is None:
         raise ValueError("at must be timezone-aware")
-    code, display, action = _EVENT_TYPES[subtype]
-    return {
+    code, display, action = event_type
+    resource: dict[str, Any] = {
         "resourceType": "AuditEvent",
-        "id": audit_id(disclosure_id),
+        "id": resource_id,
         "type": {
             "system": "http://dicom.nema.org/resources/ontology/DCM",
             "code": code,
@@ -64,27 +95,23 @@ def audit_event(
         "action": action,
         "recorded": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "outcome": "0",
-        "agent": [
-            {
-                "type": {"coding": [{"system": ROLE_SYSTEM, "code": role}]},
-                "who": {"identifier": {"system": PARTNER_SYSTEM, "value": recipient}},
-                "requestor": False,
-                "policy": [_policy_uri(basis)],
-            }
-        ],
-        "source": {"observer": {"display": "concord hub"}},
-        "entity": [
-            {
-                # The hub person id only: the audit topic must not become an index of NHS numbers.
-                "what": {"identifier": {"system": HUB_PERSON, "value": person_id}},
-                "type": {
-                    "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
-                    "code": "1",
-                },
-            },
-            {"what": {"reference": what}},
-        ],
     }
+    if outcome is not None:
+        resource["outcomeDesc"] = outcome
+    resource["agent"] = [agent]
+    resource["source"] = {"observer": {"display": "concord hub"}}
+    resource["entity"] = [
+        {
+            # The hub person id only: the audit topic must not become an index of NHS numbers.
+            "what": {"identifier": {"system": HUB_PERSON, "value": person_id}},
+            "type": {
+                "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                "code": "1",
+            },
+        },
+        {"what": {"reference": what}},
+    ]
+    return resource
 
 
 def basis_of(event: Mapping[str, Any]) -> str:

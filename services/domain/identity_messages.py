@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN
-from services.domain.audit import AUDIT_NAMESPACE, BASIS_PREFIX
+from schemas.identifiers import NHS_NUMBER, PROBATION_CRN
+from services.domain.audit import AUDIT_NAMESPACE, BASIS_PREFIX, audit_resource
 from services.domain.consent import ROLE_SYSTEM
 from services.domain.identity import Conflict, system_of
 
@@ -121,36 +121,19 @@ def operator_audit(conflict: Conflict, person_id: str, cause: str) -> dict[str, 
     if conflict.resolved_at is None or conflict.resolved_by is None:
         raise ValueError("the conflict has not been settled by an operator")
     decision = "kept apart" if conflict.status == "kept-apart" else "linked"
-    return {
-        "resourceType": "AuditEvent",
-        "id": str(uuid.uuid5(AUDIT_NAMESPACE, f"{conflict.conflict_id}|{cause}|{person_id}")),
-        "type": {
-            "system": "http://dicom.nema.org/resources/ontology/DCM",
-            "code": "110110",
-            "display": "Patient Record",
-        },
-        "subtype": [{"system": "urn:concord:audit", "code": "identity-conflict-resolved"}],
-        "action": "U",
-        "recorded": _instant(conflict.resolved_at),
-        "outcome": "0",
-        "outcomeDesc": f"identity conflict {conflict.conflict_id} resolved: {decision}",
-        "agent": [
-            {
-                "type": {"coding": [{"system": ROLE_SYSTEM, "code": "hub-operator"}]},
-                "who": {"identifier": {"system": OPERATOR_SYSTEM, "value": conflict.resolved_by}},
-                "requestor": True,
-                "policy": [f"{BASIS_PREFIX}operator-decision"],
-            }
-        ],
-        "source": {"observer": {"display": "concord hub"}},
-        "entity": [
-            {
-                "what": {"identifier": {"system": HUB_PERSON, "value": person_id}},
-                "type": {
-                    "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
-                    "code": "1",
-                },
-            },
-            {"what": {"reference": f"DetectedIssue/{conflict.conflict_id}"}},
-        ],
+    operator = {
+        "type": {"coding": [{"system": ROLE_SYSTEM, "code": "hub-operator"}]},
+        "who": {"identifier": {"system": OPERATOR_SYSTEM, "value": conflict.resolved_by}},
+        "requestor": True,
+        "policy": [f"{BASIS_PREFIX}operator-decision"],
     }
+    return audit_resource(
+        str(uuid.uuid5(AUDIT_NAMESPACE, f"{conflict.conflict_id}|{cause}|{person_id}")),
+        event_type=("110110", "Patient Record", "U"),
+        subtype="identity-conflict-resolved",
+        at=conflict.resolved_at,
+        agent=operator,
+        person_id=person_id,
+        what=f"DetectedIssue/{conflict.conflict_id}",
+        outcome=f"identity conflict {conflict.conflict_id} resolved: {decision}",
+    )
