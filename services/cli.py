@@ -215,10 +215,12 @@ def _referrals(args: argparse.Namespace) -> int:
 def _conflict_entries() -> dict[str, dict[str, object]]:
     from connectors.kafka_io import read_topic
     from schemas.topics import IDENTITY_CONFLICTS
+    from services.conflicts import conflict_entry
     from services.inbox import latest_entries
 
     try:
-        return latest_entries(read_topic(IDENTITY_CONFLICTS.name, idle_timeout_s=2.0))
+        records = read_topic(IDENTITY_CONFLICTS.name, idle_timeout_s=2.0)
+        return latest_entries(records, read=conflict_entry)
     except LookupError as exc:
         raise CommandError(str(exc)) from exc
 

@@ -13,8 +13,21 @@ from typing import Any
 
 import orjson
 
-from services.domain.identity import Decision
+from schemas.codec import CodecError, peek
+from services.domain.identity import Decision, conflict_from_record
 from services.pipeline import RESOLVE_COMMAND
+
+
+def conflict_entry(key: bytes | None, value: bytes | None) -> tuple[str, dict[str, Any]]:
+    """(conflict id, record) of an identity-conflicts record; CodecError when it is not one."""
+    record = peek(value or b"")
+    try:
+        conflict = conflict_from_record(record)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CodecError(f"not an identity conflict record: {type(exc).__name__}") from exc
+    if key is not None and key != conflict.conflict_id.encode():
+        raise CodecError("not an identity conflict record: keyed by another conflict")
+    return conflict.conflict_id, record
 
 
 def open_conflicts(entries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ directly and by each worker for its HTTP API.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from schemas.codec import CodecError, peek
@@ -35,15 +35,17 @@ def entry_of(key: bytes | None, value: bytes | None) -> tuple[str, dict[str, Any
 
 def latest_entries(
     messages: Iterable[tuple[bytes | None, bytes | None]],
+    read: Callable[[bytes | None, bytes | None], tuple[str, dict[str, Any]]] = entry_of,
 ) -> dict[str, dict[str, Any]]:
-    """The newest entry per referral from the topic's messages, oldest first (others skipped)."""
+    """The newest entry per key of a compacted topic's messages, read by `read` (by default
+    referral inbox entries); records `read` refuses (CodecError) are skipped."""
     entries: dict[str, dict[str, Any]] = {}
     for key, value in messages:
         try:
-            referral_id, entry = entry_of(key, value)
+            entry_key, entry = read(key, value)
         except CodecError:
-            continue  # not an entry the hub wrote: nothing a partner's inbox can show
-        entries[referral_id] = entry
+            continue  # not an entry the hub wrote: nothing to show
+        entries[entry_key] = entry
     return entries
 
 

@@ -116,7 +116,10 @@ def test_noshow_during_attended_gp_visit_is_explained(worker: Worker, publish) -
     text = json.dumps(answer) + json.dumps(found)
     for secret in ("Psychiatry", "9434765919", "X123456"):
         assert secret not in text
-    assert {p["partner"] for p in answer["partners"]} == {"gp-Y01234"}
+    # The GP's feed freshness, as a health service's: no partner id without consent.
+    assert [(p.get("partner"), p["organisation_type"]) for p in answer["partners"]] == [
+        (None, "health-service")
+    ]
     assert answer["partners"][0]["last_heard"] is not None
 
 

@@ -8,8 +8,9 @@ import orjson
 
 from schemas.identifiers import NHS_NUMBER, PROBATION_CRN, PersonIdentifier
 from services.cli import build_parser
-from services.conflicts import conflict_lines, open_conflicts, resolve_command
+from services.conflicts import conflict_entry, conflict_lines, open_conflicts, resolve_command
 from services.domain.identity import PersonIndex, RefusedLink, conflict_record, resolve, settle
+from services.inbox import latest_entries
 
 CRN = PersonIdentifier(PROBATION_CRN, "X123456")
 NHS = PersonIdentifier(NHS_NUMBER, "9434765919")
@@ -75,3 +76,15 @@ def test_resolve_needs_exactly_one_decision_and_a_reason() -> None:
     ):
         with pytest.raises(SystemExit):
             parser.parse_args(wrong)
+
+
+def test_the_operator_reads_conflict_records_from_the_topic_and_passes_by_anything_else() -> None:
+    """Conflict records are not referral inbox entries: each topic has its own reader."""
+    [open_one] = open_conflicts(entries())
+    conflict_id = open_one["conflict_id"]
+    messages = [
+        (conflict_id.encode(), orjson.dumps(open_one)),
+        (b"ref-1", orjson.dumps({"referral_id": "ref-1", "status": "accepted"})),
+        (b"c-x", b"not json"),
+    ]
+    assert latest_entries(messages, read=conflict_entry) == {conflict_id: open_one}
