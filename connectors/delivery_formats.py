@@ -14,14 +14,15 @@ from typing import Any, Literal
 
 from connectors.hl7v2 import END_BLOCK, START_BLOCK
 from schemas.identifiers import HUB_PERSON
-from services.domain.refusals import REFUSED_RESOURCE
+from schemas.vocabulary import (
+    EVENT_TYPE_SYSTEM,
+    FHIR_PATH_SYSTEM,
+    HUB_ENDPOINT,
+    PARTNER_SYSTEM,
+    REFUSED_RESOURCE,
+)
 
-EVENT_TYPE_SYSTEM = "urn:concord:event-type"
-PARTNER_SYSTEM = "urn:concord:partner"
-FHIR_PATH_SYSTEM = "urn:concord:fhir-path"
 ISSUE_TYPE_SYSTEM = "http://hl7.org/fhir/issue-type"
-HUB_ENDPOINT = "urn:concord:hub"
-# Fixed, so the Bundle built for an event is the same on every attempt and after a restart.
 BUNDLE_NAMESPACE = uuid.UUID("0c6f3f7e-8a59-5d62-b1f4-5e0d3c2a9b71")
 
 HL7_VERSION = "2.5.1"

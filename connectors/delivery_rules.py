@@ -13,12 +13,11 @@ from urllib.parse import urlsplit
 
 from schemas.envelope import DeadLetter, Envelope
 from schemas.identifiers import PARTNER_ID
+from schemas.vocabulary import ALERT_SYSTEM, HUB_SOURCE
 
 Format = Literal["fhir", "json", "hl7"]
 FORMATS: tuple[Format, ...] = ("fhir", "json", "hl7")
 OPERATOR = "hub-operator"  # the ALERTS key for the hub's own operators: logged, never delivered
-HUB_SOURCE = "concord-hub"
-ALERT_SYSTEM = "urn:concord:alert"
 DELIVERY_FAILED = "delivery-failed"
 DELIVERY_FAILED_EVENT = "alert.delivery.failed"
 # Fixed, so the operator alert for one failure has the same id if it is raised again.

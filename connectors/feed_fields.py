@@ -11,14 +11,13 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeGuard, TypeVar
-from zoneinfo import ZoneInfo
 
 from schemas.fhir import Problem
 from schemas.identifiers import IdentifierError, PersonIdentifier, check_identifier, is_placeholder
+from schemas.vocabulary import UK_TIME as LONDON
 
 _T = TypeVar("_T")
 
-LONDON = ZoneInfo("Europe/London")
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _VERSION = re.compile(r"^[0-9]{1,18}$")  # the calendars table orders versions as 64-bit integers
 

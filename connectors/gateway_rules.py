@@ -21,6 +21,7 @@ from connectors.publish import Accepted, Ignored, Rejected, decide
 from schemas.codec import encode
 from schemas.envelope import Envelope
 from schemas.fhir import BUNDLE_TYPES, PARTNER_RESOURCE_TYPES, Problem
+from schemas.vocabulary import PARTNER_SYSTEM
 from services.domain.versions import Version, is_stale, stale_reason, version_of
 
 MAX_DEPTH = 32
@@ -32,7 +33,6 @@ RECORD_OVERHEAD_BYTES = 1024
 BUNDLE_KINDS = ("message", "batch", "transaction", "collection")
 JSON_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json"})
 XML_MEDIA_TYPES = frozenset({"application/fhir+xml"})
-PARTNER_SYSTEM = "urn:concord:partner"
 
 # FHIR issue-type codes (http://hl7.org/fhir/issue-type) used by the gateway.
 IssueCode = Literal[

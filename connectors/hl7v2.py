@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import get_message_info, parse_segment
@@ -27,6 +26,7 @@ from schemas.identifiers import (
     is_placeholder,
     local_system,
 )
+from schemas.vocabulary import UK_TIME as LONDON
 
 # HL7 table 0357 (message error condition codes) used in ERR-3.
 SEGMENT_SEQUENCE_ERROR = 100
@@ -61,7 +61,6 @@ _NOT_ID_CHARACTER = re.compile(r"[^A-Za-z0-9\-.]")
 _DTM = re.compile(
     r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?(?:([+-])(\d{2})(\d{2}))?$"
 )
-LONDON = ZoneInfo("Europe/London")
 FIRST_YEAR, LAST_YEAR = 1900, 2999  # of a usable DTM
 LONGEST_DURATION = timedelta(days=366)
 NHS_NUMBER_OID = "2.16.840.1.113883.2.1.4.1"

@@ -30,7 +30,9 @@ from connectors.feed_fields import (
 from connectors.fhir_input import Record, read_partner_file
 from schemas.fhir import Problem
 from schemas.identifiers import NHS_NUMBER, PARTNER_ID, PROBATION_CRN
-from schemas.referrals import AREA_SYSTEM, CATEGORIES, CATEGORY_SYSTEM, PARTNER_SYSTEM, URGENCIES
+from schemas.referrals import CATEGORIES, URGENCIES
+from schemas.vocabulary import AREA_SYSTEM, PARTNER_SYSTEM
+from schemas.vocabulary import REFERRAL_CATEGORY_SYSTEM as CATEGORY_SYSTEM
 
 OUTCOMES: Mapping[str, str] = {
     "attended": "fulfilled",

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-CATEGORY_SYSTEM = "urn:concord:referral-category"
-AREA_SYSTEM = "urn:concord:area"
-PARTNER_SYSTEM = "urn:concord:partner"
-
 # The categories of referral the service directory routes, with their display names.
 CATEGORIES: Mapping[str, str] = {
     "mental-health-assessment": "Mental health assessment",

@@ -19,6 +19,7 @@ from schemas import topics
 from schemas.codec import encode
 from schemas.envelope import DeadLetter, Envelope, Subject
 from schemas.topics import Topic
+from schemas.vocabulary import HUB_SOURCE
 from services.domain.audit import AuditSubtype, audit_event
 from services.domain.calendar import Calendar
 from services.domain.consent import ROLE_OF_KIND, Role
@@ -33,7 +34,6 @@ from services.domain.refusals import (
 )
 from services.domain.relationships import audit_terms, new_relationships
 
-HUB_SOURCE = "concord-hub"
 AUDIT_EVENT_TYPES = {
     "disclosure": "audit.disclosure.recorded",
     "relationship": "audit.relationship.recorded",

@@ -10,9 +10,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 from schemas.identifiers import HUB_PERSON
+from schemas.vocabulary import (
+    ALERT_SYSTEM,
+    ORGANISATION_TYPE_SYSTEM,
+    PARTNER_SYSTEM,
+    RECIPIENT_EXTENSION,
+)
+from schemas.vocabulary import UK_TIME as PARTNER_TIME_ZONE
 from services.domain.calendar import Alert, AlertAction, AlertKind, Slot
 from services.domain.consent import ROLE_OF_KIND, ConsentDecision, Role
 from services.domain.disclosure import (
@@ -27,12 +33,6 @@ from services.domain.partners import PartnerDirectory
 
 # Fixed, so an alert reprocessed after a restart gets the same id.
 ALERT_NAMESPACE: Final = uuid.UUID("6f1c2f5e-3a7b-5d0e-9c41-2b8e7d6a1f30")
-ALERT_SYSTEM: Final = "urn:concord:alert"
-ORGANISATION_TYPE_SYSTEM: Final = "urn:concord:organisation-type"
-PARTNER_SYSTEM: Final = "urn:concord:partner"
-RECIPIENT_EXTENSION: Final = "urn:concord:extension:recipient"
-# Partners read times as UK wall-clock time; UTC would be an hour out all summer.
-PARTNER_TIME_ZONE: Final = ZoneInfo("Europe/London")
 
 EVENT_TYPES: Final[dict[tuple[AlertKind, AlertAction], str]] = {
     ("clash", "raised"): "alert.clash.raised",

@@ -10,12 +10,17 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from schemas.identifiers import HUB_PERSON
-from services.domain.consent import PARTNER_SYSTEM, ROLE_SYSTEM, Role
+from schemas.vocabulary import (
+    AUDIT_SUBTYPE_SYSTEM,
+    BASIS_PREFIX,
+    CONSENT_PREFIX,
+    PARTNER_SYSTEM,
+    ROLE_SYSTEM,
+)
+from services.domain.consent import Role
 
 # Fixed, so a disclosure reprocessed after a restart gets the same audit id.
 AUDIT_NAMESPACE: Final = uuid.UUID("0b7d7c1e-5f52-5a55-8a4e-3c6f9d2e7a41")
-BASIS_PREFIX: Final = "urn:concord:basis:"
-CONSENT_PREFIX: Final = "urn:concord:consent:"
 _NAMED_BASES: Final = frozenset({"role-default", "own-record", "case-record", "referral"})
 AuditSubtype = Literal["disclosure", "relationship"]
 # DICOM audit event types: a disclosure exports data; a relationship changes the person's record.
@@ -91,7 +96,7 @@ def audit_resource(
             "code": code,
             "display": display,
         },
-        "subtype": [{"system": "urn:concord:audit", "code": subtype}],
+        "subtype": [{"system": AUDIT_SUBTYPE_SYSTEM, "code": subtype}],
         "action": action,
         "recorded": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "outcome": "0",

@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
+from schemas.vocabulary import DISCLOSURE_CATEGORY_SYSTEM as CATEGORY_SYSTEM
+from schemas.vocabulary import PARTNER_SYSTEM, ROLE_SYSTEM
 from services.domain.kinds import AgencyKind
 
 Category = Literal[
@@ -26,10 +28,6 @@ ROLE_OF_KIND: Mapping[AgencyKind, Role] = MappingProxyType(
         "voluntary": "voluntary-worker",
     }
 )
-
-PARTNER_SYSTEM = "urn:concord:partner"
-ROLE_SYSTEM = "urn:concord:role"
-CATEGORY_SYSTEM = "urn:concord:disclosure-category"
 
 
 def _require_aware(name: str, value: datetime | None) -> None:

@@ -14,17 +14,20 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from schemas.identifiers import NHS_NUMBER, PROBATION_CRN
-from services.domain.audit import AUDIT_NAMESPACE, BASIS_PREFIX, audit_resource
-from services.domain.consent import ROLE_SYSTEM
+from schemas.vocabulary import (
+    ALERT_SYSTEM,
+    BASIS_PREFIX,
+    OPERATOR_SYSTEM,
+    RECIPIENT_EXTENSION,
+    ROLE_SYSTEM,
+)
+from services.domain.audit import AUDIT_NAMESPACE, audit_resource
 from services.domain.identity import Conflict, system_of
 
 RAISED_EVENT: Final = "identity.conflict.raised"
 RESOLVED_EVENT: Final = "identity.conflict.resolved"
 OPERATOR_AUDIT_EVENT: Final = "audit.identity.resolved"
 NOTICE_NAMESPACE: Final = uuid.UUID("3c1f6a2e-7d4b-5e90-8a13-5b2c9e4d7f61")
-ALERT_SYSTEM: Final = "urn:concord:alert"
-RECIPIENT_EXTENSION: Final = "urn:concord:extension:recipient"
-OPERATOR_SYSTEM: Final = "urn:concord:operator"
 CONFLICT_CODE: Final = "identity-conflict"
 _LABELS: Final = {NHS_NUMBER: "NHS number", PROBATION_CRN: "case reference number (CRN)"}
 

@@ -11,12 +11,10 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from schemas.identifiers import HUB_PERSON
-from schemas.referrals import PARTNER_SYSTEM
+from schemas.vocabulary import ALERT_SYSTEM, PARTNER_SYSTEM, RECIPIENT_EXTENSION
 from services.domain.referrals import Referral
 
 MESSAGE_NAMESPACE: Final = uuid.UUID("0d4b5f7a-8c2e-5a51-9f3b-6e7d1c2a4b90")
-ALERT_SYSTEM: Final = "urn:concord:alert"
-RECIPIENT_EXTENSION: Final = "urn:concord:extension:recipient"
 
 
 def message_id(referral: Referral, what: str, recipient: str) -> uuid.UUID:

@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
-from schemas.referrals import AREA_SYSTEM, CATEGORY_SYSTEM, PARTNER_SYSTEM
 from schemas.referrals import CATEGORIES as REFERRAL_CATEGORIES
+from schemas.vocabulary import AREA_SYSTEM, PARTNER_SYSTEM
+from schemas.vocabulary import REFERRAL_CATEGORY_SYSTEM as CATEGORY_SYSTEM
 from services.domain.consent import ROLE_OF_KIND, ConsentDecision, basis_for
 from services.domain.kinds import AgencyKind
 

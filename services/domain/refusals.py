@@ -16,13 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from schemas.identifiers import PARTNER_ID
+from schemas.vocabulary import EVENT_ID_SYSTEM, HUB_SOURCE, REFUSED_EVENT, REFUSED_RESOURCE
 
 REFUSAL_NAMESPACE: Final = uuid.UUID("3f2a9c1e-7b54-5d08-a6e1-0c9d8b7f4e25")
-REFUSED_RESOURCE: Final = "urn:concord:extension:refused-resource"
-REFUSED_EVENT: Final = "urn:concord:extension:refused-event"
-EVENT_ID_SYSTEM: Final = "urn:concord:event-id"
-HUB_SOURCE: Final = "concord-hub"
-# <domain>.<entity>.<past-tense>: the refusal keeps the refused event's domain and entity.
 _EVENT_TYPE = re.compile(r"^([a-z]+\.[a-z][a-z-]*)\.[a-z][a-z-]*$")
 
 # FHIR issue types (http://hl7.org/fhir/issue-type) a refusal after acceptance uses.

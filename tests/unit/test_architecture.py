@@ -12,7 +12,12 @@ ROOT = Path(__file__).parents[2]
 DOMAIN = sorted((ROOT / "services" / "domain").glob("*.py"))
 ALLOWED_PREFIXES = ("services.domain", "schemas")
 # schemas modules the domain may use: plain data and rules, no pydantic models with I/O
-DOMAIN_SAFE_SCHEMAS = {"schemas.identifiers", "schemas.topics", "schemas.referrals"}
+DOMAIN_SAFE_SCHEMAS = {
+    "schemas.identifiers",
+    "schemas.topics",
+    "schemas.referrals",
+    "schemas.vocabulary",
+}
 
 
 def imports_of(path: Path) -> set[str]:
