@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from schemas.identifiers import HUB_PERSON
@@ -29,6 +29,7 @@ from services.domain.disclosure import (
     organisation_shown,
     withholding_consent,
 )
+from services.domain.instants import fhir_instant
 from services.domain.partners import PartnerDirectory
 
 # Fixed, so an alert reprocessed after a restart gets the same id.
@@ -71,10 +72,6 @@ def alert_id(alert: Alert) -> str:
         number, updated, event_id = slot.version
         parts += [str(number), updated.isoformat(), event_id]
     return str(uuid.uuid5(ALERT_NAMESPACE, "\n".join(parts)))
-
-
-def _instant(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +117,8 @@ def _contained(
         "status": slot.status,
     }
     if slot.start is not None and slot.end is not None:
-        appointment["start"] = _instant(slot.start)
-        appointment["end"] = _instant(slot.end)
+        appointment["start"] = fhir_instant(slot.start)
+        appointment["end"] = fhir_instant(slot.end)
     appointment["serviceCategory"] = [
         {
             "coding": [
@@ -217,7 +214,7 @@ def _issue(alert: Alert, issue_id: str, directory: PartnerDirectory, to: Audienc
         "severity": _SEVERITIES[alert.kind],
         # The hub person id only: each partner already knows the person by its own id.
         "patient": {"identifier": {"system": HUB_PERSON, "value": alert.person_id}},
-        "identifiedDateTime": _instant(to.at),
+        "identifiedDateTime": fhir_instant(to.at),
         "implicated": [{"reference": "#a1"}, {"reference": "#a2"}],
         "detail": _detail(alert, directory, to),
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Literal
 
 from schemas.identifiers import HUB_PERSON
@@ -18,6 +18,7 @@ from schemas.vocabulary import (
     ROLE_SYSTEM,
 )
 from services.domain.consent import Role
+from services.domain.instants import fhir_instant
 
 # Fixed, so a disclosure reprocessed after a restart gets the same audit id.
 AUDIT_NAMESPACE: Final = uuid.UUID("0b7d7c1e-5f52-5a55-8a4e-3c6f9d2e7a41")
@@ -98,7 +99,7 @@ def audit_resource(
         },
         "subtype": [{"system": AUDIT_SUBTYPE_SYSTEM, "code": subtype}],
         "action": action,
-        "recorded": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "recorded": fhir_instant(at),
         "outcome": "0",
     }
     if outcome is not None:

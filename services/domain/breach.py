@@ -25,6 +25,7 @@ from services.domain.disclosure import (
     organisation_shown,
     withholding_consent,
 )
+from services.domain.instants import fhir_instant
 from services.domain.partners import Partner, PartnerDirectory
 
 Verdict = Literal[
@@ -135,7 +136,7 @@ def breach_check(
 
 
 def _when(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+    return fhir_instant(value) if value else None
 
 
 def breach_check_answer(

@@ -11,6 +11,7 @@ from typing import Any, Literal, get_args
 
 from schemas.vocabulary import DISCLOSURE_CATEGORY_SYSTEM as CATEGORY_SYSTEM
 from schemas.vocabulary import PARTNER_SYSTEM, ROLE_SYSTEM
+from services.domain.instants import fhir_instant
 from services.domain.kinds import AgencyKind
 
 Category = Literal[
@@ -255,13 +256,9 @@ def stale_reason(decisions: tuple[ConsentDecision, ...], new: ConsentDecision) -
     if current is None or new.recorded > current.recorded or new == current:
         return None
     return (
-        f"Consent: recorded {_stamp(new.recorded)}, not later than the version of this consent "
-        f"the hub holds (recorded {_stamp(current.recorded)}): a stale version is not applied"
+        f"Consent: recorded {fhir_instant(new.recorded)}, not later than the version of this consent "
+        f"the hub holds (recorded {fhir_instant(current.recorded)}): a stale version is not applied"
     )
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def basis_for(

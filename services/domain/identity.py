@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any, Literal
 
 from schemas.identifiers import PersonIdentifier, local_system
+from services.domain.instants import fhir_instant
 
 # Person ids are keyed with the hub's secret: an NHS number has only about a billion possible
 # values, so an unkeyed hash of one could be reversed by trying them all, and person ids reach
@@ -459,4 +460,4 @@ def _status(value: Any) -> ConflictStatus:
 
 
 def _when(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+    return fhir_instant(value) if value else None

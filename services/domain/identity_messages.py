@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from schemas.identifiers import NHS_NUMBER, PROBATION_CRN
@@ -23,6 +22,7 @@ from schemas.vocabulary import (
 )
 from services.domain.audit import AUDIT_NAMESPACE, audit_resource
 from services.domain.identity import Conflict, system_of
+from services.domain.instants import fhir_instant
 
 RAISED_EVENT: Final = "identity.conflict.raised"
 RESOLVED_EVENT: Final = "identity.conflict.resolved"
@@ -41,10 +41,6 @@ class ConflictNotice:
     event_type: str
     resource: dict[str, Any]
     token: str  # one of the recipient's own identifiers: whose record the notice is about
-
-
-def _instant(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _labels(conflict: Conflict) -> str:
@@ -104,7 +100,7 @@ def conflict_notices(conflict: Conflict, cause: str) -> list[ConflictNotice]:
             "code": {"coding": [{"system": ALERT_SYSTEM, "code": CONFLICT_CODE}]},
             "severity": "high",
             "patient": {"reference": "#person"},
-            "identifiedDateTime": _instant(conflict.raised_at),
+            "identifiedDateTime": fhir_instant(conflict.raised_at),
             "detail": _detail(conflict),
         }
         event_id = uuid.uuid5(

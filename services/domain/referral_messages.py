@@ -7,11 +7,12 @@ service through the disclosure policy, never through these.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from schemas.identifiers import HUB_PERSON
 from schemas.vocabulary import ALERT_SYSTEM, PARTNER_SYSTEM, RECIPIENT_EXTENSION
+from services.domain.instants import fhir_instant
 from services.domain.referrals import Referral
 
 MESSAGE_NAMESPACE: Final = uuid.UUID("0d4b5f7a-8c2e-5a51-9f3b-6e7d1c2a4b90")
@@ -20,10 +21,6 @@ MESSAGE_NAMESPACE: Final = uuid.UUID("0d4b5f7a-8c2e-5a51-9f3b-6e7d1c2a4b90")
 def message_id(referral: Referral, what: str, recipient: str) -> uuid.UUID:
     """A deterministic id, so a reprocessed referral change is a recognisable duplicate."""
     return uuid.uuid5(MESSAGE_NAMESPACE, f"{referral.referral_id}|{what}|{recipient}")
-
-
-def _instant(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _partner(partner_id: str) -> dict[str, Any]:
@@ -40,8 +37,8 @@ def referral_task(referral: Referral, person_id: str, now: datetime) -> dict[str
         "focus": {"reference": f"ServiceRequest/{referral.fhir_id}"},
         "for": {"identifier": {"system": HUB_PERSON, "value": person_id}},
         "requester": _partner(referral.referrer),
-        "authoredOn": _instant(referral.requested),
-        "lastModified": _instant(referral.updated or now),
+        "authoredOn": fhir_instant(referral.requested),
+        "lastModified": fhir_instant(referral.updated or now),
     }
     if referral.recipient:
         task["owner"] = _partner(referral.recipient)
@@ -84,7 +81,7 @@ def referral_alert(
         "code": {"coding": [{"system": ALERT_SYSTEM, "code": code}]},
         "severity": "high" if code == "referral-overdue" else "moderate",
         "patient": {"identifier": {"system": HUB_PERSON, "value": person_id}},
-        "identifiedDateTime": _instant(now),
+        "identifiedDateTime": fhir_instant(now),
         "implicated": [{"reference": f"ServiceRequest/{referral.fhir_id}"}],
         "detail": detail,
     }
@@ -92,7 +89,7 @@ def referral_alert(
 
 def overdue_detail(referral: Referral) -> str:
     """The escalation sentence: which referral, how urgent, since when; nothing clinical."""
-    deadline = _instant(referral.deadline) if referral.deadline else "its deadline"
+    deadline = fhir_instant(referral.deadline) if referral.deadline else "its deadline"
     return (
         f"Referral {referral.fhir_id} ({referral.urgency}, {referral.category}) has not been "
         f"accepted by {deadline}."

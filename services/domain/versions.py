@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from services.domain.instants import fhir_instant
+
 
 class Version(NamedTuple):
     """Total order over changes to one resource; the larger version wins."""
@@ -66,7 +68,7 @@ def is_stale(incoming: Version, held: Version) -> bool:
 
 
 def _described(version: Version) -> str:
-    stamp = version.updated.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    stamp = fhir_instant(version.updated)
     return f"version {version.number} of {stamp}" if version.number else f"the version of {stamp}"
 
 
