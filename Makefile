@@ -22,10 +22,10 @@ topics: kafka
 	$(CONCORD) topics create
 
 run: topics  ## the hub and its demo feed; stays running until Ctrl-C
-	$(PY) -m services.demo
+	$(PY) -m services.ops.demo
 
 demo: topics  ## the demo once through, then exit
-	$(PY) -m services.demo --once
+	$(PY) -m services.ops.demo --once
 
 test: kafka
 	$(PY) -m pytest

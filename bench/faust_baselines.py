@@ -28,8 +28,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from deploy.kafka.local import bootstrap_servers
 from schemas import topics
+from services.runtime import bootstrap_servers
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("noop", "naive")
@@ -50,11 +50,11 @@ def run_worker(mode: str) -> None:
     import structlog
 
     from schemas.codec import peek
-    from services import clock
-    from services.config import partner_directory, service_directory, settings
-    from services.logs import configure
-    from services.outputs import Context
-    from services.pipeline import identifiers_of, index_event, person_event
+    from services import runtime
+    from services.runtime import configure_logging as configure
+    from services.runtime import partner_directory, service_directory, settings
+    from services.stream.outbox import Context
+    from services.stream.pipeline import identifiers_of, index_event, person_event
 
     configure()
     conf = settings()
@@ -108,7 +108,7 @@ def run_worker(mode: str) -> None:
             async for event in stream.events():
                 envelope = peek(event.value)
                 identifiers_of(envelope)  # the person index's lookup key
-                for routed in index_event(envelope, event.value, None):
+                for routed in index_event(envelope, event.value, None, runtime.person_key()):
                     if routed.topic is not topics.PERSON_EVENTS:
                         await out.send(key=routed.key, value=routed.value)
                         continue
@@ -116,9 +116,10 @@ def run_worker(mode: str) -> None:
                     ctx = Context(
                         directory=directory,
                         buffer=conf.travel_buffer,
-                        now=clock.now(),
+                        now=runtime.now(),
                         services=services,
                         sla=conf.sla_working_days,
+                        key=runtime.person_key(),
                     )
                     message = orjson.loads(routed.value)
                     stored, outs, *_ = person_event(calendars.get(person), message, ctx)
@@ -134,7 +135,7 @@ def run_worker(mode: str) -> None:
                     )
 
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)
-    worker.spinner = None  # as services/worker.py: no DEBUG root logger
+    worker.spinner = None  # as services/ops/worker.py: no DEBUG root logger
     worker.execute_from_commandline()
 
 

@@ -40,7 +40,7 @@ from deploy.topics import create_topics
 from schemas import fhir, topics
 from schemas.codec import encode
 from schemas.envelope import content_event_id, utc_now, wrap
-from services.logs import configure as configure_logs
+from services.runtime import configure_logging as configure_logs
 
 PARTNER = "probation-london"
 TARGET_RATIO = 0.33

@@ -35,13 +35,13 @@ from bench import faust_baselines, report
 from bench.population import clash_pairs, generate
 from bench.report import Row, number, say
 from connectors.kafka_io import new_producer, read_topic
-from deploy.kafka.local import bootstrap_servers
 from deploy.topics import create_topics
 from schemas import fhir, topics
 from schemas.envelope import wrap
 from schemas.identifiers import NHS_NUMBER
-from services.client import get_json
-from services.partitioning import home_partition
+from schemas.keys import home_partition
+from services.ops.client import get_json
+from services.runtime import bootstrap_servers, person_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,7 +149,7 @@ def produce_all(messages: list[Message], topic: str) -> float:
     # As the edge does (connectors/kafka_io.py): inbound events to their person's partition.
     # A generator, so working each one out stays inside the timed loop.
     keyed = (
-        (key, value, home_partition(key) if topic == topics.INBOUND.name else None)
+        (key, value, home_partition(key, person_key()) if topic == topics.INBOUND.name else None)
         for key, value, _ in messages
     )
     return produce_timed(keyed, len(messages), topic)
@@ -314,7 +314,7 @@ def start_worker(tmp: Path, log: Path) -> Worker:
                     else []
                 ),
                 "-m",
-                "services.cli",
+                "services.ops.cli",
                 "worker",
             ],
             cwd=ROOT,
@@ -448,7 +448,10 @@ def offer_clashes(first_person: int, rate: float, seconds: float, seed: int) -> 
                 (
                     event_id,
                     producer.send(
-                        topics.INBOUND.name, key=key, value=value, partition=home_partition(key)
+                        topics.INBOUND.name,
+                        key=key,
+                        value=value,
+                        partition=home_partition(key, person_key()),
                     ),
                 )
             )

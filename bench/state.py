@@ -74,18 +74,16 @@ from bench.reconciler import (
     wait_ready,
 )
 from bench.report import Row, number, say
-from deploy.kafka.local import bootstrap_servers
 from deploy.topics import create_topics, replication_factor
 from schemas import fhir, topics
 from schemas.identifiers import PROBATION_CRN, PersonIdentifier
-from services.auth import basic_header
-from services.client import get_json
-from services.config import partner_directory, settings
-from services.demo import demo_secret
+from schemas.keys import person_id_for, person_partition
 from services.domain.calendar import Calendar, Slot, Version
-from services.domain.identity import person_id_for
-from services.partitioning import person_partition
-from services.state import encode_calendar
+from services.domain.signin import basic_header
+from services.ops.client import get_json
+from services.ops.demo import demo_secret
+from services.runtime import bootstrap_servers, partner_directory, person_key, settings
+from services.stream.state import encode_calendar
 
 # The table's rows, in order; the smoke test checks each is printed.
 FIGURES = (
@@ -200,7 +198,7 @@ def seeded_slot(rng: random.Random, index: int, position: int) -> Slot:
 
 def person_of(index: int) -> str:
     """Hub person id of person `index`: the provisional id of their CRN, as the worker makes it."""
-    return person_id_for(PersonIdentifier(PROBATION_CRN, crn_for(index)))
+    return person_id_for(PersonIdentifier(PROBATION_CRN, crn_for(index)), person_key())
 
 
 def seed_record(rng: random.Random, index: int) -> Record:

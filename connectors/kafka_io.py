@@ -16,11 +16,11 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from pydantic import BaseModel
 
-from deploy.kafka.local import bootstrap_servers
 from schemas import topics
 from schemas.codec import encode
 from schemas.envelope import DeadLetter, Envelope
-from services.partitioning import home_partition
+from schemas.keys import home_partition
+from services.runtime import bootstrap_servers, person_key
 
 
 class DeliveryError(RuntimeError):
@@ -58,7 +58,7 @@ class Publisher:
     def send_encoded(self, topic: str, key: bytes, value: bytes) -> Future[Any]:
         """Queue a message already encoded by the codec's rules (see connectors.publish)."""
         # Inbound events go to their person's partition, so the hub handles them in one hop.
-        partition = home_partition(key) if topic == topics.INBOUND.name else None
+        partition = home_partition(key, person_key()) if topic == topics.INBOUND.name else None
         future: Future[Any] = self._producer.send(topic, key=key, value=value, partition=partition)
         self._pending.append(future)
         return future

@@ -50,10 +50,10 @@ from schemas.identifiers import (
     PersonIdentifier,
     local_system,
 )
-from services.config import partner_directory, settings
 from services.domain.intake import unusable
 from services.domain.kinds import AgencyKind
 from services.domain.partners import UnknownPartner
+from services.runtime import partner_directory, settings
 
 log = structlog.get_logger(__name__)
 
@@ -434,15 +434,15 @@ def reader_for(path: Path, partner: str, fmt: str = "auto") -> Iterator[Record]:
     if fmt == "auto":
         fmt = {".csv": "csv", ".hl7": "hl7"}.get(path.suffix.lower(), "fhir")
     if fmt == "probation":
-        from connectors.probation import records_from_probation_file
+        from connectors.feeds.probation import records_from_probation_file
 
         return records_from_probation_file(path)
     if fmt == "csv":
-        from connectors.csv_feed import records_from_csv_file
+        from connectors.feeds.csv_feed import records_from_csv_file
 
         return records_from_csv_file(path, partner)
     if fmt == "hl7":
-        from connectors.hl7v2 import records_from_hl7_file
+        from connectors.hl7v2.message import records_from_hl7_file
 
         return records_from_hl7_file(path, partner)
     return read_file(path)

@@ -8,8 +8,8 @@ import time
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
-from deploy.kafka.local import bootstrap_servers
 from schemas.topics import CATALOGUE, Topic
+from services.runtime import bootstrap_servers
 
 
 class TopicSetupError(RuntimeError):

@@ -59,7 +59,7 @@ def run_concord(
 ) -> subprocess.CompletedProcess[str]:
     """Run the real `concord` command in a subprocess with the test's environment."""
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "services.ops.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout_s,

@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import structlog
 
+from services import runtime
+
 KAFKA_VERSION = "4.1.1"
 
 log = structlog.get_logger(__name__)
@@ -54,10 +56,6 @@ def uses_external_cluster() -> bool:
     return bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip())
 
 
-def bootstrap_servers() -> str:
-    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or f"127.0.0.1:{_port()}"
-
-
 def _env_port(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -67,8 +65,19 @@ def _env_port(name: str, default: int) -> int:
     return int(raw)
 
 
+def bootstrap_servers() -> str:
+    """The brokers the hub's processes use (services/runtime.py); a bad port is a setup error."""
+    try:
+        return runtime.bootstrap_servers()
+    except ValueError as exc:
+        raise KafkaSetupError(str(exc)) from exc
+
+
 def _port() -> int:
-    return _env_port("CONCORD_KAFKA_PORT", 9092)
+    try:
+        return runtime.local_kafka_port()
+    except ValueError as exc:
+        raise KafkaSetupError(str(exc)) from exc
 
 
 def _controller_port() -> int:

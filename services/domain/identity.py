@@ -5,54 +5,19 @@ A person holds at most one value of each identifier system: one NHS number, one 
 in each partner's local system. A link that would give someone a second is not applied:
 `resolve` returns the conflict instead, kept until the source corrects its record or the hub
 operator settles it. Resolving returns a new index and what changed; nothing here does I/O
-(the person-id key is read from the environment once, on first use).
+(person ids are keyed with the hub's secret, which the index carries: schemas/keys.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any, Literal
 
 from schemas.identifiers import PersonIdentifier, local_system
+from schemas.keys import PersonKey, person_id_for_token
 from services.domain.instants import fhir_instant
-
-# Person ids are keyed with the hub's secret: an NHS number has only about a billion possible
-# values, so an unkeyed hash of one could be reversed by trying them all, and person ids reach
-# logs and partners. Every worker and connector of one hub must share the key; there is no
-# default, since a key in the source would let anyone recompute person ids.
-PERSON_KEY_VARIABLE = "CONCORD_PERSON_KEY"
-
-
-class PersonKeyMissing(RuntimeError):  # noqa: N818 -- reads as the condition it reports
-    """No hub secret is set, so no person id can be made."""
-
-
-@cache
-def _person_key() -> bytes:
-    key = os.environ.get(PERSON_KEY_VARIABLE)
-    if not key:
-        raise PersonKeyMissing(f"set {PERSON_KEY_VARIABLE} to the hub's secret person-id key")
-    return hashlib.blake2b(key.encode(), digest_size=32).digest()
-
-
-def person_id_for(identifier: PersonIdentifier) -> str:
-    """The provisional hub person id of one identifier, the same on every worker and replay."""
-    return person_id_for_token(identifier.token())
-
-
-def person_id_for_token(token: str) -> str:
-    """The provisional hub person id of an identifier given as its `system|value` token."""
-    # A keyed hash needs no coordination between workers and reveals nothing of the identifier
-    # without the key; 80 bits keeps accidental collisions out of reach.
-    digest = hashlib.blake2b(
-        token.encode(), digest_size=16, key=_person_key(), person=b"concord-person"
-    ).hexdigest()
-    return f"p-{digest[:20]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +108,7 @@ class PersonIndex:
     order events arrived in, so every replay and every partition ordering agrees.
     """
 
+    key: PersonKey  # the hub's secret, which makes a token's provisional person id
     person_of: Mapping[str, str] = field(default_factory=dict)
     members: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # Old ids may still key events in flight, so they must keep leading to the person.
@@ -160,7 +126,7 @@ def lookup(index: PersonIndex, identifier: PersonIdentifier) -> str | None:
 
 def holder(index: PersonIndex, token: str) -> str:
     """The person holding a token now: its linked person, else its own provisional one."""
-    return index.person_of.get(token) or person_id_for_token(token)
+    return index.person_of.get(token) or person_id_for_token(token, index.key)
 
 
 def canonical(index: PersonIndex, person_id: str) -> str:
@@ -208,16 +174,13 @@ def record_of(
     return own[0] if own else None
 
 
-def conflict_id_for(claim: Claim, tokens: Iterable[str]) -> str:
+def conflict_id_for(claim: Claim, tokens: Iterable[str], key: PersonKey) -> str:
     """A conflict's id: the same claim meeting the same identifiers always gets the same id.
 
     Keyed like person ids, so the id reveals nothing of the identifiers behind it.
     """
     text = "\n".join((claim.source, *claim.tokens, "", *sorted(tokens)))
-    digest = hashlib.blake2b(
-        text.encode(), digest_size=16, key=_person_key(), person=b"concord-conflict"
-    ).hexdigest()
-    return f"c-{digest[:20]}"
+    return key.keyed_id(text, prefix="c", purpose=b"concord-conflict")
 
 
 def resolve(
@@ -246,7 +209,7 @@ def resolve(
     if not systems:
         return _join(index, claim, persons, new_tokens, replaced)
 
-    conflict_id = conflict_id_for(claim, held)
+    conflict_id = conflict_id_for(claim, held, index.key)
     known = index.conflicts.get(conflict_id)
     if known is not None and known.status in ("open", "kept-apart"):
         if replaced:
@@ -260,7 +223,7 @@ def resolve(
         tokens=frozenset(held),
         systems=systems,
         told=_told(index, claim, persons, systems),
-        people=tuple(sorted(persons | {person_id_for_token(t) for t in new_tokens})),
+        people=tuple(sorted(persons | {person_id_for_token(t, index.key) for t in new_tokens})),
         raised_at=at,
     )
     conflicts = {**index.conflicts, **{c.conflict_id: c for c in replaced}, conflict_id: conflict}
@@ -309,7 +272,7 @@ def flags(index: PersonIndex, tokens: Iterable[str]) -> dict[str, tuple[str, ...
     held: dict[str, set[str]] = {}
     for token in tokens:
         person = index.person_of.get(token)
-        held.setdefault(person or person_id_for_token(token), set()).update(
+        held.setdefault(person or person_id_for_token(token, index.key), set()).update(
             index.members[person] if person else (token,)
         )
     still_open = [c for c in index.conflicts.values() if c.status == "open"]
@@ -389,7 +352,7 @@ def _join(
         updated = replace(index, named_by=named_by, conflicts=conflicts)
         return updated, Resolution(person, (), (), settled)
 
-    survivor = min(persons | {person_id_for_token(token) for token in new_tokens})
+    survivor = min(persons | {person_id_for_token(token, index.key) for token in new_tokens})
     absorbed = sorted(persons - {survivor})
     moved = set(new_tokens).union(*(index.members[person] for person in absorbed))
 
@@ -404,7 +367,7 @@ def _join(
 
     merges = tuple(Merge(person, survivor) for person in absorbed)
     return (
-        PersonIndex(person_of, members, merged_into, named_by, conflicts),
+        PersonIndex(index.key, person_of, members, merged_into, named_by, conflicts),
         Resolution(survivor, merges, new_tokens, settled),
     )
 

@@ -21,7 +21,7 @@ from connectors.fhir_input import read_text
 from connectors.kafka_io import Publisher, read_topic
 from connectors.publish import publish_records
 from schemas.codec import decode
-from services.auth import basic_header
+from services.domain.signin import basic_header
 
 ROOT = Path(__file__).parents[2]
 DEMO_SECRETS: dict[str, str] = json.loads((ROOT / "deploy" / "demo" / "secrets.json").read_text())
@@ -56,7 +56,7 @@ class Worker:
     def start(self, timeout_s: float = 90.0) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "worker"],
+                [sys.executable, "-m", "services.ops.cli", "worker"],
                 cwd=ROOT,
                 env=self.env,
                 stdout=out,

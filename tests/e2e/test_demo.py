@@ -22,7 +22,7 @@ def test_demo_shows_the_clash_the_explained_absence_and_the_breach_check(
         "CONCORD_STORE": "memory://",
     }
     result = subprocess.run(
-        [sys.executable, "-m", "services.demo", "--once"],
+        [sys.executable, "-m", "services.ops.demo", "--once"],
         cwd=ROOT,
         env=env,
         capture_output=True,

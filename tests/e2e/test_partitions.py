@@ -10,11 +10,11 @@ from kafka import KafkaProducer
 from connectors.fhir_input import read_text
 from connectors.kafka_io import read_topic
 from connectors.publish import Encoded, decide_encoded
-from deploy.kafka.local import bootstrap_servers
 from schemas import topics
-from services.domain.identity import person_id_for_token
-from services.partitioning import home_partition, person_partition
+from schemas.keys import person_partition
+from services.runtime import bootstrap_servers
 from tests.e2e.conftest import NHS, Worker, alerts, appointment
+from tests.keys import home_partition, person_id_for_token
 
 PERSON = (NHS, "9434765919")
 GP_BOOKED = appointment("gp-7", "booked", "2026-12-03T10:00:00Z", "2026-12-03T10:30:00Z", PERSON)

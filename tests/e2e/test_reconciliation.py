@@ -8,7 +8,6 @@ from collections import Counter
 from urllib.parse import urlencode
 
 from schemas.identifiers import HUB_PERSON
-from services.domain.identity import person_id_for_token
 from tests.conftest import run_concord
 from tests.e2e.conftest import (
     CRN,
@@ -21,6 +20,7 @@ from tests.e2e.conftest import (
     patient,
     referral_to,
 )
+from tests.keys import person_id_for_token
 
 PERSON_CRN = (CRN, "X123456")
 PERSON_NHS = (NHS, "9434765919")

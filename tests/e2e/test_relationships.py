@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 from connectors.kafka_io import read_topic
 from schemas.identifiers import HUB_PERSON
 from schemas.topics import ALERTS, AUDIT
-from services.domain.identity import person_id_for_token
 from tests.e2e.conftest import CRN, NHS, Worker, alerts, appointment, patient
+from tests.keys import person_id_for_token
 
 PERSON_CRN = (CRN, "X123456")
 PERSON_NHS = (NHS, "9434765919")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from connectors.gateway import GatewayConfig, build_app
+from connectors.gateway.app import GatewayConfig, build_app
 from schemas.topics import OUTBOUND
 from tests.e2e.conftest import NHS, Worker, alerts, appointment
 from tests.e2e.test_referrals import messages, refused_event

@@ -8,13 +8,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable
 
-from connectors.gateway import GatewayConfig, build_app
+from connectors.gateway.app import GatewayConfig, build_app
 from connectors.kafka_io import read_topic
 from schemas.topics import AUDIT
-from services.domain.identity import person_id_for_token
 from tests.e2e.conftest import CRN, NHS, Worker, appointment, patient
 from tests.e2e.test_reconciliation import breach_check
 from tests.integration.test_gateway import Served
+from tests.keys import person_id_for_token
 
 # Answer without sign-in, by design: readiness, and the gateway's description of what it
 # accepts (the FHIR CapabilityStatement, its readiness probe, and the OpenAPI document).
@@ -38,8 +38,9 @@ def worker_routes() -> list[tuple[str, str]]:
     The worker's web server, built as `concord worker` builds it: the same modules register
     the same pages, and the server adds whatever faust adds when it starts.
     """
-    from services import agents, web  # noqa: F401 -- registers the agents and pages
-    from services.hub import app
+    from services.stream import agents  # noqa: F401 -- registers the agents
+    from services.stream.app import app
+    from services.web import views  # noqa: F401 -- and the pages
 
     app.web.init_server()
     return routes_of(app.web.web_app.router.routes())

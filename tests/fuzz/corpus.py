@@ -17,10 +17,11 @@ from connectors.fhir_input import read_file
 from connectors.publish import Accepted, decide
 from schemas import topics
 from schemas.codec import peek
-from services.config import ROOT, partner_directory, service_directory
 from services.domain.identity import PersonIndex
-from services.outputs import Context
-from services.pipeline import index_event, link_step, person_event
+from services.runtime import ROOT, partner_directory, service_directory
+from services.stream.outbox import Context
+from services.stream.pipeline import index_event, link_step, person_event
+from tests.keys import KEY
 
 FIXTURES = ROOT / "tests" / "fixtures"
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
@@ -28,6 +29,7 @@ CONTEXT = Context(
     partner_directory(ROOT / "deploy" / "demo" / "partners.yaml"),
     timedelta(minutes=30),
     NOW,
+    KEY,
     services=service_directory(ROOT / "deploy" / "services.yaml"),
 )
 
@@ -147,7 +149,7 @@ def _records(resource: dict[str, Any]) -> Any:
 def played() -> Played:
     """Play the scenario through the person index, linker and reconciler steps, in memory."""
     out = Played()
-    index, assigned, stored = PersonIndex(), dict[str, str](), dict[str, bytes]()
+    index, assigned, stored = PersonIndex(KEY), dict[str, str](), dict[str, bytes]()
     queue: list[tuple[str, bytes | None, bytes]] = [
         (topics.INBOUND.name, None, _wrap(p, r)) for p, r in _scenario()
     ]
@@ -160,7 +162,7 @@ def played() -> Played:
             message = peek(value)
             ids = message["subject"]["identifiers"] if message.get("subject") else []
             token = f"{ids[0]['system']}|{ids[0]['value']}" if len(ids) == 1 else None
-            outs = index_event(message, value, assigned.get(token) if token else None)
+            outs = index_event(message, value, assigned.get(token) if token else None, KEY)
         elif topic == topics.LINKS.name:
             step = link_step(peek(value), index, CONTEXT)
             index, outs = step.updated, step.outs

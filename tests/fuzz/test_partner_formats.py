@@ -11,13 +11,13 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from connectors.csv_feed import records_from_csv_text
+from connectors.feeds.csv_feed import records_from_csv_text
+from connectors.feeds.probation import records_from_probation_text
 from connectors.fhir_input import Record, read_partner_bytes, read_text
-from connectors.gateway_rules import Refusal, assess
-from connectors.hl7v2 import acknowledgement, frame, records_from_hl7_bytes, reply_to
-from connectors.mllp import FrameDecoder, decode_text, judge
+from connectors.gateway.rules import Refusal, assess
+from connectors.hl7v2.message import acknowledgement, frame, records_from_hl7_bytes, reply_to
+from connectors.hl7v2.mllp import FrameDecoder, decode_text, judge
 from connectors.parallel import decide_all
-from connectors.probation import records_from_probation_text
 from connectors.publish import Encoded, Ignored, Rejected, dead_letter
 from tests.fuzz.conftest import Fuzz
 from tests.fuzz.corpus import FORMAT_SEEDS

@@ -1,8 +1,8 @@
 """The worker's decoding of every topic's records, and the steps its agents take inside their
 try blocks, raise on a malformed record only what the agent dead-letters (`MALFORMED`).
 
-Each test replays what one agent or reader does with a record (services/agents.py,
-services/web.py), starting from the records a scenario put on that topic.
+Each test replays what one agent or reader does with a record (services/stream/agents.py,
+services/web/views.py), starting from the records a scenario put on that topic.
 """
 
 from __future__ import annotations
@@ -14,23 +14,24 @@ import orjson
 from schemas import topics
 from schemas.codec import CodecError, peek, peek_envelope, resolved
 from schemas.identifiers import parse_token
-from services.activity import activity_record, heard_from
 from services.domain.identity import PersonIndex
-from services.inbox import entry_of, inbox, inbox_line
-from services.pipeline import (
+from services.stream.activity import activity_record, heard_from
+from services.stream.pipeline import (
     MALFORMED,
     assignment_of,
     identifiers_of,
     link_step,
     peek_person_message,
     person_event,
-    person_key,
+    person_id_of_key,
     person_of,
     routed,
 )
-from services.state import decode_calendar
+from services.stream.state import decode_calendar
+from services.web.inbox import entry_of, inbox, inbox_line
 from tests.fuzz.conftest import Fuzz
 from tests.fuzz.corpus import CONTEXT, example_envelopes, fixture_envelopes, played, topic_seeds
+from tests.keys import KEY
 
 READ_AFTER_THE_TRY = ("event_id", "event_type", "source", "recorded_at")
 
@@ -60,7 +61,7 @@ def test_inbound_envelopes(fuzz: Fuzz) -> None:
 
 def test_links(fuzz: Fuzz) -> None:
     def entry_point(raw: bytes) -> None:
-        link_step(peek(raw), PersonIndex(), CONTEXT)  # as the linker agent takes it
+        link_step(peek(raw), PersonIndex(KEY), CONTEXT)  # as the linker agent takes it
 
     seeds = topic_seeds(topics.LINKS.name) + topic_seeds(topics.INBOUND.name)
     fuzz.run("worker links", seeds, "json", 300, entry_point, allowed=MALFORMED)
@@ -74,7 +75,7 @@ def test_person_events(fuzz: Fuzz) -> None:
 
     def entry_point(raw: bytes) -> None:
         key = rng.choice([key for key, _ in records] + [None, b"\xff"])
-        person_key(key)
+        person_id_of_key(key)
         person_event(stored_calendars(rng), peek_person_message(raw), CONTEXT)
 
     fuzz.run(
@@ -98,7 +99,7 @@ def test_assignments(fuzz: Fuzz) -> None:
         key, value = rng.choice(records)
         key, value = (data, value) if rng.random() < 0.5 else (key, data)
         token, person = assignment_of(key, rng.choice([value, None]))
-        person_of([parse_token(token)], person.decode() if person else None)
+        person_of([parse_token(token)], person.decode() if person else None, KEY)
 
     seeds = [part for record in records for part in record if part is not None]
     fuzz.run("worker assignments", seeds, "bytes", 300, entry_point, allowed=(CodecError,))

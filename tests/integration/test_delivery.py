@@ -21,10 +21,10 @@ from aiohttp.test_utils import TestServer
 from kafka.partitioner.default import murmur2
 from structlog.testing import capture_logs
 
-from connectors.delivery import Deliverer
-from connectors.delivery_formats import event_id_of_control, unframe
-from connectors.delivery_rules import DeliverySettings, Endpoint
-from connectors.hl7v2 import frame
+from connectors.delivery.formats import event_id_of_control, unframe
+from connectors.delivery.rules import DeliverySettings, Endpoint
+from connectors.delivery.service import Deliverer
+from connectors.hl7v2.message import frame
 from connectors.kafka_io import Publisher, read_topic
 from schemas import topics as catalogue
 from schemas.codec import decode, decode_dead_letter

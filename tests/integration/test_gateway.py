@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from connectors.gateway import GatewayConfig, build_app
+from connectors.gateway.app import GatewayConfig, build_app
 from connectors.kafka_io import read_topic
 from schemas import topics as catalogue
 from schemas.codec import decode, decode_dead_letter
@@ -478,8 +478,8 @@ def test_served_openapi_document_is_the_committed_one(client: Client) -> None:
 
     assert reply.status == 200
     assert reply.body == committed, (
-        "connectors/openapi.json is stale: run "
-        "`.venv/bin/python -m connectors.gateway --openapi > connectors/openapi.json`"
+        "connectors/gateway/openapi.json is stale: run "
+        "`.venv/bin/python -m connectors.gateway.app --openapi > connectors/gateway/openapi.json`"
     )
 
 

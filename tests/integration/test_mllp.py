@@ -17,8 +17,7 @@ from hl7apy.parser import parse_message as hl7apy_parse
 from pydantic import BaseModel
 from structlog.testing import capture_logs
 
-from connectors.kafka_io import DeliveryError, Publisher, read_topic
-from connectors.mllp import (
+from connectors.hl7v2.mllp import (
     MAX_MESSAGE_BYTES,
     Frame,
     FrameDecoder,
@@ -28,6 +27,7 @@ from connectors.mllp import (
     listener_producer,
     start_server,
 )
+from connectors.kafka_io import DeliveryError, Publisher, read_topic
 from schemas import topics as catalogue
 from schemas.codec import decode, decode_dead_letter
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from connectors.csv_feed import records_from_csv_file
+from connectors.feeds.csv_feed import records_from_csv_file
+from connectors.feeds.probation import records_from_probation_file
 from connectors.fhir_input import Record
 from connectors.kafka_io import Publisher, read_topic
-from connectors.probation import records_from_probation_file
 from connectors.publish import PublishSummary, publish_records
 from schemas import topics as catalogue
 from schemas.codec import decode, decode_dead_letter

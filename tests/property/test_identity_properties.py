@@ -19,9 +19,9 @@ from services.domain.identity import (
     Resolution,
     canonical,
     clashes,
-    person_id_for,
     resolve,
 )
+from tests.keys import KEY, person_id_for
 
 MRN = local_system("mht-north")
 # Two values of each system, so links can disagree; shared values across systems check that
@@ -59,7 +59,7 @@ Event = tuple[str, list[PersonIdentifier]]
 
 
 def resolve_all(event_list: list[Event]) -> tuple[PersonIndex, list[Resolution | RefusedLink]]:
-    index = PersonIndex()
+    index = PersonIndex(KEY)
     decisions = []
     for source, identifiers in event_list:
         index, decision = resolve(index, identifiers, source=source)

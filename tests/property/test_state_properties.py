@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from services.domain.calendar import Calendar, Slot, Version
 from services.domain.relationships import Relationship
-from services.state import decode_calendar, encode_calendar
+from services.stream.state import decode_calendar, encode_calendar
 
 instants = st.datetimes(
     min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)

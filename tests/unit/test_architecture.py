@@ -17,6 +17,7 @@ DOMAIN_SAFE_SCHEMAS = {
     "schemas.topics",
     "schemas.referrals",
     "schemas.vocabulary",
+    "schemas.keys",  # keyed hashes and the partition rule: pure functions
 }
 
 

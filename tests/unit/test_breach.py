@@ -145,8 +145,8 @@ def test_unknown_appointment_is_an_error() -> None:
 
 def test_a_person_under_an_identity_conflict_gets_that_verdict_and_no_evidence() -> None:
     """The attendance may be someone else's: neither it nor who could hold it is disclosed."""
-    from services.config import ROOT, partner_directory
     from services.domain.breach import EXPLANATIONS, breach_check_answer
+    from services.runtime import ROOT, partner_directory
 
     attended = slot("g", "gp", status="fulfilled", at=30)
     cal = Calendar("person-1", {s.appointment_id: s for s in (MISSED, attended)})

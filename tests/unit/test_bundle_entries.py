@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from connectors.fhir_input import read_file, read_text
-from connectors.gateway_rules import Refusal, assess
+from connectors.gateway.rules import Refusal, assess
 from connectors.publish import Accepted, Rejected, decide
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"

@@ -1,4 +1,4 @@
-"""The offset the worker commits after a rebalance (services/hub.py, _Consumer._new_offset)."""
+"""The offset the worker commits after a rebalance (services/stream/app.py, _Consumer._new_offset)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from intervaltree import IntervalTree
 
-from services.hub import _Consumer
+from services.stream.app import _Consumer
 
 
 def consumer(committed: int | None, acked: list[int], gaps: list[tuple[int, int]]) -> Any:

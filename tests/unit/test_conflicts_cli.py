@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 import orjson
 
 from schemas.identifiers import NHS_NUMBER, PROBATION_CRN, PersonIdentifier
-from services.cli import build_parser
-from services.conflicts import conflict_entry, conflict_lines, open_conflicts, resolve_command
 from services.domain.identity import PersonIndex, RefusedLink, conflict_record, resolve, settle
-from services.inbox import latest_entries
+from services.ops.cli import build_parser
+from services.ops.conflicts import conflict_entry, conflict_lines, open_conflicts, resolve_command
+from services.web.inbox import latest_entries
+from tests.keys import KEY
 
 CRN = PersonIdentifier(PROBATION_CRN, "X123456")
 NHS = PersonIdentifier(NHS_NUMBER, "9434765919")
@@ -19,7 +20,7 @@ AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
 def entries() -> dict[str, dict]:
-    index, _ = resolve(PersonIndex(), [CRN, NHS], source="probation-london")
+    index, _ = resolve(PersonIndex(KEY), [CRN, NHS], source="probation-london")
     index, refused = resolve(index, [OTHER_NHS, CRN], source="mht-rv5", at=AT)
     assert isinstance(refused, RefusedLink)
     open_one = refused.conflict

@@ -3,9 +3,10 @@
 import pytest
 from structlog.testing import capture_logs
 
-from services.auth import AuthError, authenticate, basic_credentials, basic_header
 from services.domain.credentials import hash_secret, is_secret_hash, verify_secret
 from services.domain.partners import PartnerDirectory
+from services.domain.signin import AuthError, basic_credentials, basic_header
+from services.runtime import authenticate
 
 SECRET = "correct horse battery staple"
 DIRECTORY = PartnerDirectory.from_dict(

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.csv_feed import records_from_csv_file, records_from_csv_text
+from connectors.feeds.csv_feed import records_from_csv_file, records_from_csv_text
 from connectors.fhir_input import Record, read_text
 from connectors.publish import Accepted, decide
 from schemas.fhir import CARRIED, problems_in

@@ -12,8 +12,8 @@ import yaml
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.detectedissue import DetectedIssue
 
-from connectors import delivery
-from connectors.delivery_formats import (
+from connectors.delivery import service as delivery
+from connectors.delivery.formats import (
     AckError,
     control_id,
     escape,
@@ -24,7 +24,7 @@ from connectors.delivery_formats import (
     parse_ack,
     unframe,
 )
-from connectors.delivery_rules import (
+from connectors.delivery.rules import (
     DeliverySettings,
     EndpointConfigError,
     PartitionOffsets,
@@ -37,7 +37,7 @@ from connectors.delivery_rules import (
     schedule_span,
     settings_from_env,
 )
-from connectors.hl7v2 import frame
+from connectors.hl7v2.message import frame
 from schemas.codec import decode, encode
 
 ROOT = Path(__file__).parents[2]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from connectors.fhir_input import read_file, read_text
-from connectors.gateway_rules import Refusal, assess
+from connectors.gateway.rules import Refusal, assess
 from connectors.publish import Accepted, Rejected, decide
 
 INVALID = Path(__file__).parents[1] / "fixtures" / "invalid"

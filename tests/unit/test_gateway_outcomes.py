@@ -13,7 +13,7 @@ import pytest
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
-from connectors.gateway_rules import (
+from connectors.gateway.rules import (
     MAX_DEPTH,
     Admitted,
     Answer,
@@ -35,7 +35,7 @@ from connectors.gateway_rules import (
     parse_json,
     parse_xml,
 )
-from connectors.gateway_spec import capability_statement
+from connectors.gateway.spec import capability_statement
 from schemas.envelope import content_event_id
 from schemas.fhir import Problem
 

@@ -11,7 +11,7 @@ import pytest
 from hl7apy.parser import parse_message as hl7apy_parse
 
 from connectors.fhir_input import Record
-from connectors.hl7v2 import (
+from connectors.hl7v2.message import (
     Hl7Error,
     Separators,
     acknowledgement,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas import keys
 from schemas.identifiers import NHS_NUMBER, PROBATION_CRN, PersonIdentifier, local_system
 from services.domain.identity import (
     ConflictError,
@@ -26,11 +27,11 @@ from services.domain.identity import (
     flags,
     holder,
     lookup,
-    person_id_for,
     record_of,
     resolve,
     settle,
 )
+from tests.keys import KEY, person_id_for
 
 NHS = PersonIdentifier(NHS_NUMBER, "9434765919")
 CRN = PersonIdentifier(PROBATION_CRN, "X123456")
@@ -39,7 +40,7 @@ ROOT = Path(__file__).parents[2]
 
 
 def test_probation_patient_links_crn_and_nhs_number() -> None:
-    index, resolution = resolve(PersonIndex(), [CRN, NHS])
+    index, resolution = resolve(PersonIndex(KEY), [CRN, NHS])
 
     assert lookup(index, CRN) == lookup(index, NHS) == resolution.person_id
     assert resolution.person_id == min(person_id_for(CRN), person_id_for(NHS))
@@ -48,7 +49,7 @@ def test_probation_patient_links_crn_and_nhs_number() -> None:
 
 
 def test_unknown_identifier_gets_provisional_person() -> None:
-    index, resolution = resolve(PersonIndex(), [CRN])
+    index, resolution = resolve(PersonIndex(KEY), [CRN])
 
     assert resolution.person_id == person_id_for(CRN)
     assert lookup(index, CRN) == person_id_for(CRN)
@@ -62,7 +63,7 @@ def test_unknown_identifier_gets_provisional_person() -> None:
 
 def test_link_after_appointments_merges_two_provisional_people() -> None:
     """Probation and the MHT each booked appointments before anyone knew it was one person."""
-    index, from_probation = resolve(PersonIndex(), [CRN])
+    index, from_probation = resolve(PersonIndex(KEY), [CRN])
     index, from_mht = resolve(index, [MRN])
     assert from_probation.person_id != from_mht.person_id
 
@@ -79,11 +80,11 @@ def test_link_after_appointments_merges_two_provisional_people() -> None:
 
 
 def test_merge_survivor_is_deterministic() -> None:
-    first, _ = resolve(PersonIndex(), [CRN])
+    first, _ = resolve(PersonIndex(KEY), [CRN])
     first, _ = resolve(first, [MRN])
     first, one_way = resolve(first, [CRN, MRN])
 
-    second, _ = resolve(PersonIndex(), [MRN])
+    second, _ = resolve(PersonIndex(KEY), [MRN])
     second, _ = resolve(second, [CRN])
     second, other_way = resolve(second, [MRN, CRN])
 
@@ -95,7 +96,7 @@ def test_merge_survivor_is_deterministic() -> None:
 def test_old_person_id_resolves_to_survivor_after_chain_of_merges() -> None:
     """Each link brings in an identifier with a smaller id, so the person is renamed twice."""
     highest, middle, lowest = sorted([CRN, NHS, MRN], key=person_id_for, reverse=True)
-    index, start = resolve(PersonIndex(), [highest])
+    index, start = resolve(PersonIndex(KEY), [highest])
     index, first_link = resolve(index, [highest, middle])
     index, second_link = resolve(index, [middle, lowest])
 
@@ -110,7 +111,7 @@ def test_same_value_in_different_systems_is_not_the_same_person() -> None:
     in_mht = PersonIdentifier(local_system("mht-north"), "X123456")
     in_charity = PersonIdentifier(local_system("vcs-step-forward"), "X123456")
 
-    index, _ = resolve(PersonIndex(), [CRN])
+    index, _ = resolve(PersonIndex(KEY), [CRN])
     index, _ = resolve(index, [in_mht])
     index, _ = resolve(index, [in_charity])
 
@@ -119,7 +120,7 @@ def test_same_value_in_different_systems_is_not_the_same_person() -> None:
 
 def test_event_without_identifiers_is_rejected() -> None:
     with pytest.raises(ValueError, match="at least one identifier"):
-        resolve(PersonIndex(), [])
+        resolve(PersonIndex(KEY), [])
 
 
 def test_person_id_reveals_nothing_of_the_identifier() -> None:
@@ -131,37 +132,34 @@ def test_person_id_reveals_nothing_of_the_identifier() -> None:
     assert person_id == person_id_for(PersonIdentifier(NHS_NUMBER, "9434765919"))
 
 
-def _person_id_with_key(key: str | None) -> subprocess.CompletedProcess[str]:
-    """person_id_for in a fresh interpreter, with CONCORD_PERSON_KEY set to `key` (or unset)."""
-    env = {k: v for k, v in os.environ.items() if k != "CONCORD_PERSON_KEY"}
-    if key is not None:
-        env["CONCORD_PERSON_KEY"] = key
-    code = (
-        "from schemas.identifiers import PersonIdentifier, NHS_NUMBER\n"
-        "from services.domain.identity import person_id_for\n"
-        "print(person_id_for(PersonIdentifier(NHS_NUMBER, '9434765919')))"
-    )
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=False
-    )
+def _person_id_with_key(secret: str) -> str:
+    return keys.person_id_for(NHS, keys.PersonKey.from_secret(secret))
 
 
 def test_person_ids_are_keyed_with_the_hubs_secret() -> None:
     # Without the key nobody can recompute a person id by trying every NHS number.
-    one = _person_id_with_key("one hub's secret").stdout.strip()
-    assert one == _person_id_with_key("one hub's secret").stdout.strip()
-    assert one != _person_id_with_key("another hub's secret").stdout.strip()
+    one = _person_id_with_key("one hub's secret")
+    assert one == _person_id_with_key("one hub's secret")
+    assert one != _person_id_with_key("another hub's secret")
     unkeyed = hashlib.blake2b(
         f"{NHS_NUMBER}|9434765919".encode(), digest_size=16, person=b"concord-person"
     ).hexdigest()
     assert one != f"p-{unkeyed[:20]}"
+    assert "one hub" not in repr(keys.PersonKey.from_secret("one hub's secret"))
 
 
 def test_without_a_key_no_person_id_is_made() -> None:
-    """A default key in the source would let anyone recompute person ids."""
-    done = _person_id_with_key(None)
+    """A default key in the source would let anyone recompute person ids: the runtime asks for
+    CONCORD_PERSON_KEY, and an empty key is refused."""
+    env = {k: v for k, v in os.environ.items() if k != "CONCORD_PERSON_KEY"}
+    code = "from services.runtime import person_key\nperson_key()"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert done.returncode != 0
-    assert "PersonKeyMissing: set CONCORD_PERSON_KEY" in done.stderr
+    assert "MissingConfiguration: set CONCORD_PERSON_KEY" in done.stderr
+    with pytest.raises(ValueError, match="empty"):
+        keys.PersonKey.from_secret("")
 
 
 # --- identity conflicts ------------------------------------------------------------------------
@@ -173,7 +171,7 @@ LATER = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 
 
 def probation_linked() -> PersonIndex:
-    index, _ = resolve(PersonIndex(), [CRN, NHS], source="probation-london", record="Patient/p1")
+    index, _ = resolve(PersonIndex(KEY), [CRN, NHS], source="probation-london", record="Patient/p1")
     return index
 
 
@@ -213,7 +211,7 @@ def test_each_source_is_told_only_the_identifiers_it_sent() -> None:
 
 
 def test_a_source_that_only_linked_an_undisputed_system_is_not_told() -> None:
-    index, _ = resolve(PersonIndex(), [CRN, MRN], source="mht-north")
+    index, _ = resolve(PersonIndex(KEY), [CRN, MRN], source="mht-north")
     index, _ = resolve(index, [CRN, NHS], source="probation-london")
     _, refused = resolve(index, [MRN, OTHER_NHS], source="gp-Y01234")
 
@@ -230,7 +228,7 @@ def test_a_second_crn_for_one_nhs_number_is_a_conflict_too() -> None:
 
 def test_one_partner_may_not_give_a_person_two_local_ids() -> None:
     """Two of a partner's records for one NHS number may be two people with one NHS number typo."""
-    index, _ = resolve(PersonIndex(), [NHS, MRN], source="mht-north")
+    index, _ = resolve(PersonIndex(KEY), [NHS, MRN], source="mht-north")
     _, refused = resolve(index, [NHS, PersonIdentifier(MRN.system, "MRN-0043")], source="mht-north")
 
     assert isinstance(refused, RefusedLink)
@@ -238,7 +236,7 @@ def test_one_partner_may_not_give_a_person_two_local_ids() -> None:
 
 
 def test_a_link_naming_two_nhs_numbers_itself_is_a_conflict() -> None:
-    index, refused = resolve(PersonIndex(), [NHS, OTHER_NHS], source="gp-Y01234")
+    index, refused = resolve(PersonIndex(KEY), [NHS, OTHER_NHS], source="gp-Y01234")
 
     assert isinstance(refused, RefusedLink)
     assert index.person_of == {}
@@ -383,7 +381,7 @@ def test_everyone_holding_an_identifier_of_an_open_conflict_is_flagged() -> None
 
 
 def test_a_link_between_people_without_conflicts_changes_no_flags() -> None:
-    before, _ = resolve(PersonIndex(), [CRN])
+    before, _ = resolve(PersonIndex(KEY), [CRN])
     after, _ = resolve(before, [CRN, NHS], source="probation-london")
     assert flag_changes(before, after, [CRN.token(), NHS.token()]) == {}
 
@@ -409,4 +407,4 @@ def test_a_conflict_id_reveals_nothing_of_the_identifiers() -> None:
     conflict_id = refused.conflict.conflict_id
     assert conflict_id.startswith("c-")
     assert not any(t.value in conflict_id for t in (CRN, NHS, OTHER_NHS))
-    assert holder(PersonIndex(), NHS.token()) == person_id_for(NHS)
+    assert holder(PersonIndex(KEY), NHS.token()) == person_id_for(NHS)

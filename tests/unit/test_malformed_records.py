@@ -10,22 +10,22 @@ import orjson
 import pytest
 
 from connectors.fhir_input import Record
-from connectors.hl7v2 import records_from_hl7_text
+from connectors.hl7v2.message import records_from_hl7_text
 from connectors.publish import Rejected, decide_encoded
 from schemas.codec import CodecError, peek_envelope
 from schemas.identifiers import nhs_number_is_valid
-from services.activity import activity_record, heard_from
 from services.domain.calendar import Calendar
-from services.inbox import entry_of, inbox, latest_entries
-from services.pipeline import (
+from services.stream.activity import activity_record, heard_from
+from services.stream.pipeline import (
     MALFORMED,
     assignment_of,
     identifiers_of,
     peek_person_message,
     person_event,
-    person_key,
+    person_id_of_key,
 )
-from services.state import decode_calendar, encode_calendar
+from services.stream.state import decode_calendar, encode_calendar
+from services.web.inbox import entry_of, inbox, latest_entries
 from tests.fuzz.corpus import CONTEXT, ROOT, played
 
 EXAMPLES = ROOT / "schemas" / "examples"
@@ -87,7 +87,7 @@ def test_an_assignment_without_a_key_or_with_a_person_id_that_is_not_text_is_ref
 
 def test_a_person_events_record_without_a_key_is_refused() -> None:
     with pytest.raises(CodecError):
-        person_key(None)
+        person_id_of_key(None)
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from schemas import topics
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER
-from services.domain.identity import person_id_for_token
-from services.partitioning import home_partition, partition_for, person_partition
+from schemas.keys import partition_for, person_partition
+from tests.keys import home_partition, person_id_for_token
 
 PARTITIONS = list(range(topics.PERSON_EVENTS.partitions))
 

@@ -11,12 +11,12 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.csv_feed import records_from_csv_text
+from connectors.feeds.csv_feed import records_from_csv_text
+from connectors.feeds.probation import map_event
 from connectors.fhir_input import Record, read_text
-from connectors.gateway_rules import Refusal, assess
-from connectors.hl7v2 import records_from_hl7_text
-from connectors.mllp import judge
-from connectors.probation import map_event
+from connectors.gateway.rules import Refusal, assess
+from connectors.hl7v2.message import records_from_hl7_text
+from connectors.hl7v2.mllp import judge
 from connectors.publish import Encoded, Rejected, decide, decide_encoded, naming_problems
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PersonIdentifier, local_system
 

@@ -11,18 +11,20 @@ from schemas.codec import peek
 from schemas.envelope import wrap
 from schemas.fhir import event_type_for, subject_of
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN, PersonIdentifier
-from services.config import ROOT, partner_directory
+from schemas.keys import person_partition
 from services.domain.audit import basis_of
-from services.domain.identity import PersonIndex, RefusedLink, Resolution, person_id_for
-from services.outputs import Context
-from services.partitioning import person_partition
-from services.pipeline import flags_entry, index_event, link_event, person_event, person_of
-from services.state import decode_calendar
+from services.domain.identity import PersonIndex, RefusedLink, Resolution
+from services.runtime import ROOT, partner_directory
+from services.stream.outbox import Context
+from services.stream.pipeline import flags_entry, index_event, link_event, person_event, person_of
+from services.stream.state import decode_calendar
+from tests.keys import KEY, person_id_for
 
 CTX = Context(
     partner_directory(ROOT / "deploy" / "demo" / "partners.yaml"),
     timedelta(minutes=30),
     datetime(2026, 12, 1, tzinfo=UTC),
+    KEY,
 )
 CRN = PersonIdentifier(PROBATION_CRN, "X123456")
 NHS = PersonIdentifier(NHS_NUMBER, "9434765919")
@@ -75,7 +77,7 @@ LINK = {
 
 def test_single_identifier_event_goes_to_its_provisional_person() -> None:
     message, raw = envelope("gp-Y01234", appointment("a", "booked", "10:00", "10:30", NHS))
-    [out] = index_event(message, raw, None)
+    [out] = index_event(message, raw, None, KEY)
     assert out.topic is topics.PERSON_EVENTS
     assert out.key == person_id_for(NHS).encode()
     assert peek(out.value)["subject"]["person_id"] == person_id_for(NHS)
@@ -83,19 +85,19 @@ def test_single_identifier_event_goes_to_its_provisional_person() -> None:
 
 def test_linked_identifier_goes_to_the_person_it_was_assigned() -> None:
     message, raw = envelope("gp-Y01234", appointment("a", "booked", "10:00", "10:30", NHS))
-    [out] = index_event(message, raw, "p-survivor")
+    [out] = index_event(message, raw, "p-survivor", KEY)
     assert out.key == b"p-survivor"
 
 
 def test_event_naming_several_identifiers_goes_to_the_linker() -> None:
     message, raw = envelope("probation-london", LINK)
-    [out] = index_event(message, raw, None)
+    [out] = index_event(message, raw, None, KEY)
     assert out.topic is topics.LINKS
 
 
 def test_first_link_merges_both_provisional_people_into_one() -> None:
     message, _ = envelope("probation-london", LINK)
-    _, resolution, outs = link_event(message, PersonIndex(), CTX)
+    _, resolution, outs = link_event(message, PersonIndex(KEY), CTX)
     survivor = min(person_id_for(CRN), person_id_for(NHS))
     absorbed = max(person_id_for(CRN), person_id_for(NHS))
     assert resolution.person_id == survivor
@@ -109,17 +111,17 @@ def test_first_link_merges_both_provisional_people_into_one() -> None:
 
 def test_assignments_go_where_their_identifiers_events_arrive() -> None:
     message, _ = envelope("probation-london", LINK)
-    _, _, outs = link_event(message, PersonIndex(), CTX)
+    _, _, outs = link_event(message, PersonIndex(KEY), CTX)
     placed = {o.key: o.partition for o in outs if o.topic is topics.ASSIGNMENTS}
     assert placed == {t.token().encode(): person_partition(person_id_for(t)) for t in (CRN, NHS)}
 
 
 def test_person_of_one_identifier_is_its_assignment_or_its_own_provisional_person() -> None:
-    assert person_of([NHS], None) == person_id_for(NHS)
-    assert person_of([NHS], "p-survivor") == "p-survivor"
-    assert person_of([PersonIdentifier(HUB_PERSON, "p-named")], None) == "p-named"
-    assert person_of([CRN, NHS], None) is None
-    assert person_of([], None) is None
+    assert person_of([NHS], None, KEY) == person_id_for(NHS)
+    assert person_of([NHS], "p-survivor", KEY) == "p-survivor"
+    assert person_of([PersonIdentifier(HUB_PERSON, "p-named")], None, KEY) == "p-named"
+    assert person_of([CRN, NHS], None, KEY) is None
+    assert person_of([], None, KEY) is None
 
 
 def test_merge_then_transfer_moves_a_calendar_and_raises_the_clash_found_across_people() -> None:
@@ -152,7 +154,7 @@ def test_merge_then_transfer_moves_a_calendar_and_raises_the_clash_found_across_
 
 def test_event_for_a_merged_person_is_forwarded_to_the_survivor() -> None:
     from services.domain.calendar import Calendar
-    from services.state import encode_calendar
+    from services.stream.state import encode_calendar
 
     message, _ = envelope("gp-Y01234", appointment("g", "booked", "10:00", "10:30", NHS))
     message["subject"]["person_id"] = "p-old"
@@ -229,7 +231,7 @@ def test_invalid_nhs_number_that_bypassed_the_edge_is_refused_by_the_person_inde
     message, raw = envelope("gp-Y01234", appointment("a", "booked", "10:00", "10:30", NHS))
     message["subject"]["identifiers"][0]["value"] = "9434765918"
     with pytest.raises(IdentifierError, match="check digit"):
-        index_event(message, raw, None)
+        index_event(message, raw, None, KEY)
 
 
 def test_a_placeholder_that_bypassed_the_edge_never_reaches_the_person_index() -> None:
@@ -240,12 +242,12 @@ def test_a_placeholder_that_bypassed_the_edge_never_reaches_the_person_index() -
 
     message, raw = envelope("probation-london", LINK)
     message["subject"]["identifiers"][1]["value"] = "9999999999"
-    _, resolution, outs = link_event(message, PersonIndex(), CTX)
+    _, resolution, outs = link_event(message, PersonIndex(KEY), CTX)
     assert resolution.person_id == person_id_for(CRN)
     assert {o.key for o in outs if o.topic is topics.ASSIGNMENTS} == {CRN.token().encode()}
     message["subject"]["identifiers"] = message["subject"]["identifiers"][1:]
     with pytest.raises(IdentifierError, match="placeholder"):
-        index_event(message, raw, None)
+        index_event(message, raw, None, KEY)
 
 
 def referral_message(person: str, **overrides: object) -> dict:
@@ -279,7 +281,7 @@ def referral_ctx() -> Context:
     services = ServiceDirectory.from_dict(
         yaml.safe_load((ROOT / "deploy" / "services.yaml").read_text())
     )
-    return Context(CTX.directory, CTX.buffer, CTX.now, services)
+    return Context(CTX.directory, CTX.buffer, CTX.now, KEY, services)
 
 
 def test_referral_is_delivered_minimised_and_audited_and_the_referrer_gets_its_task() -> None:
@@ -330,7 +332,7 @@ def patient_message(partner: str, *identifiers: PersonIdentifier, fhir_id: str) 
 def raised_conflict() -> tuple[PersonIndex, PersonIndex, list]:
     """Probation links CRN and NHS number; the MHT's record names the CRN with another."""
     linked, _, _ = link_event(
-        patient_message("probation-london", CRN, NHS, fhir_id="case-1"), PersonIndex(), CTX
+        patient_message("probation-london", CRN, NHS, fhir_id="case-1"), PersonIndex(KEY), CTX
     )
     message = patient_message("mht-rv5", OTHER_NHS, CRN, fhir_id="rv5-7")
     after, decision, outs = link_event(message, linked, CTX)
@@ -395,7 +397,7 @@ def test_a_patient_naming_one_identifier_goes_to_the_linker() -> None:
         "mht-rv5",
         {"resourceType": "Patient", "identifier": [{"system": NHS.system, "value": NHS.value}]},
     )
-    [out] = index_event(message, raw, None)
+    [out] = index_event(message, raw, None, KEY)
     assert out.topic is topics.LINKS
 
 
@@ -431,7 +433,7 @@ def operator_command(conflict_id: str, decision: str) -> dict:
 
 
 def test_the_operator_keeping_people_apart_is_told_to_the_sources_and_audited() -> None:
-    from services.pipeline import link_step
+    from services.stream.pipeline import link_step
 
     _, after, outs = raised_conflict()
     conflict_id = orjson.loads(by_topic(outs, topics.IDENTITY_CONFLICTS)[0].value)["conflict_id"]
@@ -461,7 +463,7 @@ def test_the_operator_keeping_people_apart_is_told_to_the_sources_and_audited() 
 
 
 def test_the_operator_linking_joins_the_people() -> None:
-    from services.pipeline import link_step
+    from services.stream.pipeline import link_step
 
     _, after, outs = raised_conflict()
     conflict_id = orjson.loads(by_topic(outs, topics.IDENTITY_CONFLICTS)[0].value)["conflict_id"]

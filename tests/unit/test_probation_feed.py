@@ -11,8 +11,12 @@ from typing import Any
 import orjson
 import pytest
 
+from connectors.feeds.probation import (
+    map_event,
+    records_from_probation_file,
+    records_from_probation_text,
+)
 from connectors.fhir_input import Record, read_text
-from connectors.probation import map_event, records_from_probation_file, records_from_probation_text
 from connectors.publish import Accepted, decide
 from schemas.fhir import CARRIED, problems_in
 from services.domain.appointments import slot_from_appointment

@@ -9,7 +9,6 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.config import ROOT
 from services.domain.consent import ConsentDecision
 from services.domain.referrals import (
     IllegalTransition,
@@ -22,6 +21,7 @@ from services.domain.referrals import (
     transition,
     working_deadline,
 )
+from services.runtime import ROOT
 
 DIRECTORY = ServiceDirectory.from_dict(
     yaml.safe_load((ROOT / "deploy" / "services.yaml").read_text())

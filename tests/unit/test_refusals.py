@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.delivery_formats import hl7_message, message_bundle
+from connectors.delivery.formats import hl7_message, message_bundle
 from connectors.fhir_input import read_text
 from connectors.publish import Accepted, Rejected, decide
 from schemas import topics
@@ -22,9 +22,9 @@ from services.domain.consent import stale_reason as consent_stale_reason
 from services.domain.referrals import Referral
 from services.domain.refusals import Refusal, refused_event_type, sender_of
 from services.domain.versions import Version, is_stale, version_of
-from services.outputs import Out, refusal_outs
-from services.pipeline import person_event
-from services.state import decode_calendar, encode_calendar
+from services.stream.outbox import Out, refusal_outs
+from services.stream.pipeline import person_event
+from services.stream.state import decode_calendar, encode_calendar
 from tests.unit.test_contract import EXAMPLES
 from tests.unit.test_pipeline import (
     CTX,

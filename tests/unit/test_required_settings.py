@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.config import MissingConfiguration, settings
+from services.runtime import MissingConfiguration, settings
 
 ROOT = Path(__file__).parents[2]
 REQUIRED = ("CONCORD_PARTNERS", "CONCORD_PERSON_KEY")
@@ -26,7 +26,7 @@ def concord_without_settings(*args: str) -> subprocess.CompletedProcess[str]:
     """Run `concord ARGS` with neither required setting in its environment."""
     env = {k: v for k, v in os.environ.items() if k not in REQUIRED}
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "services.ops.cli", *args],
         # Kafka is never reached; a secret is given so that only the settings are missing.
         env={**env, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "CONCORD_PARTNER_SECRET": "x"},
         cwd=ROOT,

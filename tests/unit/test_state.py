@@ -9,7 +9,7 @@ import pytest
 
 from services.domain.calendar import Calendar, Slot, Version
 from services.domain.relationships import Relationship
-from services.state import decode_calendar, encode_calendar, upcast_v1_v2
+from services.stream.state import decode_calendar, encode_calendar, upcast_v1_v2
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 

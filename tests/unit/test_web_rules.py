@@ -11,10 +11,10 @@ from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from yarl import URL
 
 from schemas.identifiers import NHS_NUMBER, PROBATION_CRN
-from services.domain.identity import person_id_for_token
-from services.hub import PersonRouter, app, calendars, token_person
-from services.partitioning import person_partition
-from services.web import acknowledged, audited_answer
+from schemas.keys import person_partition
+from services.stream.app import PersonRouter, app, calendars, token_person
+from services.web.views import acknowledged, audited_answer
+from tests.keys import person_id_for_token
 
 ANSWER = {"person_id": "p-1", "verdict": "explained", "evidence": [{"status": "fulfilled"}]}
 
@@ -90,7 +90,7 @@ def test_a_request_about_a_person_goes_to_the_worker_holding_their_events(person
 
 @pytest.mark.parametrize("token", [f"{NHS_NUMBER}|9434765919", f"{PROBATION_CRN}|X123456"])
 def test_a_request_about_an_identifier_goes_to_its_provisional_persons_worker(token: str) -> None:
-    """Where the identifier's link lands: beside the events naming it (services/partitioning.py)."""
+    """Where the identifier's link lands: beside the events naming it (schemas/keys.py)."""
     owner = FourWorkers(app).key_store(token_person.name, token)
     assert owner == URL(f"http://w{person_partition(person_id_for_token(token))}:6066")
 

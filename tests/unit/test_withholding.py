@@ -19,7 +19,7 @@ from services.domain.consent import (
 )
 from services.domain.disclosure import disclose
 from services.domain.partners import Partner, PartnerDirectory
-from services.state import decode_calendar, encode_calendar
+from services.stream.state import decode_calendar, encode_calendar
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)

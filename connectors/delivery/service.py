@@ -1,0 +1,623 @@
+"""Outbound delivery (`concord deliver`): alerts and outbound messages to each partner's endpoint,
+in order per partner, retried with backoff, dead-lettered when refused, committed only once done.
+
+One consumer reads both topics; each recipient partner has its own queue and task, so a partner
+that is down holds up only its own messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+import structlog
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+
+from connectors.delivery.formats import (
+    AckError,
+    control_id,
+    hl7_message,
+    judge_ack,
+    message_bundle,
+    parse_ack,
+    unframe,
+)
+from connectors.delivery.rules import (
+    OPERATOR,
+    DeliverySettings,
+    Endpoint,
+    EndpointConfigError,
+    PartitionOffsets,
+    Verdict,
+    backoff_delay,
+    dead_letter,
+    judge_http,
+    load_endpoints,
+    operator_alert,
+    retry_after,
+    settings_from_env,
+)
+from connectors.hl7v2.message import frame
+from schemas import topics
+from schemas.codec import CodecError, decode, encode, peek
+from schemas.topics import topic_prefix
+from services.runtime import bootstrap_servers
+
+log = structlog.get_logger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_ENDPOINTS = ROOT / "deploy" / "endpoints.yaml"
+EXIT_OK, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 2, 3
+REFUSAL_EXCERPT = 500  # characters of a partner's refusal kept in the dead letter (never logged)
+READ_CHUNK = 64 * 1024
+FETCH_WAIT_MS = 200
+FETCH_MAX_RECORDS = 500
+
+
+def group_id() -> str:
+    """The consumer group: one per environment, shared by every `concord deliver` process."""
+    return f"{topic_prefix()}delivery"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt's result: the verdict, a short loggable detail, and what the partner said."""
+
+    verdict: Verdict
+    detail: str  # "HTTP 503", "timeout after 10s", "ACK AE": safe to log
+    said: str = ""  # the partner's response text: kept in a dead letter, never logged
+    wait_s: float | None = None  # the partner's Retry-After
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One fetched message waiting in its partner's queue."""
+
+    offset: int
+    value: bytes
+    offsets: PartitionOffsets
+
+
+class Transport(Protocol):
+    """Sends one message to one partner and says how it went."""
+
+    async def send(self, envelope: dict[str, Any], raw: bytes, attempt: int) -> Outcome:
+        """Make one delivery attempt."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def unbuildable(endpoint: Endpoint, exc: Exception) -> Outcome:
+    """A message the hub cannot put in the partner's format: retrying would fail the same way."""
+    return Outcome("refused", f"cannot build the {endpoint.format} message: {type(exc).__name__}")
+
+
+class HttpTransport:
+    """POSTs to a webhook: a FHIR message Bundle (fhir) or the envelope itself (json)."""
+
+    def __init__(
+        self, endpoint: Endpoint, url: str, session: aiohttp.ClientSession, timeout_s: float
+    ) -> None:
+        self._endpoint, self._url, self._session = endpoint, url, session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
+
+    def _body(self, envelope: dict[str, Any], raw: bytes) -> tuple[bytes, str]:
+        if self._endpoint.format == "fhir":
+            bundle = message_bundle(envelope, self._endpoint.partner, self._url)
+            return orjson.dumps(bundle), "application/fhir+json"
+        return raw, "application/json"
+
+    async def send(self, envelope: dict[str, Any], raw: bytes, attempt: int) -> Outcome:
+        """POST once; the event id goes in Idempotency-Key so the partner can drop a repeat."""
+        try:
+            body, content_type = self._body(envelope, raw)
+        except Exception as exc:
+            return unbuildable(self._endpoint, exc)
+        headers = {
+            "Content-Type": content_type,
+            "Idempotency-Key": str(envelope["event_id"]),
+            "X-Concord-Event-Type": str(envelope["event_type"]),
+            "X-Concord-Attempt": str(attempt),
+        }
+        try:
+            async with self._session.post(
+                self._url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
+            ) as response:
+                said = ""
+                if not 200 <= response.status < 300:
+                    text = await response.content.read(REFUSAL_EXCERPT * 4)
+                    said = text.decode("utf-8", errors="replace")[:REFUSAL_EXCERPT]
+                return Outcome(
+                    judge_http(response.status),
+                    f"HTTP {response.status}",
+                    said,
+                    retry_after(response.headers.get("Retry-After")),
+                )
+        except TimeoutError:
+            return Outcome("retry", f"timeout after {self._timeout_s:g}s")
+        except (aiohttp.ClientError, OSError) as exc:
+            # The exception text can quote the URL; its type says enough for a log line.
+            return Outcome("retry", type(exc).__name__)
+
+    async def close(self) -> None:
+        """The session is shared and closed by the deliverer."""
+
+
+class MllpTransport:
+    """Sends HL7 v2 over one persistent MLLP connection and waits for the matching ACK.
+
+    The connection is kept across a timeout, so an ACK that arrives late is read, and
+    discarded, while waiting for the next attempt's: every attempt has its own MSH-10.
+    """
+
+    def __init__(self, endpoint: Endpoint, host: str, port: int, timeout_s: float) -> None:
+        self._endpoint, self._host, self._port, self._timeout_s = endpoint, host, port, timeout_s
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._buffer = b""
+        self._sequence = 0  # never reused while this process runs, so control ids are fresh
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if (
+            self._reader is None
+            or self._writer is None
+            or self._writer.is_closing()
+            or self._reader.at_eof()  # the partner hung up after its last ACK
+        ):
+            self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+            self._buffer = b""
+        return self._reader, self._writer
+
+    async def send(self, envelope: dict[str, Any], raw: bytes, attempt: int) -> Outcome:
+        """Send once with a fresh control id; only an ACK naming that id decides the outcome."""
+        self._sequence += 1
+        control = control_id(str(envelope["event_id"]), self._sequence)
+        try:
+            message = hl7_message(envelope, self._endpoint.partner, control, datetime.now(UTC))
+        except Exception as exc:
+            return unbuildable(self._endpoint, exc)
+        connected = False
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                reader, writer = await self._connect()
+                connected = True
+                writer.write(frame(message))
+                await writer.drain()
+                return await self._await_ack(reader, control, envelope)
+        except TimeoutError:
+            if not connected:
+                return Outcome("retry", f"no connection within {self._timeout_s:g}s")
+            # Keep the connection: the partner may only be slow, and its late ACK must be
+            # read off this connection rather than mistaken for a later message's.
+            return Outcome("retry", f"no ACK within {self._timeout_s:g}s")
+        except (OSError, EOFError) as exc:
+            await self.close()
+            return Outcome("retry", type(exc).__name__)
+
+    async def _await_ack(
+        self, reader: asyncio.StreamReader, control: str, envelope: dict[str, Any]
+    ) -> Outcome:
+        while True:
+            frames, self._buffer = unframe(self._buffer)
+            for data in frames:
+                outcome = self._judge(data, control, envelope)
+                if outcome is not None:
+                    return outcome
+            chunk = await reader.read(READ_CHUNK)
+            if not chunk:
+                raise EOFError("connection closed by the partner")
+            self._buffer += chunk
+
+    def _judge(self, data: bytes, control: str, envelope: dict[str, Any]) -> Outcome | None:
+        try:
+            ack = parse_ack(data)
+        except AckError as exc:
+            log.warning(
+                "delivery.ack_unreadable",
+                partner=self._endpoint.partner,
+                event_id=envelope["event_id"],
+                problem=str(exc),
+            )
+            return None
+        verdict = judge_ack(ack, control)
+        if verdict == "not-ours":
+            log.info(
+                "delivery.ack_stale",
+                partner=self._endpoint.partner,
+                event_id=envelope["event_id"],
+                ack=ack.code,
+            )
+            return None
+        return Outcome(verdict, f"ACK {ack.code}", ack.text)
+
+    async def close(self) -> None:
+        """Close the connection; the next attempt opens a new one."""
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+class Lane:
+    """One recipient partner's queue and the task delivering it, one message at a time."""
+
+    def __init__(self, partner: str, deliverer: Deliverer) -> None:
+        self.partner = partner
+        self.queue: asyncio.Queue[Item] = asyncio.Queue()
+        self._deliverer = deliverer
+        self._transport: Transport | None = None
+        self.task = asyncio.create_task(self._run(), name=f"delivery:{partner}")
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                item = await self.queue.get()
+                if item.offsets.revoked:
+                    continue  # another consumer now owns the partition and will deliver it
+                await self._handle_until_done(item.value)
+                item.offsets.finished(item.offset)
+        finally:
+            if self._transport is not None:
+                await self._transport.close()
+
+    async def _handle_until_done(self, raw: bytes) -> None:
+        """Handle one message; a fault of the hub's own (not the partner's) is tried again."""
+        failures = 0
+        while True:
+            try:
+                await self._handle(raw)
+                return
+            except Exception as exc:
+                # Dropping the message would lose it and skipping it would break the order:
+                # wait and try again, while the log tells the operator.
+                failures += 1
+                log.error("delivery.lane_failed", partner=self.partner, error=type(exc).__name__)
+                await asyncio.sleep(backoff_delay(failures, self._deliverer.settings))
+
+    async def _handle(self, raw: bytes) -> None:
+        try:
+            decode(raw)  # validate once; the wire formats are built from the plain dict
+        except CodecError as exc:
+            # The codec's message names the field at fault: kept in the dead letter only.
+            await self._deliverer.give_up(raw, self.partner, None, "not a valid envelope", str(exc))
+            return
+        envelope = peek(raw)
+        endpoint = self._deliverer.endpoints.get(self.partner)
+        if endpoint is None:
+            reason = "no endpoint is configured for this partner"
+            await self._deliverer.give_up(raw, self.partner, envelope, reason, reason)
+            return
+        await self._deliver(endpoint, envelope, raw)
+
+    async def _deliver(self, endpoint: Endpoint, envelope: dict[str, Any], raw: bytes) -> None:
+        settings = self._deliverer.settings
+        transport = self._transport or self._deliverer.transport_for(endpoint)
+        self._transport = transport
+        for attempt in range(1, settings.max_attempts + 1):
+            outcome = await transport.send(envelope, raw, attempt)
+            last = attempt == settings.max_attempts
+            wait = None if outcome.verdict != "retry" or last else self._wait(attempt, outcome)
+            log.info(
+                "delivery.attempt",
+                partner=self.partner,
+                event_id=envelope["event_id"],
+                event_type=envelope["event_type"],
+                attempt=attempt,
+                status="gave-up"
+                if outcome.verdict == "retry" and wait is None
+                else outcome.verdict,
+                detail=outcome.detail,
+                retry_in_s=None if wait is None else round(wait, 3),
+            )
+            if outcome.verdict == "delivered":
+                return
+            if outcome.verdict == "refused" or wait is None:
+                reason = (
+                    f"refused: {outcome.detail}"
+                    if outcome.verdict == "refused"
+                    else f"gave up after {attempt} attempts: {outcome.detail}"
+                )
+                said = f"{reason}; partner said: {outcome.said}" if outcome.said else reason
+                await self._deliverer.give_up(raw, self.partner, envelope, reason, said)
+                return
+            await asyncio.sleep(wait)
+
+    def _wait(self, attempt: int, outcome: Outcome) -> float:
+        settings = self._deliverer.settings
+        delay = backoff_delay(attempt, settings, secrets.randbelow(1000) / 1000)
+        if outcome.wait_s is not None:
+            delay = max(delay, min(outcome.wait_s, settings.backoff_cap_s))
+        return delay
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types
+    def __init__(self, deliverer: Deliverer) -> None:
+        self._deliverer = deliverer
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._deliverer.revoke(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._deliverer.assign(set(assigned))
+
+
+class Deliverer:
+    """Reads ALERTS and OUTBOUND, feeds each partner's lane, and commits what is done."""
+
+    def __init__(self, endpoints: Mapping[str, Endpoint], settings: DeliverySettings) -> None:
+        self.endpoints = endpoints
+        self.settings = settings
+        self._lanes: dict[str, Lane] = {}
+        self._offsets: dict[TopicPartition, PartitionOffsets] = {}
+        self._paused: set[TopicPartition] = set()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def transport_for(self, endpoint: Endpoint) -> Transport:
+        """A new transport for one partner's lane."""
+        timeout_s = self.settings.timeout_s
+        if endpoint.host is not None and endpoint.port is not None:
+            return MllpTransport(endpoint, endpoint.host, endpoint.port, timeout_s)
+        if endpoint.url is None or self._session is None:
+            raise RuntimeError(f"endpoint of {endpoint.partner} has no address, or not running")
+        return HttpTransport(endpoint, endpoint.url, self._session, timeout_s)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set; then commit what is done and close everything."""
+        self._session = aiohttp.ClientSession()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers(),
+            acks="all",
+            enable_idempotence=True,
+            client_id="concord-delivery",
+        )
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers(),
+            group_id=group_id(),
+            client_id="concord-delivery",
+            enable_auto_commit=False,
+            # A new group starts from the beginning: nothing sent before the first start is lost.
+            auto_offset_reset="earliest",
+        )
+        try:
+            await self._producer.start()
+            await self._consumer.start()
+            self._consumer.subscribe(
+                [topics.ALERTS.name, topics.OUTBOUND.name], listener=_Rebalance(self)
+            )
+            log.info("delivery.started", group=group_id(), endpoints=len(self.endpoints))
+            await self._loop(self._consumer, stop)
+        finally:
+            await self._shutdown()
+
+    async def _loop(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        next_commit = asyncio.get_running_loop().time()
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=FETCH_MAX_RECORDS)
+            for partition, records in batch.items():
+                for record in records:
+                    self._route(partition, record.offset, record.key, record.value)
+            self._apply_backpressure(consumer)
+            now = asyncio.get_running_loop().time()
+            if now >= next_commit:
+                await self._commit(self._offsets)
+                next_commit = now + self.settings.commit_interval_s
+
+    def _route(
+        self, partition: TopicPartition, offset: int, key: bytes | None, value: bytes
+    ) -> None:
+        offsets = self._offsets.setdefault(partition, PartitionOffsets())
+        partner = key.decode("utf-8", errors="replace") if key else ""
+        if partner == OPERATOR:
+            # Operator alerts are for people watching the hub; sending them on could loop.
+            self._log_operator_alert(value)
+            offsets.fetched(offset)
+            offsets.finished(offset)
+            return
+        offsets.fetched(offset)
+        self._lane(partner).queue.put_nowait(Item(offset, value, offsets))
+
+    def _lane(self, partner: str) -> Lane:
+        lane = self._lanes.get(partner)
+        if lane is None:
+            lane = self._lanes[partner] = Lane(partner, self)
+        return lane
+
+    def _log_operator_alert(self, value: bytes) -> None:
+        try:
+            envelope = peek(value)
+        except CodecError:
+            envelope = {}
+        log.warning(
+            "delivery.operator_alert",
+            event_id=envelope.get("event_id"),
+            event_type=envelope.get("event_type"),
+        )
+
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        """Pause a partition whose undelivered backlog is full; resume it once half has gone."""
+        limit = self.settings.max_backlog
+        for partition, offsets in self._offsets.items():
+            backlog = offsets.backlog()
+            if partition in self._paused and backlog <= limit // 2:
+                consumer.resume(partition)
+                self._paused.discard(partition)
+                log.info("delivery.resumed", topic=partition.topic, partition=partition.partition)
+            elif partition not in self._paused and backlog >= limit:
+                consumer.pause(partition)
+                self._paused.add(partition)
+                log.info(
+                    "delivery.paused",
+                    topic=partition.topic,
+                    partition=partition.partition,
+                    backlog=backlog,
+                )
+
+    async def _commit(self, offsets: Mapping[TopicPartition, PartitionOffsets]) -> None:
+        due = {p: o.committable() for p, o in offsets.items()}
+        commits = {p: n for p, n in due.items() if n is not None}
+        if not commits or self._consumer is None:
+            return
+        try:
+            await self._consumer.commit(commits)
+        except KafkaError as exc:
+            # Uncommitted work is delivered again after a restart: a duplicate, never a loss.
+            log.warning("delivery.commit_failed", error=type(exc).__name__)
+            return
+        for partition, offset in commits.items():
+            offsets[partition].committed = offset
+
+    async def revoke(self, partitions: set[TopicPartition]) -> None:
+        """Partitions are moving to another consumer: commit what is done, drop what is queued."""
+        leaving = {p: self._offsets[p] for p in partitions if p in self._offsets}
+        await self._commit(leaving)
+        for partition, offsets in leaving.items():
+            offsets.revoked = True
+            del self._offsets[partition]
+            self._paused.discard(partition)
+
+    def assign(self, partitions: set[TopicPartition]) -> None:
+        """Partitions now ours: track them from the committed offset the consumer resumes at."""
+        for partition in partitions:
+            self._offsets.setdefault(partition, PartitionOffsets())
+        log.info("delivery.assigned", partitions=len(partitions))
+
+    async def give_up(
+        self,
+        raw: bytes,
+        partner: str,
+        envelope: dict[str, Any] | None,
+        reason: str,
+        full_reason: str,
+    ) -> None:
+        """Dead-letter the message and alert the operator; returns once Kafka has both."""
+        now = datetime.now(UTC)
+        event_id = str(envelope["event_id"]) if envelope else None
+        source = str(envelope["source"]) if envelope else partner or "unknown"
+        letter = dead_letter(
+            raw, reason=full_reason, partner=partner, source=source, event_id=event_id, now=now
+        )
+        alert = operator_alert(partner=partner, event_id=event_id, reason=reason, now=now)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._send(topics.DEADLETTER.name, source.encode(), encode(letter))
+                await self._send(topics.ALERTS.name, OPERATOR.encode(), encode(alert))
+                break
+            except KafkaError as exc:
+                # The offset stays uncommitted until both are stored, so keep trying.
+                log.warning(
+                    "delivery.dead_letter_failed", partner=partner, error=type(exc).__name__
+                )
+                await asyncio.sleep(backoff_delay(attempt, self.settings))
+        log.warning("delivery.dead_lettered", partner=partner, event_id=event_id, reason=reason)
+
+    async def _send(self, topic: str, key: bytes, value: bytes) -> None:
+        if self._producer is None:
+            raise RuntimeError("the deliverer is not running")
+        await self._producer.send_and_wait(topic, value=value, key=key)
+
+    async def _shutdown(self) -> None:
+        lanes = [lane.task for lane in self._lanes.values()]
+        for task in lanes:
+            task.cancel()
+        await asyncio.gather(*lanes, return_exceptions=True)
+        with contextlib.suppress(KafkaError):
+            await self._commit(self._offsets)
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._session is not None:
+            await self._session.close()
+        log.info("delivery.stopped")
+
+
+def read_endpoints(path: Path) -> dict[str, Endpoint]:
+    """The endpoints file, parsed and validated; EndpointConfigError naming the file and entry."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise EndpointConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise EndpointConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return load_endpoints(document, str(path))
+
+
+async def serve(endpoints: Mapping[str, Endpoint], settings: DeliverySettings) -> None:
+    """Run one deliverer until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await Deliverer(endpoints, settings).run(stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`concord deliver [--endpoints FILE] [--check]`: deliver until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="concord deliver",
+        description="Deliver alerts and outbound messages to partner endpoints.",
+    )
+    parser.add_argument(
+        "--endpoints", help="endpoints file (CONCORD_ENDPOINTS, deploy/endpoints.yaml)"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="validate the endpoints and settings, then exit"
+    )
+    args = parser.parse_args(argv)
+    path = Path(args.endpoints or os.environ.get("CONCORD_ENDPOINTS") or DEFAULT_ENDPOINTS)
+    try:
+        endpoints = read_endpoints(path)
+        settings = settings_from_env(os.environ)
+    except ValueError as exc:
+        print(f"concord deliver: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.check:
+        for endpoint in endpoints.values():
+            print(f"{endpoint.partner}: {endpoint.format} {endpoint.describe()}")
+        return EXIT_OK
+    from deploy.topics import TopicSetupError, create_topics
+    from services.runtime import configure_logging as configure
+
+    configure()
+
+    try:
+        create_topics()
+    except TopicSetupError as exc:
+        print(f"concord deliver: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    try:
+        asyncio.run(serve(endpoints, settings))
+    except KafkaError as exc:
+        print(f"concord deliver: Kafka unavailable: {type(exc).__name__}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

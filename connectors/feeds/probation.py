@@ -1,0 +1,247 @@
+"""The probation case-management feed: JSON events mapped to FHIR Appointments, ServiceRequests
+and identity-link Patients, as Records that the publish path validates and sends.
+
+The format is specified in connectors/feeds/README-probation.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from connectors.feeds.fields import (
+    FieldError,
+    FieldReader,
+    fhir_id,
+    fhir_instant,
+    linkable,
+    location_participant,
+    london_to_utc,
+    meta,
+    person,
+    person_participant,
+    version_id,
+)
+from connectors.fhir_input import Record, read_partner_file
+from schemas.fhir import Problem
+from schemas.identifiers import NHS_NUMBER, PARTNER_ID, PROBATION_CRN
+from schemas.referrals import CATEGORIES, URGENCIES
+from schemas.vocabulary import AREA_SYSTEM, PARTNER_SYSTEM
+from schemas.vocabulary import REFERRAL_CATEGORY_SYSTEM as CATEGORY_SYSTEM
+
+OUTCOMES: Mapping[str, str] = {
+    "attended": "fulfilled",
+    "failed-to-attend": "noshow",
+    "acceptable-absence": "cancelled",
+}
+
+_COMMON = frozenset({"event_type", "crn", "nhs_number", "version", "updated_at"})
+_TIMED = frozenset({"start", "end", "location", "referral_id"})
+# The fields each event type may carry; anything else is reported, so a typo is not lost.
+FIELDS: Mapping[str, frozenset[str]] = {
+    "appointment.created": _COMMON | _TIMED | {"appointment_id"},
+    "appointment.rescheduled": _COMMON | _TIMED | {"appointment_id"},
+    "appointment.outcome": _COMMON | _TIMED | {"appointment_id", "outcome"},
+    "contact.created": _COMMON | _TIMED | {"contact_id", "outcome"},
+    "referral.created": _COMMON
+    | {"referral_id", "category", "urgency", "reason", "area", "preferred_organisation"},
+}
+# Contacts and appointments are numbered separately in case management; the prefix keeps
+# a contact from overwriting the appointment that happens to share its number.
+CONTACT_ID_PREFIX = "contact-"
+
+_LA_CODE = re.compile(r"^[EWSN][0-9]{8}$")
+_POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)(?: ?[0-9][A-Z]{2})?$")
+
+
+def records_from_probation_file(path: Path) -> Iterator[Record]:
+    """Records from a probation feed file: NDJSON (one event a line) or a JSON array."""
+    yield from read_partner_file(path, records_from_probation_text)
+
+
+def records_from_probation_text(text: str, origin: str) -> Iterator[Record]:
+    """Records from feed text; `origin` (a file name) names each event as origin:line or origin#[i]."""
+    links: set[tuple[str, str]] = set()
+    if text.lstrip().startswith("["):
+        try:
+            events = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            yield Record(origin, text, problems=(Problem("(file)", f"not valid JSON: {exc}"),))
+            return
+        for index, event in enumerate(events):
+            yield from _records(f"{origin}#[{index}]", orjson.dumps(event).decode(), event, links)
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{origin}:{number}"
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield Record(where, line, problems=(Problem("(line)", f"not valid JSON: {exc}"),))
+            continue
+        yield from _records(where, line, event, links)
+
+
+def _records(where: str, raw: str, event: Any, links: set[tuple[str, str]]) -> Iterator[Record]:
+    resources, problems = map_event(event)
+    if problems:
+        yield Record(where, raw, problems=tuple(problems))
+        return
+    for resource in resources:
+        if resource["resourceType"] == "Patient":
+            crn, nhs = (identifier["value"] for identifier in resource["identifier"])
+            if (crn, nhs) in links:
+                continue  # already linked by this file; a resend would only be a duplicate
+            links.add((crn, nhs))
+        yield Record(where, raw, resource=resource)
+
+
+def map_event(event: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """The FHIR resources for one feed event (a link Patient first), or every problem with it."""
+    if not isinstance(event, dict):
+        return [], [Problem("(event)", "expected a JSON object")]
+    kind = event.get("event_type")
+    if not isinstance(kind, str) or kind not in FIELDS:
+        if kind is None:
+            return [], [Problem("event_type", "field required")]
+        return [], [Problem("event_type", f"{kind!r} is not one of: {', '.join(FIELDS)}")]
+    fields = FieldReader(event)
+    for name in event:
+        if name not in FIELDS[kind]:
+            fields.problems.append(Problem(name, f"not a field of {kind} events"))
+    crn = fields.mapped("crn", lambda v: person(PROBATION_CRN, v), required=True)
+    nhs = fields.mapped("nhs_number", lambda v: person(NHS_NUMBER, v))
+    version = fields.mapped("version", version_id, number=True)
+    updated = fields.mapped("updated_at", _date_time)
+    stamp = meta(version, fhir_instant(updated) if updated else None)
+    if kind == "referral.created":
+        resource = _service_request(fields, crn, stamp)
+    else:
+        resource = _appointment(kind, fields, crn, stamp)
+    if resource is None or crn is None or fields.problems:
+        return [], fields.problems
+    link = [_patient(crn, nhs)] if linkable(nhs) else []
+    return [*link, resource], []
+
+
+def _patient(crn: dict[str, str], nhs: dict[str, str]) -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": f"case-{crn['value']}", "identifier": [crn, nhs]}
+
+
+def _appointment(
+    kind: str, fields: FieldReader, crn: dict[str, str] | None, stamp: dict[str, str]
+) -> dict[str, Any] | None:
+    if kind == "contact.created":
+        appointment_id = fields.mapped(
+            "contact_id", lambda v: fhir_id(v, prefix=CONTACT_ID_PREFIX), required=True
+        )
+    else:
+        appointment_id = fields.mapped("appointment_id", fhir_id, required=True)
+    start = fields.mapped("start", _date_time, required=True)
+    end = fields.mapped("end", _date_time, required=True)
+    if start is not None and end is not None and end <= start:
+        fields.problems.append(Problem("end", "must be later than start"))
+    outcome = fields.mapped("outcome", _outcome, required=kind == "appointment.outcome")
+    referral = fields.mapped("referral_id", fhir_id)
+    location = fields.text("location")
+    if appointment_id is None or start is None or end is None or crn is None:
+        return None
+    appointment: dict[str, Any] = {"resourceType": "Appointment", "id": appointment_id}
+    if stamp:
+        appointment["meta"] = stamp
+    appointment["status"] = OUTCOMES[outcome] if outcome else "booked"
+    if outcome == "acceptable-absence":
+        appointment["cancelationReason"] = {"text": "acceptable absence"}
+    if referral:
+        appointment["basedOn"] = [{"reference": f"ServiceRequest/{referral}"}]
+    appointment["start"] = fhir_instant(start)
+    appointment["end"] = fhir_instant(end)
+    appointment["participant"] = [person_participant(crn)]
+    if location:
+        appointment["participant"].append(location_participant(location))
+    return appointment
+
+
+def _service_request(
+    fields: FieldReader, crn: dict[str, str] | None, stamp: dict[str, str]
+) -> dict[str, Any] | None:
+    referral_id = fields.mapped("referral_id", fhir_id, required=True)
+    category = fields.mapped("category", lambda v: _one_of(v, CATEGORIES), required=True)
+    urgency = fields.mapped("urgency", lambda v: _one_of(v, URGENCIES), required=True)
+    area = fields.mapped("area", _area, required=True)
+    preferred = fields.mapped("preferred_organisation", _partner)
+    reason = fields.text("reason")
+    if referral_id is None or category is None or urgency is None or area is None or crn is None:
+        return None
+    request: dict[str, Any] = {"resourceType": "ServiceRequest", "id": referral_id}
+    if stamp:
+        request["meta"] = stamp
+    request |= {
+        "status": "active",
+        "intent": "order",
+        "priority": urgency,
+        "category": [
+            {
+                "coding": [
+                    {"system": CATEGORY_SYSTEM, "code": category, "display": CATEGORIES[category]}
+                ]
+            }
+        ],
+        "subject": {"identifier": crn},
+    }
+    if "lastUpdated" in stamp:
+        request["authoredOn"] = stamp["lastUpdated"]
+    if reason:
+        request["reasonCode"] = [{"text": reason}]
+    request["locationCode"] = [{"coding": [{"system": AREA_SYSTEM, "code": area}]}]
+    if preferred:
+        request["performer"] = [{"identifier": {"system": PARTNER_SYSTEM, "value": preferred}}]
+    return request
+
+
+def _date_time(value: str) -> datetime:
+    """An ISO 8601 date-time; one without an offset is London wall-clock time."""
+    try:
+        if len(value) < 16 or value[10] not in "Tt ":
+            raise ValueError("a date-time needs a date and a time")
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise FieldError(f"not an ISO 8601 date-time: {value!r}") from None
+    return parsed if parsed.tzinfo else london_to_utc(parsed)
+
+
+def _one_of(value: str, allowed: Mapping[str, str] | tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise FieldError(f"{value!r} is not one of: {', '.join(allowed)}")
+    return value
+
+
+def _outcome(value: str) -> str:
+    return _one_of(value, tuple(OUTCOMES))
+
+
+def _area(value: str) -> str:
+    """A local authority code, or the postcode district (a full postcode is cut to its district)."""
+    compact = " ".join(value.upper().split())
+    if _LA_CODE.match(compact):
+        return compact
+    district = _POSTCODE.match(compact)
+    if district:
+        # Only the district is kept: it is all routing needs, and a full postcode can identify a home.
+        return district.group(1)
+    # The value is not repeated: it may be part of an address.
+    raise FieldError(
+        "must be a local authority code (e.g. E09000022) or a postcode district (e.g. SE11)"
+    )
+
+
+def _partner(value: str) -> str:
+    if not PARTNER_ID.match(value):
+        raise FieldError(f"{value!r} is not a partner id (e.g. mht-rv5)")
+    return value

@@ -1,0 +1,468 @@
+"""The MLLP listener: Mental Health Trust HL7 v2 messages over TCP, mapped, published, then acknowledged.
+
+A message is answered AA only once Kafka has stored every resource it carried; anything rejected
+goes to the dead-letter topic with the reason and is answered AE or AR with ERR segments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import signal
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from connectors.fhir_input import Record
+from connectors.hl7v2.message import (
+    APPLICATION_INTERNAL_ERROR,
+    DATA_TYPE_ERROR,
+    END_BLOCK,
+    REQUIRED_FIELD_MISSING,
+    START_BLOCK,
+    AckCode,
+    ErrorReport,
+    Hl7Error,
+    acknowledgement,
+    frame,
+    map_message,
+    reply_to,
+)
+from connectors.kafka_io import DeliveryError, Publisher, new_producer
+from connectors.publish import Accepted, Rejected, dead_letter, decide
+from schemas.envelope import DeadLetter, Envelope, utc_now
+from schemas.fhir import Problem
+from schemas.identifiers import PARTNER_ID
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_PORT = 2575
+MAX_MESSAGE_BYTES = 1024 * 1024
+HEAD_BYTES = 4096  # of an oversized message, kept to address the reply and the dead letter
+READ_CHUNK = 64 * 1024
+# Partners' engines typically wait 30-60 s for an ACK: answer "try again" well within that.
+CONFIRM_TIMEOUT_S = 20.0
+TRY_AGAIN = (
+    "the hub could not store the message (Kafka unavailable); nothing was accepted: send it again"
+)
+_LOGGABLE_CONTROL_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+# Exit statuses shared with the `concord` command (README, "Exit status").
+EXIT_OK, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_AUTH = 0, 2, 3, 5
+
+PartnerForPeer = Callable[[tuple[str, int]], str | None]
+
+
+# --- framing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One complete MLLP frame's content."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Oversized:
+    """A frame longer than the limit: its first bytes and its full size; the rest was discarded."""
+
+    head: bytes
+    size: int
+
+
+class FrameDecoder:
+    """Splits a byte stream into MLLP frames (0x0B … 0x1C 0x0D); sans-IO, so it is tested without sockets."""
+
+    def __init__(self, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self._max = max_bytes
+        self._buffer = bytearray()
+        self._inside = False
+        self._discarded = 0  # bytes of an oversized frame already thrown away
+        self._head = b""
+
+    @property
+    def in_frame(self) -> bool:
+        """True while a frame has started and not ended: at end of stream, a truncated frame."""
+        return self._inside
+
+    def feed(self, data: bytes) -> list[Frame | Oversized]:
+        """Take more bytes; return every frame they complete."""
+        self._buffer += data
+        found: list[Frame | Oversized] = []
+        while True:
+            if not self._inside:
+                start = self._buffer.find(START_BLOCK)
+                if start < 0:
+                    self._buffer.clear()  # bytes between frames (keep-alive newlines) carry nothing
+                    return found
+                del self._buffer[: start + 1]
+                self._inside = True
+            end = self._buffer.find(END_BLOCK)
+            if end < 0:
+                self._discard_if_oversized()
+                return found
+            body = bytes(self._buffer[:end])
+            del self._buffer[: end + len(END_BLOCK)]
+            found.append(self._finish(body))
+
+    def _discard_if_oversized(self) -> None:
+        if self._discarded + len(self._buffer) <= self._max:
+            return
+        if not self._discarded:
+            self._head = bytes(self._buffer[: min(HEAD_BYTES, len(self._buffer) - 1)])
+        # Keep the last byte: it may be the 0x1C of an end block split across reads.
+        self._discarded += len(self._buffer) - 1
+        del self._buffer[:-1]
+
+    def _finish(self, body: bytes) -> Frame | Oversized:
+        self._inside = False
+        if not self._discarded and len(body) <= self._max:
+            return Frame(body)
+        result = Oversized(self._head or body[:HEAD_BYTES], self._discarded + len(body))
+        self._discarded, self._head = 0, b""
+        return result
+
+
+def decode_text(data: bytes) -> str:
+    """A message's text: UTF-8, else ISO 8859-1 (the usual non-UTF-8 trust charset, which cannot fail)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+# --- deciding (pure) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What to do with one message: publish these envelopes, or dead-letter it; and how to answer."""
+
+    code: AckCode
+    control_id: str
+    message_type: str = ""
+    envelopes: tuple[Envelope, ...] = ()
+    letter: DeadLetter | None = None
+    errors: tuple[ErrorReport, ...] = ()
+
+
+def _problem_report(problem: Problem) -> ErrorReport:
+    """An ERR for a hub validation problem, located back in the HL7 message where it can be."""
+    location = ""
+    if "identifier" in problem.path:
+        location = "PID^1^3"  # the only identifiers the mapping writes come from PID-3
+    elif problem.path.startswith(("Appointment.start", "Appointment.end")):
+        location = "SCH^1^11"
+    code = REQUIRED_FIELD_MISSING if "required" in problem.message else DATA_TYPE_ERROR
+    return ErrorReport(str(problem), location, code)
+
+
+def _rejection(
+    code: AckCode,
+    text: str,
+    origin: str,
+    partner: str,
+    *,
+    problems: Sequence[Problem],
+    reports: Sequence[ErrorReport],
+    message_type: str = "",
+) -> Verdict:
+    letter = dead_letter(Rejected(origin, text, tuple(problems)), partner)
+    return Verdict(
+        code, reply_to(text).control_id, message_type, letter=letter, errors=tuple(reports)
+    )
+
+
+def judge(text: str, partner: str, origin: str, now: datetime | None = None) -> Verdict:
+    """Map one message and validate every resource: all of it is accepted, or none of it."""
+    try:
+        mapped = map_message(text, partner)
+    except Hl7Error as exc:
+        code: AckCode = "AR" if exc.rejects_message else "AE"
+        return _rejection(
+            code,
+            text,
+            origin,
+            partner,
+            problems=[Problem(exc.where, exc.reason)],
+            reports=[exc.report()],
+        )
+    message = mapped.message
+    message_type = f"{message.message_type}^{message.trigger}"
+    decisions = [
+        decide(Record(origin, text, resource, correlation=message.control_id), partner, now)
+        for resource in mapped.resources
+    ]
+    problems = [p for d in decisions if isinstance(d, Rejected) for p in d.problems]
+    if problems:
+        reports = [_problem_report(p) for p in problems]
+        return _rejection(
+            "AE",
+            text,
+            origin,
+            partner,
+            problems=problems,
+            reports=reports,
+            message_type=message_type,
+        )
+    envelopes = tuple(d.envelope for d in decisions if isinstance(d, Accepted))
+    return Verdict("AA", message.control_id, message_type, envelopes=envelopes)
+
+
+def judge_oversized(item: Oversized, partner: str, origin: str, max_bytes: int) -> Verdict:
+    """An AR for a message over the size limit; its first bytes go to the dead-letter topic."""
+    head = decode_text(item.head)
+    reason = f"message of {item.size} bytes is over the {max_bytes}-byte limit"
+    report = ErrorReport(reason, "", APPLICATION_INTERNAL_ERROR)
+    raw = f"{head}\n…[{item.size - len(item.head)} more bytes not kept]"
+    return _rejection(
+        "AR", raw, origin, partner, problems=[Problem("(message)", reason)], reports=[report]
+    )
+
+
+# --- doing --------------------------------------------------------------------------------
+
+
+def listener_producer() -> KafkaProducer:
+    """A producer that gives up quickly enough to answer the partner before it times out."""
+    return new_producer(
+        client_id="concord-mllp",
+        max_block_ms=10_000,
+        request_timeout_ms=10_000,
+        delivery_timeout_ms=15_000,
+    )
+
+
+def _store(publisher: Publisher, verdict: Verdict) -> None:
+    for envelope in verdict.envelopes:
+        publisher.send_envelope(envelope)
+    if verdict.letter is not None:
+        publisher.send_dead_letter(verdict.letter)
+    publisher.confirm(CONFIRM_TIMEOUT_S)
+
+
+class Listener:
+    """The shell around `judge`: stores each verdict in Kafka, then answers the partner."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        partner_for_peer: PartnerForPeer,
+        max_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
+        self._publisher = publisher
+        self._partner_for_peer = partner_for_peer
+        self._max_bytes = max_bytes
+        # One Publisher's confirm() waits for everything queued: one message at a time, so an
+        # ACK never vouches for, or is failed by, another connection's message.
+        self._lock = asyncio.Lock()
+
+    async def stored(self, verdict: Verdict) -> bool:
+        """Send the verdict's messages and wait for Kafka's acknowledgement, off the event loop."""
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            try:
+                await loop.run_in_executor(None, _store, self._publisher, verdict)
+            except (KafkaError, DeliveryError) as exc:
+                log.error("mllp.kafka_unavailable", error=exc.__class__.__name__)
+                return False
+        return True
+
+    async def answer(self, item: Frame | Oversized, partner: str, peer: str) -> str:
+        """Judge, store, and return the ACK for one frame; logs one line."""
+        if isinstance(item, Oversized):
+            text = decode_text(item.head)
+            verdict = judge_oversized(item, partner, _origin(peer, text), self._max_bytes)
+        else:
+            text = decode_text(item.data)
+            verdict = _judged(text, partner, _origin(peer, text))
+        code, errors = verdict.code, verdict.errors
+        if not await self.stored(verdict):
+            code, errors = "AE", (*errors, ErrorReport(TRY_AGAIN, "", APPLICATION_INTERNAL_ERROR))
+        log.info(
+            "mllp.message",
+            partner=partner,
+            control_id=_loggable(verdict.control_id),
+            message_type=verdict.message_type or None,
+            ack=code,
+            event_ids=[str(e.event_id) for e in verdict.envelopes],
+            # Where and which HL7 error code only: reasons may quote the message.
+            errors=[f"{e.location or '-'}:{e.code}" for e in errors],
+        )
+        ack_id = uuid.uuid4().hex[:20]
+        return acknowledgement(reply_to(text), code, errors, ack_control_id=ack_id, now=utc_now())
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one partner connection: answer each frame in order until it closes."""
+        address = writer.get_extra_info("peername")
+        peer_address = (str(address[0]), int(address[1])) if address else ("?", 0)
+        peer = f"{peer_address[0]}:{peer_address[1]}"
+        partner = self._partner_for_peer(peer_address)
+        if partner is None:
+            log.warning("mllp.refused", peer=peer)
+            await _close(writer)
+            return
+        decoder = FrameDecoder(self._max_bytes)
+        try:
+            while chunk := await reader.read(READ_CHUNK):
+                for item in decoder.feed(chunk):
+                    writer.write(frame(await self.answer(item, partner, peer)))
+                    await writer.drain()
+            if decoder.in_frame:
+                log.warning("mllp.truncated", partner=partner, peer=peer)
+        except ConnectionError as exc:
+            log.warning(
+                "mllp.connection_lost", partner=partner, peer=peer, error=exc.__class__.__name__
+            )
+        finally:
+            await _close(writer)
+
+
+def _judged(text: str, partner: str, origin: str) -> Verdict:
+    try:
+        return judge(text, partner, origin)
+    except Exception as exc:  # a mapping bug must not leave the partner resending for ever
+        log.error("mllp.internal_error", partner=partner, error=exc.__class__.__name__)
+        reason = (
+            "the hub could not process the message (internal error); it is kept for an operator"
+        )
+        report = ErrorReport(reason, "", APPLICATION_INTERNAL_ERROR)
+        return _rejection(
+            "AE", text, origin, partner, problems=[Problem("(message)", reason)], reports=[report]
+        )
+
+
+def _origin(peer: str, text: str) -> str:
+    control_id = reply_to(text).control_id
+    return f"mllp://{peer}" + (f"#{control_id}" if control_id else "")
+
+
+def _loggable(control_id: str) -> str | None:
+    # MSH-10 names the message, not a person; anything not shaped like an id stays out of logs.
+    return control_id if _LOGGABLE_CONTROL_ID.match(control_id) else None
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
+async def start_server(
+    host: str,
+    port: int,
+    partner_for_peer: PartnerForPeer,
+    publisher: Publisher,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+) -> asyncio.Server:
+    """Start listening (port 0 picks a free port) and return the server; tests use this."""
+    listener = Listener(publisher, partner_for_peer, max_bytes)
+    return await asyncio.start_server(listener.connection, host, port)
+
+
+async def serve(
+    host: str,
+    port: int,
+    partner_for_peer: PartnerForPeer,
+    publisher: Publisher | None = None,
+) -> None:
+    """Listen for MLLP connections until SIGTERM or SIGINT (or cancellation)."""
+    publisher = publisher or Publisher(listener_producer())
+    server = await start_server(host, port, partner_for_peer, publisher)
+    bound = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets)
+    log.info("mllp.listening", address=bound)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # Only the main thread may take signals; elsewhere cancellation stops the server.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stopping.set)
+    async with server:
+        await stopping.wait()
+    log.info("mllp.stopped", address=bound)
+
+
+# --- command ------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `concord mllp`."""
+    parser.add_argument("--as", dest="partner", required=True, help="the partner the feed is from")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port to listen on")
+    parser.add_argument(
+        "--secret-file",
+        default=None,
+        help="file holding the partner's secret (default: the CONCORD_PARTNER_SECRET variable)",
+    )
+
+
+def _signed_in(partner: str, secret_file: str | None) -> str | None:
+    """None when the partner's secret is proven, else the reason to refuse to start."""
+    from services.domain.signin import AuthError
+    from services.runtime import SECRET_ENV, authenticate, partner_directory, secret_from, settings
+
+    try:
+        secret = secret_from(secret_file)
+    except OSError as exc:
+        return f"cannot read --secret-file: {exc.strerror}"
+    if not secret:
+        return f"a partner secret is needed: set {SECRET_ENV} or pass --secret-file"
+    try:
+        authenticate(partner_directory(settings().partners_file), partner, secret)
+    except AuthError as exc:
+        return f"refused: {exc}"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """`concord mllp`: sign the partner in, connect to Kafka, listen until interrupted."""
+
+    def fail(message: str, code: int) -> int:
+        print(f"concord mllp: {message}", file=sys.stderr)
+        return code
+
+    partner: str = args.partner
+    if not PARTNER_ID.match(partner):
+        return fail(f"--as {partner!r} is not a valid partner id", EXIT_USAGE)
+    refusal = _signed_in(partner, args.secret_file)
+    if refusal is not None:
+        code = EXIT_USAGE if refusal.startswith("cannot read") else EXIT_AUTH
+        return fail(refusal, code)
+    try:
+        publisher = Publisher(listener_producer())
+    except KafkaError as exc:
+        return fail(f"cannot reach Kafka: {exc.__class__.__name__}", EXIT_UNAVAILABLE)
+    try:
+        asyncio.run(serve(args.host, args.port, lambda _peer: partner, publisher))
+    except OSError as exc:
+        return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror}", EXIT_USAGE)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        publisher.close()
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m connectors.hl7v2.mllp --as PARTNER [--host H] [--port P] [--secret-file F]`."""
+    from services.runtime import configure_logging as configure
+
+    parser = argparse.ArgumentParser(prog="concord mllp", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    configure()
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""What every concord process shares at run time: settings from the environment, the partner
+and service directories, the broker address, the clock, partner sign-in and log set-up.
+
+Connectors, stream workers and commands all import this module; none of them reads the
+environment for these things anywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+import structlog
+import yaml
+
+from schemas.keys import PersonKey
+from schemas.topics import topic_prefix
+from services.domain.partners import Partner, PartnerDirectory
+from services.domain.referrals import ServiceDirectory
+from services.domain.signin import SignInRefused, check_secret
+
+ROOT = Path(__file__).resolve().parent.parent
+log = structlog.get_logger(__name__)
+SECRET_ENV = "CONCORD_PARTNER_SECRET"  # noqa: S105 -- the variable's name, not a secret
+# Settings the hub never guesses: a default would load the demo partners, whose secrets are in
+# the repository, or key person ids with a secret anyone can read. `make run` sets demo values.
+REQUIRED = {
+    "CONCORD_PARTNERS": "the partner directory file",
+    "CONCORD_PERSON_KEY": "the hub's secret person-id key",
+}
+
+
+class MissingConfiguration(ValueError):  # noqa: N818 -- reads as the condition it reports
+    """A setting the hub needs and will not default, named with what to set."""
+
+
+def required(name: str) -> str:
+    """The value of a required setting; MissingConfiguration says what to set when it is unset."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    missing = [n for n in REQUIRED if not os.environ.get(n)]
+    wanted = " and ".join(f"{n} ({REQUIRED[n]})" for n in missing)
+    raise MissingConfiguration(
+        f"set {wanted}: the hub does not start on demo defaults "
+        "(`make run` sets demo values; see the README's configuration table)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a worker needs to know about its environment."""
+
+    app_id: str
+    broker: str
+    store: str
+    data_dir: Path
+    web_host: str
+    web_port: int
+    travel_buffer: timedelta
+    partners_file: Path
+    services_file: Path
+    sla_working_days: dict[str, int]
+    escalation_check: timedelta
+    rocksdb_write_buffer_mb: int
+    rocksdb_cache_mb: int
+    standby_replicas: int
+    audit_timeout_s: float
+
+    @property
+    def web_url(self) -> str:
+        """Where this worker's HTTP endpoints answer."""
+        return f"http://{self.web_host}:{self.web_port}"
+
+
+def settings() -> Settings:
+    """Settings from the environment (see the README's configuration table).
+
+    MissingConfiguration when the partner directory or the person key is not set.
+    """
+    required("CONCORD_PERSON_KEY")
+    web_port = int(os.environ.get("CONCORD_WEB_PORT", "6066"))
+    cache_dir = Path(os.environ.get("CONCORD_CACHE_DIR", ROOT / ".cache"))
+    brokers = ";".join(f"kafka://{server}" for server in bootstrap_servers().split(","))
+    app_id = os.environ.get("CONCORD_APP_ID", f"{topic_prefix()}hub")
+    # Faust keys its local table files by table name only: one folder per app, or they mix.
+    default_data_dir = cache_dir / "workers" / f"{app_id}-{web_port}"
+    return Settings(
+        app_id=app_id,
+        broker=brokers,
+        store=os.environ.get("CONCORD_STORE", "rocksdb://"),
+        data_dir=Path(os.environ.get("CONCORD_DATA_DIR", default_data_dir)),
+        web_host=os.environ.get("CONCORD_WEB_HOST", "127.0.0.1"),
+        web_port=web_port,
+        travel_buffer=timedelta(
+            minutes=float(os.environ.get("CONCORD_TRAVEL_BUFFER_MINUTES", "30"))
+        ),
+        partners_file=Path(required("CONCORD_PARTNERS")),
+        services_file=Path(os.environ.get("CONCORD_SERVICES", ROOT / "deploy" / "services.yaml")),
+        sla_working_days={
+            "routine": int(os.environ.get("CONCORD_SLA_ROUTINE_DAYS", "5")),
+            "urgent": int(os.environ.get("CONCORD_SLA_URGENT_DAYS", "1")),
+        },
+        escalation_check=timedelta(
+            seconds=float(os.environ.get("CONCORD_ESCALATION_CHECK_SECONDS", "60"))
+        ),
+        rocksdb_write_buffer_mb=int(os.environ.get("CONCORD_ROCKSDB_WRITE_BUFFER_MB", "8")),
+        rocksdb_cache_mb=int(os.environ.get("CONCORD_ROCKSDB_CACHE_MB", "16")),
+        standby_replicas=int(os.environ.get("CONCORD_STANDBY_REPLICAS", "1")),
+        audit_timeout_s=float(os.environ.get("CONCORD_AUDIT_TIMEOUT_S", "10")),
+    )
+
+
+@cache
+def person_key() -> PersonKey:
+    """The hub's secret person-id key (CONCORD_PERSON_KEY); MissingConfiguration when unset."""
+    return PersonKey.from_secret(required("CONCORD_PERSON_KEY"))
+
+
+@cache
+def partner_directory(path: Path) -> PartnerDirectory:
+    """The partner directory from its YAML file, validated."""
+    with path.open(encoding="utf-8") as handle:
+        return PartnerDirectory.from_dict(yaml.safe_load(handle))
+
+
+@cache
+def service_directory(path: Path) -> ServiceDirectory:
+    """The service directory from its YAML file, validated (a worker refuses to start on errors)."""
+    with path.open(encoding="utf-8") as handle:
+        return ServiceDirectory.from_dict(yaml.safe_load(handle))
+
+
+def worker_url() -> str:
+    """The worker the CLI asks (CONCORD_WORKER_URL, default this machine's first worker)."""
+    return os.environ.get(
+        "CONCORD_WORKER_URL", f"http://127.0.0.1:{os.environ.get('CONCORD_WEB_PORT', '6066')}"
+    )
+
+
+# --- the broker ---
+
+
+def local_kafka_port() -> int:
+    """The local broker's port (CONCORD_KAFKA_PORT, default 9092); ValueError naming a bad one."""
+    raw = os.environ.get("CONCORD_KAFKA_PORT", "").strip()
+    if not raw:
+        return 9092
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError(
+            f"CONCORD_KAFKA_PORT must be a TCP port number from 1 to 65535, not {raw!r}."
+        )
+    return int(raw)
+
+
+def bootstrap_servers() -> str:
+    """The brokers every process talks to: KAFKA_BOOTSTRAP_SERVERS, else the local broker."""
+    return (
+        os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or f"127.0.0.1:{local_kafka_port()}"
+    )
+
+
+# --- the clock ---
+
+
+def now() -> datetime:
+    """The current time as the hub sees it (aware, UTC): real time, shifted by
+    CONCORD_CLOCK_SHIFT_HOURS for demos and tests of deadlines."""
+    shift = float(os.environ.get("CONCORD_CLOCK_SHIFT_HOURS", "0"))
+    return datetime.now(UTC) + timedelta(hours=shift)
+
+
+# --- sign-in ---
+
+
+def authenticate(directory: PartnerDirectory, partner_id: str, secret: str | None) -> Partner:
+    """The partner, when `secret` is its secret; AuthError otherwise, logged with the partner id
+    (when it has a partner id's shape) and the reason only, never the secret."""
+    try:
+        return check_secret(directory, partner_id, secret)
+    except SignInRefused as refused:
+        log.warning("auth.refused", partner=refused.shown_partner, reason=refused.reason)
+        raise
+
+
+def secret_from(secret_file: str | None) -> str | None:
+    """A command's secret: from --secret-file, else the CONCORD_PARTNER_SECRET variable."""
+    if secret_file:
+        return Path(secret_file).read_text(encoding="utf-8").strip()
+    return os.environ.get(SECRET_ENV)
+
+
+# --- logs ---
+# Log lines carry event ids, event types, partner ids and hub person ids only: never
+# identifiers, names, dates of birth or clinical text.
+
+
+def configure_logging(level: str | None = None) -> None:
+    """Configure structlog and the standard library logging it shares a stream with."""
+    name = (level or os.environ.get("CONCORD_LOG_LEVEL", "info")).upper()
+    numeric = logging.getLevelNamesMapping().get(name, logging.INFO)
+    json_lines = os.environ.get("CONCORD_LOG_FORMAT", "auto") == "json" or not sys.stderr.isatty()
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer()
+        if json_lines
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
+    # kafka-python's selector times its own polling and warns about it under load: noise to a reader.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)

@@ -1,0 +1,435 @@
+"""The stream processors: each decodes a message, asks services/pipeline.py, and emits.
+
+Alerts reach the producer before the table write that records them (faust queues
+changelog writes in its own buffer), and a batch's offsets are committed only after
+Kafka confirmed its outputs, so a crash repeats an alert (same deterministic id)
+rather than losing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Awaitable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import partial
+from typing import Any, NamedTuple
+
+import faust
+import orjson
+import structlog
+from faust.streams import _current_event
+from faust.types import TP
+
+from schemas import topics
+from schemas.codec import CodecError, peek, peek_envelope, resolved
+from schemas.identifiers import IdentifierError
+from schemas.keys import person_partition
+from services import runtime
+from services.domain.identity import Conflict, PersonIndex, conflict_from_record, conflict_record
+from services.domain.refusals import Refusal, sender_of
+from services.runtime import partner_directory, person_key, service_directory
+from services.stream.activity import activity_record
+from services.stream.app import (
+    SETTINGS,
+    TOPICS,
+    app,
+    calendars,
+    deadlines,
+    identity_flags,
+    inbound_and_assignments,
+    linked_conflict_ids,
+    linked_conflicts,
+    linked_members,
+    linked_person_of,
+    linked_sources,
+    links,
+    person_events,
+    token_person,
+)
+from services.stream.outbox import Context, Out, refusal_outs
+from services.stream.pipeline import (
+    FLAGS_COMMAND,
+    MALFORMED,
+    RESOLVE_COMMAND,
+    assignment_of,
+    flags_entry,
+    identifiers_of,
+    link_step,
+    peek_person_message,
+    person_event,
+    person_id_of_key,
+    person_of,
+    routed,
+    to_linker,
+)
+
+log = structlog.get_logger(__name__)
+ACTIVITY_EVERY_S = 1.0
+# Agents take events in batches: up to BATCH_MAX, or what arrived within BATCH_WITHIN_S.
+# Each batch is handled in offset order, so each person's events keep their order.
+BATCH_MAX = 500
+BATCH_WITHIN_S = 0.02
+
+
+@contextmanager
+def handling(event: Any) -> Iterator[None]:
+    """Make `event` the current event while a batch is handled one event at a time.
+
+    faust tables read and write the partition of the current event, which faust sets only
+    while iterating a stream one event at a time; `take_events` hands over a list instead.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+async def emit(outs: Iterable[Out], sent: list[Awaitable[Any]] | None = None) -> None:
+    """Hand each output to the producer, in order; its delivery futures go to `sent`.
+
+    Straight to the producer: faust's Topic.send adds a promise, a callback and sensor
+    calls per message, which cost more than the message at full speed.
+    """
+    producer = app.producer
+    for out in outs:
+        delivery = await producer.send(
+            out.topic.name,
+            out.key,
+            out.value,
+            partition=out.partition,
+            timestamp=None,
+            headers=None,
+        )
+        if sent is not None:
+            sent.append(delivery)
+
+
+class Change(NamedTuple):
+    """A table write to record on the table's changelog topic."""
+
+    table: Any
+    key: str
+    value: bytes | None  # None: the key was deleted
+    partition: int
+
+
+def read(table: Any, key: str) -> bytes | None:
+    """One entry of a table, or None: a single store lookup (`table.get` makes two)."""
+    value: bytes | None = table.data.get(key)
+    return value
+
+
+def put(table: Any, key: str, value: bytes | None) -> Change | None:
+    """Write (or, with None, delete) one entry of a table now; the changelog record to send.
+
+    `table[key] = value` would queue its changelog record in faust's producer buffer, which
+    a background task drains one message at a time and which halts every stream once 100
+    wait there: at full speed that cost more than the event. The store is written here and
+    the same record goes to the same partition through `record`, straight to the producer.
+    """
+    event = faust.current_event()
+    if event is None:
+        raise RuntimeError("a table is written only while an event is handled")
+    if value is None:
+        if key not in table.data:
+            return None
+        del table.data[key]
+    else:
+        table.data[key] = value
+    return Change(table, key, value, event.message.partition)
+
+
+async def record(changes: Iterable[Change | None], sent: list[Awaitable[Any]]) -> None:
+    """Send table changes to their changelog topics; note each one's offset when Kafka has it."""
+    producer = app.producer
+    for change in changes:
+        if change is None:
+            continue
+        table, changelog = change.table, change.table.changelog_topic
+        topic = changelog.get_topic_name()
+        # Serialised as faust serialises its own changelog records, so recovery reads them.
+        key, _ = changelog.prepare_key(change.key, table.key_serializer)
+        value = None
+        if change.value is not None:
+            value, _ = changelog.prepare_value(change.value, table.value_serializer)
+        delivery = asyncio.ensure_future(  # the Future it is, typed as an Awaitable
+            await producer.send(topic, key, value, change.partition, None, None)
+        )
+        # RocksDB keeps the last changelog offset it holds, so recovery resumes after it.
+        delivery.add_done_callback(partial(_persisted, table, TP(topic, change.partition)))
+        sent.append(delivery)
+
+
+def _persisted(table: Any, tp: TP, delivery: asyncio.Future[Any]) -> None:
+    if not delivery.cancelled() and delivery.exception() is None:
+        table.data.set_persisted_offset(tp, delivery.result().offset)
+
+
+async def reject(
+    raw: bytes | None, reason: str, stage: str, sent: list[Awaitable[Any]] | None = None
+) -> None:
+    """Refuse a message the hub cannot process: dead-lettered with the reason, and told to its
+    sender when the message says who that is (services.stream.outbox.refusal_outs)."""
+    try:
+        message = peek(raw or b"")
+    except CodecError:
+        message = {}  # not even JSON: kept for the operator, with no sender to tell
+    refusal = Refusal(reason, "invalid" if stage == "person-index" else "processing")
+    await emit(refusal_outs(message, refusal, runtime.now(), origin=stage, raw=raw), sent)
+    sender = sender_of(message)  # logged only as far as it is a partner id and an event id
+    log.warning(
+        "message.refused",
+        stage=stage,
+        event_id=sender.event_id if sender else None,
+        partner=sender.partner if sender else None,
+        reason=reason.split(":", maxsplit=1)[0],
+    )
+
+
+class PartnerActivity:
+    """Tells the partner-activity topic when each partner was last heard from, at most once a second."""
+
+    def __init__(self) -> None:
+        self._sent: dict[str, float] = {}
+
+    async def heard(self, partner: str, recorded_at: str) -> None:
+        now = time.monotonic()
+        if now - self._sent.get(partner, 0.0) < ACTIVITY_EVERY_S:
+            return
+        self._sent[partner] = now
+        value = activity_record(partner, recorded_at)
+        await TOPICS[topics.PARTNER_ACTIVITY.name].send(key=partner.encode(), value=value)
+
+
+@app.agent(inbound_and_assignments)
+async def person_index(stream: Any) -> None:
+    """Resolve inbound envelopes to hub people; learn token links from the linker.
+
+    An event whose person lives on the partition it arrived on (the edge sends it there,
+    services/partitioning.py) is reconciled here and now; any other is re-keyed by person
+    onto person-events for the reconciler, or sent to the linker.
+    """
+    activity = PartnerActivity()
+    async for batch in stream.take_events(BATCH_MAX, BATCH_WITHIN_S):
+        sent: list[Awaitable[Any]] = []
+        ctx = context()  # one clock reading per batch: a batch spans milliseconds
+        for event in batch:
+            with handling(event):
+                await _index_one(event, activity, ctx, sent)
+        await asyncio.gather(*sent)  # Kafka has every output before the batch's offsets commit
+        log.debug("person_index.batch", events=len(batch))
+
+
+async def _index_one(
+    event: Any, activity: PartnerActivity, ctx: Context, sent: list[Awaitable[Any]]
+) -> None:
+    if event.message.topic == topics.ASSIGNMENTS.name:
+        try:
+            token, person_id = assignment_of(event.key, event.value)
+        except CodecError as exc:
+            await reject(event.value, str(exc), "person-index")
+            return
+        await record([put(token_person, token, person_id)], sent)
+        return
+    try:
+        envelope = peek_envelope(event.value)
+        identifiers = identifiers_of(envelope)
+        linked = read(token_person, identifiers[0].token()) if len(identifiers) == 1 else None
+        assigned = linked.decode() if linked else None
+        person = (
+            None if to_linker(envelope, identifiers) else person_of(identifiers, assigned, ctx.key)
+        )
+        here = person is not None and person_partition(person) == event.message.partition
+        outs = [] if here else routed(envelope, event.value, identifiers, person)
+    except IdentifierError as exc:
+        await reject(event.value, f"subject identifier rejected: {exc}", "person-index", sent)
+        return
+    except MALFORMED as exc:
+        reason = f"not a valid envelope: {exc.__class__.__name__}"
+        await reject(event.value, reason, "person-index", sent)
+        return
+    if person is not None and here:
+        await _reconcile(person, resolved(envelope, person), event.value, ctx, sent)
+    await emit(outs, sent)
+    await activity.heard(envelope["source"], envelope["recorded_at"])
+    log.debug(
+        "person_index.routed",
+        event_id=envelope["event_id"],
+        event_type=envelope["event_type"],
+        partner=envelope["source"],
+        here=here,
+    )
+
+
+def _tokens_of(message: dict[str, Any]) -> set[str]:
+    """The identifier tokens a message for the linker touches."""
+    if message.get("command") == RESOLVE_COMMAND:
+        stored = linked_conflicts.get(message["conflict_id"])
+        return set(orjson.loads(stored)["identifiers"]) if stored else set()
+    return {identifier.token() for identifier in identifiers_of(message)}
+
+
+def _load_index(tokens: set[str]) -> PersonIndex:
+    """The slice of the linker's index touching these tokens: their persons, and the conflicts
+    involving any of those persons' tokens (with the persons those conflicts involve)."""
+    members: dict[str, frozenset[str]] = {}
+    named_by: dict[str, frozenset[str]] = {}
+    conflicts: dict[str, Conflict] = {}
+    pending, seen = set(tokens), set()
+    while pending:
+        token = pending.pop()
+        seen.add(token)
+        linked = linked_person_of.get(token)
+        person = linked.decode() if linked else None
+        if person and person not in members and (held := linked_members.get(person)):
+            members[person] = frozenset(orjson.loads(held))
+            pending |= members[person] - seen
+        if sources := linked_sources.get(token):
+            named_by[token] = frozenset(orjson.loads(sources))
+        for conflict_id in orjson.loads(linked_conflict_ids.get(token) or b"[]"):
+            if conflict_id not in conflicts:
+                conflict = conflict_from_record(orjson.loads(linked_conflicts[conflict_id]))
+                conflicts[conflict_id] = conflict
+                pending |= conflict.tokens - seen
+    person_of = {token: person for person, held in members.items() for token in held}
+    return PersonIndex(
+        key=person_key(),
+        person_of=person_of,
+        members=members,
+        named_by=named_by,
+        conflicts=conflicts,
+    )
+
+
+def _save_index(before: PersonIndex, after: PersonIndex) -> None:
+    for person in before.members.keys() - after.members.keys():
+        del linked_members[person]
+    for person, tokens in after.members.items():
+        if before.members.get(person) != tokens:
+            linked_members[person] = orjson.dumps(sorted(tokens))
+            for token in tokens:
+                linked_person_of[token] = person.encode()
+    for token, sources in after.named_by.items():
+        if before.named_by.get(token) != sources:
+            linked_sources[token] = orjson.dumps(sorted(sources))
+    for conflict_id, conflict in after.conflicts.items():
+        if before.conflicts.get(conflict_id) == conflict:
+            continue
+        linked_conflicts[conflict_id] = orjson.dumps(conflict_record(conflict))
+        for token in conflict.tokens:
+            known = orjson.loads(linked_conflict_ids.get(token) or b"[]")
+            if conflict_id not in known:
+                linked_conflict_ids[token] = orjson.dumps(sorted([*known, conflict_id]))
+
+
+@app.agent(links)
+async def linker(stream: Any) -> None:
+    """Join identifiers named together, or refuse a link as an identity conflict; apply the
+    operator's decisions on conflicts (one partition: the one global view of links)."""
+    async for event in stream.events():
+        try:
+            message = peek(event.value)
+            index = _load_index(_tokens_of(message))
+            step = link_step(message, index, context())
+        except MALFORMED as exc:
+            await reject(event.value, f"cannot link: {exc.__class__.__name__}: {exc}", "linker")
+            continue
+        await emit(step.outs)
+        _save_index(index, step.updated)
+        log.info("linker.handled", **step.summary)
+
+
+def context() -> Context:
+    """The reconciler's context for the message being handled now."""
+    return Context(
+        directory=partner_directory(SETTINGS.partners_file),
+        buffer=SETTINGS.travel_buffer,
+        now=runtime.now(),
+        services=service_directory(SETTINGS.services_file),
+        sla=SETTINGS.sla_working_days,
+        key=person_key(),
+    )
+
+
+@app.timer(interval=SETTINGS.escalation_check.total_seconds())  # type: ignore[untyped-decorator]
+async def escalation_check() -> None:
+    """Ask the reconciler to escalate referrals past their deadline (it decides, in order)."""
+    now = runtime.now()
+    due = [
+        person
+        for person, when in list(deadlines.items())
+        if datetime.fromisoformat(when.decode()) <= now
+    ]
+    for person in due:
+        command = orjson.dumps(
+            {"command": "deadlines", "person_id": person, "now": now.isoformat()}
+        )
+        await TOPICS[topics.PERSON_EVENTS.name].send(key=person.encode(), value=command)
+
+
+@app.agent(person_events)
+async def reconciler(stream: Any) -> None:
+    """Keep each person's calendar; raise and resolve clash and explained-absence alerts."""
+    async for batch in stream.take_events(BATCH_MAX, BATCH_WITHIN_S):
+        alerts = 0
+        sent: list[Awaitable[Any]] = []
+        ctx = context()
+        for event in batch:
+            with handling(event):
+                alerts += await _reconcile_one(event, ctx, sent)
+        await asyncio.gather(*sent)  # Kafka has every output before the batch's offsets commit
+        # One line per batch: a line per event cost more than the event at full speed.
+        log.info("reconciler.handled", events=len(batch), alerts=alerts)
+
+
+async def _reconcile_one(event: Any, ctx: Context, sent: list[Awaitable[Any]]) -> int:
+    """Handle one message from person-events (keyed by person), in order."""
+    try:
+        person, message = person_id_of_key(event.key), peek_person_message(event.value)
+    except MALFORMED as exc:
+        await reject(event.value, f"cannot reconcile: {exc}", "reconciler", sent)
+        return 0
+    if message.get("command") == FLAGS_COMMAND:  # the linker's word on identity conflicts
+        await record([put(identity_flags, person, flags_entry(message))], sent)
+        return 0
+    return await _reconcile(person, message, event.value, ctx, sent)
+
+
+async def _reconcile(
+    person: str, message: dict[str, Any], raw: bytes, ctx: Context, sent: list[Awaitable[Any]]
+) -> int:
+    """Apply one message to the person's record: the table write, then its outputs.
+
+    Reading and writing the record with no await between is what keeps the two agents that
+    reconcile (person index, reconciler) from interleaving on one person. The outputs reach
+    the producer before the record's changelog write; a crash before Kafka confirmed them
+    leaves the batch's offsets uncommitted, so the event is handled again.
+    """
+    try:
+        step = person_event(read(calendars, person), message, ctx)
+    except MALFORMED as exc:
+        await reject(raw, f"cannot reconcile: {exc}", "reconciler", sent)
+        return 0
+    changes: list[Change | None] = []
+    if step.stored is not None:
+        changes.append(put(calendars, person, step.stored))
+        if step.has_referrals:  # the escalation timer's index of referral deadlines
+            deadline = step.next_deadline
+            changes.append(
+                put(deadlines, person, deadline.isoformat().encode() if deadline else None)
+            )
+    await emit(step.outs, sent)
+    await record(changes, sent)
+    log.debug(
+        "reconciler.event",
+        event_id=message.get("event_id"),
+        event_type=message.get("event_type", message.get("command")),
+        partner=message.get("source"),
+        person_id=person,
+        alerts=len(step.outs),
+    )
+    return len(step.outs)

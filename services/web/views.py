@@ -1,0 +1,416 @@
+"""The worker's HTTP endpoints: readiness, the breach check, referral inboxes, counts.
+
+Every endpoint but readiness needs a signed-in partner. A question about a person is answered
+by the worker holding that person's data: a worker passes the request on to it (services/stream/app.py
+routes by the rule that placed the data, schemas/keys.py), so any worker answers for
+any person. faust's own pages (tables, routing, statistics) are not served (services/stream/app.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from yarl import URL
+
+from schemas import topics
+from schemas.codec import CodecError
+from schemas.identifiers import HUB_PERSON, IdentifierError, PersonIdentifier, parse_token
+from schemas.keys import person_id_for
+from schemas.topics import Topic
+from services.domain.breach import breach_check, breach_check_answer
+from services.domain.calendar import Calendar
+from services.domain.consent import ROLE_OF_KIND
+from services.domain.partners import Partner
+from services.domain.relationships import systems_to_ask_by
+from services.domain.signin import AuthError, basic_credentials
+from services.runtime import authenticate, bootstrap_servers, partner_directory, person_key
+from services.stream.activity import heard_from
+from services.stream.app import SETTINGS, app, calendars, identity_flags, token_person
+from services.stream.outbox import audit_out
+from services.stream.state import decode_calendar
+from services.web.inbox import entry_of, inbox
+
+log = structlog.get_logger(__name__)
+
+# partner id -> when the hub last heard from it; every worker follows the whole topic
+LAST_HEARD: dict[str, datetime] = {}
+
+
+def is_ready() -> bool:
+    """True once tables are recovered and no rebalance is under way."""
+    recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+    return not app.rebalancing and recovered
+
+
+@app.page("/ready")
+async def ready(web: Any, request: Any) -> Any:
+    """200 when this worker can answer routed requests, 503 while it is starting or rebalancing."""
+    return web.json({"ready": is_ready()}, status=200 if is_ready() else 503)
+
+
+def _problem(web: Any, status: int, message: str) -> Any:
+    response = web.json({"error": message}, status=status)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="concord"'
+    return response
+
+
+# Who may ask for a breach check: the agencies whose appointments can be missed.
+BREACH_CHECK_KINDS = frozenset({"probation", "voluntary"})
+NO_SUCH_PERSON = "no such person known to the hub"
+SIGN_IN = "sign in as a partner (HTTP Basic: partner id and secret)"
+ROLE_MAY_NOT_ASK = "your organisation's role may not ask this"
+
+
+class Refusal(Exception):  # noqa: N818 -- reads as what the caller gets
+    """A request answered with an HTTP error status and a sentence saying why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def claimed(request: Any, kinds: frozenset[str]) -> Partner:
+    """The partner a request names in its credentials, not yet verified; Refusal if none (401) or
+    if its role may not ask (403).
+
+    A worker passing a request on checks no more than this, so a request without credentials is
+    refused where it arrives; the worker that answers from a person's data verifies the secret.
+    """
+    partner_id, secret = basic_credentials(request.headers.get("Authorization"))
+    partner = partner_directory(SETTINGS.partners_file).get(partner_id)
+    if partner is None or not secret:
+        raise Refusal(401, SIGN_IN)
+    if partner.kind not in kinds:
+        raise Refusal(403, ROLE_MAY_NOT_ASK)
+    return partner
+
+
+def signed_in(request: Any, kinds: frozenset[str] | None = None) -> Partner:
+    """The asking partner; Refusal when sign-in fails, the worker is not ready, or the role may not ask."""
+    partner_id, secret = basic_credentials(request.headers.get("Authorization"))
+    try:
+        asking = authenticate(partner_directory(SETTINGS.partners_file), partner_id, secret)
+    except AuthError:
+        raise Refusal(401, SIGN_IN) from None
+    if not is_ready():
+        raise Refusal(503, "the worker is starting or rebalancing; try again shortly")
+    if kinds is not None and asking.kind not in kinds:
+        raise Refusal(403, ROLE_MAY_NOT_ASK)
+    return asking
+
+
+RELAY_TIMEOUT_S = 30.0
+# A question takes at most three hops: the identifier's worker, the person's, and the worker of
+# the person they were merged into. More means the workers disagree mid-rebalance.
+MAX_HOPS = 3
+HOPS_HEADER = "X-Concord-Hops"
+REBALANCING = "the hub is assigning its partitions; try again shortly"
+
+
+def _owner(table: Any, key: str) -> URL | None:
+    """The URL of the worker holding `key` of `table`, or None when it is this one."""
+    try:
+        owner = URL(str(app.router.key_store(table.name, key)))
+    except KeyError as exc:
+        log.warning("request.unrouted", table=table.name, reason=str(exc))
+        raise Refusal(503, REBALANCING) from None
+    here = app.conf.canonical_url
+    return None if (owner.host, owner.port) == (here.host, here.port) else owner
+
+
+async def _relay(web: Any, url: URL, request: Any) -> Any:
+    """The answer of another worker to the partner's request, passed back as it is."""
+    sent = request.headers.get(HOPS_HEADER, "0")
+    hops = (int(sent) if sent.isascii() and sent.isdigit() else MAX_HOPS) + 1
+    if hops > MAX_HOPS:
+        log.warning("request.unrouted", reason="too many hops")
+        raise Refusal(503, REBALANCING)
+    headers = {"Authorization": request.headers.get("Authorization", ""), HOPS_HEADER: str(hops)}
+    timeout = aiohttp.ClientTimeout(total=RELAY_TIMEOUT_S)
+    try:
+        async with app.http_client.get(url, headers=headers, timeout=timeout) as response:
+            body = await response.read()
+            relayed = web.bytes(body, content_type=response.content_type, status=response.status)
+            if "WWW-Authenticate" in response.headers:
+                relayed.headers["WWW-Authenticate"] = response.headers["WWW-Authenticate"]
+            return relayed
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return _problem(web, 503, "the worker holding this person did not answer; try again")
+
+
+async def _at_owner(
+    web: Any,
+    request: Any,
+    table: Any,
+    key: str,
+    *,
+    path: str,
+    here: Callable[[], Awaitable[Any]],
+) -> Any:
+    """Answer here if this worker holds `key` of `table`, else pass the request to the one that does.
+
+    `path` (with its query) is what the request is to the owner: the same question, or the next
+    step of it. Routing is by schemas/keys.py's rule, the one the events were placed by
+    (services/stream/app.py, PersonRouter).
+    """
+    owner = _owner(table, key)
+    if owner is None:
+        return await here()
+    return await _relay(web, owner.join(URL(path, encoded=True)), request)
+
+
+def _asked_by(asking: Partner, value: str) -> PersonIdentifier:
+    """The identifier a partner names the person by: valid, and in a system of its own."""
+    try:
+        identifier = parse_token(value)
+    except IdentifierError as exc:
+        raise Refusal(400, str(exc)) from None
+    if identifier.system not in systems_to_ask_by(asking.id, asking.kind):
+        raise Refusal(
+            400,
+            "name the person by an identifier of your own system: "
+            + ", ".join(sorted(systems_to_ask_by(asking.id, asking.kind))),
+        )
+    return identifier
+
+
+def _breach_check_path(person_id: str, request: Any) -> str:
+    query = urlencode({"appointment": request.query.get("appointment", "")})
+    return f"/people/{quote(person_id, safe='')}/breach-check?{query}"
+
+
+@app.page("/breach-check")
+async def breach_check_by_identifier(web: Any, request: Any) -> Any:
+    """The breach check for a person named by an identifier of the asking partner's own system.
+
+    Two steps, each on the worker holding what it needs: the identifier's person (token-person),
+    then that person's calendar. Neither says which person an identifier is, or that it is anyone:
+    only the breach check's own answer (or its 404) comes back.
+    """
+    try:
+        asking = claimed(request, BREACH_CHECK_KINDS)
+        identifier = _asked_by(asking, request.query.get("identifier", ""))
+        token = identifier.token()
+
+        async def resolved_here() -> Any:
+            if identifier.system == HUB_PERSON:
+                person = identifier.value
+            else:
+                assigned = token_person.get(token)
+                person = assigned.decode() if assigned else person_id_for(identifier, person_key())
+            path = _breach_check_path(person, request)
+            here = partial(_breach_check, web, request, person)
+            return await _at_owner(web, request, calendars, person, path=path, here=here)
+
+        return await _at_owner(
+            web, request, token_person, token, path=request.path_qs, here=resolved_here
+        )
+    except Refusal as refusal:
+        return _problem(web, refusal.status, refusal.message)
+
+
+@app.page("/people/{person_id}/breach-check")
+async def breach_check_view(web: Any, request: Any, person_id: str) -> Any:
+    """Verdict, minimised evidence and feed freshness for one of the asking partner's appointments."""
+    try:
+        claimed(request, BREACH_CHECK_KINDS)
+        here = partial(_breach_check, web, request, person_id)
+        return await _at_owner(web, request, calendars, person_id, path=request.path_qs, here=here)
+    except Refusal as refusal:
+        return _problem(web, refusal.status, refusal.message)
+
+
+def calendar_for(stored: bytes | None, asking: Partner) -> Calendar:
+    """The person's calendar, when the asking partner has a relationship with the person.
+
+    No relationship looks exactly like no person, so nobody can probe who the hub knows.
+    """
+    calendar = decode_calendar(stored)[0] if stored else None
+    if calendar is None or asking.id not in calendar.relationships:
+        raise Refusal(404, NO_SUCH_PERSON)
+    return calendar
+
+
+def own_appointment(calendar: Calendar, asking: Partner, wanted: str) -> str:
+    """The calendar's id of the asking partner's appointment `wanted` (ID, or PARTNER/ID).
+
+    Another partner's appointment is not found, exactly as one that does not exist.
+    """
+    appointment_id = wanted if wanted.startswith(asking.id + "/") else f"{asking.id}/{wanted}"
+    slot = calendar.slots.get(appointment_id)
+    if slot is None or slot.partner != asking.id:
+        raise Refusal(404, "no such appointment for this person")
+    return appointment_id
+
+
+async def _breach_check(web: Any, request: Any, person_id: str) -> Any:
+    """The breach check answered here, by the worker holding the person's calendar."""
+    try:
+        asking = signed_in(request, BREACH_CHECK_KINDS)
+        stored = calendars.get(person_id)
+        merged_into = decode_calendar(stored)[1] if stored else None
+        if merged_into is not None:
+            # Known since as another person: the partner may hold the id it was given before.
+            path = _breach_check_path(merged_into, request)
+            here = partial(_breach_check, web, request, merged_into)
+            return await _at_owner(web, request, calendars, merged_into, path=path, here=here)
+        calendar = calendar_for(stored, asking)
+        appointment = own_appointment(calendar, asking, request.query.get("appointment", ""))
+    except Refusal as refusal:
+        return _problem(web, refusal.status, refusal.message)
+    check = breach_check(
+        calendar,
+        appointment,
+        calendar.partners,
+        dict(LAST_HEARD),
+        SETTINGS.travel_buffer,
+        identity_conflict=identity_flags.get(person_id) is not None,
+    )
+    now = datetime.now(UTC)
+    directory = partner_directory(SETTINGS.partners_file)
+    answer, basis = breach_check_answer(check, calendar, asking, directory, now)
+    failure = await record_disclosure(person_id, asking, f"BreachCheck/{appointment}", basis, now)
+    status, body = audited_answer(answer, failure)
+    log.info(
+        "breach_check.answered",
+        person_id=person_id,
+        partner=asking.id,
+        verdict=answer["verdict"],
+        audited=failure is None,
+    )
+    return web.json(body, status=status)
+
+
+def audited_answer(
+    answer: dict[str, Any], failure: BaseException | None
+) -> tuple[int, dict[str, Any]]:
+    """The response to a breach check: the answer once its audit record is stored, else a 503.
+
+    A disclosure Kafka has not recorded on the audit topic is not made.
+    """
+    if failure is not None:
+        return 503, {
+            "error": "the hub could not record this disclosure in its audit log, so it does not "
+            "answer; try again shortly"
+        }
+    return 200, answer
+
+
+async def acknowledged(
+    send: Callable[[], Awaitable[Awaitable[Any]]], timeout_s: float
+) -> Exception | None:
+    """None once Kafka has acknowledged the record `send` hands to the producer; else why not.
+
+    `send` returns the record's delivery future; both steps are bounded by `timeout_s`.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            delivery = await send()
+            await delivery
+    except Exception as exc:  # whatever the cause, the disclosure was not recorded
+        return exc
+    return None
+
+
+async def record_disclosure(
+    person_id: str, asking: Partner, what: str, basis: str, at: datetime
+) -> Exception | None:
+    """Put the AuditEvent of one disclosure on the audit topic; None once Kafka has it, else why not."""
+    out = audit_out(
+        uuid.uuid4(),
+        person_id=person_id,
+        recipient=asking.id,
+        role=ROLE_OF_KIND[asking.kind],
+        what=what,
+        basis=basis,
+        now=at,
+    )
+    failure = await acknowledged(
+        partial(app.producer.send, out.topic.name, out.key, out.value, None, None, None),
+        SETTINGS.audit_timeout_s,
+    )
+    if failure is not None:
+        log.error("audit.not_recorded", person_id=person_id, error=type(failure).__name__)
+    return failure
+
+
+async def follow(topic: Topic, apply: Any) -> None:
+    """Read a compacted topic whole, then keep up with it, passing each message to `apply`."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers(), enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                for message in messages:
+                    try:
+                        apply(message.key, message.value)
+                    except CodecError as exc:  # not a record the hub wrote: pass it by
+                        log.warning("follow.skipped", topic=topic.name, reason=str(exc))
+    except asyncio.CancelledError:
+        raise
+    finally:
+        await consumer.stop()
+
+
+def _heard(key: bytes | None, value: bytes | None) -> None:
+    partner, heard = heard_from(value)
+    previous = LAST_HEARD.get(partner)
+    if previous is None or heard > previous:
+        LAST_HEARD[partner] = heard
+
+
+def _referral_entry(key: bytes | None, value: bytes | None) -> None:
+    referral_id, entry = entry_of(key, value)
+    REFERRAL_INBOX[referral_id] = entry
+
+
+@app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped
+async def follow_partner_activity() -> None:
+    """Keep LAST_HEARD current from the compacted partner-activity topic, read whole."""
+    await follow(topics.PARTNER_ACTIVITY, _heard)
+
+
+@app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped
+async def follow_referrals() -> None:
+    """Keep the referral inboxes current from the compacted referrals topic, read whole."""
+    await follow(topics.REFERRALS, _referral_entry)
+
+
+REFERRAL_INBOX: dict[str, dict[str, Any]] = {}
+
+
+@app.page("/referrals")
+async def referral_inbox(web: Any, request: Any) -> Any:
+    """The signed-in partner's referrals (sent or received), optionally filtered by ?status=."""
+    try:
+        asking = signed_in(request)
+    except Refusal as refusal:
+        return _problem(web, refusal.status, refusal.message)
+    return web.json({"referrals": inbox(REFERRAL_INBOX, asking.id, request.query.get("status"))})
+
+
+@app.page("/stats")
+async def stats(web: Any, request: Any) -> Any:
+    """How many people's calendars this worker holds (tombstones of merged people excluded)."""
+    try:
+        signed_in(request)
+    except Refusal as refusal:
+        return _problem(web, refusal.status, refusal.message)
+    people = sum(1 for value in calendars.values() if decode_calendar(value)[1] is None)
+    return web.json({"calendars": people, "partners_heard": len(LAST_HEARD)})
