@@ -19,7 +19,7 @@ from schemas.vocabulary import (
     RECIPIENT_EXTENSION,
 )
 from schemas.vocabulary import UK_TIME as PARTNER_TIME_ZONE
-from services.domain.calendar import Alert, AlertAction, AlertKind, Slot
+from services.domain.calendar import Slot
 from services.domain.consent import ROLE_OF_KIND, ConsentDecision, Role
 from services.domain.disclosure import (
     Disclosure,
@@ -31,6 +31,7 @@ from services.domain.disclosure import (
 )
 from services.domain.instants import fhir_instant
 from services.domain.partners import PartnerDirectory
+from services.domain.reconciliation import Alert, AlertAction, AlertKind
 
 # Fixed, so an alert reprocessed after a restart gets the same id.
 ALERT_NAMESPACE: Final = uuid.UUID("6f1c2f5e-3a7b-5d0e-9c41-2b8e7d6a1f30")

@@ -8,15 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from services.domain.calendar import (
-    ATTENDED_STATUSES,
-    DEFAULT_TRAVEL_BUFFER,
-    HEALTH_KINDS,
-    AgencyKind,
-    Calendar,
-    Slot,
-    overlaps,
-)
+from services.domain.calendar import HEALTH_KINDS, AgencyKind, Calendar, Slot
 from services.domain.consent import ROLE_OF_KIND
 from services.domain.disclosure import (
     Organisation,
@@ -27,6 +19,7 @@ from services.domain.disclosure import (
 )
 from services.domain.instants import fhir_instant
 from services.domain.partners import Partner, PartnerDirectory
+from services.domain.reconciliation import ATTENDED_STATUSES, DEFAULT_TRAVEL_BUFFER, overlaps
 
 Verdict = Literal[
     "explained", "possible-conflict", "no-known-conflict", "identity-conflict", "withheld"

@@ -13,74 +13,16 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import aiokafka
-import faust
 from faust.app.router import Router
-from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.utils.functional import consecutive_numbers
-from faust.web.drivers import aiohttp as faust_aiohttp
 from yarl import URL
 
 from schemas import topics
 from schemas.keys import person_partition, token_home
 from schemas.topics import Topic
 from services.runtime import person_key, settings
+from services.stream.faust_private import HubApp
 
 SETTINGS = settings()
-
-# How long a fetch waits on the broker for data to arrive. faust-streaming hard-codes 1,500 ms
-# in its aiokafka driver, with no setting, and an event waits that long at each hop between
-# agents when traffic is light (alert latency p99 at 500 events/s: 1.7 s with it, 68 ms at 100).
-FETCH_MAX_WAIT_MS = int(os.environ.get("CONCORD_FETCH_MAX_WAIT_MS", "100"))
-
-
-class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
-        consumer = super()._create_worker_consumer(transport)
-        # Read once, when the consumer starts and builds its fetcher.
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
-        return consumer
-
-
-class _Consumer(faust_aiokafka.Consumer):
-    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    def _new_offset(self, tp: Any) -> int | None:
-        """The offset to commit for `tp`: one past the run of handled offsets from the last commit.
-
-        faust-streaming 0.15.3's own (transport/consumer.py, Consumer._new_offset) folds the
-        offsets it believes were skipped (`_gap`) into the acked list without dropping those
-        already acked, and a repeated offset ends the first run of consecutive offsets after two.
-        After a rebalance they repeat: recovery resumes the stream partitions before it seeks them
-        to their committed offsets (tables/recovery.py, on_recovery_completed), records fetched
-        meanwhile are handled and acked, the seek puts the read offset back, and the next record
-        looks as if it skipped them. Each commit (every 2.8 s) then advanced the partition by one
-        offset until past the repeats: the committed offsets of a drain crept for a minute or more.
-        """
-        acked = self._acked[tp]
-        if not acked:
-            return None
-        top = max(acked)
-        gap = self._gap[tp]
-        if gap:
-            # Only below the highest ack: the agents ack in offset order, so an offset under it
-            # was handled or never delivered, while one above may still be on its way.
-            for interval in gap.overlap(0, top):
-                acked.extend(range(interval.begin, min(interval.end, top)))
-            gap.chop(0, top)
-        acked[:] = sorted(set(acked))
-        committed = self._committed_offset[tp]
-        if committed and acked[0] - committed > 1:
-            return None  # as faust: an offset before the first ack is not handled yet
-        run = next(consecutive_numbers(acked))
-        del acked[: len(run)]
-        self._acked_index[tp].difference_update(run)
-        return int(run[-1]) + 1
-
-
-class _Transport(faust_aiokafka.Transport):
-    Consumer = _Consumer
 
 
 class PersonRouter(Router):
@@ -104,32 +46,6 @@ class PersonRouter(Router):
             if any(partition in partitions for partitions in held.values()):
                 return URL(url)
         raise KeyError(f"no worker holds partition {partition} of {table_name}")
-
-
-class HubWeb(faust_aiohttp.Web):
-    """faust's aiohttp web server with none of faust's own pages, only the hub's.
-
-    faust serves `/table/<name>/<key>/` (any table entry: whole calendars, identifiers), `/router`
-    (every worker's address and partitions), and statistics, to anyone who can reach the port.
-    Request routing between workers needs none of them: a worker passes a request to another
-    over HTTP, at the same port, with the partner's credentials.
-    """
-
-    default_blueprints = ()
-    production_blueprints = ()
-    debug_blueprints = ()
-    optional_blueprints = ()
-
-
-class HubApp(faust.App):
-    """faust's App, on a Kafka transport whose consumer waits FETCH_MAX_WAIT_MS per fetch,
-    serving only the hub's web pages."""
-
-    def _new_transport(self) -> Any:
-        return _Transport(self.conf.broker_consumer, self)
-
-    def _new_web(self) -> Any:
-        return HubWeb(self)
 
 
 app = HubApp(

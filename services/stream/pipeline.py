@@ -30,15 +30,11 @@ from schemas.keys import PersonKey, person_id_for, person_id_for_token, token_ho
 from services.domain.alerts import alert_messages
 from services.domain.appointments import slot_from_appointment
 from services.domain.calendar import (
-    Alert,
     Calendar,
     Slot,
     add_consent,
     add_partner,
-    merge,
-    reconcile,
     stale_change,
-    told_on_relating,
     with_relationships,
 )
 from services.domain.consent import ROLE_OF_KIND, decision_from_consent
@@ -60,6 +56,7 @@ from services.domain.identity_messages import (
     conflict_notices,
     operator_audit,
 )
+from services.domain.reconciliation import Alert, merge, reconcile, told_on_relating
 from services.domain.refusals import Refusal
 from services.domain.versions import stale_reason
 from services.stream import referral_flow

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from schemas.fhir import problems_in
 from services.domain.alerts import alert_messages
 from services.domain.appointments import slot_from_appointment
-from services.domain.calendar import AgencyKind, Calendar, reconcile
+from services.domain.calendar import AgencyKind, Calendar
 from services.domain.partners import PartnerDirectory
+from services.domain.reconciliation import reconcile
 from services.domain.relationships import Relationship
 
 T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)

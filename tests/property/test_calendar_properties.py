@@ -10,13 +10,10 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from services.domain.calendar import (
-    AgencyKind,
+from services.domain.calendar import AgencyKind, Calendar, Slot, Version
+from services.domain.reconciliation import (
     Alert,
     AlertKey,
-    Calendar,
-    Slot,
-    Version,
     merge,
     open_alert_keys,
     overlaps,

@@ -13,9 +13,10 @@ import pytest
 from schemas.fhir import problems_in
 from services.domain.alerts import AlertMessage, alert_messages
 from services.domain.appointments import slot_from_appointment
-from services.domain.calendar import AgencyKind, Alert, Calendar, Slot, Version, reconcile
+from services.domain.calendar import AgencyKind, Calendar, Slot, Version
 from services.domain.consent import ConsentDecision
 from services.domain.partners import PartnerDirectory
+from services.domain.reconciliation import Alert, reconcile
 from services.domain.relationships import Relationship
 
 DEMO = Path(__file__).parents[2] / "deploy" / "demo"

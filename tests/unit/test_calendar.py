@@ -7,14 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.domain.calendar import (
+from services.domain.calendar import AgencyKind, Calendar, Slot, Version, apply_change
+from services.domain.reconciliation import (
     DEFAULT_TRAVEL_BUFFER,
-    AgencyKind,
     Alert,
-    Calendar,
-    Slot,
-    Version,
-    apply_change,
     merge,
     open_alert_keys,
     overlaps,

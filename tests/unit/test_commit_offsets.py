@@ -8,7 +8,7 @@ from typing import Any
 
 from intervaltree import IntervalTree
 
-from services.stream.app import _Consumer
+from services.stream.faust_private import _Consumer
 
 
 def consumer(committed: int | None, acked: list[int], gaps: list[tuple[int, int]]) -> Any:

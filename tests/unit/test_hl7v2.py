@@ -29,7 +29,8 @@ from connectors.publish import Accepted, decide
 from schemas.fhir import problems_in
 from services.domain.appointments import slot_from_appointment
 from services.domain.breach import breach_check
-from services.domain.calendar import Calendar, Slot, Version, reconcile
+from services.domain.calendar import Calendar, Slot, Version
+from services.domain.reconciliation import reconcile
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "mht"
 PARTNER = "mht-rv5"
