@@ -1,4 +1,4 @@
-"""The stream processors: each decodes a message, asks services/pipeline.py, and emits.
+"""The stream processors: each decodes a message, asks the pipeline (services/stream/pipeline.py), and emits.
 
 Alerts reach the producer before the table write that records them (faust queues
 changelog writes in its own buffer), and a batch's offsets are committed only after
@@ -111,7 +111,7 @@ async def person_index(stream: Any) -> None:
     """Resolve inbound envelopes to hub people; learn token links from the linker.
 
     An event whose person lives on the partition it arrived on (the edge sends it there,
-    services/partitioning.py) is reconciled here and now; any other is re-keyed by person
+    schemas/keys.py) is reconciled here and now; any other is re-keyed by person
     onto person-events for the reconciler, or sent to the linker.
     """
     activity = PartnerActivity()
