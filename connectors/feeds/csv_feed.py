@@ -1,7 +1,7 @@
 """Voluntary-sector CSV uploads of appointments and attendance, mapped to FHIR Appointments
 (and identity-link Patients) as Records that the publish path validates and sends.
 
-The column specification is in connectors/feeds/README-voluntary.md.
+The column specification is in connectors/feeds/README.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The probation case-management feed: JSON events mapped to FHIR Appointments, ServiceRequests
 and identity-link Patients, as Records that the publish path validates and sends.
 
-The format is specified in connectors/feeds/README-probation.md.
+The format is specified in connectors/feeds/README.md.
 """
 
 from __future__ import annotations
