@@ -474,7 +474,7 @@ def test_kafka_unavailable_is_503_with_retry_after_never_202(
 
 def test_served_openapi_document_is_the_committed_one(client: Client) -> None:
     reply = client.request("GET", "/openapi.json")
-    committed = json.loads((ROOT / "connectors" / "openapi.json").read_text())
+    committed = json.loads((ROOT / "connectors" / "gateway" / "openapi.json").read_text())
 
     assert reply.status == 200
     assert reply.body == committed, (
