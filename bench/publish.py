@@ -33,12 +33,11 @@ from connectors.publish import (
     Rejected,
     dead_letter,
     decide,
-    encode_envelope,
     publish_records,
 )
 from deploy.topics import create_topics
 from schemas import fhir, topics
-from schemas.codec import encode
+from schemas.codec import encode, wrap_encoded
 from schemas.envelope import content_event_id, utc_now, wrap
 from services.runtime import configure_logging as configure_logs
 
@@ -134,7 +133,7 @@ def profile(text: str) -> tuple[dict[str, float], list[tuple[bytes, bytes]]]:
 
     def encode_all() -> list[tuple[bytes, bytes, str]]:
         return [
-            encode_envelope(r, event_type=event_type, source=PARTNER, subject=who, now=now)
+            wrap_encoded(r, event_type=event_type, source=PARTNER, subject=who, now=now)
             for r, who in zip(resources, subjects, strict=True)
         ]
 

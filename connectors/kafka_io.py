@@ -56,7 +56,8 @@ class Publisher:
         return self.send_encoded(topic, key, encode(message))
 
     def send_encoded(self, topic: str, key: bytes, value: bytes) -> Future[Any]:
-        """Queue a message already encoded by the codec's rules (see connectors.publish)."""
+        """Queue a message the codec (schemas/codec.py) has already encoded, sending its bytes as
+        they are: the gateway and `concord publish` encode each envelope once, then send it."""
         # Inbound events go to their person's partition, so the hub handles them in one hop.
         partition = home_partition(key, person_key()) if topic == topics.INBOUND.name else None
         future: Future[Any] = self._producer.send(topic, key=key, value=value, partition=partition)

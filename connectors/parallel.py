@@ -26,7 +26,7 @@ from connectors.fhir_input import Record
 from schemas.fhir import CARRIED, PARTNER_RESOURCE_TYPES
 
 if TYPE_CHECKING:
-    from connectors.publish import Outcome
+    from connectors.publish import PublishResult
 
 PARALLEL_FROM = 2_000  # records; fewer are decided in this process
 CHUNK = 250  # records per task: ~75 ms of validation, so the pickling overhead is small
@@ -50,7 +50,7 @@ def decide_all(
     partner: str,
     now: datetime | None = None,
     workers: int | None = None,
-) -> Iterator[tuple[Record, Outcome]]:
+) -> Iterator[tuple[Record, PublishResult]]:
     """(record, outcome) for every record in input order; in parallel when it pays.
 
     `workers=None` decides in this process unless the input has more than
@@ -68,7 +68,7 @@ def decide_all(
 
 def _serial(
     records: Iterator[Record], partner: str, now: datetime | None
-) -> Iterator[tuple[Record, Outcome]]:
+) -> Iterator[tuple[Record, PublishResult]]:
     from connectors.publish import decide_encoded
 
     for record in records:
@@ -77,7 +77,7 @@ def _serial(
 
 def _parallel(
     records: Iterator[Record], partner: str, now: datetime | None, workers: int
-) -> Iterator[tuple[Record, Outcome]]:
+) -> Iterator[tuple[Record, PublishResult]]:
     _load_models()  # before the fork, so every worker starts with them loaded
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
@@ -104,7 +104,7 @@ def _to_wire(record: Record) -> WireRecord | None:
 
 def _outcomes(
     chunk: list[Record], result: AsyncResult[list[Wire]]
-) -> Iterator[tuple[Record, Outcome]]:
+) -> Iterator[tuple[Record, PublishResult]]:
     from connectors.publish import Encoded, Ignored, Rejected, decide_encoded
 
     for record, answer in zip(chunk, result.get(), strict=True):

@@ -7,7 +7,6 @@ rules are tested without a broker and the sender is the only thing that waits.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -17,22 +16,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TextIO
 
-import orjson
 import structlog
 
 from connectors.fhir_input import SUPPORTING_TYPES, Record, read_file
 from connectors.kafka_io import Publisher
 from schemas import topics
-from schemas.codec import encode
-from schemas.envelope import (
-    EVENT_TYPE_PATTERN,
-    DeadLetter,
-    Envelope,
-    derived_fields,
-    last_updated,
-    utc_now,
-    wrap,
-)
+from schemas.codec import encode, wrap_encoded
+from schemas.envelope import DeadLetter, Envelope, last_updated, utc_now, wrap
 from schemas.fhir import (
     PARTNER_RESOURCE_TYPES,
     PERSON_REFERENCES,
@@ -45,7 +35,6 @@ from schemas.fhir import (
 from schemas.identifiers import (
     HUB_PERSON,
     LOCAL_PREFIX,
-    PARTNER_ID,
     IdentifierError,
     PersonIdentifier,
     local_system,
@@ -178,20 +167,21 @@ class Encoded:
     event_id: str
 
 
-Outcome = Encoded | Rejected | Ignored
+# What publishing decided for one record: sent as these bytes, dead-lettered, or passed by.
+PublishResult = Encoded | Rejected | Ignored
 
 
-def decide_encoded(record: Record, partner: str, now: datetime | None = None) -> Outcome:
+def decide_encoded(record: Record, partner: str, now: datetime | None = None) -> PublishResult:
     """`decide`, with an accepted record's envelope built straight to its Kafka bytes.
 
-    The checks are `decide`'s own; only the wrapping differs, and its bytes equal
-    `encode(wrap(...))` exactly (the envelope's contract is asserted by the tests).
+    The checks are `decide`'s own; only the wrapping differs: the codec's `wrap_encoded`,
+    whose bytes equal `encode(wrap(...))` exactly.
     """
     checked = _checked(record, partner, now)
     if isinstance(checked, Rejected | Ignored):
         return checked
     resource, resource_type, subject = checked
-    key, value, event_id = encode_envelope(
+    key, value, event_id = wrap_encoded(
         resource,
         event_type=event_type_for(resource_type),
         source=partner,
@@ -200,82 +190,6 @@ def decide_encoded(record: Record, partner: str, now: datetime | None = None) ->
         now=now,
     )
     return Encoded(record.origin, key, value, event_id)
-
-
-_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN.removeprefix("^").removesuffix("$"))
-
-
-def encode_envelope(
-    resource: dict[str, Any],
-    *,
-    event_type: str,
-    source: str,
-    subject: tuple[PersonIdentifier, ...],
-    correlation: str | None = None,
-    now: datetime | None = None,
-) -> tuple[bytes, bytes, str]:
-    """(Kafka key, value, event id) of `wrap(...)`'s envelope, without a second pydantic pass.
-
-    The resource has passed `problems_in`; the envelope's own fields are checked here
-    against the contract, and anything the shortcut does not vouch for (an odd source,
-    a naive clock) goes through `wrap` and the codec, which raise as they always have.
-    """
-    now = now or utc_now()
-    if not _plain_envelope(resource, event_type, source, subject, now):
-        envelope = wrap(
-            resource,
-            event_type=event_type,
-            source=source,
-            subject=subject,
-            correlation=correlation,
-            now=now,
-        )
-        return envelope.key(), encode(envelope), str(envelope.event_id)
-    event_id, correlation_id, occurred_at = derived_fields(resource, source, correlation, now)
-    who = None
-    if subject:
-        who = {
-            "identifiers": [{"system": s, "value": v} for s, v in subject],
-            "person_id": None,
-        }
-    # Envelope's field order, as the codec writes it; datetimes as pydantic writes them.
-    value = orjson.dumps(
-        {
-            "event_id": str(event_id),
-            "event_type": event_type,
-            "source": source,
-            "subject": who,
-            "occurred_at": occurred_at,
-            "recorded_at": now,
-            "schema_version": 1,
-            "correlation_id": str(correlation_id),
-            "resource": resource,
-        },
-        option=orjson.OPT_UTC_Z,
-    )
-    key = subject[0].token() if subject else source
-    return key.encode(), value, str(event_id)
-
-
-def _plain_envelope(
-    resource: dict[str, Any],
-    event_type: str,
-    source: str,
-    subject: tuple[PersonIdentifier, ...],
-    now: datetime,
-) -> bool:
-    """True when the Envelope model would accept these parts as they are."""
-    return (
-        isinstance(resource.get("resourceType"), str)
-        and _EVENT_TYPE.fullmatch(event_type) is not None
-        and PARTNER_ID.fullmatch(source) is not None
-        and now.tzinfo is not None
-        and now.utcoffset() is not None
-        and all(
-            type(s) is str and type(v) is str and s and v  # strict types: no subclasses
-            for s, v in subject
-        )
-    )
 
 
 def _checked_subject(

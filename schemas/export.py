@@ -1,7 +1,8 @@
-"""Export the envelope's JSON Schema into schemas/, for partners who validate before sending.
+"""Export the JSON Schema of every message the hub writes into schemas/: the envelope and dead
+letter partners see, and the internal messages of schemas/internal.py.
 
-Run `python -m schemas.export` after changing the envelope; a test fails while the
-committed files are stale.
+Run `python -m schemas.export` after changing a model; a test fails while the committed
+files are stale.
 """
 
 from __future__ import annotations
@@ -13,12 +14,38 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.envelope import DeadLetter, Envelope
+from schemas.internal import (
+    DeadlinesCommand,
+    IdentityConflictRecord,
+    IdentityFlagsCommand,
+    MergeCommand,
+    PartnerActivity,
+    ReferralInboxEntry,
+    ResolveConflictCommand,
+    TransferCommand,
+)
 
+HERE = Path(__file__).parent
+INTERNAL: tuple[type[BaseModel], ...] = (
+    MergeCommand,
+    TransferCommand,
+    DeadlinesCommand,
+    IdentityFlagsCommand,
+    ResolveConflictCommand,
+    PartnerActivity,
+    ReferralInboxEntry,
+    IdentityConflictRecord,
+)
 EXPORTS: dict[str, type[BaseModel]] = {
     "envelope.schema.json": Envelope,
     "deadletter.schema.json": DeadLetter,
+    **{f"internal-messages/{model.__name__.lower()}.schema.json": model for model in INTERNAL},
 }
-HERE = Path(__file__).parent
+
+
+def example_path(model: type[BaseModel]) -> Path:
+    """Where an internal message's example lives: schemas/examples/internal-messages/<name>.json."""
+    return HERE / "examples" / "internal-messages" / f"{model.__name__.lower()}.json"
 
 
 def render(model: type[BaseModel]) -> str:
@@ -29,9 +56,11 @@ def render(model: type[BaseModel]) -> str:
 
 
 def main() -> int:
-    """Write every exported schema next to this module."""
+    """Write every exported schema under this module's folder."""
     for name, model in EXPORTS.items():
-        (HERE / name).write_text(render(model), encoding="utf-8")
+        path = HERE / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(render(model), encoding="utf-8")
         print(f"wrote schemas/{name}")
     return 0
 

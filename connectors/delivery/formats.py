@@ -1,6 +1,6 @@
 """What outbound delivery puts on the wire: FHIR message Bundles, HL7 v2 ORU^R01 messages, MLLP frames.
 
-Pure functions of the envelope (a dict, as read from Kafka), so every byte a partner receives is
+Pure functions of the envelope (as the codec decoded it), so every byte a partner receives is
 decided here and unit-tested without a socket.
 """
 
@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from connectors.hl7v2.message import END_BLOCK, START_BLOCK
+from schemas.envelope import Envelope
 from schemas.identifiers import HUB_PERSON
 from schemas.vocabulary import (
     EVENT_TYPE_SYSTEM,
@@ -21,6 +22,7 @@ from schemas.vocabulary import (
     PARTNER_SYSTEM,
     REFUSED_RESOURCE,
 )
+from services.domain.instants import fhir_instant
 
 ISSUE_TYPE_SYSTEM = "http://hl7.org/fhir/issue-type"
 BUNDLE_NAMESPACE = uuid.UUID("0c6f3f7e-8a59-5d62-b1f4-5e0d3c2a9b71")
@@ -36,26 +38,26 @@ _PERSON_ELEMENTS = ("patient", "subject", "for")
 # --- FHIR messaging -------------------------------------------------------------------------
 
 
-def message_bundle(envelope: Mapping[str, Any], partner: str, endpoint: str) -> dict[str, Any]:
+def message_bundle(envelope: Envelope, partner: str, endpoint: str) -> dict[str, Any]:
     """A FHIR R4 message Bundle carrying the envelope's resource to `partner`.
 
     Bundle.id is the envelope's event id: FHIR messaging receivers drop a Bundle whose id they
     have already processed, which makes a redelivery harmless.
     """
-    event_id = str(envelope["event_id"])
+    event_id = str(envelope.event_id)
     header_id = str(uuid.uuid5(BUNDLE_NAMESPACE, f"{event_id}\nheader"))
     focus_url = "urn:uuid:" + str(uuid.uuid5(BUNDLE_NAMESPACE, f"{event_id}\nfocus"))
     header = {
         "resourceType": "MessageHeader",
         "id": header_id,
-        "eventCoding": {"system": EVENT_TYPE_SYSTEM, "code": envelope["event_type"]},
+        "eventCoding": {"system": EVENT_TYPE_SYSTEM, "code": envelope.event_type},
         "destination": [
             {
                 "endpoint": endpoint,
                 "receiver": {"identifier": {"system": PARTNER_SYSTEM, "value": partner}},
             }
         ],
-        "sender": {"identifier": {"system": PARTNER_SYSTEM, "value": envelope["source"]}},
+        "sender": {"identifier": {"system": PARTNER_SYSTEM, "value": envelope.source}},
         "source": {"name": "concord", "endpoint": HUB_ENDPOINT},
         "focus": [{"reference": focus_url}],
     }
@@ -63,10 +65,10 @@ def message_bundle(envelope: Mapping[str, Any], partner: str, endpoint: str) -> 
         "resourceType": "Bundle",
         "id": event_id,
         "type": "message",
-        "timestamp": envelope["recorded_at"],
+        "timestamp": fhir_instant(envelope.recorded_at),
         "entry": [
             {"fullUrl": f"urn:uuid:{header_id}", "resource": header},
-            {"fullUrl": focus_url, "resource": envelope["resource"]},
+            {"fullUrl": focus_url, "resource": envelope.resource},
         ],
     }
 
@@ -90,11 +92,6 @@ def escape(value: str) -> str:
 def hl7_timestamp(moment: datetime) -> str:
     """An HL7 v2 DTM in UTC with an explicit offset (YYYYMMDDHHMMSS+0000)."""
     return moment.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000")
-
-
-def _instant(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def control_id(event_id: str, sequence: int) -> str:
@@ -137,13 +134,13 @@ def person_identifier(resource: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _person_of(envelope: Mapping[str, Any]) -> tuple[str, str] | None:
-    found = person_identifier(envelope["resource"])
+def _person_of(envelope: Envelope) -> tuple[str, str] | None:
+    found = person_identifier(envelope.resource)
     if found is not None:
         return found
-    subject = envelope.get("subject")
-    if isinstance(subject, Mapping) and isinstance(subject.get("person_id"), str):
-        return HUB_PERSON, subject["person_id"]
+    subject = envelope.subject
+    if subject is not None and subject.person_id is not None:
+        return HUB_PERSON, subject.person_id
     return None
 
 
@@ -192,16 +189,16 @@ def summary(resource: Mapping[str, Any]) -> tuple[tuple[str, str], str]:
     return code, f"{resource_type} {status}" if isinstance(status, str) else resource_type
 
 
-def hl7_message(envelope: Mapping[str, Any], partner: str, control: str, now: datetime) -> str:
+def hl7_message(envelope: Envelope, partner: str, control: str, now: datetime) -> str:
     """The envelope as an HL7 v2.5.1 ORU^R01, segments separated by carriage returns.
 
     PID names the person as the (already minimised) resource does; OBR names the event type;
     OBX 1 is a one-line summary (an alert's detail); then one OBX per element of the resource,
     its FHIRPath as the observation code, so nothing the recipient may see is left out.
     """
-    resource = envelope["resource"]
+    resource = envelope.resource
     resource_type = str(resource["resourceType"])
-    event_type = escape(str(envelope["event_type"]))
+    event_type = escape(envelope.event_type)
     msh = "|".join(
         [
             "MSH",
@@ -222,7 +219,7 @@ def hl7_message(envelope: Mapping[str, Any], partner: str, control: str, now: da
     pid_3 = f"{escape(person[1])}^^^&{escape(person[0])}&URI" if person else ""
     filler = escape(f"{resource_type}/{resource.get('id', '')}")
     placer = escape(refused_resource(resource) or "")
-    observed = hl7_timestamp(_instant(str(envelope["occurred_at"])))
+    observed = hl7_timestamp(envelope.occurred_at)
     segments = [
         msh,
         f"PID|1||{pid_3}",

@@ -112,7 +112,7 @@ def load_endpoints(document: Any, origin: str) -> dict[str, Endpoint]:
 
 @dataclass(frozen=True, slots=True)
 class DeliverySettings:
-    """Retry, timeout and memory limits (README-delivery.md lists the variables)."""
+    """Retry, timeout and memory limits (connectors/delivery/README.md lists the variables)."""
 
     max_attempts: int = 60
     backoff_base_s: float = 1.0
@@ -176,10 +176,11 @@ def retry_after(value: str | None) -> float | None:
     return float(value.strip())
 
 
-Verdict = Literal["delivered", "retry", "refused"]
+# What one delivery attempt came to.
+AttemptVerdict = Literal["delivered", "retry", "refused"]
 
 
-def judge_http(status: int) -> Verdict:
+def judge_http(status: int) -> AttemptVerdict:
     """What an HTTP status means: 2xx delivered; 408, 429 and 5xx worth retrying; else refused.
 
     Redirects are refused too: a webhook that moved is a configuration fix, not a retry.
@@ -233,7 +234,7 @@ class PartitionOffsets:
 # --- failures -------------------------------------------------------------------------------
 
 
-def dead_letter(
+def undeliverable_letter(
     raw: bytes, *, reason: str, partner: str, source: str, event_id: str | None, now: datetime
 ) -> DeadLetter:
     """The undeliverable message, whole (trimmed only if huge), with why, for an operator to replay."""

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import aiohttp
 import orjson
@@ -39,22 +39,23 @@ from connectors.delivery.formats import (
 )
 from connectors.delivery.rules import (
     OPERATOR,
+    AttemptVerdict,
     DeliverySettings,
     Endpoint,
     EndpointConfigError,
     PartitionOffsets,
-    Verdict,
     backoff_delay,
-    dead_letter,
     judge_http,
     load_endpoints,
     operator_alert,
     retry_after,
     settings_from_env,
+    undeliverable_letter,
 )
 from connectors.hl7v2.message import frame
 from schemas import topics
 from schemas.codec import CodecError, decode, encode, peek
+from schemas.envelope import Envelope
 from schemas.topics import topic_prefix
 from services.runtime import bootstrap_servers
 
@@ -75,10 +76,10 @@ def group_id() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class AttemptResult:
     """One attempt's result: the verdict, a short loggable detail, and what the partner said."""
 
-    verdict: Verdict
+    verdict: AttemptVerdict
     detail: str  # "HTTP 503", "timeout after 10s", "ACK AE": safe to log
     said: str = ""  # the partner's response text: kept in a dead letter, never logged
     wait_s: float | None = None  # the partner's Retry-After
@@ -96,7 +97,7 @@ class Item:
 class Transport(Protocol):
     """Sends one message to one partner and says how it went."""
 
-    async def send(self, envelope: dict[str, Any], raw: bytes, attempt: int) -> Outcome:
+    async def send(self, envelope: Envelope, raw: bytes, attempt: int) -> AttemptResult:
         """Make one delivery attempt."""
         ...
 
@@ -105,9 +106,11 @@ class Transport(Protocol):
         ...
 
 
-def unbuildable(endpoint: Endpoint, exc: Exception) -> Outcome:
+def unbuildable(endpoint: Endpoint, exc: Exception) -> AttemptResult:
     """A message the hub cannot put in the partner's format: retrying would fail the same way."""
-    return Outcome("refused", f"cannot build the {endpoint.format} message: {type(exc).__name__}")
+    return AttemptResult(
+        "refused", f"cannot build the {endpoint.format} message: {type(exc).__name__}"
+    )
 
 
 class HttpTransport:
@@ -120,13 +123,13 @@ class HttpTransport:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._timeout_s = timeout_s
 
-    def _body(self, envelope: dict[str, Any], raw: bytes) -> tuple[bytes, str]:
+    def _body(self, envelope: Envelope, raw: bytes) -> tuple[bytes, str]:
         if self._endpoint.format == "fhir":
             bundle = message_bundle(envelope, self._endpoint.partner, self._url)
             return orjson.dumps(bundle), "application/fhir+json"
         return raw, "application/json"
 
-    async def send(self, envelope: dict[str, Any], raw: bytes, attempt: int) -> Outcome:
+    async def send(self, envelope: Envelope, raw: bytes, attempt: int) -> AttemptResult:
         """POST once; the event id goes in Idempotency-Key so the partner can drop a repeat."""
         try:
             body, content_type = self._body(envelope, raw)
@@ -134,8 +137,8 @@ class HttpTransport:
             return unbuildable(self._endpoint, exc)
         headers = {
             "Content-Type": content_type,
-            "Idempotency-Key": str(envelope["event_id"]),
-            "X-Concord-Event-Type": str(envelope["event_type"]),
+            "Idempotency-Key": str(envelope.event_id),
+            "X-Concord-Event-Type": envelope.event_type,
             "X-Concord-Attempt": str(attempt),
         }
         try:
@@ -146,17 +149,17 @@ class HttpTransport:
                 if not 200 <= response.status < 300:
                     text = await response.content.read(REFUSAL_EXCERPT * 4)
                     said = text.decode("utf-8", errors="replace")[:REFUSAL_EXCERPT]
-                return Outcome(
+                return AttemptResult(
                     judge_http(response.status),
                     f"HTTP {response.status}",
                     said,
                     retry_after(response.headers.get("Retry-After")),
                 )
         except TimeoutError:
-            return Outcome("retry", f"timeout after {self._timeout_s:g}s")
+            return AttemptResult("retry", f"timeout after {self._timeout_s:g}s")
         except (aiohttp.ClientError, OSError) as exc:
             # The exception text can quote the URL; its type says enough for a log line.
-            return Outcome("retry", type(exc).__name__)
+            return AttemptResult("retry", type(exc).__name__)
 
     async def close(self) -> None:
         """The session is shared and closed by the deliverer."""
@@ -187,10 +190,10 @@ class MllpTransport:
             self._buffer = b""
         return self._reader, self._writer
 
-    async def send(self, envelope: dict[str, Any], raw: bytes, attempt: int) -> Outcome:
+    async def send(self, envelope: Envelope, raw: bytes, attempt: int) -> AttemptResult:
         """Send once with a fresh control id; only an ACK naming that id decides the outcome."""
         self._sequence += 1
-        control = control_id(str(envelope["event_id"]), self._sequence)
+        control = control_id(str(envelope.event_id), self._sequence)
         try:
             message = hl7_message(envelope, self._endpoint.partner, control, datetime.now(UTC))
         except Exception as exc:
@@ -205,17 +208,17 @@ class MllpTransport:
                 return await self._await_ack(reader, control, envelope)
         except TimeoutError:
             if not connected:
-                return Outcome("retry", f"no connection within {self._timeout_s:g}s")
+                return AttemptResult("retry", f"no connection within {self._timeout_s:g}s")
             # Keep the connection: the partner may only be slow, and its late ACK must be
             # read off this connection rather than mistaken for a later message's.
-            return Outcome("retry", f"no ACK within {self._timeout_s:g}s")
+            return AttemptResult("retry", f"no ACK within {self._timeout_s:g}s")
         except (OSError, EOFError) as exc:
             await self.close()
-            return Outcome("retry", type(exc).__name__)
+            return AttemptResult("retry", type(exc).__name__)
 
     async def _await_ack(
-        self, reader: asyncio.StreamReader, control: str, envelope: dict[str, Any]
-    ) -> Outcome:
+        self, reader: asyncio.StreamReader, control: str, envelope: Envelope
+    ) -> AttemptResult:
         while True:
             frames, self._buffer = unframe(self._buffer)
             for data in frames:
@@ -227,14 +230,14 @@ class MllpTransport:
                 raise EOFError("connection closed by the partner")
             self._buffer += chunk
 
-    def _judge(self, data: bytes, control: str, envelope: dict[str, Any]) -> Outcome | None:
+    def _judge(self, data: bytes, control: str, envelope: Envelope) -> AttemptResult | None:
         try:
             ack = parse_ack(data)
         except AckError as exc:
             log.warning(
                 "delivery.ack_unreadable",
                 partner=self._endpoint.partner,
-                event_id=envelope["event_id"],
+                event_id=str(envelope.event_id),
                 problem=str(exc),
             )
             return None
@@ -243,11 +246,11 @@ class MllpTransport:
             log.info(
                 "delivery.ack_stale",
                 partner=self._endpoint.partner,
-                event_id=envelope["event_id"],
+                event_id=str(envelope.event_id),
                 ack=ack.code,
             )
             return None
-        return Outcome(verdict, f"ACK {ack.code}", ack.text)
+        return AttemptResult(verdict, f"ACK {ack.code}", ack.text)
 
     async def close(self) -> None:
         """Close the connection; the next attempt opens a new one."""
@@ -296,12 +299,11 @@ class Lane:
 
     async def _handle(self, raw: bytes) -> None:
         try:
-            decode(raw)  # validate once; the wire formats are built from the plain dict
+            envelope = decode(raw)  # parsed and validated once; the wire formats read the model
         except CodecError as exc:
             # The codec's message names the field at fault: kept in the dead letter only.
             await self._deliverer.give_up(raw, self.partner, None, "not a valid envelope", str(exc))
             return
-        envelope = peek(raw)
         endpoint = self._deliverer.endpoints.get(self.partner)
         if endpoint is None:
             reason = "no endpoint is configured for this partner"
@@ -309,7 +311,7 @@ class Lane:
             return
         await self._deliver(endpoint, envelope, raw)
 
-    async def _deliver(self, endpoint: Endpoint, envelope: dict[str, Any], raw: bytes) -> None:
+    async def _deliver(self, endpoint: Endpoint, envelope: Envelope, raw: bytes) -> None:
         settings = self._deliverer.settings
         transport = self._transport or self._deliverer.transport_for(endpoint)
         self._transport = transport
@@ -320,8 +322,8 @@ class Lane:
             log.info(
                 "delivery.attempt",
                 partner=self.partner,
-                event_id=envelope["event_id"],
-                event_type=envelope["event_type"],
+                event_id=str(envelope.event_id),
+                event_type=envelope.event_type,
                 attempt=attempt,
                 status="gave-up"
                 if outcome.verdict == "retry" and wait is None
@@ -342,7 +344,7 @@ class Lane:
                 return
             await asyncio.sleep(wait)
 
-    def _wait(self, attempt: int, outcome: Outcome) -> float:
+    def _wait(self, attempt: int, outcome: AttemptResult) -> float:
         settings = self._deliverer.settings
         delay = backoff_delay(attempt, settings, secrets.randbelow(1000) / 1000)
         if outcome.wait_s is not None:
@@ -507,15 +509,15 @@ class Deliverer:
         self,
         raw: bytes,
         partner: str,
-        envelope: dict[str, Any] | None,
+        envelope: Envelope | None,
         reason: str,
         full_reason: str,
     ) -> None:
         """Dead-letter the message and alert the operator; returns once Kafka has both."""
         now = datetime.now(UTC)
-        event_id = str(envelope["event_id"]) if envelope else None
-        source = str(envelope["source"]) if envelope else partner or "unknown"
-        letter = dead_letter(
+        event_id = str(envelope.event_id) if envelope else None
+        source = envelope.source if envelope else partner or "unknown"
+        letter = undeliverable_letter(
             raw, reason=full_reason, partner=partner, source=source, event_id=event_id, now=now
         )
         alert = operator_alert(partner=partner, event_id=event_id, reason=reason, now=now)

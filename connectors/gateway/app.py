@@ -1,5 +1,6 @@
 """The HTTP ingest gateway: partners POST FHIR resources and Bundles, answered 202 only once Kafka
-has acknowledged every envelope, and otherwise with a FHIR OperationOutcome (see README-gateway.md).
+has acknowledged every envelope, and otherwise with a FHIR OperationOutcome (see
+connectors/gateway/README.md).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from connectors.gateway.rules import (
     LatestVersions,
     Mismatch,
     Published,
-    Refusal,
+    RefusedRequest,
     Replay,
     assess,
     fingerprint,
@@ -40,7 +41,7 @@ from connectors.gateway.rules import (
 from connectors.gateway.spec import capability_statement, openapi_document
 from connectors.kafka_io import DeliveryError, Publisher, new_producer
 from connectors.publish import Rejected, dead_letter
-from schemas.envelope import Envelope
+from schemas import topics
 from schemas.fhir import PARTNER_RESOURCE_TYPES
 from schemas.identifiers import PARTNER_ID
 from services.domain.partners import Partner
@@ -166,7 +167,7 @@ class Gateway:
             config.producers, make_producer or (lambda: gateway_producer(config.kafka_timeout_s))
         )
 
-    async def sign_in(self, request: web.Request) -> Partner | Refusal:
+    async def sign_in(self, request: web.Request) -> Partner | RefusedRequest:
         """The partner proven by HTTP Basic, or a 401 refusal."""
         partner_id, secret = basic_credentials(request.headers.get("Authorization"))
         directory = partner_directory(self.config.partners_file)
@@ -179,18 +180,19 @@ class Gateway:
             message = f"{reason}: sign in with HTTP Basic (your partner id and secret)"
             return refuse(401, "security", "(Authorization)", message, dead_letter=False)
 
-    async def publish(self, envelopes: tuple[Envelope, ...]) -> None:
-        """Send every envelope and return once Kafka has acknowledged them all."""
+    async def publish(self, admitted: Admitted) -> None:
+        """Send every envelope, as encoded when admitted; return once Kafka has acknowledged all."""
         timeout_s = self.config.kafka_timeout_s
+        inbound = topics.INBOUND.name
 
         def job(publisher: Publisher) -> None:
-            for envelope in envelopes:
-                publisher.send_envelope(envelope)
+            for item in admitted.accepted:
+                publisher.send_encoded(inbound, item.key, item.value)
             publisher.confirm(timeout_s)
 
         await self.lanes.run(job)
 
-    async def keep(self, refusal: Refusal, raw: bytes, origin: str, partner: str) -> bool:
+    async def keep(self, refusal: RefusedRequest, raw: bytes, origin: str, partner: str) -> bool:
         """Put a refused input on the dead-letter topic with its reason; False if Kafka failed."""
         problems = tuple(i.as_problem() for i in refusal.issues)
         text = raw.decode("utf-8", errors="replace")
@@ -242,7 +244,7 @@ class Post:
         return f"POST /fhir/{self.route_type}" if self.route_type else "POST /fhir"
 
 
-def refused_reply(refusal: Refusal, final: bool = False, retry_after: bool = False) -> Reply:
+def refused_reply(refusal: RefusedRequest, final: bool = False, retry_after: bool = False) -> Reply:
     """The reply to a refused request: its status and OperationOutcome."""
     return Reply(Answer(refusal.status, refusal.outcome()), final=final, retry_after=retry_after)
 
@@ -280,7 +282,7 @@ async def read_limited(request: web.Request, limit: int) -> tuple[bytes, bool]:
     return b"".join(chunks), False
 
 
-def too_large(declared: int | None, limit: int) -> Refusal:
+def too_large(declared: int | None, limit: int) -> RefusedRequest:
     """413 for a body over the limit."""
     size = f"{declared} bytes" if declared is not None else "more than that"
     return refuse(413, "too-long", "(body)", f"{size} is over the limit of {limit} bytes")
@@ -290,7 +292,7 @@ async def receive(request: web.Request) -> web.Response:
     """POST /fhir and /fhir/{resourceType}: sign in, read the body within the limit, answer."""
     gateway, facts = request.app[GATEWAY], request[FACTS]
     partner = await gateway.sign_in(request)
-    if isinstance(partner, Refusal):
+    if isinstance(partner, RefusedRequest):
         return respond(request, refused_reply(partner))
     facts["partner"] = partner.id
     headers, limit = request.headers, gateway.config.max_body
@@ -336,7 +338,9 @@ async def answer_post(gateway: Gateway, facts: dict[str, Any], post: Post) -> Re
     )
 
 
-async def refused(gateway: Gateway, facts: dict[str, Any], refusal: Refusal, post: Post) -> Reply:
+async def refused(
+    gateway: Gateway, facts: dict[str, Any], refusal: RefusedRequest, post: Post
+) -> Reply:
     """Dead-letter a refused input (when its sender is trusted) and reply with the outcome.
 
     The reply is final (replayed to a retry) unless the dead letter could not be written,
@@ -382,14 +386,14 @@ async def decide(gateway: Gateway, facts: dict[str, Any], post: Post) -> Reply:
     verdict = await loop.run_in_executor(
         None, assess, post.body, post.content_type, post.route_type, post.partner
     )
-    if isinstance(verdict, Refusal):
+    if isinstance(verdict, RefusedRequest):
         return await refused(gateway, facts, verdict, post)
     if not verdict.accepted:  # only supporting resources: nothing to publish
         return Reply(Answer(202, verdict.answer()), final=True)
     # Whatever the key: content equal to the latest version published is a repeat, an older
     # version is stale. An earlier content sent again (an appointment moved back) is neither.
-    seen = gateway.versions.judge(post.partner, verdict)
-    if isinstance(seen, Refusal):
+    seen = gateway.versions.check(post.partner, verdict)
+    if isinstance(seen, RefusedRequest):
         return await refused(gateway, facts, seen, post)
     if isinstance(seen, Published):
         return Reply(Answer(202, verdict.answer()), final=True, replayed=True)
@@ -402,7 +406,7 @@ async def decide(gateway: Gateway, facts: dict[str, Any], post: Post) -> Reply:
 async def publish(gateway: Gateway, facts: dict[str, Any], admitted: Admitted) -> Reply:
     """202 once Kafka has acknowledged every envelope; 503 (retry) if it has not."""
     try:
-        await gateway.publish(admitted.envelopes)
+        await gateway.publish(admitted)
     except KafkaUnavailable:
         message = "the hub could not store your request just now; nothing was accepted: retry later"
         return refused_reply(refuse(503, "transient", "(Kafka)", message), retry_after=True)

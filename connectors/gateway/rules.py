@@ -75,7 +75,7 @@ def issue(code: IssueCode, problem: Problem) -> Issue:
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
+class RefusedRequest:
     """A request turned away: the HTTP status and every issue, and whether to dead-letter it."""
 
     status: int
@@ -92,22 +92,36 @@ class Refusal:
         return "; ".join(i.diagnostics for i in self.issues)
 
 
-def refuse(status: int, code: IssueCode, where: str, message: str, **flags: bool) -> Refusal:
+def refuse(status: int, code: IssueCode, where: str, message: str, **flags: bool) -> RefusedRequest:
     """A refusal with one issue."""
-    return Refusal(status, (issue(code, Problem(where, message)),), **flags)
+    return RefusedRequest(status, (issue(code, Problem(where, message)),), **flags)
+
+
+@dataclass(frozen=True, slots=True)
+class Publishable:
+    """An accepted resource: its envelope, and the Kafka key and value it is published as.
+
+    Encoded once, when admitted: the size check reads the bytes that are then sent.
+    """
+
+    origin: str
+    envelope: Envelope
+    key: bytes
+    value: bytes
+
+
+def publishable(accepted: Accepted) -> Publishable:
+    """An accepted resource with its envelope encoded by the codec."""
+    envelope = accepted.envelope
+    return Publishable(accepted.origin, envelope, envelope.key(), encode(envelope))
 
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
-    """A request whose every resource passed: the envelopes to publish, and how many were passed by."""
+    """A request whose every resource passed: what to publish, and how many were passed by."""
 
-    accepted: tuple[Accepted, ...]
+    accepted: tuple[Publishable, ...]
     ignored: int
-
-    @property
-    def envelopes(self) -> tuple[Envelope, ...]:
-        """The envelopes, in input order."""
-        return tuple(a.envelope for a in self.accepted)
 
     @property
     def event_ids(self) -> list[str]:
@@ -141,7 +155,7 @@ def operation_outcome(issues: Iterable[Issue]) -> dict[str, Any]:
 # --- the request, step by step ------------------------------------------------------------------
 
 
-def body_kind(content_type: str | None) -> BodyKind | Refusal:
+def body_kind(content_type: str | None) -> BodyKind | RefusedRequest:
     """JSON or XML from the Content-Type header; 415 for anything else or a charset not UTF-8."""
     media, _, params = (content_type or "").partition(";")
     media = media.strip().lower()
@@ -192,11 +206,11 @@ def xml_depth(root: Any, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
-def _too_deep() -> Refusal:
+def _too_deep() -> RefusedRequest:
     return refuse(400, "structure", "(body)", f"nested deeper than {MAX_DEPTH} levels")
 
 
-def parse_json(text: str) -> Any | Refusal:
+def parse_json(text: str) -> Any | RefusedRequest:
     """The JSON value of the body; 400 when it is malformed or nested too deeply."""
     try:
         data = orjson.loads(text)
@@ -210,7 +224,7 @@ def parse_json(text: str) -> Any | Refusal:
     return data
 
 
-def parse_xml(data: bytes) -> Any | Refusal:
+def parse_xml(data: bytes) -> Any | RefusedRequest:
     """The root element of FHIR XML; 400 when not well-formed, not FHIR, or nested too deeply."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
     try:
@@ -279,7 +293,7 @@ def _xml_value(element: Any, name: str) -> str | None:
     return None if child is None else child.get("value")
 
 
-def route_type_refusal(route_type: str | None) -> Refusal | None:
+def route_type_refusal(route_type: str | None) -> RefusedRequest | None:
     """404 for a resource type the gateway does not take at /fhir/{resourceType}."""
     if route_type is None or route_type in PARTNER_RESOURCE_TYPES:
         return None
@@ -292,7 +306,7 @@ def route_type_refusal(route_type: str | None) -> Refusal | None:
     )
 
 
-def body_refusal(body: Body, route_type: str | None, partner: str) -> Refusal | None:
+def body_refusal(body: Body, route_type: str | None, partner: str) -> RefusedRequest | None:
     """400 when the body does not fit its path, 422 for a Bundle type not taken, 403 for a sender not the partner."""
     if route_type is not None and body.resource_type != route_type:
         found = repr(body.resource_type) if body.resource_type else "missing"
@@ -379,9 +393,9 @@ def _decisions(
             yield record, Rejected(record.origin, record.raw, (Problem(resource_type, message),))
 
 
-def judge(
+def admit(
     records: Iterable[Record], partner: str, now: datetime | None = None
-) -> Admitted | Refusal:
+) -> Admitted | RefusedRequest:
     """Every record accepted (as envelopes) or the request refused with every problem: all or nothing."""
     accepted: list[Accepted] = []
     ignored = 0
@@ -394,33 +408,35 @@ def judge(
         else:
             ignored += 1
     if issues:
-        return Refusal(422, tuple(issues))
-    return Admitted(tuple(accepted), ignored)
+        return RefusedRequest(422, tuple(issues))
+    return Admitted(tuple(publishable(a) for a in accepted), ignored)
 
 
-def envelope_size(envelope: Envelope) -> int:
-    """What the envelope costs the broker: its encoded bytes, key and record framing."""
-    return len(encode(envelope)) + len(envelope.key()) + RECORD_OVERHEAD_BYTES
+def record_size(item: Publishable) -> int:
+    """What an envelope costs the broker: its encoded bytes, key and record framing."""
+    return len(item.value) + len(item.key) + RECORD_OVERHEAD_BYTES
 
 
-def oversize_refusal(admitted: Admitted, limit: int = BROKER_MAX_BYTES) -> Refusal | None:
+def oversize_refusal(admitted: Admitted, limit: int = BROKER_MAX_BYTES) -> RefusedRequest | None:
     """413 when any envelope would exceed the broker's message limit: retrying cannot help."""
     issues = []
     for accepted in admitted.accepted:
-        size = envelope_size(accepted.envelope)
+        size = record_size(accepted)
         if size > limit:
             message = f"as an event this is {size} bytes, over the broker's limit of {limit}"
             issues.append(Issue("too-long", _where(accepted), message, None))
-    return Refusal(413, tuple(issues)) if issues else None
+    return RefusedRequest(413, tuple(issues)) if issues else None
 
 
-def _where(accepted: Accepted) -> str:
+def _where(accepted: Publishable) -> str:
     """Where an accepted resource sits in the request: its Bundle entry, or its type."""
     found = _ENTRY.search(accepted.origin)
     return f"Bundle.entry[{found.group(1)}]" if found else accepted.envelope.resource_type
 
 
-def parse_body(body: bytes, kind: BodyKind, origin: str) -> tuple[Body, Iterable[Record]] | Refusal:
+def parse_body(
+    body: bytes, kind: BodyKind, origin: str
+) -> tuple[Body, Iterable[Record]] | RefusedRequest:
     """The body's facts and its records, or a 400 for text that is not UTF-8, JSON or FHIR XML."""
     try:
         text = body.decode("utf-8-sig")
@@ -430,11 +446,11 @@ def parse_body(body: bytes, kind: BodyKind, origin: str) -> tuple[Body, Iterable
         )
     if kind == "json":
         data = parse_json(text)
-        if isinstance(data, Refusal):
+        if isinstance(data, RefusedRequest):
             return data
         return json_facts(data), read_json(data, origin, text)
     root = parse_xml(text.encode())
-    if isinstance(root, Refusal):
+    if isinstance(root, RefusedRequest):
         return root
     return xml_facts(root), read_text(text, origin)
 
@@ -445,18 +461,18 @@ def assess(
     route_type: str | None,
     partner: str,
     now: datetime | None = None,
-) -> Admitted | Refusal:
+) -> Admitted | RefusedRequest:
     """Everything the gateway decides about a signed-in partner's POST, before any I/O."""
     origin = f"POST /fhir/{route_type}" if route_type else "POST /fhir"
     kind = route_type_refusal(route_type) or body_kind(content_type)
-    if isinstance(kind, Refusal):
+    if isinstance(kind, RefusedRequest):
         return kind
     parsed = parse_body(body, kind, origin)
-    if isinstance(parsed, Refusal):
+    if isinstance(parsed, RefusedRequest):
         return parsed
     facts, records = parsed
-    verdict = body_refusal(facts, route_type, partner) or judge(records, partner, now)
-    if isinstance(verdict, Refusal):
+    verdict = body_refusal(facts, route_type, partner) or admit(records, partner, now)
+    if isinstance(verdict, RefusedRequest):
         return verdict
     return oversize_refusal(verdict) or verdict
 
@@ -485,9 +501,9 @@ class Published:
     """Every resource of the request is the latest version already published: nothing new."""
 
 
-def judge_versions(
+def check_versions(
     admitted: Admitted, partner: str, latest: Callable[[VersionKey], Version | None]
-) -> Published | Refusal | None:
+) -> Published | RefusedRequest | None:
     """A request against the latest version published of each of its resources.
 
     Published when it repeats them all; 409 naming each resource that is older than the
@@ -514,7 +530,7 @@ def judge_versions(
             else:
                 issues.append(Issue("conflict", path, message, path))
     if issues:
-        return Refusal(409, tuple(issues))
+        return RefusedRequest(409, tuple(issues))
     return Published() if repeated == len(admitted.accepted) else None
 
 
@@ -529,7 +545,7 @@ def fingerprint(path: str, body: bytes) -> str:
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-def key_refusal(key: str | None) -> Refusal | None:
+def key_refusal(key: str | None) -> RefusedRequest | None:
     """400 for an Idempotency-Key that is empty, too long or not printable ASCII."""
     if key is None or IDEMPOTENCY_KEY.match(key):
         return None
@@ -572,8 +588,8 @@ class _Entry:
 
 class LatestVersions:
     """The latest version published of each partner resource, at most `max_keys` of them (the
-    least recently published forgotten first). In memory and per process: README-gateway.md
-    says what survives a restart."""
+    least recently published forgotten first). In memory and per process:
+    connectors/gateway/README.md says what survives a restart."""
 
     def __init__(self, max_keys: int = 100_000) -> None:
         self._max_keys = max_keys
@@ -582,9 +598,9 @@ class LatestVersions:
     def __len__(self) -> int:
         return len(self._held)
 
-    def judge(self, partner: str, admitted: Admitted) -> Published | Refusal | None:
-        """`judge_versions` against what this gateway has published."""
-        return judge_versions(admitted, partner, self._held.get)
+    def check(self, partner: str, admitted: Admitted) -> Published | RefusedRequest | None:
+        """`check_versions` against what this gateway has published."""
+        return check_versions(admitted, partner, self._held.get)
 
     def record(self, partner: str, admitted: Admitted) -> None:
         """Remember what Kafka has acknowledged, where it is newer than what is held."""

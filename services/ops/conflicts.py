@@ -11,16 +11,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import orjson
-
-from schemas.codec import CodecError, peek
+from schemas.codec import CodecError, decode_internal, encode_internal
+from schemas.internal import IdentityConflictRecord, ResolveConflictCommand
 from services.domain.identity import Decision, conflict_from_record
-from services.stream.pipeline import RESOLVE_COMMAND
 
 
 def conflict_entry(key: bytes | None, value: bytes | None) -> tuple[str, dict[str, Any]]:
     """(conflict id, record) of an identity-conflicts record; CodecError when it is not one."""
-    record = peek(value or b"")
+    record = decode_internal(value, IdentityConflictRecord).model_dump()
     try:
         conflict = conflict_from_record(record)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -55,15 +53,12 @@ def resolve_command(
     conflict_id: str, decision: Decision, *, operator: str, reason: str, at: datetime
 ) -> bytes:
     """The operator's decision as the linker reads it from the links topic."""
-    return orjson.dumps(
-        {
-            "command": RESOLVE_COMMAND,
-            "conflict_id": conflict_id,
-            "decision": decision,
-            "operator": operator,
-            "reason": reason,
-            "at": at,
-            "request_id": str(uuid.uuid4()),
-        },
-        option=orjson.OPT_UTC_Z,
+    command = ResolveConflictCommand(
+        conflict_id=conflict_id,
+        decision=decision,
+        operator=operator,
+        reason=reason,
+        at=at,
+        request_id=uuid.uuid4(),
     )
+    return encode_internal(command)

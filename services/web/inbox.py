@@ -9,28 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from schemas.codec import CodecError, peek
-
-# The fields of an entry that inboxes read, with their JSON types (None: may be null).
-_TEXT_FIELDS = ("id", "referrer", "status", "urgency")
-_OPTIONAL_FIELDS = ("recipient", "category", "deadline", "updated", "reason", "first_appointment")
+from schemas.codec import CodecError, decode_internal
+from schemas.internal import ReferralInboxEntry
 
 
 def entry_of(key: bytes | None, value: bytes | None) -> tuple[str, dict[str, Any]]:
-    """(referral id, entry) of a referrals record; CodecError when it is not an entry."""
+    """(referral id, entry) of a referrals record (schemas/internal.py's ReferralInboxEntry, as
+    a dict); CodecError when it is not an entry."""
     try:
         referral_id = (key or b"").decode()
     except UnicodeDecodeError as exc:
         raise CodecError("referral key is not UTF-8 text") from exc
-    entry = peek(value or b"")
-    if (
-        not referral_id
-        or not all(isinstance(entry.get(name), str) for name in _TEXT_FIELDS)
-        or not all(isinstance(entry.get(name), str | None) for name in _OPTIONAL_FIELDS)
-        or not isinstance(entry.get("escalated", False), bool)
-    ):
-        raise CodecError("not a referral inbox entry")
-    return referral_id, entry
+    if not referral_id:
+        raise CodecError("not a referral inbox entry: the record has no key")
+    return referral_id, decode_internal(value, ReferralInboxEntry).model_dump()
 
 
 def latest_entries(

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from connectors.feeds.csv_feed import records_from_csv_text
 from connectors.feeds.probation import records_from_probation_text
 from connectors.fhir_input import Record, read_partner_bytes, read_text
-from connectors.gateway.rules import Refusal, assess
+from connectors.gateway.rules import RefusedRequest, assess
 from connectors.hl7v2.message import acknowledgement, frame, records_from_hl7_bytes, reply_to
 from connectors.hl7v2.mllp import FrameDecoder, decode_text, judge
 from connectors.parallel import decide_all
@@ -37,7 +37,7 @@ def published(records: Iterator[Record], partner: str) -> None:
 def posted(data: bytes, content_type: str, route: str | None, partner: str) -> None:
     """What the gateway decides about a POST of these bytes."""
     verdict = assess(data, content_type, route, partner, NOW)
-    if isinstance(verdict, Refusal):
+    if isinstance(verdict, RefusedRequest):
         assert 400 <= verdict.status < 500, verdict
         assert verdict.issues
         assert verdict.outcome()["resourceType"] == "OperationOutcome"

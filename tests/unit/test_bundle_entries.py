@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from connectors.fhir_input import read_file, read_text
-from connectors.gateway.rules import Refusal, assess
+from connectors.gateway.rules import RefusedRequest, assess
 from connectors.publish import Accepted, Rejected, decide
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -147,7 +147,7 @@ def test_an_entry_that_is_not_an_object_is_reported_not_skipped() -> None:
 
 def test_the_gateway_refuses_such_a_bundle_with_a_422_pointing_at_the_entry() -> None:
     verdict = assess(TWO_PATIENTS.read_bytes(), "application/fhir+json", None, GP)
-    assert isinstance(verdict, Refusal)
+    assert isinstance(verdict, RefusedRequest)
     assert verdict.status == 422
     [issue] = verdict.outcome()["issue"]
     assert issue["expression"] == ["Bundle.entry[1].resource.id"]

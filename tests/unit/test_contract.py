@@ -1,16 +1,30 @@
-"""The envelope, the codec and the exported JSON Schema."""
+"""The envelope, the internal messages, the codec and the exported JSON Schemas."""
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
+from typing import Any, get_args
+from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
+from pydantic import BaseModel
 
 from schemas import export
-from schemas.codec import CodecError, decode, decode_dead_letter, encode
-from schemas.envelope import DeadLetter, Envelope, wrap
+from schemas.codec import (
+    CodecError,
+    decode,
+    decode_dead_letter,
+    decode_internal,
+    encode,
+    encode_internal,
+    wrap_encoded,
+)
+from schemas.envelope import DeadLetter, Envelope, Subject, wrap
 from schemas.fhir import problems_in
+from schemas.identifiers import PersonIdentifier
+from schemas.internal import InternalMessage
 
 EXAMPLES = sorted((Path(export.__file__).parent / "examples").glob("*.json"))
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -125,6 +139,85 @@ def test_there_is_an_example_for_every_carried_resource_type() -> None:
 
 @pytest.mark.parametrize("name", sorted(export.EXPORTS))
 def test_committed_json_schema_is_current(name: str) -> None:
-    """Fails when the envelope changed without `python -m schemas.export`."""
+    """Fails when a model changed without `python -m schemas.export`."""
     committed = (Path(export.__file__).parent / name).read_text(encoding="utf-8")
     assert committed == export.render(export.EXPORTS[name]), "run: python -m schemas.export"
+
+
+# --- the one envelope writer ----------------------------------------------------------------
+
+PERSON = PersonIdentifier(*NHS)
+ZONES = [
+    UTC,
+    timezone(timedelta(hours=1)),
+    timezone(timedelta(hours=-3, minutes=-30)),
+    ZoneInfo("Europe/London"),
+]
+PARTS: dict[str, Any] = {"event_type": "appointment.booking.updated", "source": "gp-Y01234"}
+
+
+@pytest.mark.parametrize("zone", ZONES, ids=str)
+@pytest.mark.parametrize("micro", [0, 120000, 1])
+def test_an_envelope_is_written_as_the_model_renders_it(zone: tzinfo, micro: int) -> None:
+    """encode writes an envelope's fields without a pydantic pass: the same bytes as the model's
+    own JSON, so the exported schema describes them, whatever the clock's zone."""
+    now = datetime(2026, 7, 1, 9, 0, 0, micro, tzinfo=zone)
+    resource = dict(APPOINTMENT, meta={"lastUpdated": "2026-06-30T08:00:00.5+01:00"})
+    for subject in ((PERSON,), ()):
+        wrapped = wrap(resource, subject=subject, now=now, **PARTS)
+        rendered = orjson.dumps(wrapped.model_dump(mode="json"))
+        assert encode(wrapped) == rendered
+        assert encode(decode(rendered)) == rendered
+        resolved = wrapped.model_copy(update={"subject": Subject(person_id="p-1")})
+        assert encode(resolved) == orjson.dumps(resolved.model_dump(mode="json"))
+        encoded = wrap_encoded(resource, subject=subject, now=now, **PARTS)
+        assert encoded == (wrapped.key(), rendered, str(wrapped.event_id))
+
+
+def test_an_offset_of_seconds_is_left_to_the_model() -> None:
+    """orjson and pydantic write such an offset differently: the model's rendering is kept."""
+    now = datetime(2026, 7, 1, 9, 0, tzinfo=timezone(timedelta(seconds=30)))
+    wrapped = wrap(APPOINTMENT, subject=(PERSON,), now=now, **PARTS)
+    rendered = orjson.dumps(wrapped.model_dump(mode="json"))
+    assert encode(wrapped) == rendered
+    assert wrap_encoded(APPOINTMENT, subject=(PERSON,), now=now, **PARTS)[1] == rendered
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"event_type": "Appointment"}, "event_type"),
+        ({"source": "Not A Partner"}, "source"),
+        ({"now": NOW.replace(tzinfo=None)}, "occurred_at"),
+    ],
+    ids=["event-type", "source", "naive-clock"],
+)
+def test_wrap_encoded_refuses_what_wrap_refuses(bad: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        wrap_encoded(APPOINTMENT, subject=(PERSON,), **({**PARTS, "now": NOW} | bad))
+
+
+# --- internal messages: schema files and examples -----------------------------------------------
+
+
+@pytest.mark.parametrize("model", export.INTERNAL, ids=lambda m: m.__name__)
+def test_each_internal_message_has_an_example_that_obeys_its_model(model: type[BaseModel]) -> None:
+    """schemas/examples/internal-messages/ documents each internal message: the example decodes
+    as its model, and the codec writes it back field for field, in the same order."""
+    text = export.example_path(model).read_bytes()
+    message = decode_internal(text, model)
+    assert encode_internal(message) == orjson.dumps(orjson.loads(text))
+
+
+@pytest.mark.parametrize("model", export.INTERNAL, ids=lambda m: m.__name__)
+def test_each_internal_message_is_written_as_its_model_renders_it(model: type[BaseModel]) -> None:
+    """encode_internal skips pydantic's serialiser; its bytes are still the model's JSON."""
+    message = decode_internal(export.example_path(model).read_bytes(), model)
+    written = encode_internal(message)
+    assert written == message.model_dump_json().encode()
+    assert decode_internal(written, model) == message
+
+
+def test_every_internal_model_is_exported_with_a_schema_file() -> None:
+    exported = {model for name, model in export.EXPORTS.items() if name.startswith("internal-")}
+    assert exported == set(export.INTERNAL) == set(get_args(InternalMessage))

@@ -29,23 +29,29 @@ from connectors.delivery.rules import (
     EndpointConfigError,
     PartitionOffsets,
     backoff_delay,
-    dead_letter,
     judge_http,
     load_endpoints,
     operator_alert,
     retry_after,
     schedule_span,
     settings_from_env,
+    undeliverable_letter,
 )
 from connectors.hl7v2.message import frame
 from schemas.codec import decode, encode
+from schemas.envelope import Envelope
 
 ROOT = Path(__file__).parents[2]
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 EVENT_ID = "abac12fe-d314-5151-9828-96147b019f58"
 
 
-def alert_envelope(detail: str = "Two appointments overlap on 3 December") -> dict[str, Any]:
+def alert_envelope(detail: str = "Two appointments overlap on 3 December") -> Envelope:
+    """An alert as the delivery service decodes it from the alerts topic."""
+    return decode(_json(alert_data(detail)))
+
+
+def alert_data(detail: str) -> dict[str, Any]:
     return {
         "event_id": EVENT_ID,
         "event_type": "alert.clash.raised",
@@ -86,7 +92,8 @@ def test_bundle_is_a_valid_fhir_message_whose_header_names_the_event_type_and_re
     assert header["destination"][0]["receiver"]["identifier"]["value"] == "gp-Y01234"
     assert header["destination"][0]["endpoint"] == "https://gp.example/fhir"
     assert header["focus"] == [{"reference": bundle["entry"][1]["fullUrl"]}]
-    assert focus == envelope["resource"]
+    assert focus == envelope.resource
+    assert bundle["timestamp"] == "2026-12-01T09:00:05Z", "the envelope's recorded_at"
 
 
 def test_bundle_for_an_event_is_the_same_on_every_attempt() -> None:
@@ -390,8 +397,8 @@ def test_operator_alert_names_partner_event_and_reason_and_nothing_about_the_per
 
 
 def test_dead_letter_keeps_the_envelope_and_says_where_it_failed() -> None:
-    raw = encode(decode(_json(alert_envelope())))
-    letter = dead_letter(
+    raw = encode(alert_envelope())
+    letter = undeliverable_letter(
         raw,
         reason="refused: HTTP 400",
         partner="gp-Y01234",

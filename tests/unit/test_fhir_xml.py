@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from connectors.fhir_input import read_file, read_text
-from connectors.gateway.rules import Refusal, assess
+from connectors.gateway.rules import RefusedRequest, assess
 from connectors.publish import Accepted, Rejected, decide
 
 INVALID = Path(__file__).parents[1] / "fixtures" / "invalid"
@@ -99,7 +99,7 @@ def test_xml_the_reader_cannot_take_is_rejected_not_raised(xml: str, words: str)
 def test_the_gateway_answers_r5_xml_with_a_422_outcome_not_a_500() -> None:
     body = (INVALID / "appointment-r5.xml").read_bytes()
     verdict = assess(body, "application/fhir+xml", "Appointment", "mht-rv5")
-    assert isinstance(verdict, Refusal)
+    assert isinstance(verdict, RefusedRequest)
     assert verdict.status == 422
     assert "Appointment.class" in verdict.reason()
 

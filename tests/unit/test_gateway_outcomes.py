@@ -23,7 +23,7 @@ from connectors.gateway.rules import (
     LatestVersions,
     Mismatch,
     Published,
-    Refusal,
+    RefusedRequest,
     Replay,
     assess,
     body_kind,
@@ -58,8 +58,8 @@ def nested(depth: int) -> Any:
     return value
 
 
-def refusal_of(verdict: object) -> Refusal:
-    assert isinstance(verdict, Refusal), verdict
+def refusal_of(verdict: object) -> RefusedRequest:
+    assert isinstance(verdict, RefusedRequest), verdict
     return verdict
 
 
@@ -90,7 +90,7 @@ def test_outcome_gives_no_expression_when_the_problem_is_not_an_element() -> Non
 
 
 def test_refusal_reason_lists_every_issue_on_one_line() -> None:
-    refusal = Refusal(
+    refusal = RefusedRequest(
         422,
         (
             Issue("invalid", "Appointment.status", "bad"),
@@ -118,14 +118,14 @@ def test_nesting_depth_stops_counting_past_the_limit() -> None:
 def test_json_at_the_limit_parses_and_one_deeper_is_refused() -> None:
     assert parse_json(orjson.dumps(nested(MAX_DEPTH)).decode()) == nested(MAX_DEPTH)
     refusal = parse_json(orjson.dumps(nested(MAX_DEPTH + 1)).decode())
-    assert isinstance(refusal, Refusal)
+    assert isinstance(refusal, RefusedRequest)
     assert refusal.status == 400
     assert "nested deeper than 32 levels" in refusal.reason()
 
 
 def test_json_deeper_than_the_parser_allows_is_refused_as_too_deep_not_malformed() -> None:
     refusal = parse_json("[" * 5000 + "]" * 5000)
-    assert isinstance(refusal, Refusal)
+    assert isinstance(refusal, RefusedRequest)
     assert "nested deeper" in refusal.reason()
 
 
@@ -133,13 +133,13 @@ def test_deep_xml_is_refused() -> None:
     inner = "<extension>" * 40 + "</extension>" * 40
     xml = f'<Patient xmlns="http://hl7.org/fhir">{inner}</Patient>'
     refusal = parse_xml(xml.encode())
-    assert isinstance(refusal, Refusal)
+    assert isinstance(refusal, RefusedRequest)
     assert "nested deeper" in refusal.reason()
 
 
 def test_xml_outside_the_fhir_namespace_is_refused() -> None:
     refusal = parse_xml(b"<Patient/>")
-    assert isinstance(refusal, Refusal)
+    assert isinstance(refusal, RefusedRequest)
     assert "namespace" in refusal.reason()
 
 
@@ -164,7 +164,7 @@ def test_fhir_media_types_are_accepted(header: str, kind: str) -> None:
 )
 def test_other_media_types_are_415(header: str | None) -> None:
     refusal = body_kind(header)
-    assert isinstance(refusal, Refusal)
+    assert isinstance(refusal, RefusedRequest)
     assert refusal.status == 415
     assert refusal.issues[0].code == "not-supported"
 
@@ -388,10 +388,10 @@ def test_content_equal_to_the_latest_version_published_is_a_repeat() -> None:
     first = admitted(appointment_at("10:00"))
     versions.record(PARTNER, first)
     assert isinstance(
-        versions.judge(PARTNER, admitted(appointment_at("10:00"), "2026-12-01T10:00:00+00:00")),
+        versions.check(PARTNER, admitted(appointment_at("10:00"), "2026-12-01T10:00:00+00:00")),
         Published,
     )
-    assert versions.judge("gp-A99999", first) is None, "another partner's resource"
+    assert versions.check("gp-A99999", first) is None, "another partner's resource"
 
 
 def test_content_equal_to_an_earlier_version_is_a_change_to_publish() -> None:
@@ -400,14 +400,14 @@ def test_content_equal_to_an_earlier_version_is_a_change_to_publish() -> None:
     versions.record(PARTNER, admitted(appointment_at("10:00"), "2026-12-01T09:00:00+00:00"))
     versions.record(PARTNER, admitted(appointment_at("11:00"), "2026-12-01T09:05:00+00:00"))
     back = admitted(appointment_at("10:00"), "2026-12-01T09:10:00+00:00")
-    assert versions.judge(PARTNER, back) is None
+    assert versions.check(PARTNER, back) is None
 
 
 def test_older_meta_version_than_the_latest_published_is_409_naming_both() -> None:
     versions = LatestVersions()
     versions.record(PARTNER, admitted(appointment_at("11:00", {"versionId": "2"})))
     stale = admitted(appointment_at("10:00", {"versionId": "1"}), "2026-12-01T12:00:00+00:00")
-    refusal = refusal_of(versions.judge(PARTNER, stale))
+    refusal = refusal_of(versions.check(PARTNER, stale))
     assert refusal.status == 409
     [only] = refusal.outcome()["issue"]
     assert only["code"] == "conflict"
@@ -428,7 +428,7 @@ def test_stale_entry_of_a_bundle_is_named_at_its_entry() -> None:
     }
     older = assess(body(bundle), "application/fhir+json", None, PARTNER)
     assert isinstance(older, Admitted)
-    refusal = refusal_of(versions.judge(PARTNER, older))
+    refusal = refusal_of(versions.check(PARTNER, older))
     [only] = refusal.outcome()["issue"]
     assert only["expression"] == ["Bundle.entry[2].resource.meta"]
     assert only["diagnostics"].startswith("Bundle.entry[2]: Appointment.meta: version 1 of")
@@ -439,7 +439,7 @@ def test_version_memory_holds_at_most_max_keys_forgetting_the_least_recently_pub
     for number in range(3):
         versions.record(PARTNER, admitted(appointment_at("10:00") | {"id": f"a-{number}"}))
     assert len(versions) == 2
-    assert versions.judge(PARTNER, admitted(appointment_at("10:00") | {"id": "a-0"})) is None
+    assert versions.check(PARTNER, admitted(appointment_at("10:00") | {"id": "a-0"})) is None
 
 
 # --- capability ---------------------------------------------------------------------------------

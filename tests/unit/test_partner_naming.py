@@ -14,7 +14,7 @@ import pytest
 from connectors.feeds.csv_feed import records_from_csv_text
 from connectors.feeds.probation import map_event
 from connectors.fhir_input import Record, read_text
-from connectors.gateway.rules import Refusal, assess
+from connectors.gateway.rules import RefusedRequest, assess
 from connectors.hl7v2.message import records_from_hl7_text
 from connectors.hl7v2.mllp import judge
 from connectors.publish import Encoded, Rejected, decide, decide_encoded, naming_problems
@@ -172,7 +172,7 @@ def test_the_rule_is_one_function_of_type_subject_and_partner() -> None:
 def test_the_gateway_refuses_the_hub_person_id_with_a_422_outcome() -> None:
     body = orjson.dumps(appointment(HUB_ID))
     verdict = assess(body, "application/fhir+json", "Appointment", VOL, NOW)
-    assert isinstance(verdict, Refusal)
+    assert isinstance(verdict, RefusedRequest)
     assert verdict.status == 422
     [issue] = verdict.outcome()["issue"]
     assert issue["expression"] == ["Appointment.participant.actor"]

@@ -20,10 +20,9 @@ from connectors.publish import (
     Rejected,
     decide,
     decide_encoded,
-    encode_envelope,
     publish_records,
 )
-from schemas.codec import decode, encode
+from schemas.codec import decode, encode, wrap_encoded
 from schemas.envelope import DeadLetter
 from schemas.fhir import subject_of
 
@@ -81,12 +80,14 @@ def test_parallel_decisions_equal_serial_ones(small_chunks: None) -> None:
 
 
 def test_encoded_envelopes_are_the_codecs_bytes_of_decide() -> None:
-    """The shortcut's bytes are exactly encode(wrap(...)): same event id, key, contract."""
+    """The shortcut's bytes are exactly encode(wrap(...)), and the model's own rendering of the
+    envelope: same event id, key, contract."""
     for record in mixed_records():
         slow, fast = decide(record, PARTNER, NOW), decide_encoded(record, PARTNER, NOW)
         if isinstance(slow, Accepted):
             assert isinstance(fast, Encoded)
             assert fast.value == encode(slow.envelope)
+            assert fast.value == orjson.dumps(slow.envelope.model_dump(mode="json"))
             assert fast.key == slow.envelope.key()
             assert fast.event_id == str(slow.envelope.event_id)
             assert decode(fast.value) == slow.envelope
@@ -99,7 +100,7 @@ def test_an_envelope_the_shortcut_cannot_vouch_for_is_still_refused() -> None:
     resource = mixed_records()[0].resource
     assert resource is not None
     with pytest.raises(ValueError, match="source"):
-        encode_envelope(
+        wrap_encoded(
             resource,
             event_type="appointment.booking.updated",
             source="Not A Partner\n",

@@ -16,6 +16,7 @@ from connectors.fhir_input import read_text
 from connectors.publish import Accepted, Rejected, decide
 from schemas import topics
 from schemas.codec import decode, decode_dead_letter, peek
+from schemas.envelope import Envelope
 from schemas.fhir import CARRIED, PARTNER_RESOURCE_TYPES, problems_in
 from services.domain.consent import decision_from_consent
 from services.domain.consent import stale_reason as consent_stale_reason
@@ -421,11 +422,12 @@ def test_a_task_the_steps_can_read_is_accepted() -> None:
 # --- delivery: in the partner's format ----------------------------------------------------------
 
 
-def refusal_envelope() -> dict:
+def refusal_envelope() -> Envelope:
+    """The refusal as the delivery service decodes it from the outbound topic."""
     message = task_message("mht-rv5", task("ref-unknown", "accepted"))
     _, outs, _, _ = person_event(None, message, referral_ctx())
     [(_, refusal)] = told(outs)
-    return refusal
+    return decode(orjson.dumps(refusal))
 
 
 def test_refusal_reaches_a_webhook_as_a_fhir_message_bundle() -> None:
