@@ -442,7 +442,7 @@ def reader_for(path: Path, partner: str, fmt: str = "auto") -> Iterator[Record]:
 
         return records_from_csv_file(path, partner)
     if fmt == "hl7":
-        from connectors.hl7v2.message import records_from_hl7_file
+        from connectors.hl7v2.to_fhir import records_from_hl7_file
 
         return records_from_hl7_file(path, partner)
     return read_file(path)
