@@ -31,9 +31,9 @@ from connectors.publish import (
     Accepted,
     PublishSummary,
     Rejected,
-    dead_letter,
     decide,
     publish_records,
+    rejection_letter,
 )
 from deploy.topics import create_topics
 from schemas import fhir, topics
@@ -196,7 +196,7 @@ def publish_before(records: Iterable[Record], partner: str, publisher: Publisher
             summary.accepted += 1
             summary.event_ids.append(str(decision.envelope.event_id))
         elif isinstance(decision, Rejected):
-            publisher.send_dead_letter(dead_letter(decision, partner))
+            publisher.send_dead_letter(rejection_letter(decision, partner))
             summary.rejected += 1
         else:
             summary.ignored += 1

@@ -302,7 +302,7 @@ def publish_records(
             summary.accepted += 1
             summary.event_ids.append(outcome.event_id)
         elif isinstance(outcome, Rejected):
-            publisher.send_dead_letter(dead_letter(outcome, partner))
+            publisher.send_dead_letter(rejection_letter(outcome, partner))
             summary.rejected += 1
             summary.errors.append(f"{outcome.origin}: {outcome.reason()}")
         else:
@@ -320,7 +320,7 @@ def publish_records(
     return summary
 
 
-def dead_letter(rejected: Rejected, partner: str) -> DeadLetter:
+def rejection_letter(rejected: Rejected, partner: str) -> DeadLetter:
     """The dead-letter record of a rejection: the raw input, cut until it fits the broker, and why."""
     letter = DeadLetter(
         reason=rejected.reason(),
@@ -356,7 +356,7 @@ def reader_for(path: Path, partner: str, fmt: str = "auto") -> Iterator[Record]:
 
         return records_from_csv_file(path, partner)
     if fmt == "hl7":
-        from connectors.hl7v2.message import records_from_hl7_file
+        from connectors.hl7v2.to_fhir import records_from_hl7_file
 
         return records_from_hl7_file(path, partner)
     return read_file(path)

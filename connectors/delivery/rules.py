@@ -180,7 +180,7 @@ def retry_after(value: str | None) -> float | None:
 AttemptVerdict = Literal["delivered", "retry", "refused"]
 
 
-def judge_http(status: int) -> AttemptVerdict:
+def http_verdict(status: int) -> AttemptVerdict:
     """What an HTTP status means: 2xx delivered; 408, 429 and 5xx worth retrying; else refused.
 
     Redirects are refused too: a webhook that moved is a configuration fix, not a retry.

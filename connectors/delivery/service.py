@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import sys
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,15 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from connectors.delivery.formats import (
-    AckError,
-    control_id,
-    hl7_message,
-    judge_ack,
-    message_bundle,
-    parse_ack,
-    unframe,
-)
+from connectors.delivery.formats import message_bundle
 from connectors.delivery.rules import (
     OPERATOR,
     AttemptVerdict,
@@ -45,14 +38,16 @@ from connectors.delivery.rules import (
     EndpointConfigError,
     PartitionOffsets,
     backoff_delay,
-    judge_http,
+    http_verdict,
     load_endpoints,
     operator_alert,
     retry_after,
     settings_from_env,
     undeliverable_letter,
 )
-from connectors.hl7v2.message import frame
+from connectors.hl7v2.ack import AckError, parse_ack, read_ack
+from connectors.hl7v2.framing import MAX_FRAME_BYTES, Frame, FrameDecoder, Oversized, frame
+from connectors.hl7v2.from_fhir import control_id, hl7_message
 from schemas import topics
 from schemas.codec import CodecError, decode, encode, peek
 from schemas.envelope import Envelope
@@ -150,7 +145,7 @@ class HttpTransport:
                     text = await response.content.read(REFUSAL_EXCERPT * 4)
                     said = text.decode("utf-8", errors="replace")[:REFUSAL_EXCERPT]
                 return AttemptResult(
-                    judge_http(response.status),
+                    http_verdict(response.status),
                     f"HTTP {response.status}",
                     said,
                     retry_after(response.headers.get("Retry-After")),
@@ -169,14 +164,24 @@ class MllpTransport:
     """Sends HL7 v2 over one persistent MLLP connection and waits for the matching ACK.
 
     The connection is kept across a timeout, so an ACK that arrives late is read, and
-    discarded, while waiting for the next attempt's: every attempt has its own MSH-10.
+    discarded, while waiting for the next attempt's: every attempt has its own MSH-10. ACK frames
+    are read with the listener's decoder and size limit, so a partner cannot fill the memory.
     """
 
-    def __init__(self, endpoint: Endpoint, host: str, port: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        host: str,
+        port: int,
+        timeout_s: float,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+    ) -> None:
         self._endpoint, self._host, self._port, self._timeout_s = endpoint, host, port, timeout_s
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._buffer = b""
+        self._max_frame_bytes = max_frame_bytes
+        self._decoder = FrameDecoder(max_frame_bytes)
+        self._frames: deque[Frame | Oversized] = deque()  # read, not yet looked at
         self._sequence = 0  # never reused while this process runs, so control ids are fresh
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -187,7 +192,8 @@ class MllpTransport:
             or self._reader.at_eof()  # the partner hung up after its last ACK
         ):
             self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
-            self._buffer = b""
+            self._decoder = FrameDecoder(self._max_frame_bytes)
+            self._frames.clear()
         return self._reader, self._writer
 
     async def send(self, envelope: Envelope, raw: bytes, attempt: int) -> AttemptResult:
@@ -220,17 +226,24 @@ class MllpTransport:
         self, reader: asyncio.StreamReader, control: str, envelope: Envelope
     ) -> AttemptResult:
         while True:
-            frames, self._buffer = unframe(self._buffer)
-            for data in frames:
-                outcome = self._judge(data, control, envelope)
+            while self._frames:
+                item = self._frames.popleft()
+                if isinstance(item, Oversized):
+                    # Unread, it may have been this attempt's ACK: send again (the partner
+                    # drops a repeat by its event id).
+                    limit = self._max_frame_bytes
+                    return AttemptResult(
+                        "retry", f"ACK of {item.size} bytes over the {limit}-byte limit"
+                    )
+                outcome = self._ack_result(item.data, control, envelope)
                 if outcome is not None:
                     return outcome
             chunk = await reader.read(READ_CHUNK)
             if not chunk:
                 raise EOFError("connection closed by the partner")
-            self._buffer += chunk
+            self._frames.extend(self._decoder.feed(chunk))
 
-    def _judge(self, data: bytes, control: str, envelope: Envelope) -> AttemptResult | None:
+    def _ack_result(self, data: bytes, control: str, envelope: Envelope) -> AttemptResult | None:
         try:
             ack = parse_ack(data)
         except AckError as exc:
@@ -241,7 +254,7 @@ class MllpTransport:
                 problem=str(exc),
             )
             return None
-        verdict = judge_ack(ack, control)
+        verdict = read_ack(ack, control)
         if verdict == "not-ours":
             log.info(
                 "delivery.ack_stale",

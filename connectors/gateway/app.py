@@ -40,7 +40,7 @@ from connectors.gateway.rules import (
 )
 from connectors.gateway.spec import capability_statement, openapi_document
 from connectors.kafka_io import DeliveryError, Publisher, new_producer
-from connectors.publish import Rejected, dead_letter
+from connectors.publish import Rejected, rejection_letter
 from schemas import topics
 from schemas.fhir import PARTNER_RESOURCE_TYPES
 from schemas.identifiers import PARTNER_ID
@@ -196,7 +196,7 @@ class Gateway:
         """Put a refused input on the dead-letter topic with its reason; False if Kafka failed."""
         problems = tuple(i.as_problem() for i in refusal.issues)
         text = raw.decode("utf-8", errors="replace")
-        letter = dead_letter(Rejected(origin, text, problems), partner)
+        letter = rejection_letter(Rejected(origin, text, problems), partner)
         timeout_s = self.config.kafka_timeout_s
 
         def job(publisher: Publisher) -> None:

@@ -21,7 +21,7 @@ SERVICES = {
         "connectors.delivery.service",
         "deliver alerts and outbound messages to partner endpoints",
     ),
-    "mllp": ("connectors.hl7v2.mllp", "run the HL7 v2 MLLP listener for a Mental Health Trust"),
+    "mllp": ("connectors.hl7v2.listener", "run the HL7 v2 MLLP listener for a Mental Health Trust"),
 }
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_AUTH = 0, 1, 2, 3, 4, 5

@@ -15,10 +15,13 @@ from connectors.feeds.csv_feed import records_from_csv_text
 from connectors.feeds.probation import records_from_probation_text
 from connectors.fhir_input import Record, read_partner_bytes, read_text
 from connectors.gateway.rules import RefusedRequest, assess
-from connectors.hl7v2.message import acknowledgement, frame, records_from_hl7_bytes, reply_to
-from connectors.hl7v2.mllp import FrameDecoder, decode_text, judge
+from connectors.hl7v2.ack import acknowledgement
+from connectors.hl7v2.framing import FrameDecoder, decode_text, frame
+from connectors.hl7v2.listener import reply_to
+from connectors.hl7v2.message import read_header
+from connectors.hl7v2.to_fhir import records_from_hl7_bytes
 from connectors.parallel import decide_all
-from connectors.publish import Encoded, Ignored, Rejected, dead_letter
+from connectors.publish import Encoded, Ignored, Rejected, rejection_letter
 from tests.fuzz.conftest import Fuzz
 from tests.fuzz.corpus import FORMAT_SEEDS
 
@@ -31,7 +34,7 @@ def published(records: Iterator[Record], partner: str) -> None:
         assert isinstance(outcome, Encoded | Rejected | Ignored)
         if isinstance(outcome, Rejected):
             assert outcome.problems, "a rejection names its problem"
-            dead_letter(outcome, partner)
+            rejection_letter(outcome, partner)
 
 
 def posted(data: bytes, content_type: str, route: str | None, partner: str) -> None:
@@ -63,7 +66,7 @@ def test_fhir_xml(fuzz: Fuzz) -> None:
 
 
 def test_hl7v2(fuzz: Fuzz) -> None:
-    """A file for `concord publish`, or a message over MLLP: framed, judged and acknowledged."""
+    """A file for `concord publish`, or a message over MLLP: framed, answered and acknowledged."""
     rng = random.Random(0)
 
     def entry_point(data: bytes) -> None:
@@ -75,10 +78,10 @@ def test_hl7v2(fuzz: Fuzz) -> None:
         for start in range(0, len(stream), 4096):
             frames += decoder.feed(stream[start : start + 4096])
         text = decode_text(data)
-        verdict = judge(text, "mht-rv5", "mllp:127.0.0.1", NOW)
-        assert verdict.code in ("AA", "AE", "AR")
-        assert verdict.code == "AA" or (verdict.errors and verdict.letter is not None)
-        acknowledgement(reply_to(text), verdict.code, verdict.errors, ack_control_id="A1", now=NOW)
+        reply = reply_to(text, "mht-rv5", "mllp:127.0.0.1", NOW)
+        assert reply.code in ("AA", "AE", "AR")
+        assert reply.code == "AA" or (reply.errors and reply.letter is not None)
+        acknowledgement(read_header(text), reply.code, reply.errors, ack_control_id="A1", now=NOW)
 
     fuzz.run("hl7v2", FORMAT_SEEDS["hl7v2"](), "hl7", 40, entry_point)
 

@@ -17,16 +17,8 @@ from hl7apy.parser import parse_message as hl7apy_parse
 from pydantic import BaseModel
 from structlog.testing import capture_logs
 
-from connectors.hl7v2.mllp import (
-    MAX_MESSAGE_BYTES,
-    Frame,
-    FrameDecoder,
-    Oversized,
-    decode_text,
-    frame,
-    listener_producer,
-    start_server,
-)
+from connectors.hl7v2.framing import MAX_FRAME_BYTES, Frame, FrameDecoder, decode_text, frame
+from connectors.hl7v2.listener import listener_producer, start_server
 from connectors.kafka_io import DeliveryError, Publisher, read_topic
 from schemas import topics as catalogue
 from schemas.codec import decode, decode_dead_letter
@@ -41,7 +33,7 @@ def fixture_text(name: str) -> str:
 
 
 @contextmanager
-def listening(publisher: Publisher, max_bytes: int = MAX_MESSAGE_BYTES) -> Iterator[Address]:
+def listening(publisher: Publisher, max_bytes: int = MAX_FRAME_BYTES) -> Iterator[Address]:
     """The listener in-process, on a free port, its event loop on a background thread."""
     loop = asyncio.new_event_loop()
     server = loop.run_until_complete(
@@ -253,30 +245,3 @@ def test_kafka_unavailable_is_answered_ae_try_again_never_aa() -> None:
     assert err[3].startswith("207^")
     assert "send it again" in err[8]
     assert len(publisher.sent) == 2, "it tried: the Patient and the Appointment"
-
-
-# --- framing, without a socket ------------------------------------------------------------
-
-
-def test_frames_split_across_reads_and_several_in_one_read() -> None:
-    decoder = FrameDecoder()
-    stream = b"\r\n" + frame("one") + frame("two") + b"\n" + frame("three")
-    found: list[Frame | Oversized] = []
-    for index in range(0, len(stream), 3):
-        found += decoder.feed(stream[index : index + 3])
-    assert found == [Frame(b"one"), Frame(b"two"), Frame(b"three")]
-    assert not decoder.in_frame
-
-
-def test_oversized_frame_is_reported_once_with_its_head_even_when_the_end_block_is_split() -> None:
-    decoder = FrameDecoder(max_bytes=10)
-    found = decoder.feed(b"\x0bMSH|" + b"y" * 30 + b"\x1c")
-    assert found == []
-    found = decoder.feed(b"\r" + frame("ok"))
-    assert found == [Oversized(b"MSH|" + b"y" * 30, 34), Frame(b"ok")]
-
-
-def test_a_frame_without_its_end_is_pending_at_end_of_stream() -> None:
-    decoder = FrameDecoder()
-    assert decoder.feed(b"\x0bMSH|^~\\&|partial") == []
-    assert decoder.in_frame

@@ -13,23 +13,13 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.detectedissue import DetectedIssue
 
 from connectors.delivery import service as delivery
-from connectors.delivery.formats import (
-    AckError,
-    control_id,
-    escape,
-    event_id_of_control,
-    hl7_message,
-    judge_ack,
-    message_bundle,
-    parse_ack,
-    unframe,
-)
+from connectors.delivery.formats import message_bundle
 from connectors.delivery.rules import (
     DeliverySettings,
     EndpointConfigError,
     PartitionOffsets,
     backoff_delay,
-    judge_http,
+    http_verdict,
     load_endpoints,
     operator_alert,
     retry_after,
@@ -37,7 +27,10 @@ from connectors.delivery.rules import (
     settings_from_env,
     undeliverable_letter,
 )
-from connectors.hl7v2.message import frame
+from connectors.hl7v2.ack import AckError, parse_ack, read_ack
+from connectors.hl7v2.framing import Frame, FrameDecoder, frame
+from connectors.hl7v2.from_fhir import control_id, hl7_message
+from connectors.hl7v2.message import escape
 from schemas.codec import decode, encode
 from schemas.envelope import Envelope
 
@@ -158,7 +151,8 @@ def test_separators_and_line_breaks_in_text_are_escaped() -> None:
 def test_control_ids_are_fresh_per_attempt_and_carry_the_event_id() -> None:
     ids = {control_id(EVENT_ID, n) for n in range(1, 6)}
     assert len(ids) == 5
-    assert {event_id_of_control(c) for c in ids} == {EVENT_ID}
+    # A partner drops duplicates by the part before the last ".".
+    assert {c.rsplit(".", 1)[0] for c in ids} == {EVENT_ID}
 
 
 # --- MLLP and ACKs ------------------------------------------------------------------------
@@ -169,12 +163,12 @@ def ack(code: str, control: str, text: str = "") -> bytes:
 
 
 def test_frames_are_split_from_a_stream_and_an_unfinished_one_is_kept() -> None:
+    decoder = FrameDecoder()
     stream = b"noise" + frame("first") + frame("second") + b"\x0bthi"
-    frames, rest = unframe(stream)
-    assert frames == [b"first", b"second"]
-    assert rest == b"\x0bthi"
-    more, rest = unframe(rest + b"rd\x1c\x0d")
-    assert (more, rest) == ([b"third"], b"")
+    assert decoder.feed(stream) == [Frame(b"first"), Frame(b"second")]
+    assert decoder.in_frame
+    assert decoder.feed(b"rd\x1c\x0d") == [Frame(b"third")]
+    assert not decoder.in_frame
 
 
 def test_frame_wraps_the_message_in_mllp_blocks() -> None:
@@ -205,12 +199,12 @@ def test_a_frame_that_is_no_ack_says_why(data: bytes, problem: str) -> None:
     [("AA", "delivered"), ("CA", "delivered"), ("AE", "retry"), ("CE", "retry"), ("AR", "refused")],
 )
 def test_an_ack_for_this_attempt_decides_it(code: str, verdict: str) -> None:
-    assert judge_ack(parse_ack(ack(code, "ctl-2")), "ctl-2") == verdict
+    assert read_ack(parse_ack(ack(code, "ctl-2")), "ctl-2") == verdict
 
 
 def test_a_late_ack_for_an_earlier_attempt_does_not_count() -> None:
     earlier, current = control_id(EVENT_ID, 1), control_id(EVENT_ID, 2)
-    assert judge_ack(parse_ack(ack("AA", earlier)), current) == "not-ours"
+    assert read_ack(parse_ack(ack("AA", earlier)), current) == "not-ours"
 
 
 # --- retries ------------------------------------------------------------------------------
@@ -253,7 +247,7 @@ def test_default_schedule_outlasts_a_partner_down_for_an_hour() -> None:
     ],
 )
 def test_http_status_decides_retry_or_refusal(status: int, verdict: str) -> None:
-    assert judge_http(status) == verdict
+    assert http_verdict(status) == verdict
 
 
 def test_retry_after_in_seconds_is_read_and_a_date_is_not() -> None:

@@ -456,11 +456,11 @@ def test_capability_statement_is_valid_fhir_listing_the_partner_resource_types()
 
 
 def test_dead_letter_of_multibyte_text_is_cut_to_fit_the_broker() -> None:
-    from connectors.publish import Rejected, dead_letter
+    from connectors.publish import Rejected, rejection_letter
     from schemas.codec import encode
 
     raw = "é" * (900 * 1024)  # two bytes each: even cut to 512K characters it is over 1 MiB
-    letter = dead_letter(Rejected("POST /fhir", raw, (Problem("(body)", "x"),)), PARTNER)
+    letter = rejection_letter(Rejected("POST /fhir", raw, (Problem("(body)", "x"),)), PARTNER)
     assert len(encode(letter)) < 1024 * 1024 - 4096
     assert letter.raw.startswith("éé")
     assert letter.raw.endswith("characters to fit the broker]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,19 +12,22 @@ import pytest
 from hl7apy.parser import parse_message as hl7apy_parse
 
 from connectors.fhir_input import Record
+from connectors.hl7v2.ack import acknowledgement
 from connectors.hl7v2.message import (
+    Header,
     Hl7Error,
     Separators,
-    acknowledgement,
     escape,
-    fhir_instant,
     parse_dtm,
-    records_from_hl7_file,
-    records_from_hl7_text,
-    reply_to,
-    resources_from_hl7,
+    read_header,
     split_messages,
     unescape,
+)
+from connectors.hl7v2.to_fhir import (
+    fhir_instant,
+    map_message,
+    records_from_hl7_file,
+    records_from_hl7_text,
 )
 from connectors.publish import Accepted, decide
 from schemas.fhir import problems_in
@@ -42,6 +46,11 @@ GOLDEN = sorted(FIXTURES.glob("*.hl7"))
 def fixture_text(name: str) -> str:
     # Bytes, not read_text: universal newlines would turn the \r segment separators into \n.
     return (FIXTURES / name).read_bytes().decode("utf-8")
+
+
+def resources_from_hl7(text: str, partner: str) -> list[dict[str, Any]]:
+    """The FHIR resources one HL7 v2 message from `partner` maps to (a linking Patient first)."""
+    return list(map_message(text, partner).resources)
 
 
 def mapped(name: str) -> list[dict[str, Any]]:
@@ -627,13 +636,74 @@ def test_records_from_an_iso_8859_1_file(tmp_path: Path) -> None:
     assert records[0].resource["participant"][1]["actor"]["display"].endswith("annexe é")
 
 
+# --- the header ---------------------------------------------------------------------------
+
+
+def test_the_header_holds_what_msh_says_as_sent() -> None:
+    assert read_header(S12) == Header(
+        Separators(),
+        sending_application="RIO",
+        sending_facility="RV5",
+        receiving_application="CONCORD",
+        receiving_facility="HUB",
+        message_type="SIU",
+        trigger="S12",
+        control_id="RV5-0001",
+        processing_id="P",
+        version="2.5.1",
+    )
+
+
+def test_the_header_is_a_frozen_value() -> None:
+    header = read_header(S12)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        header.control_id = "other"  # type: ignore[misc]
+
+
+def test_the_header_reads_the_partners_own_separators() -> None:
+    own = Separators(field="#", component="$", repetition="*", escape="!", subcomponent="%")
+    text = "MSH#" + own.msh2 + "#RIO#RV5#CONCORD#HUB#20261201093000##SIU$S12#RV5-0001#T#2.4$GBR"
+    header = read_header(text)
+    assert header.separators == own
+    assert (header.message_type, header.trigger, header.control_id) == ("SIU", "S12", "RV5-0001")
+    assert (header.processing_id, header.version) == ("T", "2.4")
+
+
+def test_header_values_stay_escaped_as_sent_for_the_ack_to_echo() -> None:
+    """The mapping's control id is unescaped; the reply echoes MSH-10 exactly as it came."""
+    text = S12.replace("|RV5-0001|", "|RV5\\T\\0001|")
+    assert read_header(text).control_id == "RV5\\T\\0001"
+    assert map_message(text, PARTNER).message.control_id == "RV5&0001"
+    ack = acknowledgement(read_header(text), "AA", ack_control_id="A", now=NOW)
+    assert ack.split("\r")[1] == "MSA|AA|RV5\\T\\0001"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "GET / HTTP/1.1", "MSH|^~", "MSH|^^\\&|RIO|RV5", "PID|1||9434765919^^^NHS^NH"],
+)
+def test_an_unreadable_header_is_the_default_never_an_error(text: str) -> None:
+    assert read_header(text) == Header()
+
+
+def test_a_short_msh_gives_empty_fields_and_the_defaults() -> None:
+    header = read_header("MSH|^~\\&|RIO")
+    assert header.sending_application == "RIO"
+    assert (header.control_id, header.trigger, header.processing_id, header.version) == (
+        "",
+        "",
+        "P",
+        "2.5",
+    )
+
+
 # --- acknowledgements ---------------------------------------------------------------------
 
 NOW = datetime(2026, 12, 1, 9, 31, 5, tzinfo=UTC)
 
 
 def test_aa_echoes_the_control_id_and_swaps_sender_and_receiver() -> None:
-    ack = acknowledgement(reply_to(S12), "AA", ack_control_id="ACK1", now=NOW)
+    ack = acknowledgement(read_header(S12), "AA", ack_control_id="ACK1", now=NOW)
     assert ack.split("\r") == [
         "MSH|^~\\&|CONCORD|HUB|RIO|RV5|20261201093105+0000||ACK^S12^ACK|ACK1|P|2.5.1",
         "MSA|AA|RV5-0001",
@@ -646,7 +716,9 @@ def test_aa_echoes_the_control_id_and_swaps_sender_and_receiver() -> None:
 def test_ae_carries_one_escaped_err_segment_per_error() -> None:
     with pytest.raises(Hl7Error) as caught:
         resources_from_hl7(S12.replace("SIU^S12", "SIU^S99"), PARTNER)
-    ack = acknowledgement(reply_to(S12), "AR", [caught.value.report()], ack_control_id="A", now=NOW)
+    ack = acknowledgement(
+        read_header(S12), "AR", [caught.value.report()], ack_control_id="A", now=NOW
+    )
     _msh, msa, err, _ = ack.split("\r")
     assert msa.startswith("MSA|AR|RV5-0001|MSH-9.2: unsupported trigger event SIU\\S\\S99")
     fields = err.split("|")
@@ -658,7 +730,7 @@ def test_ae_carries_one_escaped_err_segment_per_error() -> None:
 
 
 def test_a_reply_to_something_that_is_not_hl7_still_is_hl7() -> None:
-    ack = acknowledgement(reply_to("GET / HTTP/1.1"), "AR", ack_control_id="A", now=NOW)
+    ack = acknowledgement(read_header("GET / HTTP/1.1"), "AR", ack_control_id="A", now=NOW)
     assert ack.split("\r")[1] == "MSA|AR|"
     hl7apy_parse(ack, find_groups=False)
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from connectors.fhir_input import Record
-from connectors.hl7v2.message import records_from_hl7_text
+from connectors.hl7v2.to_fhir import records_from_hl7_text
 from connectors.publish import Rejected, decide_encoded
 from schemas.codec import CodecError, peek_envelope
 from schemas.identifiers import nhs_number_is_valid

@@ -15,8 +15,8 @@ from connectors.feeds.csv_feed import records_from_csv_text
 from connectors.feeds.probation import map_event
 from connectors.fhir_input import Record, read_text
 from connectors.gateway.rules import RefusedRequest, assess
-from connectors.hl7v2.message import records_from_hl7_text
-from connectors.hl7v2.mllp import judge
+from connectors.hl7v2.listener import reply_to
+from connectors.hl7v2.to_fhir import records_from_hl7_text
 from connectors.publish import Encoded, Rejected, decide, decide_encoded, naming_problems
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PersonIdentifier, local_system
 
@@ -186,10 +186,10 @@ def test_hl7_names_the_person_by_nhs_number_or_the_trusts_own_mrn_only() -> None
     """Whatever PID-3's assigning authority claims, a patient number is the trust's own."""
     text = (FIXTURES / "mht" / "siu-s12.hl7").read_bytes().decode()
     claimed = text.replace("MRN445566^^^RV5^MR", "p-0a1b2c3d^^^urn:concord:id:person^MR")
-    verdict = judge(claimed, "mht-rv5", "mllp")
-    assert verdict.code == "AA"
+    reply = reply_to(claimed, "mht-rv5", "mllp")
+    assert reply.code == "AA"
     systems = {
-        i.system for e in verdict.envelopes for i in (e.subject.identifiers if e.subject else ())
+        i.system for e in reply.envelopes for i in (e.subject.identifiers if e.subject else ())
     }
     assert systems == {NHS_NUMBER, local_system("mht-rv5")}
     records = list(records_from_hl7_text(claimed, "a.hl7", "mht-rv5"))

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from connectors.fhir_input import read_file, read_text
-from connectors.publish import Accepted, Ignored, Rejected, dead_letter, decide
+from connectors.publish import Accepted, Ignored, Rejected, decide, rejection_letter
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 
@@ -67,7 +67,7 @@ def test_rejection_message_names_file_element_and_reason() -> None:
 def test_malformed_json_is_rejected_with_the_raw_text_kept() -> None:
     [only] = [decide(r, "gp-Y01234") for r in read_text("{not json", "broken.json")]
     assert isinstance(only, Rejected)
-    letter = dead_letter(only, "gp-Y01234")
+    letter = rejection_letter(only, "gp-Y01234")
     assert letter.raw == "{not json"
     assert "not valid JSON" in letter.reason
 
@@ -100,6 +100,6 @@ def test_dead_letter_of_huge_input_is_trimmed_to_fit_the_broker() -> None:
     [only] = [decide(r, "gp-Y01234") for r in read_text("x" * 2_000_000, "big.json")]
     from schemas.codec import encode
 
-    letter = dead_letter(only, "gp-Y01234")
+    letter = rejection_letter(only, "gp-Y01234")
     assert len(encode(letter)) < 1024 * 1024, "fits the broker's record limit"
     assert letter.raw.startswith("xxxx")

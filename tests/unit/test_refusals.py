@@ -11,8 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.delivery.formats import hl7_message, message_bundle
+from connectors.delivery.formats import message_bundle
 from connectors.fhir_input import read_text
+from connectors.hl7v2.from_fhir import hl7_message
 from connectors.publish import Accepted, Rejected, decide
 from schemas import topics
 from schemas.codec import decode, decode_dead_letter, peek

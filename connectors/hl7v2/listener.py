@@ -22,22 +22,27 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from connectors.fhir_input import Record
+from connectors.hl7v2.ack import ApplicationAckCode, acknowledgement
+from connectors.hl7v2.framing import (
+    MAX_FRAME_BYTES,
+    Frame,
+    FrameDecoder,
+    Oversized,
+    decode_text,
+    frame,
+)
 from connectors.hl7v2.message import (
     APPLICATION_INTERNAL_ERROR,
     DATA_TYPE_ERROR,
-    END_BLOCK,
     REQUIRED_FIELD_MISSING,
-    START_BLOCK,
-    AckCode,
     ErrorReport,
+    Header,
     Hl7Error,
-    acknowledgement,
-    frame,
-    map_message,
-    reply_to,
+    read_header,
 )
+from connectors.hl7v2.to_fhir import map_message
 from connectors.kafka_io import DeliveryError, Publisher, new_producer
-from connectors.publish import Accepted, Rejected, dead_letter, decide
+from connectors.publish import Accepted, Rejected, decide, rejection_letter
 from schemas.envelope import DeadLetter, Envelope, utc_now
 from schemas.fhir import Problem
 from schemas.identifiers import PARTNER_ID
@@ -45,8 +50,6 @@ from schemas.identifiers import PARTNER_ID
 log = structlog.get_logger(__name__)
 
 DEFAULT_PORT = 2575
-MAX_MESSAGE_BYTES = 1024 * 1024
-HEAD_BYTES = 4096  # of an oversized message, kept to address the reply and the dead letter
 READ_CHUNK = 64 * 1024
 # Partners' engines typically wait 30-60 s for an ACK: answer "try again" well within that.
 CONFIRM_TIMEOUT_S = 20.0
@@ -61,94 +64,14 @@ EXIT_OK, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_AUTH = 0, 2, 3, 5
 PartnerForPeer = Callable[[tuple[str, int]], str | None]
 
 
-# --- framing ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One complete MLLP frame's content."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Oversized:
-    """A frame longer than the limit: its first bytes and its full size; the rest was discarded."""
-
-    head: bytes
-    size: int
-
-
-class FrameDecoder:
-    """Splits a byte stream into MLLP frames (0x0B … 0x1C 0x0D); sans-IO, so it is tested without sockets."""
-
-    def __init__(self, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
-        self._max = max_bytes
-        self._buffer = bytearray()
-        self._inside = False
-        self._discarded = 0  # bytes of an oversized frame already thrown away
-        self._head = b""
-
-    @property
-    def in_frame(self) -> bool:
-        """True while a frame has started and not ended: at end of stream, a truncated frame."""
-        return self._inside
-
-    def feed(self, data: bytes) -> list[Frame | Oversized]:
-        """Take more bytes; return every frame they complete."""
-        self._buffer += data
-        found: list[Frame | Oversized] = []
-        while True:
-            if not self._inside:
-                start = self._buffer.find(START_BLOCK)
-                if start < 0:
-                    self._buffer.clear()  # bytes between frames (keep-alive newlines) carry nothing
-                    return found
-                del self._buffer[: start + 1]
-                self._inside = True
-            end = self._buffer.find(END_BLOCK)
-            if end < 0:
-                self._discard_if_oversized()
-                return found
-            body = bytes(self._buffer[:end])
-            del self._buffer[: end + len(END_BLOCK)]
-            found.append(self._finish(body))
-
-    def _discard_if_oversized(self) -> None:
-        if self._discarded + len(self._buffer) <= self._max:
-            return
-        if not self._discarded:
-            self._head = bytes(self._buffer[: min(HEAD_BYTES, len(self._buffer) - 1)])
-        # Keep the last byte: it may be the 0x1C of an end block split across reads.
-        self._discarded += len(self._buffer) - 1
-        del self._buffer[:-1]
-
-    def _finish(self, body: bytes) -> Frame | Oversized:
-        self._inside = False
-        if not self._discarded and len(body) <= self._max:
-            return Frame(body)
-        result = Oversized(self._head or body[:HEAD_BYTES], self._discarded + len(body))
-        self._discarded, self._head = 0, b""
-        return result
-
-
-def decode_text(data: bytes) -> str:
-    """A message's text: UTF-8, else ISO 8859-1 (the usual non-UTF-8 trust charset, which cannot fail)."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
 # --- deciding (pure) ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class MllpReply:
     """What to do with one message: publish these envelopes, or dead-letter it; and how to answer."""
 
-    code: AckCode
-    control_id: str
+    code: ApplicationAckCode
     message_type: str = ""
     envelopes: tuple[Envelope, ...] = ()
     letter: DeadLetter | None = None
@@ -167,7 +90,7 @@ def _problem_report(problem: Problem) -> ErrorReport:
 
 
 def _rejection(
-    code: AckCode,
+    code: ApplicationAckCode,
     text: str,
     origin: str,
     partner: str,
@@ -175,19 +98,17 @@ def _rejection(
     problems: Sequence[Problem],
     reports: Sequence[ErrorReport],
     message_type: str = "",
-) -> Verdict:
-    letter = dead_letter(Rejected(origin, text, tuple(problems)), partner)
-    return Verdict(
-        code, reply_to(text).control_id, message_type, letter=letter, errors=tuple(reports)
-    )
+) -> MllpReply:
+    letter = rejection_letter(Rejected(origin, text, tuple(problems)), partner)
+    return MllpReply(code, message_type, letter=letter, errors=tuple(reports))
 
 
-def judge(text: str, partner: str, origin: str, now: datetime | None = None) -> Verdict:
+def reply_to(text: str, partner: str, origin: str, now: datetime | None = None) -> MllpReply:
     """Map one message and validate every resource: all of it is accepted, or none of it."""
     try:
         mapped = map_message(text, partner)
     except Hl7Error as exc:
-        code: AckCode = "AR" if exc.rejects_message else "AE"
+        code: ApplicationAckCode = "AR" if exc.rejects_message else "AE"
         return _rejection(
             code,
             text,
@@ -215,10 +136,10 @@ def judge(text: str, partner: str, origin: str, now: datetime | None = None) -> 
             message_type=message_type,
         )
     envelopes = tuple(d.envelope for d in decisions if isinstance(d, Accepted))
-    return Verdict("AA", message.control_id, message_type, envelopes=envelopes)
+    return MllpReply("AA", message_type, envelopes=envelopes)
 
 
-def judge_oversized(item: Oversized, partner: str, origin: str, max_bytes: int) -> Verdict:
+def reply_to_oversized(item: Oversized, partner: str, origin: str, max_bytes: int) -> MllpReply:
     """An AR for a message over the size limit; its first bytes go to the dead-letter topic."""
     head = decode_text(item.head)
     reason = f"message of {item.size} bytes is over the {max_bytes}-byte limit"
@@ -242,22 +163,22 @@ def listener_producer() -> KafkaProducer:
     )
 
 
-def _store(publisher: Publisher, verdict: Verdict) -> None:
-    for envelope in verdict.envelopes:
+def _store(publisher: Publisher, reply: MllpReply) -> None:
+    for envelope in reply.envelopes:
         publisher.send_envelope(envelope)
-    if verdict.letter is not None:
-        publisher.send_dead_letter(verdict.letter)
+    if reply.letter is not None:
+        publisher.send_dead_letter(reply.letter)
     publisher.confirm(CONFIRM_TIMEOUT_S)
 
 
 class Listener:
-    """The shell around `judge`: stores each verdict in Kafka, then answers the partner."""
+    """The shell around `reply_to`: stores each reply's messages in Kafka, then answers the partner."""
 
     def __init__(
         self,
         publisher: Publisher,
         partner_for_peer: PartnerForPeer,
-        max_bytes: int = MAX_MESSAGE_BYTES,
+        max_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
         self._publisher = publisher
         self._partner_for_peer = partner_for_peer
@@ -266,40 +187,41 @@ class Listener:
         # ACK never vouches for, or is failed by, another connection's message.
         self._lock = asyncio.Lock()
 
-    async def stored(self, verdict: Verdict) -> bool:
-        """Send the verdict's messages and wait for Kafka's acknowledgement, off the event loop."""
+    async def stored(self, reply: MllpReply) -> bool:
+        """Send the reply's messages and wait for Kafka's acknowledgement, off the event loop."""
         loop = asyncio.get_running_loop()
         async with self._lock:
             try:
-                await loop.run_in_executor(None, _store, self._publisher, verdict)
+                await loop.run_in_executor(None, _store, self._publisher, reply)
             except (KafkaError, DeliveryError) as exc:
                 log.error("mllp.kafka_unavailable", error=exc.__class__.__name__)
                 return False
         return True
 
     async def answer(self, item: Frame | Oversized, partner: str, peer: str) -> str:
-        """Judge, store, and return the ACK for one frame; logs one line."""
+        """Decide, store, and return the ACK for one frame; logs one line."""
+        text = decode_text(item.head if isinstance(item, Oversized) else item.data)
+        header = read_header(text)  # the one reading of MSH the reply, ACK and log share
+        origin = _origin(peer, header)
         if isinstance(item, Oversized):
-            text = decode_text(item.head)
-            verdict = judge_oversized(item, partner, _origin(peer, text), self._max_bytes)
+            reply = reply_to_oversized(item, partner, origin, self._max_bytes)
         else:
-            text = decode_text(item.data)
-            verdict = _judged(text, partner, _origin(peer, text))
-        code, errors = verdict.code, verdict.errors
-        if not await self.stored(verdict):
+            reply = _replied(text, partner, origin)
+        code, errors = reply.code, reply.errors
+        if not await self.stored(reply):
             code, errors = "AE", (*errors, ErrorReport(TRY_AGAIN, "", APPLICATION_INTERNAL_ERROR))
         log.info(
             "mllp.message",
             partner=partner,
-            control_id=_loggable(verdict.control_id),
-            message_type=verdict.message_type or None,
+            control_id=_loggable(header.control_id),
+            message_type=reply.message_type or None,
             ack=code,
-            event_ids=[str(e.event_id) for e in verdict.envelopes],
+            event_ids=[str(e.event_id) for e in reply.envelopes],
             # Where and which HL7 error code only: reasons may quote the message.
             errors=[f"{e.location or '-'}:{e.code}" for e in errors],
         )
         ack_id = uuid.uuid4().hex[:20]
-        return acknowledgement(reply_to(text), code, errors, ack_control_id=ack_id, now=utc_now())
+        return acknowledgement(header, code, errors, ack_control_id=ack_id, now=utc_now())
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one partner connection: answer each frame in order until it closes."""
@@ -327,9 +249,9 @@ class Listener:
             await _close(writer)
 
 
-def _judged(text: str, partner: str, origin: str) -> Verdict:
+def _replied(text: str, partner: str, origin: str) -> MllpReply:
     try:
-        return judge(text, partner, origin)
+        return reply_to(text, partner, origin)
     except Exception as exc:  # a mapping bug must not leave the partner resending for ever
         log.error("mllp.internal_error", partner=partner, error=exc.__class__.__name__)
         reason = (
@@ -341,8 +263,8 @@ def _judged(text: str, partner: str, origin: str) -> Verdict:
         )
 
 
-def _origin(peer: str, text: str) -> str:
-    control_id = reply_to(text).control_id
+def _origin(peer: str, header: Header) -> str:
+    control_id = header.control_id
     return f"mllp://{peer}" + (f"#{control_id}" if control_id else "")
 
 
@@ -362,7 +284,7 @@ async def start_server(
     port: int,
     partner_for_peer: PartnerForPeer,
     publisher: Publisher,
-    max_bytes: int = MAX_MESSAGE_BYTES,
+    max_bytes: int = MAX_FRAME_BYTES,
 ) -> asyncio.Server:
     """Start listening (port 0 picks a free port) and return the server; tests use this."""
     listener = Listener(publisher, partner_for_peer, max_bytes)
@@ -454,7 +376,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m connectors.hl7v2.mllp --as PARTNER [--host H] [--port P] [--secret-file F]`."""
+    """`python -m connectors.hl7v2.listener --as PARTNER [--host H] [--port P] [--secret-file F]`."""
     from services.runtime import configure_logging as configure
 
     parser = argparse.ArgumentParser(prog="concord mllp", description=__doc__)

@@ -1,0 +1,493 @@
+"""Mental Health Trust HL7 v2 messages (SIU scheduling, REF/RRI referrals) as FHIR R4 resources.
+
+Pure functions: message text in, FHIR resources (plain dicts) out, or an `Hl7Error` naming the
+segment and field at fault, which the MLLP listener turns into an ERR segment. Files of messages
+become `Record`s for `concord publish`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from connectors.fhir_input import Record
+from connectors.hl7v2.message import (
+    REQUIRED_FIELD_MISSING,
+    SEGMENT_SEQUENCE_ERROR,
+    TABLE_VALUE_NOT_FOUND,
+    UNSUPPORTED_EVENT_CODE,
+    UNSUPPORTED_MESSAGE_TYPE,
+    Hl7Error,
+    Hl7Message,
+    Segment,
+    parse_message,
+    part,
+    split_messages,
+    unescape,
+)
+from schemas.fhir import Problem, problems_in
+from schemas.identifiers import (
+    NHS_NUMBER,
+    PLACEHOLDER_ONLY,
+    PersonIdentifier,
+    is_placeholder,
+    local_system,
+)
+
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_NOT_ID_CHARACTER = re.compile(r"[^A-Za-z0-9\-.]")
+LONGEST_DURATION = timedelta(days=366)
+NHS_NUMBER_OID = "2.16.840.1.113883.2.1.4.1"
+# Identifier types (HL7 table 0203) taken as the trust's own patient number.
+LOCAL_ID_TYPES = frozenset({"MR", "PI"})
+
+APPOINTMENT_STATUS: Mapping[str, str] = {
+    "S12": "booked",
+    "S13": "booked",
+    "S14": "booked",
+    "S15": "cancelled",
+    "S17": "entered-in-error",
+    "S26": "noshow",
+}
+# SCH-25 filler status (HL7 table 0278) refines a booking; the other triggers say it all.
+FILLER_STATUS: Mapping[str, str] = {
+    "pending": "booked",
+    "booked": "booked",
+    "started": "arrived",
+    "complete": "fulfilled",
+    "noshow": "noshow",
+}
+TASK_STATUS: Mapping[str, str] = {
+    "A": "accepted",
+    "R": "rejected",
+    "P": "received",
+    "E": "cancelled",
+}
+URGENT_PRIORITIES = frozenset({"S", "A"})  # HL7 table 0280: STAT, ASAP
+SECONDS_PER_UNIT: Mapping[str, int] = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
+    **dict.fromkeys(("min", "mins", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+}
+# (segment, start field, duration field, duration units field) of the scheduled resources.
+RESOURCE_TIMES = (("AIS", 4, 7, 8), ("AIG", 8, 11, 12), ("AIL", 6, 9, 10), ("AIP", 6, 9, 10))
+
+
+@dataclass(frozen=True, slots=True)
+class MappedMessage:
+    """The resources one message maps to, with the message it came from."""
+
+    message: Hl7Message
+    resources: tuple[dict[str, Any], ...]
+
+
+def fhir_instant(moment: datetime) -> str:
+    """A FHIR instant in UTC, e.g. 2026-12-04T13:00:00Z."""
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds" if utc.microsecond else "seconds") + "Z"
+
+
+# --- the person ---------------------------------------------------------------------------
+
+
+def _identifiers(
+    message: Hl7Message, partner: str
+) -> tuple[dict[str, str] | None, dict[str, str] | None]:
+    """(NHS number, local MRN) from PID-3, either possibly None but not both.
+
+    A placeholder NHS number (feeds send 9999999999 for "not known") is left out, so the
+    message names its person by the MRN alone and links nothing.
+    """
+    people = message.all("PID")
+    if not people:
+        raise Hl7Error(
+            "PID",
+            None,
+            "segment required: the person the message is about",
+            code=SEGMENT_SEQUENCE_ERROR,
+        )
+    if len(people) > 1:
+        raise people[1].error(
+            None,
+            "more than one person: the hub carries one person per message",
+            code=SEGMENT_SEQUENCE_ERROR,
+        )
+    pid = people[0]
+    nhs: dict[str, str] | None = None
+    local: dict[str, str] | None = None
+    placeholder = False
+    for raw in pid.repetitions(3):
+        value = part(raw, pid.separators, 1)
+        authority = part(raw, pid.separators, 4, 1).upper()
+        authority_oid = part(raw, pid.separators, 4, 2)
+        kind = part(raw, pid.separators, 5).upper()
+        if not value:
+            continue
+        if nhs is None and (authority == "NHS" or kind == "NH" or authority_oid == NHS_NUMBER_OID):
+            compact = value.replace(" ", "")
+            if is_placeholder(PersonIdentifier(NHS_NUMBER, compact)):
+                placeholder = True
+            else:
+                nhs = {"system": NHS_NUMBER, "value": compact}
+        elif local is None and kind in LOCAL_ID_TYPES:
+            local = {"system": local_system(partner), "value": value}
+    if nhs is None and local is None:
+        if placeholder:
+            raise pid.error(3, PLACEHOLDER_ONLY, code=TABLE_VALUE_NOT_FOUND)
+        if not pid.repetitions(3):
+            raise pid.error(
+                3,
+                "field required: the person's NHS number or local MRN",
+                code=REQUIRED_FIELD_MISSING,
+            )
+        raise pid.error(
+            3,
+            "no NHS number (assigning authority NHS or type NH) or local MRN (type MR) among the identifiers",
+            code=TABLE_VALUE_NOT_FOUND,
+        )
+    return nhs, local
+
+
+def _person_resources(
+    message: Hl7Message, partner: str
+) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """The identifier a resource names its person by, and a linking Patient when PID has two."""
+    nhs, local = _identifiers(message, partner)
+    if nhs is not None and local is not None:
+        patient = {
+            "resourceType": "Patient",
+            "meta": _meta(message),
+            "identifier": [nhs, local],
+        }
+        return nhs, [patient]
+    identifier = nhs or local
+    assert identifier is not None  # _identifiers raises when it has neither
+    return identifier, []
+
+
+def _meta(message: Hl7Message) -> dict[str, str]:
+    # HL7 v2 carries no resource version: the message time orders updates, newest wins.
+    return {"lastUpdated": fhir_instant(message.sent_at)}
+
+
+def _fhir_id(segment: Segment, position: int, what: str) -> str:
+    value = segment.get(position)
+    if not _FHIR_ID.match(value):
+        raise segment.error(
+            position, f"{what} is not usable as an id (1-64 letters, digits, '-' or '.')"
+        )
+    return value
+
+
+# --- appointments -------------------------------------------------------------------------
+
+
+def _duration(segment: Segment, position: int, units_position: int) -> timedelta | None:
+    raw = segment.get(position)
+    if not raw:
+        return None
+    try:
+        amount = float(raw)
+    except ValueError:
+        raise segment.error(position, f"not a number: {raw!r}") from None
+    if not math.isfinite(amount):
+        raise segment.error(position, f"not a number: {raw!r}")
+    if amount < 0:
+        raise segment.error(position, "a duration cannot be negative")
+    # HL7 takes minutes when the units are not given.
+    unit = segment.get(units_position).lower() or "min"
+    if unit not in SECONDS_PER_UNIT:
+        raise segment.error(
+            units_position,
+            f"unknown duration unit {unit!r} (use s, min, h or d)",
+            code=TABLE_VALUE_NOT_FOUND,
+        )
+    seconds = amount * SECONDS_PER_UNIT[unit]
+    if seconds > LONGEST_DURATION.total_seconds():
+        raise segment.error(position, "a duration over a year is not an appointment's")
+    return timedelta(seconds=seconds)
+
+
+def _resource_periods(
+    message: Hl7Message, fallback: timedelta | None
+) -> list[tuple[datetime, datetime | None]]:
+    periods = []
+    for name, start_at, duration_at, units_at in RESOURCE_TIMES:
+        for segment in message.all(name):
+            start = segment.time(start_at)
+            if start is None:
+                continue
+            duration = _duration(segment, duration_at, units_at) or fallback
+            periods.append((start, None if duration is None else start + duration))
+    return periods
+
+
+def _appointment_period(
+    message: Hl7Message, sch: Segment
+) -> tuple[datetime | None, datetime | None]:
+    """(start, end): SCH-11 timing, else TQ1, else the span of the scheduled resources."""
+    fallback = _duration(sch, 9, 10)
+    start, end = sch.time(11, 4), sch.time(11, 5)
+    if start is None and (tq1 := message.first("TQ1")) is not None:
+        start, end = tq1.time(7), tq1.time(8)
+    if start is None:
+        periods = _resource_periods(message, fallback)
+        if periods:
+            start = min(s for s, _ in periods)
+            ends = [e for _, e in periods if e is not None]
+            end = max(ends) if ends else None
+    elif end is None and fallback is not None:
+        end = start + fallback
+    return start, end
+
+
+def _appointment_times(message: Hl7Message, sch: Segment, status: str) -> dict[str, str]:
+    start, end = _appointment_period(message, sch)
+    if start is None:
+        if status == "cancelled":
+            return {}  # a cancellation may name the appointment without its times
+        raise sch.error(
+            11,
+            "no appointment start: give SCH-11.4, TQ1-7 or a resource start (AIS-4, AIG-8, AIL-6, AIP-6)",
+            code=REQUIRED_FIELD_MISSING,
+        )
+    if end is None:
+        raise sch.error(
+            11,
+            "no appointment end: give SCH-11.5, TQ1-8, a resource duration (AIS-7, AIG-11, AIL-9, AIP-9) or SCH-9",
+            code=REQUIRED_FIELD_MISSING,
+        )
+    if end <= start:
+        raise sch.error(11, "the appointment must end after it starts", component=5)
+    return {"start": fhir_instant(start), "end": fhir_instant(end)}
+
+
+def _appointment_status(message: Hl7Message, sch: Segment) -> str:
+    status = APPOINTMENT_STATUS[message.trigger]
+    if status != "booked":
+        return status
+    filler = sch.get(25, 1).lower() or sch.get(25, 2).lower()
+    return FILLER_STATUS.get(filler, status)
+
+
+def _location(ail: Segment) -> dict[str, Any] | None:
+    code = ail.get(3, 1) or ail.get(3, 2) or ail.get(3, 4)
+    if not code:
+        return None
+    # The reference is a key, not something resolved: tidy the trust's code into id characters.
+    actor: dict[str, str] = {"reference": f"Location/{_NOT_ID_CHARACTER.sub('-', code)[:64]}"}
+    display = ail.get(3, 9)
+    if display:
+        actor["display"] = display
+    return {"actor": actor, "status": "accepted"}
+
+
+def _appointment_id(sch: Segment) -> str:
+    if sch.get(2):
+        return _fhir_id(sch, 2, "the filler appointment id")
+    if sch.get(1):
+        return _fhir_id(sch, 1, "the placer appointment id")
+    raise sch.error(
+        2,
+        "field required: the filler appointment id (or the placer id in SCH-1)",
+        code=REQUIRED_FIELD_MISSING,
+    )
+
+
+def appointment_from(message: Hl7Message, partner: str) -> list[dict[str, Any]]:
+    """An SIU message as an Appointment, after a linking Patient when PID names two identifiers."""
+    sch = message.require("SCH")
+    appointment_id = _appointment_id(sch)
+    status = _appointment_status(message, sch)
+    identifier, patients = _person_resources(message, partner)
+    locations = [loc for ail in message.all("AIL") if (loc := _location(ail)) is not None]
+    services = [
+        {"text": text} for ais in message.all("AIS") if (text := ais.get(3, 2) or ais.get(3, 1))
+    ]
+    appointment: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "id": appointment_id,
+        "meta": _meta(message),
+        "status": status,
+    }
+    if services:
+        appointment["serviceType"] = services
+    appointment |= _appointment_times(message, sch, status)
+    appointment["participant"] = [
+        {"actor": {"identifier": identifier}, "status": "accepted"},
+        *locations,
+    ]
+    return [*patients, appointment]
+
+
+# --- referrals ----------------------------------------------------------------------------
+
+
+def _referral_id(rf1: Segment) -> str:
+    if not rf1.get(6):
+        raise rf1.error(
+            6, "field required: the originating referral identifier", code=REQUIRED_FIELD_MISSING
+        )
+    return _fhir_id(rf1, 6, "the originating referral identifier")
+
+
+def _text(segment: Segment, position: int) -> str:
+    """A coded element's text (component 2), else its code."""
+    return segment.get(position, 2) or segment.get(position, 1)
+
+
+def service_request_from(message: Hl7Message, partner: str) -> list[dict[str, Any]]:
+    """A REF^I12 referral request as a ServiceRequest, after a linking Patient when needed."""
+    rf1 = message.require("RF1")
+    referral_id = _referral_id(rf1)
+    identifier, patients = _person_resources(message, partner)
+    request: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "id": referral_id,
+        "meta": _meta(message),
+        "status": "active",
+        "intent": "order",
+        "priority": "urgent" if rf1.get(2).upper() in URGENT_PRIORITIES else "routine",
+    }
+    if category := _text(rf1, 3):
+        request["category"] = [{"text": category}]
+    request["subject"] = {"identifier": identifier}
+    authored = rf1.time(7) or message.sent_at
+    request["authoredOn"] = fhir_instant(authored)
+    reasons = [_text(rf1, 10)] + [dg1.get(4) or _text(dg1, 3) for dg1 in message.all("DG1")]
+    if any(reasons):
+        request["reasonCode"] = [{"text": reason} for reason in reasons if reason]
+    return [*patients, request]
+
+
+def _notes(message: Hl7Message) -> str:
+    texts = [
+        unescape(raw, nte.separators).strip()
+        for nte in message.all("NTE")
+        for raw in nte.repetitions(3)
+    ]
+    return "\n".join(text for text in texts if text)
+
+
+def task_from(message: Hl7Message, partner: str) -> list[dict[str, Any]]:
+    """An RRI^I12 referral response as the referral's Task, after a linking Patient when needed."""
+    rf1 = message.require("RF1")
+    referral_id = _referral_id(rf1)
+    code = rf1.get(1).upper()
+    if not code:
+        raise rf1.error(
+            1, "field required: the referral status (A, R, P or E)", code=REQUIRED_FIELD_MISSING
+        )
+    if code not in TASK_STATUS:
+        raise rf1.error(
+            1, f"unknown referral status {code!r} (use A, R, P or E)", code=TABLE_VALUE_NOT_FOUND
+        )
+    task_id = f"task-{referral_id}"
+    if not _FHIR_ID.match(task_id):
+        raise rf1.error(6, "the originating referral identifier is too long to name its Task")
+    identifier, patients = _person_resources(message, partner)
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "id": task_id,
+        "meta": _meta(message),
+        "status": TASK_STATUS[code],
+        "intent": "order",
+        "focus": {"reference": f"ServiceRequest/{referral_id}"},
+        "for": {"identifier": identifier},
+        "lastModified": fhir_instant(message.sent_at),
+    }
+    if notes := _notes(message):
+        task["statusReason"] = {"text": notes}
+    return [*patients, task]
+
+
+# --- dispatch -----------------------------------------------------------------------------
+
+Mapper = Callable[[Hl7Message, str], list[dict[str, Any]]]
+MAPPERS: Mapping[tuple[str, str], Mapper] = {
+    **{("SIU", trigger): appointment_from for trigger in APPOINTMENT_STATUS},
+    ("REF", "I12"): service_request_from,
+    ("RRI", "I12"): task_from,
+}
+
+
+def _mapper(message: Hl7Message) -> Mapper:
+    mapper = MAPPERS.get((message.message_type, message.trigger))
+    if mapper is not None:
+        return mapper
+    triggers = sorted(t for m, t in MAPPERS if m == message.message_type)
+    if triggers:
+        raise Hl7Error(
+            "MSH",
+            9,
+            f"unsupported trigger event {message.message_type}^{message.trigger} "
+            f"(supported for {message.message_type}: {', '.join(triggers)})",
+            component=2,
+            code=UNSUPPORTED_EVENT_CODE,
+        )
+    kinds = ", ".join(sorted({m for m, _ in MAPPERS}))
+    raise Hl7Error(
+        "MSH",
+        9,
+        f"unsupported message type {message.message_type!r} (supported: {kinds})",
+        component=1,
+        code=UNSUPPORTED_MESSAGE_TYPE,
+    )
+
+
+def map_message(text: str, partner: str) -> MappedMessage:
+    """Parse and map one message from `partner`; Hl7Error says what is wrong and where."""
+    message = parse_message(text)
+    mapper = _mapper(message)
+    return MappedMessage(message, tuple(mapper(message, partner)))
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def _message_records(text: str, origin: str, partner: str) -> Iterator[Record]:
+    try:
+        mapped = map_message(text, partner)
+    except Hl7Error as exc:
+        yield Record(origin, text, problems=(Problem(exc.where, exc.reason),))
+        return
+    # A message is accepted or rejected whole, as over MLLP: never half a booking.
+    problems = tuple(p for resource in mapped.resources for p in problems_in(resource))
+    if problems:
+        yield Record(origin, text, problems=problems)
+        return
+    for resource in mapped.resources:
+        yield Record(origin, text, resource, correlation=mapped.message.control_id)
+
+
+def records_from_hl7_text(text: str, origin: str, partner: str) -> Iterator[Record]:
+    """Records of every message in HL7 v2 text; a bad message is one Record with its problem."""
+    messages = split_messages(text)
+    if not messages:
+        yield Record(
+            origin, text, problems=(Problem("(file)", "no HL7 v2 message (MSH segment) found"),)
+        )
+        return
+    for index, message in enumerate(messages):
+        yield from _message_records(message, f"{origin}#msg[{index}]", partner)
+
+
+def records_from_hl7_file(path: Path, partner: str) -> Iterator[Record]:
+    """Records of every message in a .hl7 file, for `connectors.publish.publish_records`."""
+    yield from records_from_hl7_bytes(path.read_bytes(), path.name, partner)
+
+
+def records_from_hl7_bytes(data: bytes, origin: str, partner: str) -> Iterator[Record]:
+    """`records_from_hl7_file` for bytes already read; `origin` names them in errors."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Trust systems that are not UTF-8 are ISO 8859-1 (MSH-18 "8859/1"), which cannot fail.
+        text = data.decode("latin-1")
+    yield from records_from_hl7_text(text, origin, partner)
