@@ -135,11 +135,6 @@ class InvalidResource(ValueError):  # noqa: N818 -- reads as the verdict it carr
         super().__init__("; ".join(str(p) for p in problems))
 
 
-def is_carried(resource_type: str) -> bool:
-    """True for resource types the hub carries as events of their own event type."""
-    return bool(CARRIED.get(resource_type, ("", ""))[1])
-
-
 def event_type_for(resource_type: str) -> str:
     """The envelope event_type for a carried resource type."""
     return CARRIED[resource_type][1]

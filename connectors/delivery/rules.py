@@ -164,11 +164,6 @@ def backoff_delay(attempt: int, settings: DeliverySettings, spread: float = 0.0)
     return delay * (1.0 - JITTER * spread)
 
 
-def schedule_span(settings: DeliverySettings, spread: float = 0.0) -> float:
-    """Seconds from the first attempt to the last: how long a partner may be down and lose nothing."""
-    return sum(backoff_delay(n, settings, spread) for n in range(1, settings.max_attempts))
-
-
 def retry_after(value: str | None) -> float | None:
     """A Retry-After header in seconds, or None when absent or an HTTP date (not honoured)."""
     if value is None or not value.strip().isdigit():
