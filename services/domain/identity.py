@@ -119,11 +119,6 @@ class PersonIndex:
     conflicts: Mapping[str, Conflict] = field(default_factory=dict)
 
 
-def lookup(index: PersonIndex, identifier: PersonIdentifier) -> str | None:
-    """The person holding `identifier`, or None when no event has named it yet."""
-    return index.person_of.get(identifier.token())
-
-
 def holder(index: PersonIndex, token: str) -> str:
     """The person holding a token now: its linked person, else its own provisional one."""
     return index.person_of.get(token) or person_id_for_token(token, index.key)

@@ -15,13 +15,13 @@ from schemas.fhir import event_type_for, subject_of
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN, PersonIdentifier
 from schemas.keys import person_partition
 from services.domain import linking
-from services.domain.audit import basis_of
 from services.domain.decisions import Rules
 from services.domain.identity import PersonIndex, RefusedLink, Resolution, person_of
 from services.runtime import ROOT, partner_directory
 from services.stream.outbox import Out, flags_entry, render
 from services.stream.pipeline import identifiers_of, person_event
 from services.stream.state import decode_calendar
+from tests.audit import basis_of
 from tests.keys import KEY, person_id_for
 from tests.streams import index_event
 
