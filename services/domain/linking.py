@@ -41,6 +41,7 @@ from services.domain.identity import (
     settle,
 )
 from services.domain.identity_messages import conflict_notices
+from services.domain.instants import read_instant
 
 
 def link_event(
@@ -61,7 +62,7 @@ def link_event(
         identifiers,
         source=source,
         record=record_of(source, resource.get("resourceType"), resource.get("id"), tokens),
-        at=_instant(envelope["recorded_at"]),
+        at=read_instant(envelope["recorded_at"]),
     )
     told = _conflicts_changed(index, updated, tokens, envelope["event_id"], rules)
     if isinstance(resolution, RefusedLink):
@@ -152,7 +153,3 @@ def _conflicts_changed(
         for person, open_ids in flag_changes(before, after, sorted(affected)).items()
     ]
     return decisions
-
-
-def _instant(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -39,6 +39,7 @@ from services.domain.decisions import (
     UpdateRefused,
     caused,
 )
+from services.domain.instants import read_instant
 from services.domain.kinds import AgencyKind
 from services.domain.reconciliation import Alert, merge, reconcile, told_on_relating
 from services.domain.referral_steps import on_booking, on_deadlines, on_service_request, on_task
@@ -126,7 +127,7 @@ def partner_event(calendar: Calendar, message: Mapping[str, Any], rules: Rules) 
     """One partner's event on the person's record, by the resource it carries."""
     source, resource, cause = message["source"], message["resource"], message["event_id"]
     kind = rules.directory.kind_of(source)
-    occurred_at = _instant(message["occurred_at"])
+    occurred_at = read_instant(message["occurred_at"])
     # Before anything else: an explained absence goes only to partners related to the person.
     systems = tuple(i["system"] for i in (message.get("subject") or {}).get("identifiers") or ())
     updated, told = _relate(
@@ -241,7 +242,3 @@ def relationships_begun(before: Calendar, after: Calendar) -> list[Decision]:
         RelationshipBegun(after.person_id, partner, relationship)
         for partner, relationship in new_relationships(before.relationships, after.relationships)
     ]
-
-
-def _instant(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))

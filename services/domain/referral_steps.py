@@ -25,6 +25,7 @@ from services.domain.decisions import (
     caused,
 )
 from services.domain.disclosure import disclose
+from services.domain.instants import read_instant
 from services.domain.referral_messages import (
     message_id,
     overdue_detail,
@@ -113,7 +114,7 @@ def _authored(resource: Mapping[str, Any], fallback: datetime) -> datetime:
     """When the referral was made: its authoredOn when that is a dateTime, else `fallback`."""
     authored = resource.get("authoredOn")
     if isinstance(authored, str) and "T" in authored:
-        return datetime.fromisoformat(authored.replace("Z", "+00:00")).astimezone(UTC)
+        return read_instant(authored).astimezone(UTC)
     return fallback
 
 

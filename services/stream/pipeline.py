@@ -22,6 +22,7 @@ from schemas.identifiers import (
 from services.domain.calendar import Calendar
 from services.domain.decisions import CheckDeadlines, Merge, PersonMessage, Rules, Transfer
 from services.domain.identity import PersonIndex, RefusedLink
+from services.domain.instants import read_instant
 from services.domain.linking import link_event, settle_conflict
 from services.domain.person import decide, person_named
 from services.domain.referral_steps import next_deadline
@@ -97,7 +98,7 @@ def _resolve_command(message: Mapping[str, Any], index: PersonIndex, rules: Rule
         decision,
         operator=str(message["operator"]),
         reason=str(message["reason"]),
-        at=_instant(message["at"]),
+        at=read_instant(message["at"]),
         request=request,
         rules=rules,
     )
@@ -167,7 +168,7 @@ def person_message(message: Mapping[str, Any]) -> PersonMessage:
         calendar = calendar_of(message["calendar"])
         return Transfer(message["absorbed"], message["survivor"], calendar)
     if command == DEADLINES:
-        return CheckDeadlines(message["person_id"], _instant(message["now"]))
+        return CheckDeadlines(message["person_id"], read_instant(message["now"]))
     if command is not None:
         raise ValueError(f"a {command} command is not for the person's record")
     if message["resource"].get("resourceType") in VALIDATED_AGAIN:
@@ -200,7 +201,3 @@ def person_event(stored: bytes | None, message: Mapping[str, Any], rules: Rules)
     return PersonStep(
         encode_calendar(updated), outs, next_deadline(updated), bool(updated.referrals)
     )
-
-
-def _instant(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
