@@ -51,10 +51,12 @@ def run_worker(mode: str) -> None:
 
     from schemas.codec import peek
     from services import runtime
+    from services.domain.decisions import Rules
+    from services.domain.identity import person_of, to_linker
     from services.runtime import configure_logging as configure
     from services.runtime import partner_directory, service_directory, settings
-    from services.stream.outbox import Context
-    from services.stream.pipeline import identifiers_of, index_event, person_event
+    from services.stream.outbox import routed
+    from services.stream.pipeline import identifiers_of, person_event
 
     configure()
     conf = settings()
@@ -107,22 +109,25 @@ def run_worker(mode: str) -> None:
         async def naive(stream: Any) -> None:
             async for event in stream.events():
                 envelope = peek(event.value)
-                identifiers_of(envelope)  # the person index's lookup key
-                for routed in index_event(envelope, event.value, None, runtime.person_key()):
-                    if routed.topic is not topics.PERSON_EVENTS:
-                        await out.send(key=routed.key, value=routed.value)
+                identifiers = identifiers_of(envelope)  # the person index's lookup key
+                key = runtime.person_key()
+                person = (
+                    None if to_linker(envelope, identifiers) else person_of(identifiers, None, key)
+                )
+                for sent in routed(envelope, event.value, identifiers, person):
+                    if sent.topic is not topics.PERSON_EVENTS:
+                        await out.send(key=sent.key, value=sent.value)
                         continue
-                    person = routed.key.decode()
-                    ctx = Context(
+                    person = sent.key.decode()
+                    rules = Rules(
                         directory=directory,
-                        buffer=conf.travel_buffer,
                         now=runtime.now(),
                         services=services,
                         sla=conf.sla_working_days,
-                        key=runtime.person_key(),
+                        buffer=conf.travel_buffer,
                     )
-                    message = orjson.loads(routed.value)
-                    stored, outs, *_ = person_event(calendars.get(person), message, ctx)
+                    message = orjson.loads(sent.value)
+                    stored, outs, *_ = person_event(calendars.get(person), message, rules)
                     for emitted in outs:
                         await out.send(key=emitted.key, value=emitted.value)
                     if stored is not None:

@@ -60,6 +60,8 @@ class AlertMessage:
     alert_id: str
     role: Role
     basis: str  # "role-default", or the consent id that allowed more
+    # One event per recipient; the DetectedIssue id (`alert_id`) names the alert they share.
+    event_id: uuid.UUID
 
 
 def alert_id(alert: Alert) -> str:
@@ -251,7 +253,10 @@ def alert_messages(
         if withholding_consent(consents, recipient=recipient, role=role, at=now) is not None:
             continue  # the person denies this recipient other agencies' appointments: tell nothing
         disclosed = _issue(alert, issue_id, directory, Audience(recipient, role, consents, now))
+        event_id = uuid.uuid5(uuid.UUID(issue_id), recipient)
         messages.append(
-            AlertMessage(recipient, event_type, disclosed.resource, issue_id, role, disclosed.basis)
+            AlertMessage(
+                recipient, event_type, disclosed.resource, issue_id, role, disclosed.basis, event_id
+            )
         )
     return messages

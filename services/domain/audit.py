@@ -5,7 +5,6 @@ relationship: which partner, which person, on what basis (case record, referral 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -118,13 +117,3 @@ def audit_resource(
         {"what": {"reference": what}},
     ]
     return resource
-
-
-def basis_of(event: Mapping[str, Any]) -> str:
-    """The basis an AuditEvent records: "role-default", "own-record" or a consent id."""
-    policy = event["agent"][0]["policy"][0]
-    if isinstance(policy, str) and policy.startswith(CONSENT_PREFIX):
-        return policy.removeprefix(CONSENT_PREFIX)
-    if isinstance(policy, str) and policy.startswith(BASIS_PREFIX):
-        return policy.removeprefix(BASIS_PREFIX)
-    raise ValueError(f"AuditEvent.agent[0].policy[0]: {policy!r} is not a concord basis")

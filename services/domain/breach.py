@@ -3,13 +3,16 @@ person was when they missed an appointment, and how current that knowledge is.""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from schemas.identifiers import IdentifierError, PersonIdentifier, parse_token
 from services.domain.calendar import HEALTH_KINDS, AgencyKind, Calendar, Slot
 from services.domain.consent import ROLE_OF_KIND
+from services.domain.decisions import Answered
 from services.domain.disclosure import (
     Organisation,
     detail_consent,
@@ -20,6 +23,7 @@ from services.domain.disclosure import (
 from services.domain.instants import fhir_instant
 from services.domain.partners import Partner, PartnerDirectory
 from services.domain.reconciliation import ATTENDED_STATUSES, DEFAULT_TRAVEL_BUFFER, overlaps
+from services.domain.relationships import systems_to_ask_by
 
 Verdict = Literal[
     "explained", "possible-conflict", "no-known-conflict", "identity-conflict", "withheld"
@@ -33,6 +37,24 @@ EXPLANATIONS: Mapping[Verdict, str] = {
         "resolves the identity conflict."
     ),
 }
+
+
+# Who may ask for a breach check: the agencies whose appointments can be missed.
+ASKING_KINDS: frozenset[AgencyKind] = frozenset({"probation", "voluntary"})
+ROLE_MAY_NOT_ASK = "your organisation's role may not ask this"
+NO_SUCH_PERSON = "no such person known to the hub"
+NO_SUCH_APPOINTMENT = "no such appointment for this person"
+# Why a question is not answered: the asker may not ask it, it is not asked so the hub can
+# answer, or the hub knows nothing it may say.
+Unanswered = Literal["not-allowed", "not-asked-so", "not-known"]
+
+
+class NotAnswered(Exception):  # noqa: N818 -- reads as what the asker is told
+    """A breach-check question the hub does not answer, with the sentence that says why."""
+
+    def __init__(self, why: Unanswered, message: str) -> None:
+        super().__init__(message)
+        self.why, self.message = why, message
 
 
 class UnknownAppointment(KeyError):  # noqa: N818 -- name fixed by the shared API
@@ -212,3 +234,81 @@ def breach_check_answer(
         answer["explanation"] = EXPLANATIONS[check.verdict]
     consent_bases = [b for b in bases if b not in ("role-default", "own-record")]
     return answer, consent_bases[0] if consent_bases else "role-default"
+
+
+# --- who may ask, about whom, and the answer -------------------------------------------------
+
+
+def check_asker(asking: Partner) -> None:
+    """NotAnswered unless the partner is of a kind that may ask for a breach check."""
+    if asking.kind not in ASKING_KINDS:
+        raise NotAnswered("not-allowed", ROLE_MAY_NOT_ASK)
+
+
+def asked_by(asking: Partner, token: str) -> PersonIdentifier:
+    """The identifier (`system|value`) a partner names the person by: valid, and in a system of
+    its own (relationships.systems_to_ask_by); NotAnswered otherwise."""
+    try:
+        identifier = parse_token(token)
+    except IdentifierError as exc:
+        raise NotAnswered("not-asked-so", str(exc)) from None
+    own = systems_to_ask_by(asking.id, asking.kind)
+    if identifier.system not in own:
+        raise NotAnswered(
+            "not-asked-so",
+            "name the person by an identifier of your own system: " + ", ".join(sorted(own)),
+        )
+    return identifier
+
+
+def own_appointment(calendar: Calendar, asking: Partner, wanted: str) -> str:
+    """The calendar's id of the asking partner's appointment `wanted` (ID, or PARTNER/ID).
+
+    Another partner's appointment is not found, exactly as one that does not exist.
+    """
+    appointment_id = wanted if wanted.startswith(asking.id + "/") else f"{asking.id}/{wanted}"
+    slot = calendar.slots.get(appointment_id)
+    if slot is None or slot.partner != asking.id:
+        raise NotAnswered("not-known", NO_SUCH_APPOINTMENT)
+    return appointment_id
+
+
+def answer_breach_check(
+    calendar: Calendar | None,
+    asking: Partner,
+    wanted: str,
+    *,
+    last_heard: Mapping[str, datetime],
+    buffer: timedelta,
+    identity_conflict: bool,
+    directory: PartnerDirectory,
+    at: datetime,
+    disclosure_id: uuid.UUID,
+) -> tuple[dict[str, Any], Answered]:
+    """The breach check a partner asked about its appointment `wanted`, as it may see it, and
+    the disclosure to audit (`disclosure_id`) before the answer is given.
+
+    A partner with no relationship with the person is answered exactly as if there were no
+    such person, so nobody can probe whom the hub knows; NotAnswered says so.
+    """
+    if calendar is None or asking.id not in calendar.relationships:
+        raise NotAnswered("not-known", NO_SUCH_PERSON)
+    appointment = own_appointment(calendar, asking, wanted)
+    check = breach_check(
+        calendar,
+        appointment,
+        calendar.partners,
+        last_heard,
+        buffer,
+        identity_conflict=identity_conflict,
+    )
+    answer, basis = breach_check_answer(check, calendar, asking, directory, at)
+    answered = Answered(
+        disclosure_id=disclosure_id,
+        person_id=calendar.person_id,
+        recipient=asking.id,
+        role=ROLE_OF_KIND[asking.kind],
+        what=f"BreachCheck/{appointment}",
+        basis=basis,
+    )
+    return answer, answered

@@ -75,6 +75,9 @@ class Calendar:
     # the partners with a relationship with the person, from trusted facts only
     # (services.domain.relationships): who may ask about the person, and be told
     relationships: Mapping[str, Relationship] = field(default_factory=dict)
+    # the person this one was found to be: the record then holds nothing, and whatever
+    # arrives for it goes on to the survivor's record
+    merged_into: str | None = None
 
 
 def _supersedes(slot: Slot, current: Slot | None) -> bool:
@@ -142,6 +145,11 @@ def apply_change(calendar: Calendar, slot: Slot) -> Calendar:
     if not _supersedes(slot, calendar.slots.get(slot.appointment_id)):
         return calendar
     return replace(calendar, slots={**calendar.slots, slot.appointment_id: slot})
+
+
+def moved(person_id: str, survivor: str) -> Calendar:
+    """The record of a person found to be `survivor`: empty, and naming the survivor."""
+    return Calendar(person_id, merged_into=survivor)
 
 
 def join(a: Calendar, b: Calendar, person_id: str) -> Calendar:

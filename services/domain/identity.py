@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from schemas.identifiers import PersonIdentifier, local_system
-from schemas.keys import PersonKey, person_id_for_token
+from schemas.identifiers import HUB_PERSON, PersonIdentifier, local_system
+from schemas.keys import PersonKey, person_id_for, person_id_for_token
 from services.domain.instants import fhir_instant
 
 
@@ -119,14 +119,40 @@ class PersonIndex:
     conflicts: Mapping[str, Conflict] = field(default_factory=dict)
 
 
-def lookup(index: PersonIndex, identifier: PersonIdentifier) -> str | None:
-    """The person holding `identifier`, or None when no event has named it yet."""
-    return index.person_of.get(identifier.token())
-
-
 def holder(index: PersonIndex, token: str) -> str:
     """The person holding a token now: its linked person, else its own provisional one."""
     return index.person_of.get(token) or person_id_for_token(token, index.key)
+
+
+def to_linker(envelope: Mapping[str, Any], identifiers: Sequence[PersonIdentifier]) -> bool:
+    """True for an event the identity linker must see: one joining identifiers, or a Patient.
+
+    A Patient naming one identifier joins nothing, but it may be a source's correction of a
+    record whose link the linker refused.
+    """
+    if len(identifiers) > 1:
+        return True
+    resource = envelope.get("resource") or {}
+    return (
+        resource.get("resourceType") == "Patient"
+        and len(identifiers) == 1
+        and identifiers[0].system != HUB_PERSON
+    )
+
+
+def person_of(
+    identifiers: Sequence[PersonIdentifier], assigned: str | None, key: PersonKey
+) -> str | None:
+    """The person an event naming these identifiers is about; None when they are several or none.
+
+    `assigned` is the person the one identifier was linked to, if any; an identifier never
+    linked is its own provisional person, so no lookup across partitions is needed.
+    """
+    if len(identifiers) != 1:
+        return None
+    if identifiers[0].system == HUB_PERSON:
+        return identifiers[0].value  # a reply about a person the hub named, e.g. a referral Task
+    return assigned or person_id_for(identifiers[0], key)
 
 
 def canonical(index: PersonIndex, person_id: str) -> str:

@@ -19,7 +19,6 @@ from services.domain.consent import ROLE_OF_KIND, ConsentDecision, basis_for
 from services.domain.kinds import AgencyKind
 
 CATEGORIES: tuple[str, ...] = tuple(REFERRAL_CATEGORIES)  # one list: schemas/referrals.py
-Urgency = Literal["routine", "urgent"]
 
 # Elements of a ServiceRequest beyond the minimum a receiving service needs to act.
 CONTENT_ELEMENTS = ("reasonCode", "reasonReference", "note", "supportingInfo")

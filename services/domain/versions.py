@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from services.domain.instants import fhir_instant
+from services.domain.instants import fhir_instant, read_instant
 
 
 class Version(NamedTuple):
@@ -29,7 +29,7 @@ def instant(path: str, value: Any) -> datetime | None:
     if not isinstance(value, str):
         raise ValueError(f"{path}: must be a FHIR instant string")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = read_instant(value)
     except ValueError:
         raise ValueError(f"{path}: {value!r} is not a FHIR instant") from None
     if parsed.utcoffset() is None:

@@ -1,4 +1,5 @@
-"""The stream processors: each decodes a message, asks the pipeline (services/stream/pipeline.py), and emits.
+"""The stream processors: each decodes a message, has the domain decide and the outbox render
+(services/stream/pipeline.py), and emits.
 
 Alerts reach the producer before the table write that records them (faust queues
 changelog writes in its own buffer), and a batch's offsets are committed only after
@@ -22,7 +23,15 @@ from schemas.codec import CodecError, peek, peek_envelope, resolved
 from schemas.identifiers import IdentifierError
 from schemas.keys import person_partition
 from services import runtime
-from services.domain.identity import Conflict, PersonIndex, conflict_from_record, conflict_record
+from services.domain.decisions import CheckDeadlines, Rules
+from services.domain.identity import (
+    Conflict,
+    PersonIndex,
+    conflict_from_record,
+    conflict_record,
+    person_of,
+    to_linker,
+)
 from services.domain.refusals import Refusal, sender_of
 from services.runtime import partner_directory, person_key, service_directory
 from services.stream.activity import activity_record
@@ -45,21 +54,16 @@ from services.stream.app import (
 )
 from services.stream.batch import Change, emit, put, read, record
 from services.stream.faust_private import handling
-from services.stream.outbox import Context, refusal_outs
+from services.stream.outbox import FLAGS, flags_entry, refusal_outs, render, routed
 from services.stream.pipeline import (
-    FLAGS_COMMAND,
     MALFORMED,
     RESOLVE_COMMAND,
     assignment_of,
-    flags_entry,
     identifiers_of,
     link_step,
     peek_person_message,
     person_event,
     person_id_of_key,
-    person_of,
-    routed,
-    to_linker,
 )
 
 log = structlog.get_logger(__name__)
@@ -117,16 +121,16 @@ async def person_index(stream: Any) -> None:
     activity = PartnerActivity()
     async for batch in stream.take_events(BATCH_MAX, BATCH_WITHIN_S):
         sent: list[Awaitable[Any]] = []
-        ctx = context()  # one clock reading per batch: a batch spans milliseconds
+        rules = current_rules()  # one clock reading per batch: a batch spans milliseconds
         for event in batch:
             with handling(event):
-                await _index_one(event, activity, ctx, sent)
+                await _index_one(event, activity, rules, sent)
         await asyncio.gather(*sent)  # Kafka has every output before the batch's offsets commit
         log.debug("person_index.batch", events=len(batch))
 
 
 async def _index_one(
-    event: Any, activity: PartnerActivity, ctx: Context, sent: list[Awaitable[Any]]
+    event: Any, activity: PartnerActivity, rules: Rules, sent: list[Awaitable[Any]]
 ) -> None:
     if event.message.topic == topics.ASSIGNMENTS.name:
         try:
@@ -141,9 +145,8 @@ async def _index_one(
         identifiers = identifiers_of(envelope)
         linked = read(token_person, identifiers[0].token()) if len(identifiers) == 1 else None
         assigned = linked.decode() if linked else None
-        person = (
-            None if to_linker(envelope, identifiers) else person_of(identifiers, assigned, ctx.key)
-        )
+        key = person_key()
+        person = None if to_linker(envelope, identifiers) else person_of(identifiers, assigned, key)
         here = person is not None and person_partition(person) == event.message.partition
         outs = [] if here else routed(envelope, event.value, identifiers, person)
     except IdentifierError as exc:
@@ -154,7 +157,7 @@ async def _index_one(
         await reject(event.value, reason, "person-index", sent)
         return
     if person is not None and here:
-        await _reconcile(person, resolved(envelope, person), event.value, ctx, sent)
+        await _reconcile(person, resolved(envelope, person), event.value, rules, sent)
     await emit(outs, sent)
     await activity.heard(envelope["source"], envelope["recorded_at"])
     log.debug(
@@ -235,7 +238,7 @@ async def linker(stream: Any) -> None:
         try:
             message = peek(event.value)
             index = _load_index(_tokens_of(message))
-            step = link_step(message, index, context())
+            step = link_step(message, index, current_rules())
         except MALFORMED as exc:
             await reject(event.value, f"cannot link: {exc.__class__.__name__}: {exc}", "linker")
             continue
@@ -244,15 +247,14 @@ async def linker(stream: Any) -> None:
         log.info("linker.handled", **step.summary)
 
 
-def context() -> Context:
-    """The reconciler's context for the message being handled now."""
-    return Context(
+def current_rules() -> Rules:
+    """The rules the messages being handled now are decided under."""
+    return Rules(
         directory=partner_directory(SETTINGS.partners_file),
-        buffer=SETTINGS.travel_buffer,
         now=runtime.now(),
         services=service_directory(SETTINGS.services_file),
         sla=SETTINGS.sla_working_days,
-        key=person_key(),
+        buffer=SETTINGS.travel_buffer,
     )
 
 
@@ -265,11 +267,8 @@ async def escalation_check() -> None:
         for person, when in list(deadlines.items())
         if datetime.fromisoformat(when.decode()) <= now
     ]
-    for person in due:
-        command = orjson.dumps(
-            {"command": "deadlines", "person_id": person, "now": now.isoformat()}
-        )
-        await TOPICS[topics.PERSON_EVENTS.name].send(key=person.encode(), value=command)
+    for out in render([CheckDeadlines(person, now) for person in due], now):
+        await TOPICS[out.topic.name].send(key=out.key, value=out.value)
 
 
 @app.agent(person_events)
@@ -278,30 +277,30 @@ async def reconciler(stream: Any) -> None:
     async for batch in stream.take_events(BATCH_MAX, BATCH_WITHIN_S):
         alerts = 0
         sent: list[Awaitable[Any]] = []
-        ctx = context()
+        rules = current_rules()
         for event in batch:
             with handling(event):
-                alerts += await _reconcile_one(event, ctx, sent)
+                alerts += await _reconcile_one(event, rules, sent)
         await asyncio.gather(*sent)  # Kafka has every output before the batch's offsets commit
         # One line per batch: a line per event cost more than the event at full speed.
         log.info("reconciler.handled", events=len(batch), alerts=alerts)
 
 
-async def _reconcile_one(event: Any, ctx: Context, sent: list[Awaitable[Any]]) -> int:
+async def _reconcile_one(event: Any, rules: Rules, sent: list[Awaitable[Any]]) -> int:
     """Handle one message from person-events (keyed by person), in order."""
     try:
         person, message = person_id_of_key(event.key), peek_person_message(event.value)
     except MALFORMED as exc:
         await reject(event.value, f"cannot reconcile: {exc}", "reconciler", sent)
         return 0
-    if message.get("command") == FLAGS_COMMAND:  # the linker's word on identity conflicts
+    if message.get("command") == FLAGS:  # the linker's word on identity conflicts
         await record([put(identity_flags, person, flags_entry(message))], sent)
         return 0
-    return await _reconcile(person, message, event.value, ctx, sent)
+    return await _reconcile(person, message, event.value, rules, sent)
 
 
 async def _reconcile(
-    person: str, message: dict[str, Any], raw: bytes, ctx: Context, sent: list[Awaitable[Any]]
+    person: str, message: dict[str, Any], raw: bytes, rules: Rules, sent: list[Awaitable[Any]]
 ) -> int:
     """Apply one message to the person's record: the table write, then its outputs.
 
@@ -311,7 +310,7 @@ async def _reconcile(
     leaves the batch's offsets uncommitted, so the event is handled again.
     """
     try:
-        step = person_event(read(calendars, person), message, ctx)
+        step = person_event(read(calendars, person), message, rules)
     except MALFORMED as exc:
         await reject(raw, f"cannot reconcile: {exc}", "reconciler", sent)
         return 0

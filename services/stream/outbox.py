@@ -1,31 +1,49 @@
-"""What stream steps emit: messages for a topic, disclosures that carry their audit record, and
-refusals that reach their sender.
+"""The one place where decisions become messages (`render`): hub envelopes for partners, every
+disclosure with its AuditEvent, refusals that reach their sender, referral inbox entries, and the
+hub's own commands between one record and another.
 
-Shared by the reconciler and referral steps so that every disclosure to a partner is
-built, and audited, in one way, and every refusal after acceptance is kept and told in one way.
+A decision says what was decided (services/domain/decisions.py); how it is encoded, on which
+topic and under which key, is decided only here, so every disclosure is built and audited in one
+way and every refusal after acceptance is kept and told in one way.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from schemas import topics
-from schemas.codec import encode
+from schemas.codec import dumps, encode, with_person
 from schemas.envelope import DeadLetter, Envelope, Subject
-from schemas.keys import PersonKey
+from schemas.identifiers import PersonIdentifier
 from schemas.topics import Topic
 from schemas.vocabulary import HUB_SOURCE
 from services.domain.audit import AuditSubtype, audit_event
-from services.domain.calendar import Calendar
 from services.domain.consent import ROLE_OF_KIND, Role
-from services.domain.partners import PartnerDirectory
-from services.domain.referrals import DEFAULT_SLA_WORKING_DAYS, ServiceDirectory
+from services.domain.decisions import (
+    Answered,
+    Assigned,
+    CheckDeadlines,
+    ConflictChanged,
+    ConflictSettled,
+    Decision,
+    Disclose,
+    Forward,
+    IdentityFlagsChanged,
+    InboxEntryChanged,
+    Merge,
+    RelationshipBegun,
+    Transfer,
+    UpdateRefused,
+)
+from services.domain.identity import conflict_record, to_linker
+from services.domain.identity_messages import OPERATOR_AUDIT_EVENT, operator_audit
+from services.domain.referrals import Referral
 from services.domain.refusals import (
     Refusal,
     refusal_id,
@@ -33,12 +51,17 @@ from services.domain.refusals import (
     refused_event_type,
     sender_of,
 )
-from services.domain.relationships import audit_terms, new_relationships
+from services.domain.relationships import audit_terms
+from services.stream.state import encode_calendar
 
 AUDIT_EVENT_TYPES = {
     "disclosure": "audit.disclosure.recorded",
     "relationship": "audit.relationship.recorded",
 }
+# Fixed, so a relationship recorded again after a restart gets the same audit id.
+RELATIONSHIP_NAMESPACE = uuid.UUID("5f0c8a6e-2b1d-5c4e-9a7f-6d3e1b2c4a58")
+# The hub's commands on the person-events topic, by name.
+MERGE, TRANSFER, DEADLINES, FLAGS = "merge", "transfer", "deadlines", "identity-conflicts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,16 +74,15 @@ class Out:
     partition: int | None = None  # None: the default partitioner's, by key
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What the stream steps need besides the message: directories, settings, the clock."""
+def render(decisions: Iterable[Decision], now: datetime) -> list[Out]:
+    """The messages that carry out `decisions`, in order, as sent at `now`."""
+    outs: list[Out] = []
+    for decision in decisions:
+        outs += _RENDERERS[type(decision)](decision, now)
+    return outs
 
-    directory: PartnerDirectory
-    buffer: timedelta
-    now: datetime
-    key: PersonKey
-    services: ServiceDirectory = field(default_factory=lambda: ServiceDirectory(()))
-    sla: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_SLA_WORKING_DAYS))
+
+# --- envelopes the hub sends about a person, and their audit records ---------------------------
 
 
 def hub_envelope(
@@ -72,7 +94,11 @@ def hub_envelope(
     now: datetime,
     correlation_id: uuid.UUID,
 ) -> bytes:
-    """An envelope the hub itself sends about a person, encoded."""
+    """An envelope the hub itself sends about a person, encoded.
+
+    The bytes are those of schemas.codec.encode; model_dump_json makes them in one pass,
+    without the intermediate dict, and this is the hot path of every alert.
+    """
     envelope = Envelope(
         event_id=event_id,
         event_type=event_type,
@@ -86,45 +112,59 @@ def hub_envelope(
     return envelope.model_dump_json().encode()
 
 
-@dataclass(frozen=True, slots=True)
-class Disclosed:
-    """One resource going to one partner, already minimised, and the basis for sending it."""
+def _disclosure(d: Disclose, now: datetime) -> list[Out]:
+    """The resource to the partner, keyed by the partner, and its AuditEvent, keyed by the person.
 
-    topic: Topic
-    event_id: uuid.UUID
-    event_type: str
-    recipient: str
-    role: Role
-    resource: dict[str, Any]
-    what: str  # "DetectedIssue/<id>", "ServiceRequest/<id>"…
-    basis: str
-
-
-def disclosure_outs(
-    d: Disclosed, person_id: str, now: datetime, cause: uuid.UUID | None
-) -> list[Out]:
-    """The message to the partner, keyed by the partner, and its AuditEvent, keyed by the person."""
+    An alert (a DetectedIssue) goes on the alerts topic; a referral or its Task on the outbound one.
+    """
+    topic = topics.ALERTS if d.resource.get("resourceType") == "DetectedIssue" else topics.OUTBOUND
     sent = hub_envelope(
         d.event_id,
         d.event_type,
-        person_id=person_id,
+        person_id=d.person_id,
         resource=d.resource,
         now=now,
-        correlation_id=cause or d.event_id,
+        correlation_id=d.cause or d.event_id,
     )
-    audit = audit_out(
-        d.event_id,
-        person_id=person_id,
-        recipient=d.recipient,
-        role=d.role,
-        what=d.what,
-        basis=d.basis,
-        now=now,
-    )
-    return [Out(d.topic, d.recipient.encode(), sent), audit]
+    return [Out(topic, d.recipient.encode(), sent), _audit(d.event_id, **_terms(d), now=now)]
 
 
-def audit_out(
+def _answered(d: Answered, now: datetime) -> list[Out]:
+    """The AuditEvent of a disclosure made in an answer: the answer itself is not a message."""
+    return [_audit(d.disclosure_id, **_terms(d), now=now)]
+
+
+def _terms(d: Disclose | Answered) -> dict[str, Any]:
+    """What a disclosure's audit record names: about whom, to whom, in which role, what, why."""
+    return {
+        "person_id": d.person_id,
+        "recipient": d.recipient,
+        "role": d.role,
+        "what": d.what,
+        "basis": d.basis,
+    }
+
+
+def _relationship_begun(d: RelationshipBegun, now: datetime) -> list[Out]:
+    """The AuditEvent of a new relationship: who, whom, on what basis."""
+    what, basis = audit_terms(d.relationship)
+    audit_id = uuid.uuid5(RELATIONSHIP_NAMESPACE, f"{d.person_id}/{d.partner}/{what}")
+    role = ROLE_OF_KIND[d.relationship.kind]
+    return [
+        _audit(
+            audit_id,
+            person_id=d.person_id,
+            recipient=d.partner,
+            role=role,
+            what=what,
+            basis=basis,
+            now=now,
+            subtype="relationship",
+        )
+    ]
+
+
+def _audit(
     disclosure_id: uuid.UUID,
     *,
     person_id: str,
@@ -135,7 +175,8 @@ def audit_out(
     now: datetime,
     subtype: AuditSubtype = "disclosure",
 ) -> Out:
-    """The AuditEvent of one disclosure (or new relationship), for the audit topic, keyed by the person."""
+    """The AuditEvent of one disclosure (or new relationship), on the audit topic, keyed by the
+    person, correlated to the disclosure."""
     audit = audit_event(
         disclosure_id=str(disclosure_id),
         person_id=person_id,
@@ -155,6 +196,23 @@ def audit_out(
         correlation_id=disclosure_id,
     )
     return Out(topics.AUDIT, person_id.encode(), record)
+
+
+def _conflict_settled(d: ConflictSettled, now: datetime) -> list[Out]:
+    """The AuditEvent of an operator's decision on a conflict, for one person it concerns."""
+    audit = operator_audit(d.conflict, d.person_id, d.request)
+    record = hub_envelope(
+        uuid.UUID(audit["id"]),
+        OPERATOR_AUDIT_EVENT,
+        person_id=d.person_id,
+        resource=audit,
+        now=now,
+        correlation_id=uuid.UUID(d.request),
+    )
+    return [Out(topics.AUDIT, d.person_id.encode(), record)]
+
+
+# --- refusals ----------------------------------------------------------------------------------
 
 
 def refusal_outs(
@@ -199,25 +257,141 @@ def refusal_outs(
     return outs
 
 
-# Fixed, so a relationship recorded again after a restart gets the same audit id.
-RELATIONSHIP_NAMESPACE = uuid.UUID("5f0c8a6e-2b1d-5c4e-9a7f-6d3e1b2c4a58")
+def _update_refused(d: UpdateRefused, now: datetime) -> list[Out]:
+    return refusal_outs(d.message, d.refusal, now, origin=d.origin)
 
 
-def relationship_audits(before: Calendar, after: Calendar, now: datetime) -> list[Out]:
-    """An AuditEvent for each partner newly related to the person: who, whom, on what basis."""
-    outs = []
-    for partner, relationship in new_relationships(before.relationships, after.relationships):
-        what, basis = audit_terms(relationship)
-        outs.append(
-            audit_out(
-                uuid.uuid5(RELATIONSHIP_NAMESPACE, f"{after.person_id}/{partner}/{what}"),
-                person_id=after.person_id,
-                recipient=partner,
-                role=ROLE_OF_KIND[relationship.kind],
-                what=what,
-                basis=basis,
-                now=now,
-                subtype="relationship",
-            )
-        )
-    return outs
+# --- referral inboxes --------------------------------------------------------------------------
+
+
+def inbox_entry(person_id: str, referral: Referral) -> bytes:
+    """A referral's inbox entry: who sent it to whom, and where it stands."""
+
+    def when(value: datetime | None) -> str | None:
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+    entry = {
+        "referral_id": referral.referral_id,
+        "id": referral.fhir_id,
+        "person_id": person_id,
+        "referrer": referral.referrer,
+        "recipient": referral.recipient,
+        "status": referral.status,
+        "category": referral.category,
+        "urgency": referral.urgency,
+        "requested": when(referral.requested),
+        "deadline": when(referral.deadline),
+        "escalated": referral.escalated,
+        "first_appointment": referral.first_appointment,
+        "reason": referral.reason,
+        "updated": when(referral.updated),
+    }
+    return orjson.dumps(entry)
+
+
+def _inbox_entry_changed(d: InboxEntryChanged, now: datetime) -> list[Out]:
+    key = d.referral.referral_id.encode()
+    return [Out(topics.REFERRALS, key, inbox_entry(d.person_id, d.referral))]
+
+
+# --- the hub's commands between records, and where events go -----------------------------------
+
+
+def merge_command(absorbed: str, survivor: str) -> bytes:
+    """Tell the absorbed person's record to move to the survivor."""
+    return dumps({"command": MERGE, "absorbed": absorbed, "survivor": survivor})
+
+
+def transfer_command(absorbed: str, survivor: str, calendar: bytes) -> bytes:
+    """The absorbed person's record (as the calendars table stores it), for the survivor."""
+    return orjson.dumps(
+        {
+            "command": TRANSFER,
+            "absorbed": absorbed,
+            "survivor": survivor,
+            "calendar": orjson.Fragment(calendar),
+        }
+    )
+
+
+def deadlines_command(person_id: str, now: datetime) -> bytes:
+    """Ask the person's record to escalate its referrals overdue at `now`."""
+    return dumps({"command": DEADLINES, "person_id": person_id, "now": now.isoformat()})
+
+
+def flags_command(person_id: str, open_ids: Sequence[str]) -> bytes:
+    """Tell the worker holding a person's record which identity conflicts the person is under."""
+    return dumps({"command": FLAGS, "person_id": person_id, "open": list(open_ids)})
+
+
+def flags_entry(message: Mapping[str, Any]) -> bytes | None:
+    """The identity-flags table value a flags command leaves: the open conflicts, or None."""
+    open_ids = [str(conflict_id) for conflict_id in message["open"]]
+    return dumps({"open": open_ids}) if open_ids else None
+
+
+def _person_event(person_id: str, value: bytes) -> list[Out]:
+    return [Out(topics.PERSON_EVENTS, person_id.encode(), value)]
+
+
+def _forward(d: Forward, now: datetime) -> list[Out]:
+    return _person_event(d.person_id, with_person(dict(d.envelope), d.person_id))
+
+
+def _merge(d: Merge, now: datetime) -> list[Out]:
+    return _person_event(d.absorbed, merge_command(d.absorbed, d.survivor))
+
+
+def _transfer(d: Transfer, now: datetime) -> list[Out]:
+    calendar = encode_calendar(d.calendar)
+    return _person_event(d.survivor, transfer_command(d.absorbed, d.survivor, calendar))
+
+
+def _check_deadlines(d: CheckDeadlines, now: datetime) -> list[Out]:
+    return _person_event(d.person_id, deadlines_command(d.person_id, d.now))
+
+
+def _identity_flags_changed(d: IdentityFlagsChanged, now: datetime) -> list[Out]:
+    return _person_event(d.person_id, flags_command(d.person_id, d.open_ids))
+
+
+def _assigned(d: Assigned, now: datetime) -> list[Out]:
+    # Each assignment goes to the partition where its identifier's inbound events arrive.
+    return [Out(topics.ASSIGNMENTS, d.token.encode(), d.person_id.encode(), d.partition)]
+
+
+def _conflict_changed(d: ConflictChanged, now: datetime) -> list[Out]:
+    record = dumps(conflict_record(d.conflict))
+    return [Out(topics.IDENTITY_CONFLICTS, d.conflict.conflict_id.encode(), record)]
+
+
+def routed(
+    envelope: Mapping[str, Any],
+    raw: bytes,
+    identifiers: Sequence[PersonIdentifier],
+    person: str | None,
+) -> list[Out]:
+    """Where the person index sends an inbound envelope: to the linker when it is about identity
+    (as it arrived), else to its person's record (`person`, None for a hub-wide resource)."""
+    if to_linker(envelope, identifiers):
+        return [Out(topics.LINKS, identifiers[0].token().encode(), raw)]
+    if person is None:
+        return []  # hub-wide resources (e.g. MeasureReport) name nobody
+    return [Out(topics.PERSON_EVENTS, person.encode(), with_person(dict(envelope), person))]
+
+
+_RENDERERS: Mapping[type, Callable[[Any, datetime], list[Out]]] = {
+    Disclose: _disclosure,
+    Answered: _answered,
+    RelationshipBegun: _relationship_begun,
+    UpdateRefused: _update_refused,
+    InboxEntryChanged: _inbox_entry_changed,
+    Forward: _forward,
+    Merge: _merge,
+    Transfer: _transfer,
+    CheckDeadlines: _check_deadlines,
+    IdentityFlagsChanged: _identity_flags_changed,
+    Assigned: _assigned,
+    ConflictChanged: _conflict_changed,
+    ConflictSettled: _conflict_settled,
+}

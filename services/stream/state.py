@@ -199,15 +199,15 @@ def _relationship(row: list[Any]) -> Relationship:
     return Relationship(kind, basis, evidence)
 
 
-def encode_calendar(cal: Calendar, merged_into: str | None = None) -> bytes:
-    """The table value for `cal`; `merged_into` marks a person absorbed into another."""
+def encode_calendar(cal: Calendar) -> bytes:
+    """The table value for `cal` (a person absorbed into another names the survivor)."""
     rows = [_row(s) for s in cal.slots.values()]
     consents = [_consent_row(c) for c in cal.consents]
     referrals = [_referral_row(r) for r in cal.referrals.values()]
     partners = dict(cal.partners)
     related = {p: [r.kind, r.basis, r.evidence] for p, r in cal.relationships.items()}
     return orjson.dumps(
-        [FORMAT, cal.person_id, merged_into, rows, partners, consents, referrals, related]
+        [FORMAT, cal.person_id, cal.merged_into, rows, partners, consents, referrals, related]
     )
 
 
@@ -224,9 +224,14 @@ _UPCASTERS = {1: upcast_v1_v2}
 _LENGTHS = {1: 7, 2: 8}
 
 
-def decode_calendar(data: bytes) -> tuple[Calendar, str | None]:
-    """The calendar and merged-into person id stored by `encode_calendar`; ValueError if corrupt."""
-    value = orjson.loads(data)
+def decode_calendar(data: bytes) -> Calendar:
+    """The calendar stored by `encode_calendar`; ValueError if corrupt."""
+    return calendar_of(orjson.loads(data))
+
+
+def calendar_of(value: Any) -> Calendar:
+    """The calendar of a table value already read as JSON (a transfer command carries one);
+    ValueError if corrupt."""
     stored_format = value[0] if isinstance(value, list) and value else None
     if type(stored_format) is not int or _LENGTHS.get(stored_format) != len(value):
         raise ValueError(f"stored calendar is not in a known format (this is format {FORMAT})")
@@ -245,5 +250,4 @@ def decode_calendar(data: bytes) -> tuple[Calendar, str | None]:
     decisions = tuple(_consent(row) for row in consents)
     referrals = {referral.referral_id: referral for referral in map(_referral, referral_rows)}
     relationships = {partner: _relationship(row) for partner, row in related.items()}
-    calendar = Calendar(person_id, slots, partners, decisions, referrals, relationships)
-    return calendar, merged_into
+    return Calendar(person_id, slots, partners, decisions, referrals, relationships, merged_into)

@@ -23,19 +23,17 @@ from yarl import URL
 
 from schemas import topics
 from schemas.codec import CodecError
-from schemas.identifiers import HUB_PERSON, IdentifierError, PersonIdentifier, parse_token
+from schemas.identifiers import HUB_PERSON
 from schemas.keys import person_id_for
 from schemas.topics import Topic
-from services.domain.breach import breach_check, breach_check_answer
-from services.domain.calendar import Calendar
-from services.domain.consent import ROLE_OF_KIND
+from services.domain.breach import NotAnswered, answer_breach_check, asked_by, check_asker
+from services.domain.decisions import Answered
 from services.domain.partners import Partner
-from services.domain.relationships import systems_to_ask_by
 from services.domain.signin import AuthError, basic_credentials
 from services.runtime import authenticate, bootstrap_servers, partner_directory, person_key
 from services.stream.activity import heard_from
 from services.stream.app import SETTINGS, app, calendars, identity_flags, token_person
-from services.stream.outbox import audit_out
+from services.stream.outbox import render
 from services.stream.state import decode_calendar
 from services.web.inbox import entry_of, inbox
 
@@ -57,21 +55,12 @@ async def ready(web: Any, request: Any) -> Any:
     return web.json({"ready": is_ready()}, status=200 if is_ready() else 503)
 
 
-def _problem(web: Any, status: int, message: str) -> Any:
-    response = web.json({"error": message}, status=status)
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Basic realm="concord"'
-    return response
-
-
-# Who may ask for a breach check: the agencies whose appointments can be missed.
-BREACH_CHECK_KINDS = frozenset({"probation", "voluntary"})
-NO_SUCH_PERSON = "no such person known to the hub"
 SIGN_IN = "sign in as a partner (HTTP Basic: partner id and secret)"
-ROLE_MAY_NOT_ASK = "your organisation's role may not ask this"
+# The HTTP status of each reason the domain gives for not answering a breach check.
+NOT_ANSWERED_STATUS = {"not-allowed": 403, "not-asked-so": 400, "not-known": 404}
 
 
-class Refusal(Exception):  # noqa: N818 -- reads as what the caller gets
+class AccessRefused(Exception):  # noqa: N818 -- reads as what the caller gets
     """A request answered with an HTTP error status and a sentence saying why."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -79,9 +68,18 @@ class Refusal(Exception):  # noqa: N818 -- reads as what the caller gets
         self.status, self.message = status, message
 
 
-def claimed(request: Any, kinds: frozenset[str]) -> Partner:
-    """The partner a request names in its credentials, not yet verified; Refusal if none (401) or
-    if its role may not ask (403).
+def _problem(web: Any, refused: AccessRefused | NotAnswered) -> Any:
+    """The error response to a refused request, or to a question the domain does not answer."""
+    if isinstance(refused, NotAnswered):
+        refused = AccessRefused(NOT_ANSWERED_STATUS[refused.why], refused.message)
+    response = web.json({"error": refused.message}, status=refused.status)
+    if refused.status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="concord"'
+    return response
+
+
+def claimed(request: Any) -> Partner:
+    """The partner a request names in its credentials, not yet verified; AccessRefused (401) if none.
 
     A worker passing a request on checks no more than this, so a request without credentials is
     refused where it arrives; the worker that answers from a person's data verifies the secret.
@@ -89,23 +87,19 @@ def claimed(request: Any, kinds: frozenset[str]) -> Partner:
     partner_id, secret = basic_credentials(request.headers.get("Authorization"))
     partner = partner_directory(SETTINGS.partners_file).get(partner_id)
     if partner is None or not secret:
-        raise Refusal(401, SIGN_IN)
-    if partner.kind not in kinds:
-        raise Refusal(403, ROLE_MAY_NOT_ASK)
+        raise AccessRefused(401, SIGN_IN)
     return partner
 
 
-def signed_in(request: Any, kinds: frozenset[str] | None = None) -> Partner:
-    """The asking partner; Refusal when sign-in fails, the worker is not ready, or the role may not ask."""
+def signed_in(request: Any) -> Partner:
+    """The asking partner; AccessRefused when sign-in fails or the worker is not ready."""
     partner_id, secret = basic_credentials(request.headers.get("Authorization"))
     try:
         asking = authenticate(partner_directory(SETTINGS.partners_file), partner_id, secret)
     except AuthError:
-        raise Refusal(401, SIGN_IN) from None
+        raise AccessRefused(401, SIGN_IN) from None
     if not is_ready():
-        raise Refusal(503, "the worker is starting or rebalancing; try again shortly")
-    if kinds is not None and asking.kind not in kinds:
-        raise Refusal(403, ROLE_MAY_NOT_ASK)
+        raise AccessRefused(503, "the worker is starting or rebalancing; try again shortly")
     return asking
 
 
@@ -123,7 +117,7 @@ def _owner(table: Any, key: str) -> URL | None:
         owner = URL(str(app.router.key_store(table.name, key)))
     except KeyError as exc:
         log.warning("request.unrouted", table=table.name, reason=str(exc))
-        raise Refusal(503, REBALANCING) from None
+        raise AccessRefused(503, REBALANCING) from None
     here = app.conf.canonical_url
     return None if (owner.host, owner.port) == (here.host, here.port) else owner
 
@@ -134,7 +128,7 @@ async def _relay(web: Any, url: URL, request: Any) -> Any:
     hops = (int(sent) if sent.isascii() and sent.isdigit() else MAX_HOPS) + 1
     if hops > MAX_HOPS:
         log.warning("request.unrouted", reason="too many hops")
-        raise Refusal(503, REBALANCING)
+        raise AccessRefused(503, REBALANCING)
     headers = {"Authorization": request.headers.get("Authorization", ""), HOPS_HEADER: str(hops)}
     timeout = aiohttp.ClientTimeout(total=RELAY_TIMEOUT_S)
     try:
@@ -145,7 +139,9 @@ async def _relay(web: Any, url: URL, request: Any) -> Any:
                 relayed.headers["WWW-Authenticate"] = response.headers["WWW-Authenticate"]
             return relayed
     except (aiohttp.ClientError, TimeoutError, ValueError):
-        return _problem(web, 503, "the worker holding this person did not answer; try again")
+        return _problem(
+            web, AccessRefused(503, "the worker holding this person did not answer; try again")
+        )
 
 
 async def _at_owner(
@@ -169,21 +165,6 @@ async def _at_owner(
     return await _relay(web, owner.join(URL(path, encoded=True)), request)
 
 
-def _asked_by(asking: Partner, value: str) -> PersonIdentifier:
-    """The identifier a partner names the person by: valid, and in a system of its own."""
-    try:
-        identifier = parse_token(value)
-    except IdentifierError as exc:
-        raise Refusal(400, str(exc)) from None
-    if identifier.system not in systems_to_ask_by(asking.id, asking.kind):
-        raise Refusal(
-            400,
-            "name the person by an identifier of your own system: "
-            + ", ".join(sorted(systems_to_ask_by(asking.id, asking.kind))),
-        )
-    return identifier
-
-
 def _breach_check_path(person_id: str, request: Any) -> str:
     query = urlencode({"appointment": request.query.get("appointment", "")})
     return f"/people/{quote(person_id, safe='')}/breach-check?{query}"
@@ -198,8 +179,9 @@ async def breach_check_by_identifier(web: Any, request: Any) -> Any:
     only the breach check's own answer (or its 404) comes back.
     """
     try:
-        asking = claimed(request, BREACH_CHECK_KINDS)
-        identifier = _asked_by(asking, request.query.get("identifier", ""))
+        asking = claimed(request)
+        check_asker(asking)
+        identifier = asked_by(asking, request.query.get("identifier", ""))
         token = identifier.token()
 
         async def resolved_here() -> Any:
@@ -215,71 +197,50 @@ async def breach_check_by_identifier(web: Any, request: Any) -> Any:
         return await _at_owner(
             web, request, token_person, token, path=request.path_qs, here=resolved_here
         )
-    except Refusal as refusal:
-        return _problem(web, refusal.status, refusal.message)
+    except (AccessRefused, NotAnswered) as refused:
+        return _problem(web, refused)
 
 
 @app.page("/people/{person_id}/breach-check")
 async def breach_check_view(web: Any, request: Any, person_id: str) -> Any:
     """Verdict, minimised evidence and feed freshness for one of the asking partner's appointments."""
     try:
-        claimed(request, BREACH_CHECK_KINDS)
+        check_asker(claimed(request))
         here = partial(_breach_check, web, request, person_id)
         return await _at_owner(web, request, calendars, person_id, path=request.path_qs, here=here)
-    except Refusal as refusal:
-        return _problem(web, refusal.status, refusal.message)
-
-
-def calendar_for(stored: bytes | None, asking: Partner) -> Calendar:
-    """The person's calendar, when the asking partner has a relationship with the person.
-
-    No relationship looks exactly like no person, so nobody can probe who the hub knows.
-    """
-    calendar = decode_calendar(stored)[0] if stored else None
-    if calendar is None or asking.id not in calendar.relationships:
-        raise Refusal(404, NO_SUCH_PERSON)
-    return calendar
-
-
-def own_appointment(calendar: Calendar, asking: Partner, wanted: str) -> str:
-    """The calendar's id of the asking partner's appointment `wanted` (ID, or PARTNER/ID).
-
-    Another partner's appointment is not found, exactly as one that does not exist.
-    """
-    appointment_id = wanted if wanted.startswith(asking.id + "/") else f"{asking.id}/{wanted}"
-    slot = calendar.slots.get(appointment_id)
-    if slot is None or slot.partner != asking.id:
-        raise Refusal(404, "no such appointment for this person")
-    return appointment_id
+    except (AccessRefused, NotAnswered) as refused:
+        return _problem(web, refused)
 
 
 async def _breach_check(web: Any, request: Any, person_id: str) -> Any:
-    """The breach check answered here, by the worker holding the person's calendar."""
+    """The breach check answered here, by the worker holding the person's calendar: the domain
+    decides the answer, and it is given once its audit record is on the audit topic."""
     try:
-        asking = signed_in(request, BREACH_CHECK_KINDS)
+        asking = signed_in(request)
+        check_asker(asking)
         stored = calendars.get(person_id)
-        merged_into = decode_calendar(stored)[1] if stored else None
-        if merged_into is not None:
+        calendar = decode_calendar(stored) if stored else None
+        if calendar is not None and calendar.merged_into is not None:
             # Known since as another person: the partner may hold the id it was given before.
-            path = _breach_check_path(merged_into, request)
-            here = partial(_breach_check, web, request, merged_into)
-            return await _at_owner(web, request, calendars, merged_into, path=path, here=here)
-        calendar = calendar_for(stored, asking)
-        appointment = own_appointment(calendar, asking, request.query.get("appointment", ""))
-    except Refusal as refusal:
-        return _problem(web, refusal.status, refusal.message)
-    check = breach_check(
-        calendar,
-        appointment,
-        calendar.partners,
-        dict(LAST_HEARD),
-        SETTINGS.travel_buffer,
-        identity_conflict=identity_flags.get(person_id) is not None,
-    )
-    now = datetime.now(UTC)
-    directory = partner_directory(SETTINGS.partners_file)
-    answer, basis = breach_check_answer(check, calendar, asking, directory, now)
-    failure = await record_disclosure(person_id, asking, f"BreachCheck/{appointment}", basis, now)
+            survivor = calendar.merged_into
+            path = _breach_check_path(survivor, request)
+            here = partial(_breach_check, web, request, survivor)
+            return await _at_owner(web, request, calendars, survivor, path=path, here=here)
+        now = datetime.now(UTC)
+        answer, answered = answer_breach_check(
+            calendar,
+            asking,
+            request.query.get("appointment", ""),
+            last_heard=dict(LAST_HEARD),
+            buffer=SETTINGS.travel_buffer,
+            identity_conflict=identity_flags.get(person_id) is not None,
+            directory=partner_directory(SETTINGS.partners_file),
+            at=now,
+            disclosure_id=uuid.uuid4(),
+        )
+    except (AccessRefused, NotAnswered) as refused:
+        return _problem(web, refused)
+    failure = await record_disclosure(answered, now)
     status, body = audited_answer(answer, failure)
     log.info(
         "breach_check.answered",
@@ -322,25 +283,15 @@ async def acknowledged(
     return None
 
 
-async def record_disclosure(
-    person_id: str, asking: Partner, what: str, basis: str, at: datetime
-) -> Exception | None:
+async def record_disclosure(answered: Answered, at: datetime) -> Exception | None:
     """Put the AuditEvent of one disclosure on the audit topic; None once Kafka has it, else why not."""
-    out = audit_out(
-        uuid.uuid4(),
-        person_id=person_id,
-        recipient=asking.id,
-        role=ROLE_OF_KIND[asking.kind],
-        what=what,
-        basis=basis,
-        now=at,
-    )
+    [out] = render([answered], at)
     failure = await acknowledged(
         partial(app.producer.send, out.topic.name, out.key, out.value, None, None, None),
         SETTINGS.audit_timeout_s,
     )
     if failure is not None:
-        log.error("audit.not_recorded", person_id=person_id, error=type(failure).__name__)
+        log.error("audit.not_recorded", person_id=answered.person_id, error=type(failure).__name__)
     return failure
 
 
@@ -400,8 +351,8 @@ async def referral_inbox(web: Any, request: Any) -> Any:
     """The signed-in partner's referrals (sent or received), optionally filtered by ?status=."""
     try:
         asking = signed_in(request)
-    except Refusal as refusal:
-        return _problem(web, refusal.status, refusal.message)
+    except AccessRefused as refused:
+        return _problem(web, refused)
     return web.json({"referrals": inbox(REFERRAL_INBOX, asking.id, request.query.get("status"))})
 
 
@@ -410,7 +361,7 @@ async def stats(web: Any, request: Any) -> Any:
     """How many people's calendars this worker holds (tombstones of merged people excluded)."""
     try:
         signed_in(request)
-    except Refusal as refusal:
-        return _problem(web, refusal.status, refusal.message)
-    people = sum(1 for value in calendars.values() if decode_calendar(value)[1] is None)
+    except AccessRefused as refused:
+        return _problem(web, refused)
+    people = sum(1 for value in calendars.values() if decode_calendar(value).merged_into is None)
     return web.json({"calendars": people, "partners_heard": len(LAST_HEARD)})

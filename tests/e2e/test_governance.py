@@ -8,7 +8,7 @@ from typing import Any
 
 from connectors.kafka_io import read_topic
 from schemas.topics import AUDIT
-from services.domain.audit import basis_of
+from tests.audit import basis_of
 from tests.conftest import run_concord
 from tests.e2e.conftest import CRN, NHS, Worker, alerts, appointment, patient
 from tests.e2e.test_reconciliation import breach_check

@@ -17,20 +17,20 @@ from connectors.fhir_input import read_file
 from connectors.publish import Accepted, decide
 from schemas import topics
 from schemas.codec import peek
+from services.domain.decisions import Rules
 from services.domain.identity import PersonIndex
 from services.runtime import ROOT, partner_directory, service_directory
-from services.stream.outbox import Context
-from services.stream.pipeline import index_event, link_step, person_event
+from services.stream.pipeline import link_step, person_event
 from tests.keys import KEY
+from tests.streams import index_event
 
 FIXTURES = ROOT / "tests" / "fixtures"
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
-CONTEXT = Context(
-    partner_directory(ROOT / "deploy" / "demo" / "partners.yaml"),
-    timedelta(minutes=30),
-    NOW,
-    KEY,
+CONTEXT = Rules(
+    directory=partner_directory(ROOT / "deploy" / "demo" / "partners.yaml"),
+    now=NOW,
     services=service_directory(ROOT / "deploy" / "services.yaml"),
+    buffer=timedelta(minutes=30),
 )
 
 
@@ -162,7 +162,7 @@ def played() -> Played:
             message = peek(value)
             ids = message["subject"]["identifiers"] if message.get("subject") else []
             token = f"{ids[0]['system']}|{ids[0]['value']}" if len(ids) == 1 else None
-            outs = index_event(message, value, assigned.get(token) if token else None, KEY)
+            outs = index_event(message, value, assigned.get(token) if token else None)
         elif topic == topics.LINKS.name:
             step = link_step(peek(value), index, CONTEXT)
             index, outs = step.updated, step.outs

@@ -14,8 +14,9 @@ import orjson
 from schemas import topics
 from schemas.codec import CodecError, peek, peek_envelope, resolved
 from schemas.identifiers import parse_token
-from services.domain.identity import PersonIndex
+from services.domain.identity import PersonIndex, person_of, to_linker
 from services.stream.activity import activity_record, heard_from
+from services.stream.outbox import routed
 from services.stream.pipeline import (
     MALFORMED,
     assignment_of,
@@ -24,8 +25,6 @@ from services.stream.pipeline import (
     peek_person_message,
     person_event,
     person_id_of_key,
-    person_of,
-    routed,
 )
 from services.stream.state import decode_calendar
 from services.web.inbox import entry_of, inbox, inbox_line
@@ -49,7 +48,9 @@ def test_inbound_envelopes(fuzz: Fuzz) -> None:
     def entry_point(raw: bytes) -> None:
         envelope = peek_envelope(raw)
         identifiers = identifiers_of(envelope)
-        person = person_of(identifiers, rng.choice([None, "p-assigned"]))
+        assigned = rng.choice([None, "p-assigned"])
+        linked = to_linker(envelope, identifiers)
+        person = None if linked else person_of(identifiers, assigned, KEY)
         routed(envelope, raw, identifiers, person)
         for name in READ_AFTER_THE_TRY:  # the agent reads these outside its try block
             assert isinstance(envelope[name], str)

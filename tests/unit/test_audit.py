@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from schemas.fhir import problems_in
-from services.domain.audit import audit_event, basis_of
+from services.domain.audit import audit_event
+from tests.audit import basis_of
 
 AT = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 

@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from schemas.identifiers import NHS_NUMBER, PROBATION_CRN
 from services.domain.breach import (
+    NO_SUCH_APPOINTMENT,
+    NO_SUCH_PERSON,
     BreachCheck,
     Evidence,
+    NotAnswered,
     PartnerFreshness,
     UnknownAppointment,
+    answer_breach_check,
+    asked_by,
     breach_check,
+    check_asker,
+    own_appointment,
 )
 from services.domain.calendar import AgencyKind, Calendar, Slot, Version
+from services.domain.decisions import Answered
+from services.domain.partners import Partner
+from services.domain.relationships import Relationship
+from services.runtime import ROOT, partner_directory
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 HEARD = datetime(2025, 2, 28, 17, 0, tzinfo=UTC)
@@ -169,3 +183,101 @@ def test_a_person_under_an_identity_conflict_gets_that_verdict_and_no_evidence()
     assert answer["explanation"] == EXPLANATIONS["identity-conflict"]
     assert "operator" in answer["explanation"]
     assert basis == "role-default"
+
+
+# --- who may ask, about whom, and the answer ----------------------------------------------------
+
+
+DIRECTORY = partner_directory(ROOT / "deploy" / "demo" / "partners.yaml")
+
+
+def partner(partner_id: str) -> Partner:
+    found = DIRECTORY.get(partner_id)
+    assert found is not None
+    return found
+
+
+def asked(calendar: Calendar | None, asking: str, wanted: str) -> tuple[dict[str, Any], Answered]:
+    return answer_breach_check(
+        calendar,
+        partner(asking),
+        wanted,
+        last_heard={"gp-Y01234": HEARD},
+        buffer=timedelta(minutes=30),
+        identity_conflict=False,
+        directory=DIRECTORY,
+        at=T0,
+        disclosure_id=uuid.UUID(int=7),
+    )
+
+
+def related(*others: Slot) -> Calendar:
+    """The person's calendar, with probation related by its case record."""
+    return Calendar(
+        "person-1",
+        {s.appointment_id: s for s in (MISSED, *others)},
+        relationships={"probation-london": Relationship("probation", "case-record", "e-1")},
+    )
+
+
+@pytest.mark.parametrize(
+    ("partner_id", "allowed"),
+    [("probation-london", True), ("vol-recovery", True), ("gp-Y01234", False), ("mht-rv5", False)],
+)
+def test_only_the_agencies_whose_appointments_can_be_missed_may_ask(
+    partner_id: str, allowed: bool
+) -> None:
+    if allowed:
+        check_asker(partner(partner_id))
+        return
+    with pytest.raises(NotAnswered) as refused:
+        check_asker(partner(partner_id))
+    assert (refused.value.why, refused.value.message) == (
+        "not-allowed",
+        "your organisation's role may not ask this",
+    )
+
+
+def test_a_person_is_named_by_an_identifier_of_the_askers_own_system() -> None:
+    officer = partner("probation-london")
+    assert asked_by(officer, f"{PROBATION_CRN}|X123456").value == "X123456"
+    with pytest.raises(NotAnswered, match="identifier of your own system") as foreign:
+        asked_by(officer, f"{NHS_NUMBER}|9434765919")
+    assert foreign.value.why == "not-asked-so"
+    with pytest.raises(NotAnswered) as invalid:
+        asked_by(officer, f"{NHS_NUMBER}|9434765918")
+    assert invalid.value.why == "not-asked-so"
+
+
+def test_no_relationship_is_answered_exactly_as_no_such_person() -> None:
+    unrelated = Calendar("person-1", {MISSED.appointment_id: MISSED})
+    for calendar in (None, unrelated):
+        with pytest.raises(NotAnswered) as refused:
+            asked(calendar, "probation-london", "p")
+        assert (refused.value.why, refused.value.message) == ("not-known", NO_SUCH_PERSON)
+
+
+def test_another_partners_appointment_is_not_found_exactly_as_one_that_does_not_exist() -> None:
+    gp = slot("g", "gp", status="fulfilled")
+    calendar = related(gp)
+    officer = partner("probation-london")
+    assert own_appointment(calendar, officer, "p") == MISSED.appointment_id
+    assert own_appointment(calendar, officer, MISSED.appointment_id) == MISSED.appointment_id
+    for wanted in ("gp-Y01234/g", "g", "nope"):
+        with pytest.raises(NotAnswered) as refused:
+            asked(calendar, "probation-london", wanted)
+        assert (refused.value.why, refused.value.message) == ("not-known", NO_SUCH_APPOINTMENT)
+
+
+def test_the_answer_comes_with_the_disclosure_its_audit_record_is_rendered_from() -> None:
+    answer, answered = asked(related(slot("g", "gp", status="fulfilled")), "probation-london", "p")
+    assert answer["verdict"] == "explained"
+    assert answer["evidence"][0]["organisation_type"] == "health-service"
+    assert answered == Answered(
+        disclosure_id=uuid.UUID(int=7),
+        person_id="person-1",
+        recipient="probation-london",
+        role="probation-officer",
+        what=f"BreachCheck/{MISSED.appointment_id}",
+        basis="role-default",
+    )

@@ -26,7 +26,6 @@ from services.domain.identity import (
     flag_changes,
     flags,
     holder,
-    lookup,
     record_of,
     resolve,
     settle,
@@ -37,6 +36,11 @@ NHS = PersonIdentifier(NHS_NUMBER, "9434765919")
 CRN = PersonIdentifier(PROBATION_CRN, "X123456")
 MRN = PersonIdentifier(local_system("mht-north"), "MRN-0042")
 ROOT = Path(__file__).parents[2]
+
+
+def lookup(index: PersonIndex, identifier: PersonIdentifier) -> str | None:
+    """The person holding `identifier`, or None when no event has named it yet."""
+    return index.person_of.get(identifier.token())
 
 
 def test_probation_patient_links_crn_and_nhs_number() -> None:

@@ -121,7 +121,7 @@ def test_a_transfer_carries_the_stored_calendar_as_it_was_stored() -> None:
     command = decode_command(encode_internal(transfer))
     assert isinstance(command, TransferCommand)
     assert command.calendar == CALENDAR
-    assert decode_calendar(command.calendar)[0] == Calendar("p-1")
+    assert decode_calendar(command.calendar) == Calendar("p-1")
 
 
 def test_the_records_of_compacted_topics_are_written_as_before() -> None:

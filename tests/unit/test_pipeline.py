@@ -1,8 +1,10 @@
-"""The stream steps, decided without Kafka: routing, linking, merging, reconciling."""
+"""The stream steps, decided and rendered without Kafka: routing, linking, merging, reconciling."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 
@@ -12,19 +14,21 @@ from schemas.envelope import wrap
 from schemas.fhir import event_type_for, subject_of
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN, PersonIdentifier
 from schemas.keys import person_partition
-from services.domain.audit import basis_of
-from services.domain.identity import PersonIndex, RefusedLink, Resolution
+from services.domain import linking
+from services.domain.decisions import Rules
+from services.domain.identity import PersonIndex, RefusedLink, Resolution, person_of
 from services.runtime import ROOT, partner_directory
-from services.stream.outbox import Context
-from services.stream.pipeline import flags_entry, index_event, link_event, person_event, person_of
+from services.stream.outbox import Out, flags_entry, render
+from services.stream.pipeline import identifiers_of, person_event
 from services.stream.state import decode_calendar
+from tests.audit import basis_of
 from tests.keys import KEY, person_id_for
+from tests.streams import index_event
 
-CTX = Context(
-    partner_directory(ROOT / "deploy" / "demo" / "partners.yaml"),
-    timedelta(minutes=30),
-    datetime(2026, 12, 1, tzinfo=UTC),
-    KEY,
+CTX = Rules(
+    directory=partner_directory(ROOT / "deploy" / "demo" / "partners.yaml"),
+    now=datetime(2026, 12, 1, tzinfo=UTC),
+    buffer=timedelta(minutes=30),
 )
 CRN = PersonIdentifier(PROBATION_CRN, "X123456")
 NHS = PersonIdentifier(NHS_NUMBER, "9434765919")
@@ -66,6 +70,16 @@ def appointment(
     }
 
 
+def link_event(
+    message: dict, index: PersonIndex, rules: Rules = CTX
+) -> tuple[PersonIndex, Any, list[Out]]:
+    """The linker's decision on one event, rendered."""
+    updated, resolution, decisions = linking.link_event(
+        index, message, identifiers_of(message), rules
+    )
+    return updated, resolution, render(decisions, rules.now)
+
+
 LINK = {
     "resourceType": "Patient",
     "identifier": [
@@ -77,7 +91,7 @@ LINK = {
 
 def test_single_identifier_event_goes_to_its_provisional_person() -> None:
     message, raw = envelope("gp-Y01234", appointment("a", "booked", "10:00", "10:30", NHS))
-    [out] = index_event(message, raw, None, KEY)
+    [out] = index_event(message, raw, None)
     assert out.topic is topics.PERSON_EVENTS
     assert out.key == person_id_for(NHS).encode()
     assert peek(out.value)["subject"]["person_id"] == person_id_for(NHS)
@@ -85,13 +99,13 @@ def test_single_identifier_event_goes_to_its_provisional_person() -> None:
 
 def test_linked_identifier_goes_to_the_person_it_was_assigned() -> None:
     message, raw = envelope("gp-Y01234", appointment("a", "booked", "10:00", "10:30", NHS))
-    [out] = index_event(message, raw, "p-survivor", KEY)
+    [out] = index_event(message, raw, "p-survivor")
     assert out.key == b"p-survivor"
 
 
 def test_event_naming_several_identifiers_goes_to_the_linker() -> None:
     message, raw = envelope("probation-london", LINK)
-    [out] = index_event(message, raw, None, KEY)
+    [out] = index_event(message, raw, None)
     assert out.topic is topics.LINKS
 
 
@@ -138,10 +152,10 @@ def test_merge_then_transfer_moves_a_calendar_and_raises_the_clash_found_across_
     tombstone, [transfer], *_ = person_event(
         stored[absorbed], {"command": "merge", "absorbed": absorbed, "survivor": survivor}, CTX
     )
-    assert decode_calendar(tombstone)[1] == survivor
+    assert decode_calendar(tombstone).merged_into == survivor
     assert transfer.key == survivor.encode()
     merged, alerts, *_ = person_event(stored[survivor], orjson.loads(transfer.value), CTX)
-    calendar, _ = decode_calendar(merged)
+    calendar = decode_calendar(merged)
     assert set(calendar.slots) == {"gp-Y01234/g", "vol-recovery/v"}
     assert sorted(a.key for a in alerts if a.topic is topics.ALERTS) == [
         b"gp-Y01234",
@@ -159,7 +173,7 @@ def test_event_for_a_merged_person_is_forwarded_to_the_survivor() -> None:
     message, _ = envelope("gp-Y01234", appointment("g", "booked", "10:00", "10:30", NHS))
     message["subject"]["person_id"] = "p-old"
     stored, [out], *_ = person_event(
-        encode_calendar(Calendar("p-old"), merged_into="p-new"), message, CTX
+        encode_calendar(Calendar("p-old", merged_into="p-new")), message, CTX
     )
     assert stored is None
     assert out.key == b"p-new"
@@ -231,7 +245,7 @@ def test_invalid_nhs_number_that_bypassed_the_edge_is_refused_by_the_person_inde
     message, raw = envelope("gp-Y01234", appointment("a", "booked", "10:00", "10:30", NHS))
     message["subject"]["identifiers"][0]["value"] = "9434765918"
     with pytest.raises(IdentifierError, match="check digit"):
-        index_event(message, raw, None, KEY)
+        index_event(message, raw, None)
 
 
 def test_a_placeholder_that_bypassed_the_edge_never_reaches_the_person_index() -> None:
@@ -247,7 +261,7 @@ def test_a_placeholder_that_bypassed_the_edge_never_reaches_the_person_index() -
     assert {o.key for o in outs if o.topic is topics.ASSIGNMENTS} == {CRN.token().encode()}
     message["subject"]["identifiers"] = message["subject"]["identifiers"][1:]
     with pytest.raises(IdentifierError, match="placeholder"):
-        index_event(message, raw, None, KEY)
+        index_event(message, raw, None)
 
 
 def referral_message(person: str, **overrides: object) -> dict:
@@ -273,7 +287,7 @@ def referral_message(person: str, **overrides: object) -> dict:
     return message
 
 
-def referral_ctx() -> Context:
+def referral_ctx() -> Rules:
     import yaml
 
     from services.domain.referrals import ServiceDirectory
@@ -281,7 +295,7 @@ def referral_ctx() -> Context:
     services = ServiceDirectory.from_dict(
         yaml.safe_load((ROOT / "deploy" / "services.yaml").read_text())
     )
-    return Context(CTX.directory, CTX.buffer, CTX.now, KEY, services)
+    return replace(CTX, services=services)
 
 
 def test_referral_is_delivered_minimised_and_audited_and_the_referrer_gets_its_task() -> None:
@@ -311,7 +325,7 @@ def test_referral_is_delivered_minimised_and_audited_and_the_referrer_gets_its_t
     }
     assert relationships == {("probation-london", "case-record"), ("mht-rv5", "referral")}
     assert deadline == datetime(2026, 12, 7, 9, 0, tzinfo=UTC), "five working days"
-    assert decode_calendar(stored)[0].referrals["probation-london/ref-9"].recipient == "mht-rv5"
+    assert decode_calendar(stored).referrals["probation-london/ref-9"].recipient == "mht-rv5"
 
 
 # --- identity conflicts through the linker ----------------------------------------------------
@@ -397,7 +411,7 @@ def test_a_patient_naming_one_identifier_goes_to_the_linker() -> None:
         "mht-rv5",
         {"resourceType": "Patient", "identifier": [{"system": NHS.system, "value": NHS.value}]},
     )
-    [out] = index_event(message, raw, None, KEY)
+    [out] = index_event(message, raw, None)
     assert out.topic is topics.LINKS
 
 
@@ -489,7 +503,7 @@ def test_an_invented_appointment_earns_no_relationship_and_no_word_of_attendance
         outs += step_outs
     assert [o.key for o in outs if o.topic is topics.ALERTS] == []
     assert [o for o in outs if o.topic is topics.AUDIT] == [], "no relationship, nothing disclosed"
-    calendar, _ = decode_calendar(stored)
+    calendar = decode_calendar(stored)
     assert calendar.relationships == {}
     assert set(calendar.partners) == {"mht-rv5", "vol-recovery"}
 

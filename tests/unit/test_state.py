@@ -9,7 +9,7 @@ import pytest
 
 from services.domain.calendar import Calendar, Slot, Version
 from services.domain.relationships import Relationship
-from services.stream.state import decode_calendar, encode_calendar, upcast_v1_v2
+from services.stream.state import calendar_of, decode_calendar, encode_calendar, upcast_v1_v2
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 
@@ -37,11 +37,11 @@ FIVE = Calendar("p-0a1b2c3d4e5f60718293", {s.appointment_id: s for s in map(slot
 
 
 def test_calendar_round_trips_exactly() -> None:
-    assert decode_calendar(encode_calendar(FIVE)) == (FIVE, None)
+    assert decode_calendar(encode_calendar(FIVE)) == FIVE
 
 
 def test_datetimes_come_back_aware_utc_to_the_microsecond() -> None:
-    decoded, _ = decode_calendar(encode_calendar(FIVE))
+    decoded = decode_calendar(encode_calendar(FIVE))
     first = decoded.slots["gp-Y01234/appt-0000"]
     assert first.start is not None
     assert first.start.tzinfo is UTC
@@ -54,7 +54,7 @@ def test_absent_fields_stay_none() -> None:
         1, start=None, end=None, location=None, service_type=None, based_on=None, status="cancelled"
     )
     cal = Calendar("p-1", {bare.appointment_id: bare})
-    assert decode_calendar(encode_calendar(cal)) == (cal, None)
+    assert decode_calendar(encode_calendar(cal)) == cal
 
 
 def test_times_in_another_offset_come_back_as_the_same_instant_in_utc() -> None:
@@ -64,7 +64,7 @@ def test_times_in_another_offset_come_back_as_the_same_instant_in_utc() -> None:
         start=datetime(2026, 7, 3, 11, 0, tzinfo=plus_one),
         end=datetime(2026, 7, 3, 12, 0, tzinfo=plus_one),
     )
-    decoded, _ = decode_calendar(encode_calendar(Calendar("p-1", {moved.appointment_id: moved})))
+    decoded = decode_calendar(encode_calendar(Calendar("p-1", {moved.appointment_id: moved})))
     start = decoded.slots[moved.appointment_id].start
     assert start == datetime(2026, 7, 3, 10, 0, tzinfo=UTC)
     assert start is not None
@@ -72,12 +72,12 @@ def test_times_in_another_offset_come_back_as_the_same_instant_in_utc() -> None:
 
 
 def test_merged_person_tombstone_round_trips() -> None:
-    tombstone = encode_calendar(Calendar("p-absorbed"), merged_into="p-survivor")
-    assert decode_calendar(tombstone) == (Calendar("p-absorbed"), "p-survivor")
+    tombstone = encode_calendar(Calendar("p-absorbed", merged_into="p-survivor"))
+    assert decode_calendar(tombstone) == Calendar("p-absorbed", merged_into="p-survivor")
 
 
 def test_empty_calendar_round_trips() -> None:
-    assert decode_calendar(encode_calendar(Calendar("p-1"))) == (Calendar("p-1"), None)
+    assert decode_calendar(encode_calendar(Calendar("p-1"))) == Calendar("p-1")
 
 
 def test_five_appointments_encode_well_under_two_kilobytes() -> None:
@@ -87,7 +87,8 @@ def test_five_appointments_encode_well_under_two_kilobytes() -> None:
 def test_encoding_survives_being_embedded_in_another_json_message() -> None:
     """A merge moves a calendar inside a JSON command; parse and dump must not change it."""
     wrapped = orjson.dumps({"calendar": orjson.Fragment(encode_calendar(FIVE))})
-    assert decode_calendar(orjson.dumps(orjson.loads(wrapped)["calendar"])) == (FIVE, None)
+    assert decode_calendar(orjson.dumps(orjson.loads(wrapped)["calendar"])) == FIVE
+    assert calendar_of(orjson.loads(wrapped)["calendar"]) == FIVE
 
 
 @pytest.mark.parametrize(
@@ -109,21 +110,21 @@ RELATED = Calendar(
 
 
 def test_relationships_round_trip() -> None:
-    assert decode_calendar(encode_calendar(RELATED)) == (RELATED, None)
+    assert decode_calendar(encode_calendar(RELATED)) == RELATED
 
 
 def test_a_format_1_value_is_upcast_with_no_relationships() -> None:
     """Format 1 kept only who had sent anything: no relationship survives the upgrade."""
     v1 = [1, "p-1", None, [], {"vol-recovery": "voluntary"}, [], []]
     assert upcast_v1_v2(v1) == [2, "p-1", None, [], {"vol-recovery": "voluntary"}, [], [], {}]
-    calendar, merged_into = decode_calendar(orjson.dumps(v1))
+    calendar = decode_calendar(orjson.dumps(v1))
     assert calendar == Calendar("p-1", partners={"vol-recovery": "voluntary"})
-    assert merged_into is None
+    assert calendar.merged_into is None
     tombstone = [1, "p-old", "p-new", [], {}, [], []]
-    assert decode_calendar(orjson.dumps(tombstone)) == (Calendar("p-old"), "p-new")
+    assert decode_calendar(orjson.dumps(tombstone)) == Calendar("p-old", merged_into="p-new")
 
 
 def test_a_format_1_calendar_with_slots_decodes_them_as_before() -> None:
     v2 = orjson.loads(encode_calendar(FIVE))
     v1 = [1, *v2[1:7]]
-    assert decode_calendar(orjson.dumps(v1)) == (FIVE, None)
+    assert decode_calendar(orjson.dumps(v1)) == FIVE

@@ -1,0 +1,315 @@
+"""What a person's record decides on each message (services/domain/person.py `decide`), as
+decisions, before anything is encoded: alerts, referral steps, refusals, hand-overs."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN
+from services.domain.calendar import Calendar
+from services.domain.decisions import (
+    CheckDeadlines,
+    Decision,
+    Disclose,
+    Forward,
+    InboxEntryChanged,
+    Merge,
+    PersonMessage,
+    RelationshipBegun,
+    Rules,
+    Transfer,
+    UpdateRefused,
+)
+from services.domain.person import decide
+from services.domain.referral_steps import next_deadline
+from services.runtime import ROOT, partner_directory, service_directory
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+RULES = Rules(
+    directory=partner_directory(ROOT / "deploy" / "demo" / "partners.yaml"),
+    now=NOW,
+    services=service_directory(ROOT / "deploy" / "services.yaml"),
+)
+PERSON = "p-1"
+CRN = (PROBATION_CRN, "X123456")
+NHS = (NHS_NUMBER, "9434765919")
+
+
+def event(source: str, resource: dict[str, Any], who: tuple[str, str]) -> dict[str, Any]:
+    """A partner's event as the reconciler reads it, resolved to the person."""
+    event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{source}/{resource}"))
+    return {
+        "event_id": event_id,
+        "event_type": "x.y.updated",
+        "source": source,
+        "subject": {"identifiers": [{"system": who[0], "value": who[1]}], "person_id": PERSON},
+        "occurred_at": "2026-12-01T08:00:00Z",
+        "recorded_at": "2026-12-01T08:00:00Z",
+        "correlation_id": event_id,
+        "resource": resource,
+    }
+
+
+def appointment(
+    source: str, fhir_id: str, status: str, start: str, end: str, **more: Any
+) -> dict[str, Any]:
+    resource = {
+        "resourceType": "Appointment",
+        "id": fhir_id,
+        "meta": {"versionId": str(more.pop("version", 1))},
+        "status": status,
+        "start": f"2026-12-03T{start}:00Z",
+        "end": f"2026-12-03T{end}:00Z",
+        **more,
+    }
+    return event(source, resource, CRN if source.startswith("probation") else NHS)
+
+
+def referral(**changes: Any) -> dict[str, Any]:
+    resource = {
+        "resourceType": "ServiceRequest",
+        "id": "ref-9",
+        "status": "active",
+        "intent": "order",
+        "priority": "routine",
+        "category": [
+            {
+                "coding": [
+                    {"system": "urn:concord:referral-category", "code": "mental-health-assessment"}
+                ]
+            }
+        ],
+        "locationCode": [{"coding": [{"system": "urn:concord:area", "code": "E09000022"}]}],
+        "authoredOn": "2026-11-30T09:00:00Z",
+    } | changes
+    return event("probation-london", resource, CRN)
+
+
+def task(source: str, status: str, referral_id: str = "ref-9") -> dict[str, Any]:
+    resource = {
+        "resourceType": "Task",
+        "id": f"t-{status}",
+        "status": status,
+        "intent": "order",
+        "focus": {"reference": f"ServiceRequest/{referral_id}"},
+        "for": {"identifier": {"system": HUB_PERSON, "value": PERSON}},
+    }
+    return event(source, resource, (HUB_PERSON, PERSON))
+
+
+def play(
+    *messages: PersonMessage, record: Calendar | None = None
+) -> tuple[Calendar, list[Decision]]:
+    """The record after the messages, and what the last one decided."""
+    record = record or Calendar(PERSON)
+    decisions: list[Decision] = []
+    for message in messages:
+        record, decisions = decide(record, message, RULES)
+    return record, decisions
+
+
+def kinds(decisions: list[Decision]) -> list[tuple[str, str]]:
+    """Each decision's kind and whom it is for (or what it is about)."""
+    named = []
+    for d in decisions:
+        if isinstance(d, Disclose):
+            named.append((d.event_type, d.recipient))
+        elif isinstance(d, RelationshipBegun):
+            named.append(("relationship", d.partner))
+        elif isinstance(d, InboxEntryChanged):
+            named.append(("inbox", d.referral.status))
+        elif isinstance(d, UpdateRefused):
+            named.append(("refused", d.refusal.code))
+        else:
+            named.append((type(d).__name__, ""))
+    return named
+
+
+# --- appointments ------------------------------------------------------------------------------
+
+
+def test_a_clash_is_disclosed_to_each_booker_with_one_event_each_caused_by_the_change() -> None:
+    gp = appointment("gp-Y01234", "g", "booked", "10:00", "10:30")
+    vol = appointment("vol-recovery", "v", "booked", "10:15", "11:00")
+    _, decisions = play(gp, vol)
+    assert kinds(decisions) == [
+        ("alert.clash.raised", "gp-Y01234"),
+        ("alert.clash.raised", "vol-recovery"),
+    ]
+    first, second = decisions
+    assert isinstance(first, Disclose)
+    assert isinstance(second, Disclose)
+    assert first.cause == second.cause == uuid.UUID(vol["event_id"])
+    assert first.event_id != second.event_id, "one event per recipient"
+    assert first.what == second.what, "the DetectedIssue they share"
+    assert first.event_id == uuid.uuid5(uuid.UUID(first.what.partition("/")[2]), "gp-Y01234")
+
+
+def test_a_probation_event_under_the_crn_begins_its_relationship_once() -> None:
+    first = appointment("probation-london", "p", "booked", "09:00", "09:30")
+    record, decisions = play(first)
+    assert kinds(decisions) == [("relationship", "probation-london")]
+    moved = appointment("probation-london", "p", "booked", "09:00", "09:45", version=2)
+    _, again = play(moved, record=record)
+    assert again == []
+
+
+def test_an_older_version_is_refused_and_the_record_is_the_same_object() -> None:
+    newer = appointment("gp-Y01234", "g", "booked", "11:00", "11:30", version=2)
+    older = appointment("gp-Y01234", "g", "booked", "10:00", "10:30", version=1)
+    record, _ = play(newer)
+    after, decisions = decide(record, older, RULES)
+    assert after is record
+    [refused] = decisions
+    assert isinstance(refused, UpdateRefused)
+    assert (refused.refusal.code, refused.origin, refused.message) == (
+        "conflict",
+        "reconciler",
+        older,
+    )
+
+
+def test_the_same_event_again_changes_nothing_and_decides_nothing() -> None:
+    gp = appointment("gp-Y01234", "g", "booked", "10:00", "10:30")
+    record, _ = play(gp)
+    assert decide(record, gp, RULES) == (record, [])
+
+
+# --- referrals ---------------------------------------------------------------------------------
+
+
+def test_a_routed_referral_is_delivered_the_referrer_told_and_the_service_related() -> None:
+    record, decisions = play(referral())
+    assert kinds(decisions) == [
+        ("referral.request.delivered", "mht-rv5"),
+        ("inbox", "requested"),
+        ("referral.task.updated", "probation-london"),
+        ("inbox", "requested"),
+        ("relationship", "mht-rv5"),
+        ("relationship", "probation-london"),
+    ]
+    delivered = decisions[0]
+    assert isinstance(delivered, Disclose)
+    assert delivered.resource["subject"] == {"identifier": {"system": HUB_PERSON, "value": PERSON}}
+    assert delivered.basis == "role-default"
+    assert next_deadline(record) == datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+
+
+def test_a_referral_with_content_and_no_consent_is_held_and_only_the_referrer_told() -> None:
+    record, decisions = play(referral(reasonCode=[{"text": "low mood"}]))
+    assert kinds(decisions) == [
+        ("referral.routing.held", "probation-london"),
+        ("inbox", "held"),
+        ("relationship", "probation-london"),
+    ]
+    assert next_deadline(record) is None
+
+
+def test_a_routed_referral_delivered_again_has_no_second_effect_and_a_change_is_refused() -> None:
+    sent = referral()
+    record, _ = play(sent)
+    assert decide(record, sent, RULES) == (record, [])
+    changed = referral(priority="urgent")
+    after, decisions = decide(record, changed, RULES)
+    assert after is record
+    assert kinds(decisions) == [("refused", "business-rule")]
+    assert isinstance(decisions[0], UpdateRefused)
+    assert decisions[0].origin == "referral-lifecycle"
+
+
+def test_only_probation_refers() -> None:
+    from_trust = {**referral(), "source": "mht-rv5"}
+    _, decisions = play(from_trust)
+    assert kinds(decisions) == [("refused", "business-rule")]
+
+
+def test_a_task_is_matched_to_a_referral_its_sender_is_party_to() -> None:
+    record, _ = play(referral())
+    _, accepted = decide(record, task("mht-rv5", "accepted"), RULES)
+    assert kinds(accepted) == [("referral.task.updated", "probation-london"), ("inbox", "accepted")]
+    _, stranger = decide(record, task("vol-recovery", "accepted"), RULES)
+    assert kinds(stranger) == [("refused", "not-found")]
+    _, unknown = decide(record, task("mht-rv5", "accepted", "ref-0"), RULES)
+    assert kinds(unknown) == [("refused", "not-found")]
+    _, illegal = decide(record, task("mht-rv5", "completed"), RULES)
+    assert kinds(illegal) == [("refused", "business-rule")]
+
+
+def test_the_services_appointment_based_on_the_referral_is_its_first_appointment() -> None:
+    based_on = [{"reference": "ServiceRequest/ref-9"}]
+    record, _ = play(referral())
+    booked = appointment("mht-rv5", "m", "booked", "14:00", "15:00", basedOn=based_on)
+    linked, decisions = decide(record, booked, RULES)
+    assert kinds(decisions) == [
+        ("referral.task.updated", "probation-london"),
+        ("inbox", "requested"),
+    ]
+    task_sent = decisions[0]
+    assert isinstance(task_sent, Disclose)
+    assert task_sent.resource["businessStatus"] == {"text": "first appointment booked"}
+    again = appointment("mht-rv5", "m2", "booked", "16:00", "17:00", basedOn=based_on)
+    assert decide(linked, again, RULES)[1] == [], "only the first"
+    by_another = appointment("gp-Y01234", "g", "booked", "16:00", "17:00", basedOn=based_on)
+    assert decide(record, by_another, RULES)[1] == [], "only the receiving service's"
+
+
+def test_an_overdue_referral_is_escalated_once_to_referrer_and_service() -> None:
+    record, _ = play(referral())
+    deadline = next_deadline(record)
+    assert deadline is not None
+    assert decide(record, CheckDeadlines(PERSON, deadline - timedelta(minutes=1)), RULES) == (
+        record,
+        [],
+    )
+    escalated, decisions = decide(record, CheckDeadlines(PERSON, deadline), RULES)
+    assert kinds(decisions) == [
+        ("referral.deadline.missed", "probation-london"),
+        ("inbox", "requested"),
+        ("referral.deadline.missed", "mht-rv5"),
+        ("inbox", "requested"),
+    ]
+    assert all(d.cause is None for d in decisions if isinstance(d, Disclose))
+    assert next_deadline(escalated) is None
+    assert decide(escalated, CheckDeadlines(PERSON, deadline), RULES) == (escalated, [])
+
+
+# --- a person found to be another --------------------------------------------------------------
+
+
+def test_a_merge_hands_the_record_over_and_leaves_it_naming_the_survivor() -> None:
+    record, _ = play(appointment("gp-Y01234", "g", "booked", "10:00", "10:30"))
+    moved, decisions = decide(record, Merge(PERSON, "p-0"), RULES)
+    assert moved == Calendar(PERSON, merged_into="p-0")
+    assert decisions == [Transfer(PERSON, "p-0", record)]
+
+
+def test_the_survivor_takes_over_and_the_clash_across_the_two_records_is_raised() -> None:
+    theirs, _ = play(appointment("vol-recovery", "v", "booked", "10:15", "11:00"))
+    mine, _ = play(
+        appointment("gp-Y01234", "g", "booked", "10:00", "10:30"), record=Calendar("p-0")
+    )
+    merged, decisions = decide(mine, Transfer(PERSON, "p-0", theirs), RULES)
+    assert merged.person_id == "p-0"
+    assert set(merged.slots) == {"gp-Y01234/g", "vol-recovery/v"}
+    assert kinds(decisions) == [
+        ("alert.clash.raised", "gp-Y01234"),
+        ("alert.clash.raised", "vol-recovery"),
+    ]
+    assert all(
+        d.cause is None and d.person_id == "p-0" for d in decisions if isinstance(d, Disclose)
+    )
+
+
+def test_whatever_arrives_for_a_merged_person_goes_on_to_the_survivor() -> None:
+    moved = Calendar(PERSON, merged_into="p-0")
+    gp = appointment("gp-Y01234", "g", "booked", "10:00", "10:30")
+    assert decide(moved, gp, RULES) == (moved, [Forward("p-0", gp)])
+    check = CheckDeadlines(PERSON, NOW)
+    assert decide(moved, check, RULES) == (moved, [replace(check, person_id="p-0")])
+    transfer = Transfer("p-9", PERSON, Calendar("p-9"))
+    assert decide(moved, transfer, RULES) == (moved, [replace(transfer, survivor="p-0")])
+    assert decide(moved, Merge(PERSON, "p-0"), RULES) == (moved, []), "already handed over"
+    assert decide(moved, Merge(PERSON, "p-00"), RULES) == (moved, [Merge("p-0", "p-00")])
