@@ -19,8 +19,24 @@ import orjson
 import structlog
 
 from schemas import topics
-from schemas.codec import CodecError, peek, peek_envelope, resolved
+from schemas.codec import (
+    CodecError,
+    decode_assignment,
+    decode_internal,
+    decode_link_message,
+    decode_person_message,
+    encode_internal,
+    peek,
+    peek_envelope,
+    resolved,
+)
 from schemas.identifiers import IdentifierError
+from schemas.internal import (
+    IdentityConflictRecord,
+    IdentityFlagsCommand,
+    PersonCommand,
+    ResolveConflictCommand,
+)
 from schemas.keys import person_partition
 from services import runtime
 from services.domain.decisions import CheckDeadlines, Rules
@@ -54,14 +70,11 @@ from services.stream.app import (
 )
 from services.stream.batch import Change, emit, put, read, record
 from services.stream.faust_private import handling
-from services.stream.outbox import FLAGS, flags_entry, refusal_outs, render, routed
+from services.stream.outbox import flags_entry, refusal_outs, render, routed
 from services.stream.pipeline import (
     MALFORMED,
-    RESOLVE_COMMAND,
-    assignment_of,
     identifiers_of,
     link_step,
-    peek_person_message,
     person_event,
     person_id_of_key,
 )
@@ -134,7 +147,7 @@ async def _index_one(
 ) -> None:
     if event.message.topic == topics.ASSIGNMENTS.name:
         try:
-            token, person_id = assignment_of(event.key, event.value)
+            token, person_id = decode_assignment(event.key, event.value)
         except CodecError as exc:
             await reject(event.value, str(exc), "person-index")
             return
@@ -169,12 +182,16 @@ async def _index_one(
     )
 
 
-def _tokens_of(message: dict[str, Any]) -> set[str]:
+def _tokens_of(message: dict[str, Any] | ResolveConflictCommand) -> set[str]:
     """The identifier tokens a message for the linker touches."""
-    if message.get("command") == RESOLVE_COMMAND:
-        stored = linked_conflicts.get(message["conflict_id"])
-        return set(orjson.loads(stored)["identifiers"]) if stored else set()
+    if isinstance(message, ResolveConflictCommand):
+        stored = linked_conflicts.get(message.conflict_id)
+        return set(_conflict_of(stored).identifiers) if stored else set()
     return {identifier.token() for identifier in identifiers_of(message)}
+
+
+def _conflict_of(stored: bytes) -> IdentityConflictRecord:
+    return decode_internal(stored, IdentityConflictRecord)
 
 
 def _load_index(tokens: set[str]) -> PersonIndex:
@@ -196,7 +213,9 @@ def _load_index(tokens: set[str]) -> PersonIndex:
             named_by[token] = frozenset(orjson.loads(sources))
         for conflict_id in orjson.loads(linked_conflict_ids.get(token) or b"[]"):
             if conflict_id not in conflicts:
-                conflict = conflict_from_record(orjson.loads(linked_conflicts[conflict_id]))
+                conflict = conflict_from_record(
+                    _conflict_of(linked_conflicts[conflict_id]).model_dump()
+                )
                 conflicts[conflict_id] = conflict
                 pending |= conflict.tokens - seen
     person_of = {token: person for person, held in members.items() for token in held}
@@ -223,7 +242,8 @@ def _save_index(before: PersonIndex, after: PersonIndex) -> None:
     for conflict_id, conflict in after.conflicts.items():
         if before.conflicts.get(conflict_id) == conflict:
             continue
-        linked_conflicts[conflict_id] = orjson.dumps(conflict_record(conflict))
+        record = IdentityConflictRecord.model_validate(conflict_record(conflict))
+        linked_conflicts[conflict_id] = encode_internal(record)
         for token in conflict.tokens:
             known = orjson.loads(linked_conflict_ids.get(token) or b"[]")
             if conflict_id not in known:
@@ -236,7 +256,7 @@ async def linker(stream: Any) -> None:
     operator's decisions on conflicts (one partition: the one global view of links)."""
     async for event in stream.events():
         try:
-            message = peek(event.value)
+            message = decode_link_message(event.value)
             index = _load_index(_tokens_of(message))
             step = link_step(message, index, current_rules())
         except MALFORMED as exc:
@@ -289,18 +309,22 @@ async def reconciler(stream: Any) -> None:
 async def _reconcile_one(event: Any, rules: Rules, sent: list[Awaitable[Any]]) -> int:
     """Handle one message from person-events (keyed by person), in order."""
     try:
-        person, message = person_id_of_key(event.key), peek_person_message(event.value)
+        person, message = person_id_of_key(event.key), decode_person_message(event.value)
     except MALFORMED as exc:
         await reject(event.value, f"cannot reconcile: {exc}", "reconciler", sent)
         return 0
-    if message.get("command") == FLAGS:  # the linker's word on identity conflicts
+    if isinstance(message, IdentityFlagsCommand):  # the linker's word on identity conflicts
         await record([put(identity_flags, person, flags_entry(message))], sent)
         return 0
     return await _reconcile(person, message, event.value, rules, sent)
 
 
 async def _reconcile(
-    person: str, message: dict[str, Any], raw: bytes, rules: Rules, sent: list[Awaitable[Any]]
+    person: str,
+    message: dict[str, Any] | PersonCommand,
+    raw: bytes,
+    rules: Rules,
+    sent: list[Awaitable[Any]],
 ) -> int:
     """Apply one message to the person's record: the table write, then its outputs.
 
@@ -324,12 +348,15 @@ async def _reconcile(
             )
     await emit(step.outs, sent)
     await record(changes, sent)
-    log.debug(
-        "reconciler.event",
-        event_id=message.get("event_id"),
-        event_type=message.get("event_type", message.get("command")),
-        partner=message.get("source"),
-        person_id=person,
-        alerts=len(step.outs),
-    )
+    if isinstance(message, dict):
+        log.debug(
+            "reconciler.event",
+            event_id=message.get("event_id"),
+            event_type=message.get("event_type"),
+            partner=message.get("source"),
+            person_id=person,
+            alerts=len(step.outs),
+        )
+    else:
+        log.debug("reconciler.command", command=message.command, person_id=person)
     return len(step.outs)

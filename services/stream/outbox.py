@@ -12,15 +12,30 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from schemas import topics
-from schemas.codec import dumps, encode, with_person
-from schemas.envelope import DeadLetter, Envelope, Subject
+from schemas.codec import (
+    dumps,
+    encode,
+    encode_assignment,
+    encode_hub_envelope,
+    encode_internal,
+    with_person,
+)
+from schemas.envelope import DeadLetter, Envelope
 from schemas.identifiers import PersonIdentifier
+from schemas.internal import (
+    DeadlinesCommand,
+    IdentityConflictRecord,
+    IdentityFlagsCommand,
+    MergeCommand,
+    ReferralInboxEntry,
+    TransferCommand,
+)
 from schemas.topics import Topic
 from schemas.vocabulary import HUB_SOURCE
 from services.domain.audit import AuditSubtype, audit_event
@@ -43,6 +58,7 @@ from services.domain.decisions import (
 )
 from services.domain.identity import conflict_record, to_linker
 from services.domain.identity_messages import OPERATOR_AUDIT_EVENT, operator_audit
+from services.domain.instants import fhir_instant
 from services.domain.referrals import Referral
 from services.domain.refusals import (
     Refusal,
@@ -94,22 +110,15 @@ def hub_envelope(
     now: datetime,
     correlation_id: uuid.UUID,
 ) -> bytes:
-    """An envelope the hub itself sends about a person, encoded.
-
-    The bytes are those of schemas.codec.encode; model_dump_json makes them in one pass,
-    without the intermediate dict, and this is the hot path of every alert.
-    """
-    envelope = Envelope(
-        event_id=event_id,
-        event_type=event_type,
-        source=HUB_SOURCE,
-        subject=Subject(person_id=person_id),
-        occurred_at=now,
-        recorded_at=now,
-        correlation_id=correlation_id,
+    """An envelope the hub itself sends about a person, encoded by the codec."""
+    return encode_hub_envelope(
+        event_id,
+        event_type,
+        person_id=person_id,
         resource=resource,
+        now=now,
+        correlation_id=correlation_id,
     )
-    return envelope.model_dump_json().encode()
 
 
 def _disclosure(d: Disclose, now: datetime) -> list[Out]:
@@ -266,27 +275,27 @@ def _update_refused(d: UpdateRefused, now: datetime) -> list[Out]:
 
 def inbox_entry(person_id: str, referral: Referral) -> bytes:
     """A referral's inbox entry: who sent it to whom, and where it stands."""
+    entry = ReferralInboxEntry(
+        referral_id=referral.referral_id,
+        id=referral.fhir_id,
+        person_id=person_id,
+        referrer=referral.referrer,
+        recipient=referral.recipient,
+        status=referral.status,
+        category=referral.category,
+        urgency=referral.urgency,
+        requested=fhir_instant(referral.requested),
+        deadline=_instant_or_none(referral.deadline),
+        escalated=referral.escalated,
+        first_appointment=referral.first_appointment,
+        reason=referral.reason,
+        updated=_instant_or_none(referral.updated),
+    )
+    return encode_internal(entry)
 
-    def when(value: datetime | None) -> str | None:
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
-    entry = {
-        "referral_id": referral.referral_id,
-        "id": referral.fhir_id,
-        "person_id": person_id,
-        "referrer": referral.referrer,
-        "recipient": referral.recipient,
-        "status": referral.status,
-        "category": referral.category,
-        "urgency": referral.urgency,
-        "requested": when(referral.requested),
-        "deadline": when(referral.deadline),
-        "escalated": referral.escalated,
-        "first_appointment": referral.first_appointment,
-        "reason": referral.reason,
-        "updated": when(referral.updated),
-    }
-    return orjson.dumps(entry)
+def _instant_or_none(value: datetime | None) -> str | None:
+    return fhir_instant(value) if value else None
 
 
 def _inbox_entry_changed(d: InboxEntryChanged, now: datetime) -> list[Out]:
@@ -299,35 +308,27 @@ def _inbox_entry_changed(d: InboxEntryChanged, now: datetime) -> list[Out]:
 
 def merge_command(absorbed: str, survivor: str) -> bytes:
     """Tell the absorbed person's record to move to the survivor."""
-    return dumps({"command": MERGE, "absorbed": absorbed, "survivor": survivor})
+    return encode_internal(MergeCommand(absorbed=absorbed, survivor=survivor))
 
 
 def transfer_command(absorbed: str, survivor: str, calendar: bytes) -> bytes:
     """The absorbed person's record (as the calendars table stores it), for the survivor."""
-    return orjson.dumps(
-        {
-            "command": TRANSFER,
-            "absorbed": absorbed,
-            "survivor": survivor,
-            "calendar": orjson.Fragment(calendar),
-        }
-    )
+    return encode_internal(TransferCommand(absorbed=absorbed, survivor=survivor, calendar=calendar))
 
 
 def deadlines_command(person_id: str, now: datetime) -> bytes:
     """Ask the person's record to escalate its referrals overdue at `now`."""
-    return dumps({"command": DEADLINES, "person_id": person_id, "now": now.isoformat()})
+    return encode_internal(DeadlinesCommand(person_id=person_id, now=now))
 
 
 def flags_command(person_id: str, open_ids: Sequence[str]) -> bytes:
     """Tell the worker holding a person's record which identity conflicts the person is under."""
-    return dumps({"command": FLAGS, "person_id": person_id, "open": list(open_ids)})
+    return encode_internal(IdentityFlagsCommand(person_id=person_id, open=tuple(open_ids)))
 
 
-def flags_entry(message: Mapping[str, Any]) -> bytes | None:
+def flags_entry(command: IdentityFlagsCommand) -> bytes | None:
     """The identity-flags table value a flags command leaves: the open conflicts, or None."""
-    open_ids = [str(conflict_id) for conflict_id in message["open"]]
-    return dumps({"open": open_ids}) if open_ids else None
+    return dumps({"open": list(command.open)}) if command.open else None
 
 
 def _person_event(person_id: str, value: bytes) -> list[Out]:
@@ -357,11 +358,12 @@ def _identity_flags_changed(d: IdentityFlagsChanged, now: datetime) -> list[Out]
 
 def _assigned(d: Assigned, now: datetime) -> list[Out]:
     # Each assignment goes to the partition where its identifier's inbound events arrive.
-    return [Out(topics.ASSIGNMENTS, d.token.encode(), d.person_id.encode(), d.partition)]
+    key, value = encode_assignment(d.token, d.person_id)
+    return [Out(topics.ASSIGNMENTS, key, value, d.partition)]
 
 
 def _conflict_changed(d: ConflictChanged, now: datetime) -> list[Out]:
-    record = dumps(conflict_record(d.conflict))
+    record = encode_internal(IdentityConflictRecord.model_validate(conflict_record(d.conflict)))
     return [Out(topics.IDENTITY_CONFLICTS, d.conflict.conflict_id.encode(), record)]
 
 

@@ -16,7 +16,7 @@ import orjson
 from connectors.fhir_input import read_file
 from connectors.publish import Accepted, decide
 from schemas import topics
-from schemas.codec import peek
+from schemas.codec import decode_person_message, peek
 from services.domain.decisions import Rules
 from services.domain.identity import PersonIndex
 from services.runtime import ROOT, partner_directory, service_directory
@@ -169,7 +169,7 @@ def played() -> Played:
         elif topic == topics.ASSIGNMENTS.name and key is not None:
             assigned[key.decode()] = value.decode()
         elif topic == topics.PERSON_EVENTS.name and key is not None:
-            step = person_event(stored.get(key.decode()), peek(value), CONTEXT)
+            step = person_event(stored.get(key.decode()), decode_person_message(value), CONTEXT)
             if step.stored is not None:
                 stored[key.decode()] = step.stored
                 out.calendars.append(step.stored)

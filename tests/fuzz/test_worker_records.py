@@ -12,17 +12,22 @@ import random
 import orjson
 
 from schemas import topics
-from schemas.codec import CodecError, peek, peek_envelope, resolved
+from schemas.codec import (
+    CodecError,
+    decode_assignment,
+    decode_person_message,
+    peek,
+    peek_envelope,
+    resolved,
+)
 from schemas.identifiers import parse_token
 from services.domain.identity import PersonIndex, person_of, to_linker
 from services.stream.activity import activity_record, heard_from
 from services.stream.outbox import routed
 from services.stream.pipeline import (
     MALFORMED,
-    assignment_of,
     identifiers_of,
     link_step,
-    peek_person_message,
     person_event,
     person_id_of_key,
 )
@@ -77,7 +82,7 @@ def test_person_events(fuzz: Fuzz) -> None:
     def entry_point(raw: bytes) -> None:
         key = rng.choice([key for key, _ in records] + [None, b"\xff"])
         person_id_of_key(key)
-        person_event(stored_calendars(rng), peek_person_message(raw), CONTEXT)
+        person_event(stored_calendars(rng), decode_person_message(raw), CONTEXT)
 
     fuzz.run(
         "worker person-events", [v for _, v in records], "json", 500, entry_point, allowed=MALFORMED
@@ -99,7 +104,7 @@ def test_assignments(fuzz: Fuzz) -> None:
     def entry_point(data: bytes) -> None:
         key, value = rng.choice(records)
         key, value = (data, value) if rng.random() < 0.5 else (key, data)
-        token, person = assignment_of(key, rng.choice([value, None]))
+        token, person = decode_assignment(key, rng.choice([value, None]))
         person_of([parse_token(token)], person.decode() if person else None, KEY)
 
     seeds = [part for record in records for part in record if part is not None]

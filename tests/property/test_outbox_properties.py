@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import topics
-from schemas.codec import decode
+from schemas.codec import decode, decode_person_message
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN
 from services.domain.calendar import Calendar, Slot
 from services.domain.decisions import (
@@ -32,7 +32,7 @@ from services.domain.decisions import (
 from services.domain.person import decide
 from services.runtime import ROOT, partner_directory, service_directory
 from services.stream.outbox import Out, render
-from services.stream.pipeline import peek_person_message, person_message
+from services.stream.pipeline import person_message
 from tests.property.test_calendar_properties import changes
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -243,7 +243,7 @@ def test_a_merge_hands_over_and_the_take_over_audits_each_disclosure(
     assert isinstance(transfer, Transfer)
     # The transfer command, as the survivor's worker reads it, is the record handed over.
     [out] = render([transfer], NOW)
-    read = person_message(peek_person_message(out.value))
+    read = person_message(decode_person_message(out.value))
     assert read == transfer
     assert read.calendar == absorbed  # type: ignore[union-attr]
 

@@ -12,18 +12,11 @@ import pytest
 from connectors.fhir_input import Record
 from connectors.hl7v2.to_fhir import records_from_hl7_text
 from connectors.publish import Rejected, decide_encoded
-from schemas.codec import CodecError, peek_envelope
+from schemas.codec import CodecError, decode_assignment, decode_person_message, peek_envelope
 from schemas.identifiers import nhs_number_is_valid
 from services.domain.calendar import Calendar
 from services.stream.activity import activity_record, heard_from
-from services.stream.pipeline import (
-    MALFORMED,
-    assignment_of,
-    identifiers_of,
-    peek_person_message,
-    person_event,
-    person_id_of_key,
-)
+from services.stream.pipeline import MALFORMED, identifiers_of, person_event, person_id_of_key
 from services.stream.state import decode_calendar, encode_calendar
 from services.web.inbox import entry_of, inbox, latest_entries
 from tests.fuzz.corpus import CONTEXT, ROOT, played
@@ -75,10 +68,10 @@ def test_an_assignment_without_a_key_or_with_a_person_id_that_is_not_text_is_ref
     """A null key raised AttributeError; a non-UTF-8 person id was stored and broke every later
     event about that identifier with UnicodeDecodeError, which the person index did not catch."""
     with pytest.raises(CodecError):
-        assignment_of(None, b"p-1")
+        decode_assignment(None, b"p-1")
     with pytest.raises(CodecError):
-        assignment_of(b"urn:concord:id:probation-crn|X123456", b"\xff\xfe")
-    token, person = assignment_of(b"urn:concord:id:probation-crn|X123456", b"p-1")
+        decode_assignment(b"urn:concord:id:probation-crn|X123456", b"\xff\xfe")
+    token, person = decode_assignment(b"urn:concord:id:probation-crn|X123456", b"p-1")
     assert (token, person) == ("urn:concord:id:probation-crn|X123456", b"p-1")
 
 
@@ -102,7 +95,7 @@ def test_a_person_events_record_without_a_key_is_refused() -> None:
 )
 def test_a_hub_command_of_the_wrong_shape_is_refused(message: dict[str, Any]) -> None:
     with pytest.raises(CodecError):
-        peek_person_message(orjson.dumps(message))
+        decode_person_message(orjson.dumps(message))
 
 
 @pytest.mark.parametrize(
@@ -121,7 +114,7 @@ def test_a_referral_or_consent_the_edge_would_refuse_is_refused_by_the_reconcile
     envelope = example(event_type, person_id="p-468c6e946e3611ce49a1")
     envelope["source"] = "mht-rv5" if "task" in event_type else envelope["source"]
     breakage(envelope["resource"])
-    message = peek_person_message(orjson.dumps(envelope))
+    message = decode_person_message(orjson.dumps(envelope))
     with pytest.raises(ValueError, match=envelope["resource"]["resourceType"]):
         person_event(None, message, CONTEXT)
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from schemas import topics
-from schemas.codec import decode, decode_dead_letter, peek
+from schemas.codec import decode, decode_dead_letter, decode_person_message, peek
 from services.domain.calendar import Calendar
 from services.domain.decisions import (
     Answered,
@@ -31,7 +31,7 @@ from services.domain.referrals import Referral
 from services.domain.refusals import Refusal
 from services.domain.relationships import Relationship
 from services.stream.outbox import _RENDERERS, flags_entry, render
-from services.stream.pipeline import peek_person_message, person_message
+from services.stream.pipeline import person_message
 from services.web.inbox import entry_of
 from tests.audit import basis_of
 
@@ -151,15 +151,15 @@ def test_a_command_goes_to_the_record_it_is_for_and_reads_back_as_decided(
 ) -> None:
     [out] = render([command], NOW)
     assert (out.topic, out.key) == (topics.PERSON_EVENTS, key)
-    assert person_message(peek_person_message(out.value)) == command
+    assert person_message(decode_person_message(out.value)) == command
 
 
 def test_the_identity_flags_leave_the_open_conflicts_or_nothing() -> None:
     [out] = render([IdentityFlagsChanged("p-1", ("c-1",))], NOW)
     assert (out.topic, out.key) == (topics.PERSON_EVENTS, b"p-1")
-    assert flags_entry(peek_person_message(out.value)) == orjson.dumps({"open": ["c-1"]})
+    assert flags_entry(decode_person_message(out.value)) == orjson.dumps({"open": ["c-1"]})
     [cleared] = render([IdentityFlagsChanged("p-1", ())], NOW)
-    assert flags_entry(peek_person_message(cleared.value)) is None
+    assert flags_entry(decode_person_message(cleared.value)) is None
 
 
 def test_an_event_goes_on_to_its_person_resolved_to_them() -> None:

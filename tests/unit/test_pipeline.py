@@ -9,10 +9,11 @@ from typing import Any
 import orjson
 
 from schemas import topics
-from schemas.codec import peek
+from schemas.codec import decode_link_message, decode_person_message, peek
 from schemas.envelope import wrap
 from schemas.fhir import event_type_for, subject_of
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN, PersonIdentifier
+from schemas.internal import IdentityFlagsCommand, MergeCommand, ResolveConflictCommand
 from schemas.keys import person_partition
 from services.domain import linking
 from services.domain.decisions import Rules
@@ -150,11 +151,11 @@ def test_merge_then_transfer_moves_a_calendar_and_raises_the_clash_found_across_
     survivor, absorbed = sorted([gp_person, vol_person])
     stored = {gp_person: gp_cal, vol_person: vol_cal}
     tombstone, [transfer], *_ = person_event(
-        stored[absorbed], {"command": "merge", "absorbed": absorbed, "survivor": survivor}, CTX
+        stored[absorbed], MergeCommand(absorbed=absorbed, survivor=survivor), CTX
     )
     assert decode_calendar(tombstone).merged_into == survivor
     assert transfer.key == survivor.encode()
-    merged, alerts, *_ = person_event(stored[survivor], orjson.loads(transfer.value), CTX)
+    merged, alerts, *_ = person_event(stored[survivor], decode_person_message(transfer.value), CTX)
     calendar = decode_calendar(merged)
     assert set(calendar.slots) == {"gp-Y01234/g", "vol-recovery/v"}
     assert sorted(a.key for a in alerts if a.topic is topics.ALERTS) == [
@@ -298,6 +299,22 @@ def referral_ctx() -> Rules:
     return replace(CTX, services=services)
 
 
+def test_a_merge_moves_the_escalation_deadline_of_a_pending_referral_to_the_survivor() -> None:
+    """The escalation timer reads the deadlines table: a pending referral's deadline must follow
+    it to the survivor, and leave the absorbed person."""
+    absorbed, survivor = "p-b-absorbed", "p-a-survivor"
+    stored, _, deadline, _ = person_event(None, referral_message(absorbed), referral_ctx())
+    assert deadline is not None
+
+    tombstone = person_event(stored, MergeCommand(absorbed=absorbed, survivor=survivor), CTX)
+    assert tombstone.has_referrals, "the absorbed person's entry is written: cleared"
+    assert tombstone.next_deadline is None
+    [transfer] = tombstone.outs
+    taken = person_event(None, decode_person_message(transfer.value), referral_ctx())
+    assert taken.has_referrals
+    assert taken.next_deadline == deadline
+
+
 def test_referral_is_delivered_minimised_and_audited_and_the_referrer_gets_its_task() -> None:
     message = referral_message("p-1", reasonCode=[{"text": "hears voices"}])
     stored, outs, deadline, _ = person_event(None, message, referral_ctx())
@@ -402,8 +419,11 @@ def test_the_operator_sees_a_conflict_record_and_the_people_involved_are_flagged
     }
     assert set(flagged) == set(entry["people"])
     assert all(m["open"] == [entry["conflict_id"]] for m in flagged.values())
-    assert all(flags_entry(m) is not None for m in flagged.values())
-    assert flags_entry({"open": []}) is None
+    commands = [decode_person_message(o.value) for o in by_topic(outs, topics.PERSON_EVENTS)]
+    flags = [c for c in commands if isinstance(c, IdentityFlagsCommand)]
+    assert flags
+    assert all(flags_entry(c) is not None for c in flags)
+    assert flags_entry(IdentityFlagsCommand(person_id="p-1", open=())) is None
 
 
 def test_a_patient_naming_one_identifier_goes_to_the_linker() -> None:
@@ -434,16 +454,21 @@ def test_the_source_re_sending_its_record_corrected_resolves_the_conflict() -> N
     assert all(m["open"] == [] for m in cleared)
 
 
-def operator_command(conflict_id: str, decision: str) -> dict:
-    return {
-        "command": "resolve-conflict",
-        "conflict_id": conflict_id,
-        "decision": decision,
-        "operator": "ops-ann",
-        "reason": "checked with both services",
-        "at": "2026-12-02T09:00:00Z",
-        "request_id": "0b1e3f2a-1111-4222-8333-944455556666",
-    }
+def operator_command(conflict_id: str, decision: str) -> ResolveConflictCommand:
+    """The operator's decision as the linker reads it off the links topic."""
+    return decode_link_message(
+        orjson.dumps(
+            {
+                "command": "resolve-conflict",
+                "conflict_id": conflict_id,
+                "decision": decision,
+                "operator": "ops-ann",
+                "reason": "checked with both services",
+                "at": "2026-12-02T09:00:00Z",
+                "request_id": "0b1e3f2a-1111-4222-8333-944455556666",
+            }
+        )
+    )
 
 
 def test_the_operator_keeping_people_apart_is_told_to_the_sources_and_audited() -> None:
@@ -565,9 +590,9 @@ def test_a_merge_tells_an_officer_of_the_absence_explained_on_the_other_side() -
     for absorbed, survivor in ((nhs_person, crn_person), (crn_person, nhs_person)):
         stored = {nhs_person: health, crn_person: probation}
         _, [transfer], *_ = person_event(
-            stored[absorbed], {"command": "merge", "absorbed": absorbed, "survivor": survivor}, CTX
+            stored[absorbed], MergeCommand(absorbed=absorbed, survivor=survivor), CTX
         )
-        _, outs, *_ = person_event(stored[survivor], orjson.loads(transfer.value), CTX)
+        _, outs, *_ = person_event(stored[survivor], decode_person_message(transfer.value), CTX)
         told = [peek(o.value) for o in outs if o.topic is topics.ALERTS]
         assert [(t["event_type"], t["subject"]["person_id"]) for t in told] == [
             ("alert.absence.explained", survivor)
@@ -591,7 +616,7 @@ def test_a_relationship_held_on_either_side_of_a_merge_is_not_audited_again() ->
     for absorbed, survivor in ((nhs_person, crn_person), (crn_person, nhs_person)):
         stored = {nhs_person: health, crn_person: probation}
         _, [transfer], *_ = person_event(
-            stored[absorbed], {"command": "merge", "absorbed": absorbed, "survivor": survivor}, CTX
+            stored[absorbed], MergeCommand(absorbed=absorbed, survivor=survivor), CTX
         )
-        _, outs, *_ = person_event(stored[survivor], orjson.loads(transfer.value), CTX)
+        _, outs, *_ = person_event(stored[survivor], decode_person_message(transfer.value), CTX)
         assert [o for o in outs if o.topic is topics.AUDIT] == []
