@@ -108,7 +108,7 @@ async def reject(
     )
 
 
-class PartnerActivity:
+class ActivityThrottle:
     """Tells the partner-activity topic when each partner was last heard from, at most once a second."""
 
     def __init__(self) -> None:
@@ -131,7 +131,7 @@ async def person_index(stream: Any) -> None:
     schemas/keys.py) is reconciled here and now; any other is re-keyed by person
     onto person-events for the reconciler, or sent to the linker.
     """
-    activity = PartnerActivity()
+    activity = ActivityThrottle()
     async for batch in stream.take_events(BATCH_MAX, BATCH_WITHIN_S):
         sent: list[Awaitable[Any]] = []
         rules = current_rules()  # one clock reading per batch: a batch spans milliseconds
@@ -143,7 +143,7 @@ async def person_index(stream: Any) -> None:
 
 
 async def _index_one(
-    event: Any, activity: PartnerActivity, rules: Rules, sent: list[Awaitable[Any]]
+    event: Any, activity: ActivityThrottle, rules: Rules, sent: list[Awaitable[Any]]
 ) -> None:
     if event.message.topic == topics.ASSIGNMENTS.name:
         try:
