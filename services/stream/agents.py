@@ -15,36 +15,27 @@ from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
 
-import orjson
 import structlog
 
 from schemas import topics
 from schemas.codec import (
     CodecError,
     decode_assignment,
-    decode_internal,
     decode_link_message,
     decode_person_message,
-    encode_internal,
     peek,
     peek_envelope,
     resolved,
 )
 from schemas.identifiers import IdentifierError
 from schemas.internal import (
-    IdentityConflictRecord,
     IdentityFlagsCommand,
     PersonCommand,
-    ResolveConflictCommand,
 )
 from schemas.keys import person_partition
 from services import runtime
 from services.domain.decisions import CheckDeadlines, Rules
 from services.domain.identity import (
-    Conflict,
-    PersonIndex,
-    conflict_from_record,
-    conflict_record,
     person_of,
     to_linker,
 )
@@ -59,17 +50,13 @@ from services.stream.app import (
     deadlines,
     identity_flags,
     inbound_and_assignments,
-    linked_conflict_ids,
-    linked_conflicts,
-    linked_members,
-    linked_person_of,
-    linked_sources,
     links,
     person_events,
     token_person,
 )
 from services.stream.batch import Change, emit, put, read, record
 from services.stream.faust_private import handling
+from services.stream.linker_index import load_index, save_index, tokens_of
 from services.stream.outbox import flags_entry, refusal_outs, render, routed
 from services.stream.pipeline import (
     MALFORMED,
@@ -182,74 +169,6 @@ async def _index_one(
     )
 
 
-def _tokens_of(message: dict[str, Any] | ResolveConflictCommand) -> set[str]:
-    """The identifier tokens a message for the linker touches."""
-    if isinstance(message, ResolveConflictCommand):
-        stored = linked_conflicts.get(message.conflict_id)
-        return set(_conflict_of(stored).identifiers) if stored else set()
-    return {identifier.token() for identifier in identifiers_of(message)}
-
-
-def _conflict_of(stored: bytes) -> IdentityConflictRecord:
-    return decode_internal(stored, IdentityConflictRecord)
-
-
-def _load_index(tokens: set[str]) -> PersonIndex:
-    """The slice of the linker's index touching these tokens: their persons, and the conflicts
-    involving any of those persons' tokens (with the persons those conflicts involve)."""
-    members: dict[str, frozenset[str]] = {}
-    named_by: dict[str, frozenset[str]] = {}
-    conflicts: dict[str, Conflict] = {}
-    pending, seen = set(tokens), set()
-    while pending:
-        token = pending.pop()
-        seen.add(token)
-        linked = linked_person_of.get(token)
-        person = linked.decode() if linked else None
-        if person and person not in members and (held := linked_members.get(person)):
-            members[person] = frozenset(orjson.loads(held))
-            pending |= members[person] - seen
-        if sources := linked_sources.get(token):
-            named_by[token] = frozenset(orjson.loads(sources))
-        for conflict_id in orjson.loads(linked_conflict_ids.get(token) or b"[]"):
-            if conflict_id not in conflicts:
-                conflict = conflict_from_record(
-                    _conflict_of(linked_conflicts[conflict_id]).model_dump()
-                )
-                conflicts[conflict_id] = conflict
-                pending |= conflict.tokens - seen
-    person_of = {token: person for person, held in members.items() for token in held}
-    return PersonIndex(
-        key=person_key(),
-        person_of=person_of,
-        members=members,
-        named_by=named_by,
-        conflicts=conflicts,
-    )
-
-
-def _save_index(before: PersonIndex, after: PersonIndex) -> None:
-    for person in before.members.keys() - after.members.keys():
-        del linked_members[person]
-    for person, tokens in after.members.items():
-        if before.members.get(person) != tokens:
-            linked_members[person] = orjson.dumps(sorted(tokens))
-            for token in tokens:
-                linked_person_of[token] = person.encode()
-    for token, sources in after.named_by.items():
-        if before.named_by.get(token) != sources:
-            linked_sources[token] = orjson.dumps(sorted(sources))
-    for conflict_id, conflict in after.conflicts.items():
-        if before.conflicts.get(conflict_id) == conflict:
-            continue
-        record = IdentityConflictRecord.model_validate(conflict_record(conflict))
-        linked_conflicts[conflict_id] = encode_internal(record)
-        for token in conflict.tokens:
-            known = orjson.loads(linked_conflict_ids.get(token) or b"[]")
-            if conflict_id not in known:
-                linked_conflict_ids[token] = orjson.dumps(sorted([*known, conflict_id]))
-
-
 @app.agent(links)
 async def linker(stream: Any) -> None:
     """Join identifiers named together, or refuse a link as an identity conflict; apply the
@@ -257,13 +176,13 @@ async def linker(stream: Any) -> None:
     async for event in stream.events():
         try:
             message = decode_link_message(event.value)
-            index = _load_index(_tokens_of(message))
+            index = load_index(tokens_of(message))
             step = link_step(message, index, current_rules())
         except MALFORMED as exc:
             await reject(event.value, f"cannot link: {exc.__class__.__name__}: {exc}", "linker")
             continue
         await emit(step.outs)
-        _save_index(index, step.updated)
+        save_index(index, step.updated)
         log.info("linker.handled", **step.summary)
 
 
