@@ -26,6 +26,7 @@ from schemas.identifiers import (
 # resourceType -> (fhir.resources.R4B module, event type published for it)
 CARRIED: dict[str, tuple[str, str]] = {
     "Appointment": ("appointment", "appointment.booking.updated"),
+    "Encounter": ("encounter", "encounter.attendance.updated"),
     "ServiceRequest": ("servicerequest", "referral.request.updated"),
     "Task": ("task", "referral.task.updated"),
     "Patient": ("patient", "identity.patient.updated"),
@@ -45,7 +46,14 @@ def codes(words: str) -> frozenset[str]:
 
 
 # What partners publish; DetectedIssue, AuditEvent and MeasureReport are the hub's own output.
-PARTNER_RESOURCE_TYPES = ("Appointment", "ServiceRequest", "Task", "Patient", "Consent")
+PARTNER_RESOURCE_TYPES = (
+    "Appointment",
+    "Encounter",
+    "ServiceRequest",
+    "Task",
+    "Patient",
+    "Consent",
+)
 
 
 # Value sets (required bindings) the R4B models do not enforce: (type, element path) -> codes.
@@ -55,6 +63,9 @@ REQUIRED_CODES: dict[tuple[str, str], frozenset[str]] = {
     ),
     ("Appointment", "participant.status"): codes("accepted declined tentative needs-action"),
     ("Appointment", "participant.required"): codes("required optional information-only"),
+    ("Encounter", "status"): codes(
+        "planned arrived triaged in-progress onleave finished cancelled entered-in-error unknown"
+    ),
     ("ServiceRequest", "status"): codes(
         "draft active on-hold revoked completed entered-in-error unknown"
     ),
@@ -104,12 +115,13 @@ UNTIMED_APPOINTMENT_STATUSES = codes("proposed cancelled waitlist")
 # Where each resource type names its person; a Patient names itself by its identifiers.
 PERSON_REFERENCES: dict[str, str] = {
     "Appointment": "participant.actor",
+    "Encounter": "subject",
     "ServiceRequest": "subject",
     "Task": "for",
     "Consent": "patient",
     "DetectedIssue": "patient",
 }
-NEEDS_PERSON = codes("Appointment ServiceRequest Task Consent Patient")
+NEEDS_PERSON = codes("Appointment Encounter ServiceRequest Task Consent Patient")
 
 BUNDLE_TYPES = codes(
     "document message transaction transaction-response batch batch-response history searchset collection"

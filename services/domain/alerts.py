@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from schemas.identifiers import HUB_PERSON
@@ -31,7 +31,7 @@ from services.domain.disclosure import (
 )
 from services.domain.instants import fhir_instant
 from services.domain.partners import PartnerDirectory
-from services.domain.reconciliation import Alert, AlertAction, AlertKind
+from services.domain.reconciliation import Alert, AlertAction, AlertKind, overlaps
 
 # Fixed, so an alert reprocessed after a restart gets the same id.
 ALERT_NAMESPACE: Final = uuid.UUID("6f1c2f5e-3a7b-5d0e-9c41-2b8e7d6a1f30")
@@ -122,6 +122,8 @@ def _contained(
     if slot.start is not None and slot.end is not None:
         appointment["start"] = fhir_instant(slot.start)
         appointment["end"] = fhir_instant(slot.end)
+    # A stay still under way has no end, which an Appointment with a start must have
+    # (app-3): its times are in the detail sentence alone.
     appointment["serviceCategory"] = [
         {
             "coding": [
@@ -163,19 +165,21 @@ def _org_type(shown: Organisation) -> str:
 
 
 def _times(slot: Slot) -> str:
-    """'10:00-10:30 on 2026-12-03' (with an en dash) in UK time; 'at an unknown time' if untimed."""
-    if slot.start is None or slot.end is None:
+    """'10:00-10:30 on 2026-12-03' (with an en dash) in UK time; 'from 10:00 on 2026-12-03, still
+    under way' for a stay with no end yet; 'at an unknown time' if untimed."""
+    if slot.start is None:
         return "at an unknown time"
-    start, end = slot.start.astimezone(PARTNER_TIME_ZONE), slot.end.astimezone(PARTNER_TIME_ZONE)
+    start = slot.start.astimezone(PARTNER_TIME_ZONE)
+    if slot.end is None:
+        return f"from {start:%H:%M} on {start:%Y-%m-%d}, still under way"
+    end = slot.end.astimezone(PARTNER_TIME_ZONE)
     if start.date() == end.date():
         return f"{start:%H:%M}–{end:%H:%M} on {start:%Y-%m-%d}"
     return f"{start:%H:%M} on {start:%Y-%m-%d} to {end:%H:%M} on {end:%Y-%m-%d}"
 
 
 def _truly_overlap(a: Slot, b: Slot) -> bool:
-    if a.start is None or a.end is None or b.start is None or b.end is None:
-        return False
-    return a.start < b.end and b.start < a.end
+    return overlaps(a, b, timedelta(0))
 
 
 def _detail(alert: Alert, directory: PartnerDirectory, to: Audience) -> str:

@@ -37,12 +37,16 @@ def _require_aware(name: str, value: datetime | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """One appointment as the hub keeps it: compact, no clinical text."""
+    """One appointment (or attended encounter) as the hub keeps it: compact, no clinical text.
 
-    appointment_id: str  # unique across agencies: "<partner>/<fhir id>"
+    A start with no end is a visit or stay still under way (an Encounter in progress): it
+    lasts until a later version ends it.
+    """
+
+    appointment_id: str  # unique across agencies: "<partner>/<fhir id>" ("<partner>/Encounter/<id>")
     partner: str  # partner id of the booking agency
     kind: AgencyKind
-    status: str  # FHIR Appointment.status
+    status: str  # FHIR Appointment.status (an Encounter's mapped to it)
     start: datetime | None
     end: datetime | None
     location: str | None  # a location key; None = unknown

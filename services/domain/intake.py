@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from services.domain.appointments import slot_from_appointment
+from services.domain.appointments import SLOT_READERS
 from services.domain.consent import decision_from_consent
 from services.domain.kinds import AgencyKind
 from services.domain.referrals import check_referrer, request_from_service_request, task_update
@@ -29,8 +29,8 @@ def unusable(
     if kind is None:
         return f"{resource_type}: the partner directory does not list {source}"
     try:
-        if resource_type == "Appointment":
-            slot_from_appointment(
+        if resource_type in SLOT_READERS:
+            SLOT_READERS[resource_type](
                 resource, source=source, kind=kind, event_id="", occurred_at=occurred_at
             )
         elif resource_type == "Consent":

@@ -1,9 +1,9 @@
 """A person's record, and what each message about the person decides: the one entry point of the
 person stream (`decide`).
 
-A message is a partner's event (an Appointment, Consent, ServiceRequest or Task, resolved to the
-person) or a command one person's record sends another (a merge, the transfer of a record, a
-check of referral deadlines). The decision returns the record as it now stands and what to tell
+A message is a partner's event (an Appointment, Encounter, Consent, ServiceRequest or Task,
+resolved to the person) or a command one person's record sends another (a merge, the transfer of
+a record, a check of referral deadlines). The decision returns the record as it now stands and what to tell
 whom; services/stream/outbox.py renders that, and nothing here does I/O.
 """
 
@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from services.domain.alerts import alert_messages
-from services.domain.appointments import slot_from_appointment
+from services.domain.appointments import SLOT_READERS
 from services.domain.calendar import (
     Calendar,
     add_consent,
@@ -176,14 +176,16 @@ def _task(
 def _appointment(
     calendar: Calendar, message: Mapping[str, Any], rules: Rules, kind: AgencyKind, at: datetime
 ) -> Step:
-    """An appointment change: reconciled, linked to its referral; a stale version refused."""
-    source, cause = message["source"], message["event_id"]
-    slot = slot_from_appointment(
-        message["resource"], source=source, kind=kind, event_id=cause, occurred_at=at
+    """An appointment or encounter change: reconciled, an appointment linked to its referral; a
+    stale version refused."""
+    source, cause, resource = message["source"], message["event_id"], message["resource"]
+    resource_type = resource["resourceType"]
+    slot = SLOT_READERS[resource_type](
+        resource, source=source, kind=kind, event_id=cause, occurred_at=at
     )
     held = stale_change(calendar, slot)
     if held is not None:
-        return calendar, [_stale(message, stale_reason("Appointment", slot.version, held))]
+        return calendar, [_stale(message, stale_reason(resource_type, slot.version, held))]
     updated, alerts = reconcile(calendar, slot, rules.buffer)
     raised = alerts_disclosed(alerts, updated, rules, cause)
     updated, booked = on_booking(updated, slot.based_on, slot.appointment_id, rules, cause)
@@ -195,6 +197,7 @@ _BY_RESOURCE = {
     "ServiceRequest": _service_request,
     "Task": _task,
     "Appointment": _appointment,
+    "Encounter": _appointment,
 }
 
 

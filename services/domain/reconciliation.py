@@ -40,18 +40,20 @@ def overlaps(a: Slot, b: Slot, buffer: timedelta = DEFAULT_TRAVEL_BUFFER) -> boo
     """True if `a` and `b` overlap once travel time between them is counted.
 
     No travel is needed between two appointments at the same known location; a gap of
-    exactly the buffer is enough to get from one to the other.
+    exactly the buffer is enough to get from one to the other. A slot with a start and no end
+    (a stay still under way) lasts from its start on; one with no start is never placed.
     """
-    if a.start is None or a.end is None or b.start is None or b.end is None:
+    if a.start is None or b.start is None:
         return False
     same_place = a.location is not None and a.location == b.location
     buf = timedelta(0) if same_place else buffer
-    return a.start < b.end + buf and b.start < a.end + buf
+    return (b.end is None or a.start < b.end + buf) and (a.end is None or b.start < a.end + buf)
 
 
 def is_explained_absence(missed: Slot, evidence: Slot) -> bool:
     """True when `missed` is a probation or treatment appointment the person did not attend, and
-    `evidence` a health appointment they attended (the caller checks the two overlap)."""
+    `evidence` a health appointment (or encounter) they attended (the caller checks the two
+    overlap)."""
     return (
         missed.kind in OBLIGATION_KINDS
         and missed.status == "noshow"

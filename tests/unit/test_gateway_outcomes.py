@@ -449,7 +449,7 @@ def test_capability_statement_is_valid_fhir_listing_the_partner_resource_types()
     statement = capability_statement()
     CapabilityStatement.model_validate(statement)
     types = [r["type"] for r in statement["rest"][0]["resource"]]
-    assert types == ["Appointment", "ServiceRequest", "Task", "Patient", "Consent"]
+    assert types == ["Appointment", "Encounter", "ServiceRequest", "Task", "Patient", "Consent"]
 
 
 # --- dead letters -------------------------------------------------------------------------------
