@@ -281,3 +281,62 @@ def test_the_answer_comes_with_the_disclosure_its_audit_record_is_rendered_from(
         what=f"BreachCheck/{MISSED.appointment_id}",
         basis="role-default",
     )
+
+
+# --- an encounter as evidence ----------------------------------------------------------------
+
+
+def stay(status: str, end: datetime | None) -> Slot:
+    """A trust's inpatient stay from the day before the missed appointment, as read from an
+    Encounter (services.domain.appointments.slot_from_encounter)."""
+    return Slot(
+        appointment_id="mht-rv5/Encounter/stay-1",
+        partner="mht-rv5",
+        kind="mht",
+        status=status,
+        start=T0 - timedelta(days=1),
+        end=end,
+        location="mht-rv5/Location/ward-7",
+        version=Version(1, T0, "e-stay"),
+        service_type="Psychiatry",
+    )
+
+
+def test_a_stay_over_several_days_explains_the_absence_like_an_attended_appointment() -> None:
+    over = stay("fulfilled", T0 + timedelta(days=2))
+    assert check(over).verdict == "explained"
+    answer, _ = asked(related(over), "probation-london", "p")
+    as_appointment = dataclasses.replace(over, appointment_id="mht-rv5/a", location=None)
+    same, _ = asked(related(as_appointment), "probation-london", "p")
+    # the same words either way: a health service attended, nothing that says it was a stay
+    assert answer == same
+    assert answer["evidence"] == [
+        {
+            "appointment_id": "evidence-1",
+            "organisation_type": "health-service",
+            "status": "fulfilled",
+            "start": "2025-03-02T09:00:00Z",
+            "end": "2025-03-05T09:00:00Z",
+        }
+    ]
+
+
+def test_a_stay_under_way_is_evidence_from_its_start_with_no_end_shown() -> None:
+    answer, _ = asked(related(stay("arrived", None)), "probation-london", "p")
+    assert answer["verdict"] == "explained"
+    assert answer["evidence"] == [
+        {
+            "appointment_id": "evidence-1",
+            "organisation_type": "health-service",
+            "status": "arrived",
+            "start": "2025-03-02T09:00:00Z",
+        }
+    ]
+
+
+def test_a_stay_that_ended_the_day_before_is_no_evidence() -> None:
+    assert check(stay("fulfilled", T0 - timedelta(hours=2))).verdict == "no-known-conflict"
+
+
+def test_a_cancelled_stay_is_no_evidence() -> None:
+    assert check(stay("cancelled", T0 + timedelta(days=2))).verdict == "no-known-conflict"

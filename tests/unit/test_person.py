@@ -68,6 +68,13 @@ def appointment(
     return event(source, resource, CRN if source.startswith("probation") else NHS)
 
 
+def replace_times(message: dict[str, Any], start: str, end: str) -> dict[str, Any]:
+    """An appointment event with other times (a new event id: other content)."""
+    resource = {**message["resource"], "start": start, "end": end}
+    who = CRN if message["source"].startswith("probation") else NHS
+    return event(message["source"], resource, who)
+
+
 def referral(**changes: Any) -> dict[str, Any]:
     resource = {
         "resourceType": "ServiceRequest",
@@ -176,6 +183,84 @@ def test_the_same_event_again_changes_nothing_and_decides_nothing() -> None:
     gp = appointment("gp-Y01234", "g", "booked", "10:00", "10:30")
     record, _ = play(gp)
     assert decide(record, gp, RULES) == (record, [])
+
+
+# --- encounters --------------------------------------------------------------------------------
+
+
+def encounter(status: str, period: dict[str, str], version: int = 1) -> dict[str, Any]:
+    """The trust's inpatient stay, as an Encounter naming the person by NHS number."""
+    resource = {
+        "resourceType": "Encounter",
+        "id": "stay-1",
+        "meta": {"versionId": str(version)},
+        "status": status,
+        "class": {"code": "IMP"},
+        "period": period,
+    }
+    return event("mht-rv5", resource, NHS)
+
+
+# The probation expectation for a day (no time given): the whole of 3 December.
+EXPECTED_ON_THE_DAY = replace_times(
+    appointment("probation-london", "p", "noshow", "00:00", "00:00"),
+    "2026-12-03T00:00:00Z",
+    "2026-12-04T00:00:00Z",
+)
+
+
+def test_a_multi_day_stay_explains_a_missed_day_of_probation() -> None:
+    stay = encounter("finished", {"start": "2026-12-02T14:00:00Z", "end": "2026-12-05T11:00:00Z"})
+    _, decisions = play(EXPECTED_ON_THE_DAY, stay)
+    assert kinds(decisions) == [("alert.absence.explained", "probation-london")]
+    [told] = decisions
+    assert isinstance(told, Disclose)
+    assert told.resource["detail"].endswith(
+        "overlaps a health service appointment that was attended (fulfilled)."
+    )
+    evidence = told.resource["contained"][1]
+    assert (evidence["status"], evidence["start"], evidence["end"]) == (
+        "fulfilled",
+        "2026-12-02T14:00:00Z",
+        "2026-12-05T11:00:00Z",
+    )
+    # minimised as an appointment: no class, no period, no sign it was a stay
+    assert evidence["resourceType"] == "Appointment"
+    assert "Encounter" not in str(told.resource) and "IMP" not in str(told.resource)
+
+
+def test_a_stay_under_way_explains_until_a_cancellation_withdraws_it() -> None:
+    under_way = encounter("in-progress", {"start": "2026-12-01T14:00:00Z"})
+    record, decisions = play(EXPECTED_ON_THE_DAY, under_way)
+    assert ("alert.absence.explained", "probation-london") in kinds(decisions)
+    [told] = [d for d in decisions if isinstance(d, Disclose)]
+    assert "still under way" not in told.resource["detail"]  # the evidence's times stay out
+    assert "start" not in told.resource["contained"][1]  # an open stay has no Appointment times
+    cancelled = encounter("cancelled", {"start": "2026-12-01T14:00:00Z"}, version=2)
+    record, decisions = decide(record, cancelled, RULES)
+    assert kinds(decisions) == [("alert.absence.withdrawn", "probation-london")]
+    _, refused = decide(record, under_way, RULES)
+    assert kinds(refused) == [("refused", "conflict")]
+    [stale] = refused
+    assert isinstance(stale, UpdateRefused)
+    assert stale.refusal.reason.startswith("Encounter.meta: ")
+
+
+def test_a_stay_that_ended_before_the_day_explains_nothing() -> None:
+    ended = encounter("finished", {"start": "2026-12-01T14:00:00Z", "end": "2026-12-02T23:00:00Z"})
+    _, decisions = play(EXPECTED_ON_THE_DAY, ended)
+    assert all(kind != "alert.absence.explained" for kind, _ in kinds(decisions))
+
+
+def test_a_planned_stay_explains_nothing_and_clashes_with_nothing() -> None:
+    booked = replace_times(
+        appointment("probation-london", "b", "booked", "00:00", "00:00"),
+        "2026-12-03T10:00:00Z",
+        "2026-12-03T11:00:00Z",
+    )
+    planned = encounter("planned", {"start": "2026-12-02T14:00:00Z", "end": "2026-12-05T11:00:00Z"})
+    _, decisions = play(EXPECTED_ON_THE_DAY, booked, planned)
+    assert [k for k in kinds(decisions) if k[0].startswith("alert.")] == []
 
 
 # --- referrals ---------------------------------------------------------------------------------
