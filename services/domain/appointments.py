@@ -123,7 +123,7 @@ def slot_from_encounter(
     if not isinstance(fhir_id, str) or not fhir_id:
         raise ValueError("Encounter.id: field required to track the encounter across updates")
     status = resource.get("status")
-    if status not in ENCOUNTER_STATUSES:
+    if not isinstance(status, str) or status not in ENCOUNTER_STATUSES:
         raise ValueError(f"Encounter.status: {status!r} is not an Encounter status")
     period = resource.get("period")
     period = period if isinstance(period, Mapping) else {}

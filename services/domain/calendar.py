@@ -43,7 +43,9 @@ class Slot:
     lasts until a later version ends it.
     """
 
-    appointment_id: str  # unique across agencies: "<partner>/<fhir id>" ("<partner>/Encounter/<id>")
+    appointment_id: (
+        str  # unique across agencies: "<partner>/<fhir id>" ("<partner>/Encounter/<id>")
+    )
     partner: str  # partner id of the booking agency
     kind: AgencyKind
     status: str  # FHIR Appointment.status (an Encounter's mapped to it)

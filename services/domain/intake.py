@@ -29,7 +29,7 @@ def unusable(
     if kind is None:
         return f"{resource_type}: the partner directory does not list {source}"
     try:
-        if resource_type in SLOT_READERS:
+        if isinstance(resource_type, str) and resource_type in SLOT_READERS:
             SLOT_READERS[resource_type](
                 resource, source=source, kind=kind, event_id="", occurred_at=occurred_at
             )

@@ -226,7 +226,8 @@ def test_a_multi_day_stay_explains_a_missed_day_of_probation() -> None:
     )
     # minimised as an appointment: no class, no period, no sign it was a stay
     assert evidence["resourceType"] == "Appointment"
-    assert "Encounter" not in str(told.resource) and "IMP" not in str(told.resource)
+    assert "Encounter" not in str(told.resource)
+    assert "IMP" not in str(told.resource)
 
 
 def test_a_stay_under_way_explains_until_a_cancellation_withdraws_it() -> None:
