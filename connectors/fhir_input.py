@@ -352,20 +352,12 @@ def _xml_record(element: Any, origin: str, *, in_bundle: bool = False) -> Record
     raw = etree.tostring(element, encoding="unicode")
     resource_type = etree.QName(element).localname
     stu3 = stu3_problem(_xml_outline(element))
-    if stu3 is not None:
-        return Record(origin, raw, problems=(stu3,))
-    if resource_type not in CARRIED:
-        if in_bundle:  # publish decides whether to pass it by
-            return Record(origin, raw, resource={"resourceType": resource_type})
-        return Record(
-            origin, raw, problems=(Problem(resource_type, "resource type not carried by the hub"),)
-        )
-    model = _model(resource_type)
-    problem = _namespace_problem(element, resource_type) or _shape_problem(
-        element, model, resource_type
-    )
+    if stu3 is None and in_bundle and resource_type not in CARRIED:
+        return Record(origin, raw, resource={"resourceType": resource_type})  # publish decides
+    problem = stu3 or _r4_problem(element, resource_type)
     if problem is not None:
         return Record(origin, raw, problems=(problem,))
+    model = _model(resource_type)
     try:
         parsed = model.model_validate_xml(_without_comments(element))
     except (ValidationError, ValueError) as exc:
@@ -376,6 +368,16 @@ def _xml_record(element: Any, origin: str, *, in_bundle: bool = False) -> Record
         message = f"invalid FHIR XML: cannot be read ({type(exc).__name__})"
         return Record(origin, raw, problems=(Problem(resource_type, message),))
     return Record(origin, raw, resource=orjson.loads(parsed.model_dump_json()))
+
+
+def _r4_problem(element: Any, resource_type: str) -> Problem | None:
+    """Why the element is not an R4 resource of a type the hub carries; None when it is."""
+    if resource_type not in CARRIED:
+        return Problem(resource_type, "resource type not carried by the hub")
+    model = _model(resource_type)
+    return _namespace_problem(element, resource_type) or _shape_problem(
+        element, model, resource_type
+    )
 
 
 def _without_comments(element: Any) -> str:

@@ -37,9 +37,7 @@ IN_FLIGHT_PER_WORKER = 3  # chunks queued per worker: enough to keep it busy, bo
 # or None for a record this process decided itself (it never parsed).
 Wire = tuple[Any, ...] | None
 # What a worker gets of a record: resource, Bundle patients, correlation, in_bundle, request method.
-WireRecord = tuple[
-    dict[str, Any], Mapping[str, Mapping[str, Any]], str | None, bool, str | None
-]
+WireRecord = tuple[dict[str, Any], Mapping[str, Mapping[str, Any]], str | None, bool, str | None]
 
 
 def default_workers() -> int:
