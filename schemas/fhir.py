@@ -339,7 +339,6 @@ STU3_ONLY_ELEMENTS: dict[str, frozenset[str]] = {
     "Encounter": codes("incomingReferral reason"),
     "Task": codes("context definitionReference definitionUri"),
     "Consent": codes("consentingParty actor action except purpose dataPeriod data period"),
-    "MessageHeader": codes("event timestamp receiver"),
 }
 
 
