@@ -25,21 +25,10 @@ from fhir_core.utils import (
 from lxml import etree
 from pydantic import ValidationError
 
-from schemas.fhir import BUNDLE_TYPES, CARRIED, Problem
+from schemas.fhir import BUNDLE_TYPES, CARRIED, STU3, Problem, stu3_problem
 
 FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
-# Resources a Bundle may carry in support of the events (who, where); the hub passes them by.
-SUPPORTING_TYPES = frozenset(
-    {
-        "Practitioner",
-        "PractitionerRole",
-        "Organization",
-        "Location",
-        "Endpoint",
-        "HealthcareService",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +42,7 @@ class Record:
     correlation: str | None = None
     problems: tuple[Problem, ...] = ()
     in_bundle: bool = False
+    request_method: str | None = None  # a Bundle entry's request.method, when it has one
 
     @property
     def ok(self) -> bool:
@@ -123,6 +113,10 @@ def read_json(data: Any, origin: str, raw: str) -> Iterator[Record]:
         yield Record(origin, raw, problems=(Problem("(root)", "expected a FHIR resource object"),))
         return
     if data.get("resourceType") != "Bundle":
+        stu3 = stu3_problem(data)
+        if stu3 is not None:
+            yield Record(origin, raw, problems=(stu3,))
+            return
         yield Record(origin, raw, resource=data)
         return
     problems = _bundle_problems(data)
@@ -150,7 +144,22 @@ def _bundle_problems(bundle: Mapping[str, Any]) -> tuple[Problem, ...]:
                     "Bundle.entry[0].resource", "a message Bundle must start with a MessageHeader"
                 ),
             )
-    return _same_resource_problems(entries)
+    return _stu3_entry_problems(entries) or _same_resource_problems(entries)
+
+
+def _stu3_entry_problems(entries: list[Any]) -> tuple[Problem, ...]:
+    """The entries that are FHIR STU3: a Bundle holding any is refused whole, never read as R4."""
+    problems = []
+    for index, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        found = stu3_problem(resource) if isinstance(resource, dict) else None
+        if found is not None:
+            resource_type = str(resource.get("resourceType")) if resource else ""
+            element = found.path.removeprefix(resource_type)
+            where = f"Bundle.entry[{index}].resource{element}"
+            message = STU3 if element else f"{resource_type}: {STU3}"
+            problems.append(Problem(where, message))
+    return tuple(problems)
 
 
 def _same_resource_problems(entries: list[Any]) -> tuple[Problem, ...]:
@@ -218,21 +227,46 @@ def _bundle_records(
     for index, entry in enumerate(entries):
         where, raw = f"{origin}#entry[{index}]", raws[index]
         resource = entry.get("resource") if isinstance(entry, dict) else None
+        method = _request_method(entry)
         header = kind == "message" and index == 0
         if index in unreadable or not isinstance(resource, dict):
             missing = (Problem(f"Bundle.entry[{index}].resource", "field required"),)
             problems = unreadable.get(index, missing)
         elif header:
             correlation = resource.get("id") or bundle_id
-            problems = _header_problems(resource)
+            problems = _header_problems(resource) or _focus_problems(resource, entries)
             if not problems:
                 continue  # a valid header is checked, not carried
         else:
-            yield Record(where, raw, resource, patients, correlation, in_bundle=True)
+            yield Record(
+                where, raw, resource, patients, correlation, in_bundle=True, request_method=method
+            )
             continue
-        yield Record(where, raw, problems=problems, in_bundle=True)
+        yield Record(where, raw, problems=problems, in_bundle=True, request_method=method)
         if header:
             return  # without a valid header the message as a whole is not accepted
+
+
+def _request_method(entry: Any) -> str | None:
+    request = entry.get("request") if isinstance(entry, dict) else None
+    method = request.get("method") if isinstance(request, dict) else None
+    return method if isinstance(method, str) else None
+
+
+def _focus_problems(header: Mapping[str, Any], entries: list[Any]) -> tuple[Problem, ...]:
+    """A MessageHeader.focus that names no entry of the message: what it is about is missing."""
+    names = {name for entry in entries for name, _element in _entry_names(entry)}
+    problems = []
+    for index, focus in enumerate(header.get("focus") or ()):
+        reference = focus.get("reference") if isinstance(focus, dict) else None
+        if isinstance(reference, str) and reference not in names:
+            problems.append(
+                Problem(
+                    f"MessageHeader.focus[{index}]",
+                    "names no entry of this message: send the resource it is about in the Bundle",
+                )
+            )
+    return tuple(problems)
 
 
 def _header_problems(header: Mapping[str, Any]) -> tuple[Problem, ...]:
@@ -271,14 +305,16 @@ def _read_xml(text: str, origin: str) -> Iterator[Record]:
         holder = entry.find(f"{{{FHIR_NS}}}resource")
         child = None if holder is None else next((c for c in holder if _is_element(c)), None)
         if child is not None:
-            record = _xml_record(child, origin)
+            record = _xml_record(child, origin, in_bundle=True)
             if record.resource is not None:
                 converted["resource"] = record.resource
             else:
-                # What can be read of it still counts: a message's header, a duplicated id.
-                stub = {"resourceType": etree.QName(child).localname, "id": _xml_value(child, "id")}
-                converted["resource"] = stub
+                # What can be read of it still counts: a message's header, a duplicated id, STU3.
+                converted["resource"] = _xml_outline(child)
                 unreadable[index] = record.problems
+        method = entry.find(f"{{{FHIR_NS}}}request/{{{FHIR_NS}}}method")
+        if method is not None:
+            converted["request"] = {"method": method.get("value")}
         entries.append(converted)
     kind, bundle_id = _xml_value(root, "type"), _xml_value(root, "id")
     bundle = {"resourceType": "Bundle", "type": kind, "entry": entries, "id": bundle_id}
@@ -299,21 +335,29 @@ def _xml_value(element: Any, name: str) -> str | None:
     return None if child is None else child.get("value")
 
 
-def _xml_record(element: Any, origin: str) -> Record:
+def _xml_outline(element: Any) -> dict[str, Any]:
+    """What can be told of a resource without reading it as R4: its type, id, profiles and the
+    names of its elements (enough to tell STU3, or two entries with one id)."""
+    outline: dict[str, Any] = {etree.QName(c).localname: None for c in element if _is_element(c)}
+    profiles = element.findall(f"{{{FHIR_NS}}}meta/{{{FHIR_NS}}}profile")
+    outline.update(
+        resourceType=etree.QName(element).localname,
+        id=_xml_value(element, "id"),
+        meta={"profile": [p.get("value") for p in profiles]},
+    )
+    return outline
+
+
+def _xml_record(element: Any, origin: str, *, in_bundle: bool = False) -> Record:
     raw = etree.tostring(element, encoding="unicode")
     resource_type = etree.QName(element).localname
-    if resource_type not in CARRIED:
-        if resource_type in SUPPORTING_TYPES:
-            return Record(origin, raw, resource={"resourceType": resource_type})
-        return Record(
-            origin, raw, problems=(Problem(resource_type, "resource type not carried by the hub"),)
-        )
-    model = _model(resource_type)
-    problem = _namespace_problem(element, resource_type) or _shape_problem(
-        element, model, resource_type
-    )
+    stu3 = stu3_problem(_xml_outline(element))
+    if stu3 is None and in_bundle and resource_type not in CARRIED:
+        return Record(origin, raw, resource={"resourceType": resource_type})  # publish decides
+    problem = stu3 or _r4_problem(element, resource_type)
     if problem is not None:
         return Record(origin, raw, problems=(problem,))
+    model = _model(resource_type)
     try:
         parsed = model.model_validate_xml(_without_comments(element))
     except (ValidationError, ValueError) as exc:
@@ -324,6 +368,16 @@ def _xml_record(element: Any, origin: str) -> Record:
         message = f"invalid FHIR XML: cannot be read ({type(exc).__name__})"
         return Record(origin, raw, problems=(Problem(resource_type, message),))
     return Record(origin, raw, resource=orjson.loads(parsed.model_dump_json()))
+
+
+def _r4_problem(element: Any, resource_type: str) -> Problem | None:
+    """Why the element is not an R4 resource of a type the hub carries; None when it is."""
+    if resource_type not in CARRIED:
+        return Problem(resource_type, "resource type not carried by the hub")
+    model = _model(resource_type)
+    return _namespace_problem(element, resource_type) or _shape_problem(
+        element, model, resource_type
+    )
 
 
 def _without_comments(element: Any) -> str:

@@ -36,8 +36,8 @@ IN_FLIGHT_PER_WORKER = 3  # chunks queued per worker: enough to keep it busy, bo
 # record, ("r", problems) for a rejected one, ("i", resource type) for an ignored one,
 # or None for a record this process decided itself (it never parsed).
 Wire = tuple[Any, ...] | None
-# What a worker gets of a record: resource, Bundle patients, correlation, in_bundle.
-WireRecord = tuple[dict[str, Any], Mapping[str, Mapping[str, Any]], str | None, bool]
+# What a worker gets of a record: resource, Bundle patients, correlation, in_bundle, request method.
+WireRecord = tuple[dict[str, Any], Mapping[str, Mapping[str, Any]], str | None, bool, str | None]
 
 
 def default_workers() -> int:
@@ -99,7 +99,13 @@ def _to_wire(record: Record) -> WireRecord | None:
     """
     if not record.ok or record.resource is None:
         return None
-    return record.resource, record.bundled_patients, record.correlation, record.in_bundle
+    return (
+        record.resource,
+        record.bundled_patients,
+        record.correlation,
+        record.in_bundle,
+        record.request_method,
+    )
 
 
 def _outcomes(
@@ -115,7 +121,7 @@ def _outcomes(
         elif answer[0] == "r":
             yield record, Rejected(record.origin, record.raw, answer[1])
         else:
-            yield record, Ignored(record.origin, answer[1])
+            yield record, Ignored(record.origin, answer[1], answer[2])
 
 
 def _decide_chunk(wire: list[WireRecord | None], partner: str, now: datetime | None) -> list[Wire]:
@@ -127,15 +133,17 @@ def _decide_chunk(wire: list[WireRecord | None], partner: str, now: datetime | N
         if parts is None:
             answers.append(None)
             continue
-        resource, patients, correlation, in_bundle = parts
-        record = Record("", "", resource, patients, correlation, in_bundle=in_bundle)
+        resource, patients, correlation, in_bundle, method = parts
+        record = Record(
+            "", "", resource, patients, correlation, in_bundle=in_bundle, request_method=method
+        )
         outcome = decide_encoded(record, partner, now)
         if isinstance(outcome, Encoded):
             answers.append(("e", outcome.key, outcome.value, outcome.event_id))
         elif isinstance(outcome, Rejected):
             answers.append(("r", outcome.problems))
         else:
-            answers.append(("i", outcome.resource_type))
+            answers.append(("i", outcome.resource_type, outcome.method))
     return answers
 
 

@@ -18,12 +18,13 @@ from typing import Any, TextIO
 
 import structlog
 
-from connectors.fhir_input import SUPPORTING_TYPES, Record, read_file
+from connectors.fhir_input import Record, read_file
 from connectors.kafka_io import Publisher
 from schemas import topics
 from schemas.codec import encode, wrap_encoded
 from schemas.envelope import DeadLetter, Envelope, last_updated, utc_now, wrap
 from schemas.fhir import (
+    CARRIED,
     PARTNER_RESOURCE_TYPES,
     PERSON_REFERENCES,
     InvalidResource,
@@ -75,25 +76,63 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class Ignored:
-    """A supporting resource in a Bundle (Practitioner, Location…) the hub does not carry."""
+    """A Bundle entry the hub passes by with a warning: a resource it does not route (Slot,
+    Practitioner, Observation…), or a request it does not take (a GET in a batch)."""
 
     origin: str
     resource_type: str
+    method: str | None = None  # set when the entry's request method is the reason
+
+    def reason(self) -> str:
+        """Why the entry was passed by: "Slot is not routed by the hub"."""
+        if self.method is not None:
+            taken = " and ".join(TAKEN_METHODS)
+            return f"a {self.method} request is not taken by the hub (it takes {taken})"
+        return f"{self.resource_type or 'an entry'} is not routed by the hub"
+
+    def warning(self) -> str:
+        """The warning line: "file.json: Bundle.entry[3]: ignored: Slot is not routed by the hub"."""
+        source, _, entry = self.origin.partition("#entry[")
+        where = f"{source}: Bundle.entry[{entry}" if entry else source
+        return f"{where}: ignored: {self.reason()}"
 
 
 Decision = Accepted | Rejected | Ignored
+
+# The Bundle entry request methods that carry a resource to the hub.
+TAKEN_METHODS = ("POST", "PUT")
+
+
+def passed_by(record: Record) -> Ignored | None:
+    """A Bundle entry the hub passes by, or None when it is to be decided.
+
+    Partners' Bundles come as their systems build them: a booking message carries the Slot,
+    Schedule and directory entries beside the Appointment, a batch may hold reads. What the
+    hub does not route is passed by with a warning so that the rest is taken; the types the
+    hub carries but partners may not send (its own output) are still refused. Alone, any of
+    these is refused: a request holding nothing for the hub is a mistake worth hearing of.
+    """
+    if not record.in_bundle:
+        return None
+    resource_type = str((record.resource or {}).get("resourceType") or "")
+    if record.request_method is not None and record.request_method not in TAKEN_METHODS:
+        return Ignored(record.origin, resource_type, record.request_method)
+    if record.ok and resource_type not in CARRIED:
+        return Ignored(record.origin, resource_type)
+    return None
 
 
 def _checked(
     record: Record, partner: str, now: datetime | None
 ) -> Rejected | Ignored | tuple[dict[str, Any], str, tuple[PersonIdentifier, ...]]:
     """A record's verdict before wrapping: rejected, passed by, or (resource, type, subject)."""
+    ignored = passed_by(record)
+    if ignored is not None:
+        return ignored
     if not record.ok or record.resource is None:
         return Rejected(record.origin, record.raw, record.problems)
     resource = record.resource
     resource_type = str(resource.get("resourceType"))
-    if record.in_bundle and resource_type in SUPPORTING_TYPES:
-        return Ignored(record.origin, resource_type)
     try:
         subject = _checked_subject(resource, resource_type, record, partner)
     except InvalidResource as exc:
@@ -256,6 +295,7 @@ class PublishSummary:
     rejected: int = 0
     ignored: int = 0
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)
 
 
@@ -307,6 +347,7 @@ def publish_records(
             summary.errors.append(f"{outcome.origin}: {outcome.reason()}")
         else:
             summary.ignored += 1
+            summary.warnings.append(outcome.warning())
         if on_progress is not None:
             on_progress(done)
     publisher.confirm()
@@ -374,5 +415,6 @@ def publish_files(
         total.rejected += summary.rejected
         total.ignored += summary.ignored
         total.errors += summary.errors
+        total.warnings += summary.warnings
         total.event_ids += summary.event_ids
     return total

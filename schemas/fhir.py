@@ -334,3 +334,35 @@ def _resolve_reference(
     if isinstance(literal, str) and literal in bundled_patients:
         return _person_identifiers(bundled_patients[literal])
     return ()
+
+
+# FHIR STU3 (3.0) content often parses as R4 (the same resource names, most elements alike), so
+# reading it as R4 would quietly take the wrong meaning (GP Connect and CareConnect are STU3).
+# It is told by what R4 does not have: a resource type, a profile, or an element renamed in R4.
+STU3 = "this is FHIR STU3; send R4"
+STU3_ONLY_TYPES = codes(
+    "ReferralRequest ProcedureRequest ProcessRequest ProcessResponse EligibilityRequest "
+    "EligibilityResponse DeviceComponent ImagingManifest DataElement ServiceDefinition BodySite "
+    "Sequence DiagnosticOrder DeviceUseRequest Order OrderResponse Conformance"
+)
+STU3_PROFILE_MARKERS = ("/stu3/", "/structuredefinition/careconnect-")
+STU3_ONLY_ELEMENTS: dict[str, frozenset[str]] = {
+    "Appointment": codes("incomingReferral indication reason"),
+    "Encounter": codes("incomingReferral reason"),
+    "Task": codes("context definitionReference definitionUri"),
+    "Consent": codes("consentingParty actor action except purpose dataPeriod data period"),
+}
+
+
+def stu3_problem(resource: Mapping[str, Any]) -> Problem | None:
+    """A problem naming what marks `resource` as FHIR STU3 (or earlier); None when nothing does."""
+    resource_type = str(resource.get("resourceType"))
+    if resource_type in STU3_ONLY_TYPES:
+        return Problem(resource_type, STU3)
+    meta = resource.get("meta")
+    profiles = meta.get("profile") if isinstance(meta, dict) else None
+    for index, profile in enumerate(profiles if isinstance(profiles, list) else ()):
+        if isinstance(profile, str) and any(m in profile.lower() for m in STU3_PROFILE_MARKERS):
+            return Problem(f"{resource_type}.meta.profile[{index}]", STU3)
+    renamed = sorted(STU3_ONLY_ELEMENTS.get(resource_type, frozenset()) & set(resource))
+    return Problem(f"{resource_type}.{renamed[0]}", STU3) if renamed else None

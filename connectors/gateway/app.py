@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ MIB = 1024 * 1024
 RETRY_AFTER_S = 10
 DEAD_LETTER_PREFIX = 64 * 1024  # of an oversized body, enough for an operator to see what it was
 FHIR_JSON = "application/fhir+json"
+# Ids a $process-message caller may send to follow its message through; echoed on the answer.
+ECHOED_HEADERS = ("X-Request-Id", "X-Correlation-Id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,11 +240,22 @@ class Post:
     content_type: str | None
     key: str | None
     body: bytes
+    message: bool = False  # POST /fhir/$process-message
+    correlation: str | None = None  # its X-Correlation-Id
 
     @property
     def origin(self) -> str:
         """Where the input came from, as the dead-letter record names it."""
+        if self.message:
+            return "POST /fhir/$process-message"
         return f"POST /fhir/{self.route_type}" if self.route_type else "POST /fhir"
+
+    def accepted(self, admitted: Admitted) -> Answer:
+        """The answer once accepted: 202 with the event ids, or 200 with an OperationOutcome for
+        $process-message (FHIR messaging answers a processed message with 200)."""
+        if self.message:
+            return Answer(200, admitted.message_outcome())
+        return Answer(202, admitted.answer())
 
 
 def refused_reply(refusal: RefusedRequest, final: bool = False, retry_after: bool = False) -> Reply:
@@ -290,6 +304,22 @@ def too_large(declared: int | None, limit: int) -> RefusedRequest:
 
 async def receive(request: web.Request) -> web.Response:
     """POST /fhir and /fhir/{resourceType}: sign in, read the body within the limit, answer."""
+    return await _receive(request, message=False)
+
+
+async def process_message(request: web.Request) -> web.Response:
+    """POST /fhir/$process-message: a message Bundle, answered 200 with an OperationOutcome;
+    X-Request-Id and X-Correlation-Id are echoed, and the correlation id, when given, is the
+    envelopes' correlation."""
+    response = await _receive(request, message=True)
+    for name in ECHOED_HEADERS:
+        value = request.headers.get(name)
+        if value is not None and key_refusal(value, name) is None:
+            response.headers[name] = value
+    return response
+
+
+async def _receive(request: web.Request, *, message: bool) -> web.Response:
     gateway, facts = request.app[GATEWAY], request[FACTS]
     partner = await gateway.sign_in(request)
     if isinstance(partner, RefusedRequest):
@@ -308,6 +338,8 @@ async def receive(request: web.Request) -> web.Response:
         headers.get("Content-Type"),
         headers.get("Idempotency-Key"),
         body[:DEAD_LETTER_PREFIX] if over else body,
+        message,
+        headers.get("X-Correlation-Id") if message else None,
     )
     if over or (declared is not None and declared > limit):
         reply = await refused(gateway, facts, too_large(declared, limit), post)
@@ -318,7 +350,7 @@ async def receive(request: web.Request) -> web.Response:
 
 async def answer_post(gateway: Gateway, facts: dict[str, Any], post: Post) -> Reply:
     """The reply to a post within the size limit, once per Idempotency-Key when it has one."""
-    refusal = key_refusal(post.key)
+    refusal = key_refusal(post.key) or key_refusal(post.correlation, "X-Correlation-Id")
     if refusal is not None:
         return await refused(gateway, facts, refusal, post)
     if post.key is None:
@@ -332,7 +364,7 @@ async def answer_post(gateway: Gateway, facts: dict[str, Any], post: Post) -> Re
     return await once(
         gateway.memory,
         f"{post.partner}\nkey:{post.key}",
-        fingerprint(post.origin, post.body),
+        fingerprint(f"{post.origin}\n{post.correlation or ''}", post.body),
         lambda: decide(gateway, facts, post),
         on_mismatch=lambda: refused(gateway, facts, mismatch, post),
     )
@@ -384,27 +416,38 @@ async def decide(gateway: Gateway, facts: dict[str, Any], post: Post) -> Reply:
     # Validating a 1 MiB Bundle takes seconds of CPU: off the event loop, so others are answered.
     loop = asyncio.get_running_loop()
     verdict = await loop.run_in_executor(
-        None, assess, post.body, post.content_type, post.route_type, post.partner
+        None,
+        partial(
+            assess,
+            post.body,
+            post.content_type,
+            post.route_type,
+            post.partner,
+            message=post.message,
+            correlation=post.correlation,
+        ),
     )
     if isinstance(verdict, RefusedRequest):
         return await refused(gateway, facts, verdict, post)
-    if not verdict.accepted:  # only supporting resources: nothing to publish
-        return Reply(Answer(202, verdict.answer()), final=True)
+    facts["ignored"] = verdict.ignored
+    if not verdict.accepted:  # only entries passed by: nothing to publish
+        return Reply(post.accepted(verdict), final=True)
     # Whatever the key: content equal to the latest version published is a repeat, an older
     # version is stale. An earlier content sent again (an appointment moved back) is neither.
     seen = gateway.versions.check(post.partner, verdict)
     if isinstance(seen, RefusedRequest):
         return await refused(gateway, facts, seen, post)
     if isinstance(seen, Published):
-        return Reply(Answer(202, verdict.answer()), final=True, replayed=True)
-    reply = await publish(gateway, facts, verdict)
-    if reply.answer.status == 202:
+        return Reply(post.accepted(verdict), final=True, replayed=True)
+    reply = await publish(gateway, facts, verdict, post)
+    if reply.answer.status < 300:
         gateway.versions.record(post.partner, verdict)
     return reply
 
 
-async def publish(gateway: Gateway, facts: dict[str, Any], admitted: Admitted) -> Reply:
-    """202 once Kafka has acknowledged every envelope; 503 (retry) if it has not."""
+async def publish(gateway: Gateway, facts: dict[str, Any], admitted: Admitted, post: Post) -> Reply:
+    """202 (200 for $process-message) once Kafka has acknowledged every envelope; 503 (retry)
+    if it has not."""
     try:
         await gateway.publish(admitted)
     except KafkaUnavailable:
@@ -414,7 +457,7 @@ async def publish(gateway: Gateway, facts: dict[str, Any], admitted: Admitted) -
         too_big = refuse(413, "too-long", "(body)", "an event is over the broker's message limit")
         return refused_reply(too_big, final=True)
     facts["events"], facts["ignored"] = len(admitted.accepted), admitted.ignored
-    return Reply(Answer(202, admitted.answer()), final=True)
+    return Reply(post.accepted(admitted), final=True)
 
 
 async def metadata(request: web.Request) -> web.Response:
@@ -489,6 +532,7 @@ def build_app(
     gateway = Gateway(config, make_producer)
     app[GATEWAY] = gateway
     app.router.add_post("/fhir", receive)
+    app.router.add_post("/fhir/$process-message", process_message)  # before {resource_type}
     app.router.add_post("/fhir/{resource_type}", receive)
     app.router.add_get("/metadata", metadata)
     app.router.add_get("/fhir/metadata", metadata)

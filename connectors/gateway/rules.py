@@ -9,15 +9,15 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
 import orjson
 from lxml import etree
 
-from connectors.fhir_input import FHIR_NS, SUPPORTING_TYPES, Record, read_json, read_text
-from connectors.publish import Accepted, Ignored, Rejected, decide
+from connectors.fhir_input import FHIR_NS, Record, read_json, read_text
+from connectors.publish import Accepted, Ignored, Rejected, decide, passed_by
 from schemas.codec import encode
 from schemas.envelope import Envelope
 from schemas.fhir import BUNDLE_TYPES, PARTNER_RESOURCE_TYPES, Problem
@@ -45,7 +45,9 @@ IssueCode = Literal[
     "conflict",
     "transient",
     "exception",
+    "informational",
 ]
+Severity = Literal["error", "warning", "information"]
 BodyKind = Literal["json", "xml"]
 
 
@@ -57,6 +59,7 @@ class Issue:
     where: str
     message: str
     expression: str | None = None
+    severity: Severity = "error"
 
     @property
     def diagnostics(self) -> str:
@@ -118,10 +121,12 @@ def publishable(accepted: Accepted) -> Publishable:
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
-    """A request whose every resource passed: what to publish, and how many were passed by."""
+    """A request whose every resource passed: what to publish, how many Bundle entries were
+    passed by, and a warning for each of them."""
 
     accepted: tuple[Publishable, ...]
     ignored: int
+    warnings: tuple[Issue, ...] = ()
 
     @property
     def event_ids(self) -> list[str]:
@@ -129,20 +134,50 @@ class Admitted:
         return [str(a.envelope.event_id) for a in self.accepted]
 
     def answer(self) -> dict[str, Any]:
-        """The 202 body, given once Kafka has acknowledged every envelope."""
-        return {
+        """The 202 body, given once Kafka has acknowledged every envelope; with an
+        OperationOutcome of warnings when entries were passed by."""
+        body: dict[str, Any] = {
             "event_ids": self.event_ids,
             "accepted": len(self.accepted),
             "ignored": self.ignored,
         }
+        if self.warnings:
+            body["outcome"] = operation_outcome(self.warnings)
+        return body
+
+    def message_outcome(self) -> dict[str, Any]:
+        """The $process-message answer: an OperationOutcome saying what was taken, then a warning
+        per entry passed by."""
+        ids = ", ".join(self.event_ids) or "none"
+        taken = Issue(
+            "informational",
+            "Bundle",
+            f"accepted {len(self.accepted)}, ignored {self.ignored}; event ids: {ids}",
+            severity="information",
+        )
+        return operation_outcome((taken, *self.warnings))
+
+
+def warning(ignored: Ignored) -> Issue:
+    """The OperationOutcome warning for a Bundle entry passed by."""
+    found = _ENTRY.search(ignored.origin)
+    entry = f"Bundle.entry[{found.group(1)}]" if found else "Bundle.entry"
+    element = "request.method" if ignored.method is not None else "resource"
+    return Issue(
+        "not-supported",
+        entry,
+        f"ignored: {ignored.reason()}",
+        f"{entry}.{element}",
+        severity="warning",
+    )
 
 
 def operation_outcome(issues: Iterable[Issue]) -> dict[str, Any]:
-    """A FHIR R4 OperationOutcome with one error issue per problem."""
+    """A FHIR R4 OperationOutcome with one issue per problem (an error unless said otherwise)."""
     entries = []
     for item in issues:
         entry: dict[str, Any] = {
-            "severity": "error",
+            "severity": item.severity,
             "code": item.code,
             "diagnostics": item.diagnostics,
         }
@@ -371,7 +406,7 @@ def _type_problem(record: Record) -> Problem | None:
     resource_type = str((record.resource or {}).get("resourceType"))
     if record.resource is None or resource_type in PARTNER_RESOURCE_TYPES:
         return None
-    if record.in_bundle and resource_type in SUPPORTING_TYPES:
+    if passed_by(record) is not None:
         return None
     allowed = ", ".join(PARTNER_RESOURCE_TYPES)
     return Problem(resource_type, f"not accepted from partners (send {allowed})")
@@ -398,7 +433,7 @@ def admit(
 ) -> Admitted | RefusedRequest:
     """Every record accepted (as envelopes) or the request refused with every problem: all or nothing."""
     accepted: list[Accepted] = []
-    ignored = 0
+    warnings: list[Issue] = []
     issues: list[Issue] = []
     for record, decision in _decisions(records, partner, now):
         if isinstance(decision, Rejected):
@@ -406,10 +441,10 @@ def admit(
         elif isinstance(decision, Accepted):
             accepted.append(decision)
         else:
-            ignored += 1
+            warnings.append(warning(decision))
     if issues:
         return RefusedRequest(422, tuple(issues))
-    return Admitted(tuple(publishable(a) for a in accepted), ignored)
+    return Admitted(tuple(publishable(a) for a in accepted), len(warnings), tuple(warnings))
 
 
 def record_size(item: Publishable) -> int:
@@ -455,14 +490,34 @@ def parse_body(
     return xml_facts(root), read_text(text, origin)
 
 
+def message_refusal(body: Body) -> RefusedRequest | None:
+    """422 when $process-message is given a Bundle that is not a message."""
+    if body.bundle_type == "message":
+        return None
+    found = repr(body.bundle_type) if body.bundle_type else "missing"
+    return refuse(
+        422,
+        "not-supported",
+        "Bundle.type",
+        f"{found}: $process-message takes a message Bundle; post other Bundles to /fhir",
+    )
+
+
 def assess(
     body: bytes,
     content_type: str | None,
     route_type: str | None,
     partner: str,
     now: datetime | None = None,
+    *,
+    message: bool = False,
+    correlation: str | None = None,
 ) -> Admitted | RefusedRequest:
-    """Everything the gateway decides about a signed-in partner's POST, before any I/O."""
+    """Everything the gateway decides about a signed-in partner's POST, before any I/O.
+
+    `message`: the POST is $process-message, which takes message Bundles only; `correlation`
+    (its X-Correlation-Id) replaces the MessageHeader id as the envelopes' correlation.
+    """
     origin = f"POST /fhir/{route_type}" if route_type else "POST /fhir"
     kind = route_type_refusal(route_type) or body_kind(content_type)
     if isinstance(kind, RefusedRequest):
@@ -471,7 +526,13 @@ def assess(
     if isinstance(parsed, RefusedRequest):
         return parsed
     facts, records = parsed
-    verdict = body_refusal(facts, route_type, partner) or admit(records, partner, now)
+    if correlation is not None:
+        records = (replace(record, correlation=correlation) for record in records)
+    verdict = (
+        body_refusal(facts, route_type, partner)
+        or (message_refusal(facts) if message else None)
+        or admit(records, partner, now)
+    )
     if isinstance(verdict, RefusedRequest):
         return verdict
     return oversize_refusal(verdict) or verdict
@@ -545,12 +606,13 @@ def fingerprint(path: str, body: bytes) -> str:
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-def key_refusal(key: str | None) -> RefusedRequest | None:
-    """400 for an Idempotency-Key that is empty, too long or not printable ASCII."""
+def key_refusal(key: str | None, header: str = "Idempotency-Key") -> RefusedRequest | None:
+    """400 for an Idempotency-Key (or another id header: X-Request-Id, X-Correlation-Id) that is
+    empty, too long or not printable ASCII."""
     if key is None or IDEMPOTENCY_KEY.match(key):
         return None
     return refuse(
-        400, "invalid", "(Idempotency-Key)", "use 1 to 255 printable ASCII characters, e.g. a UUID"
+        400, "invalid", f"({header})", "use 1 to 255 printable ASCII characters, e.g. a UUID"
     )
 
 

@@ -147,6 +147,29 @@ def openapi_document() -> dict[str, Any]:
         "Bundle",
         bundle=True,
     )
+    message = _post(
+        "Process a FHIR message (the $process-message operation)",
+        "A message Bundle (first entry a MessageHeader, whose focus names entries of the Bundle), "
+        "validated and published as POST /fhir does, answered 200 with an OperationOutcome: an "
+        "information issue with the event ids, and a warning per entry passed by. X-Request-Id and "
+        "X-Correlation-Id are echoed; the correlation id, when given, is the envelopes' correlation "
+        "instead of the MessageHeader id.",
+        "Bundle",
+        bundle=True,
+    )
+    message["parameters"] += [
+        {"$ref": "#/components/parameters/RequestId"},
+        {"$ref": "#/components/parameters/CorrelationId"},
+    ]
+    accepted = message["responses"].pop("202")
+    message["responses"] = {
+        "200": {
+            "description": "every envelope acknowledged by Kafka (acks=all); replayed as for POST /fhir",
+            "headers": accepted["headers"],
+            "content": {_FHIR_JSON: {"schema": _ref("OperationOutcome")}},
+        },
+        **message["responses"],
+    }
     return {
         "openapi": "3.0.3",
         "info": {
@@ -160,6 +183,7 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/fhir/{resourceType}": {"post": single},
             "/fhir": {"post": bundle},
+            "/fhir/$process-message": {"post": message},
             "/metadata": {"get": _capability_get("The FHIR CapabilityStatement")},
             "/fhir/metadata": {
                 "get": _capability_get("The FHIR CapabilityStatement at the FHIR base")
@@ -192,7 +216,20 @@ def openapi_document() -> dict[str, Any]:
                     "required": False,
                     "description": "1–255 printable ASCII characters (a UUID is ideal). A retry with the same key and body gets the first answer again for 24 hours; the same key with a different body is refused (422).",
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                }
+                },
+                **{
+                    name.replace("-", "").removeprefix("X"): {
+                        "name": name,
+                        "in": "header",
+                        "required": False,
+                        "description": f"1–255 printable ASCII characters, echoed on the answer{also}",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                    }
+                    for name, also in (
+                        ("X-Request-Id", ""),
+                        ("X-Correlation-Id", "; the envelopes' correlation"),
+                    )
+                },
             },
             "schemas": {
                 "Resource": {
@@ -234,8 +271,9 @@ def openapi_document() -> dict[str, Any]:
                         "accepted": {"type": "integer", "description": "envelopes published"},
                         "ignored": {
                             "type": "integer",
-                            "description": "supporting Bundle entries passed by (Practitioner, Location, …)",
+                            "description": "Bundle entries passed by: resources the hub does not route (Slot, Practitioner, Observation, …) and requests it does not take (GET, DELETE)",
                         },
+                        "outcome": _ref("OperationOutcome"),  # when entries were passed by
                     },
                     "additionalProperties": False,
                 },
@@ -251,10 +289,13 @@ def openapi_document() -> dict[str, Any]:
                                 "type": "object",
                                 "required": ["severity", "code", "diagnostics"],
                                 "properties": {
-                                    "severity": {"type": "string", "enum": ["error"]},
+                                    "severity": {
+                                        "type": "string",
+                                        "enum": ["error", "warning", "information"],
+                                    },
                                     "code": {
                                         "type": "string",
-                                        "description": "FHIR issue type: structure, invalid, security, too-long, not-supported, processing, conflict, transient or exception",
+                                        "description": "FHIR issue type: structure, invalid, security, too-long, not-supported, processing, conflict, transient, exception or informational",
                                     },
                                     "diagnostics": {
                                         "type": "string",
@@ -310,6 +351,12 @@ def capability_statement() -> dict[str, Any]:
                     for resource_type in PARTNER_RESOURCE_TYPES
                 ],
                 "interaction": [{"code": "batch"}, {"code": "transaction"}],
+                "operation": [
+                    {
+                        "name": "process-message",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message",
+                    }
+                ],
             }
         ],
     }

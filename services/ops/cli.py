@@ -93,11 +93,11 @@ def _publish(args: argparse.Namespace) -> int:
         raise CommandError(f"{exc}; nothing reported as accepted is lost, re-run to retry") from exc
     finally:
         publisher.close()
-    for error in summary.errors:
-        print(error, file=sys.stderr)
+    for line in (*summary.warnings, *summary.errors):
+        print(line, file=sys.stderr)
     print(
         f"accepted {summary.accepted}, rejected {summary.rejected}"
-        + (f", ignored {summary.ignored} supporting resource(s)" if summary.ignored else "")
+        + (f", ignored {summary.ignored} Bundle entr(y/ies)" if summary.ignored else "")
     )
     return EXIT_REJECTED if summary.rejected else EXIT_OK
 

@@ -465,3 +465,81 @@ def test_dead_letter_of_multibyte_text_is_cut_to_fit_the_broker() -> None:
     assert letter.raw.startswith("éé")
     assert letter.raw.endswith("characters to fit the broker]")
     assert letter.raw.count("to fit the broker") == 1
+
+
+GP_CONNECT_PROFILE = "https://fhir.nhs.uk/STU3/StructureDefinition/GPConnect-Appointment-1"
+
+
+def booking_message(*extra: dict[str, Any]) -> dict[str, Any]:
+    """The GP's message Bundle with further entries appended."""
+    bundle = fixture("gp/message-bundle.json")
+    bundle["entry"] += list(extra)
+    return bundle
+
+
+def test_stu3_profile_is_422_naming_the_profile_and_saying_send_r4() -> None:
+    resource = fixture("gp/appointment-booked.json") | {"meta": {"profile": [GP_CONNECT_PROFILE]}}
+    refusal = refusal_of(assess(body(resource), "application/fhir+json", "Appointment", PARTNER))
+    [only] = refusal.outcome()["issue"]
+    assert refusal.status == 422
+    assert only["diagnostics"] == "Appointment.meta.profile[0]: this is FHIR STU3; send R4"
+
+
+def test_stu3_only_resource_type_in_a_bundle_refuses_the_bundle_whole() -> None:
+    referral = {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "ReferralRequest"}}
+    refusal = refusal_of(assess(body(booking_message(referral)), "application/json", None, PARTNER))
+    [only] = refusal.outcome()["issue"]
+    assert (
+        only["diagnostics"]
+        == "Bundle.entry[4].resource: ReferralRequest: this is FHIR STU3; send R4"
+    )
+
+
+def test_stu3_element_is_named() -> None:
+    resource = fixture("gp/appointment-booked.json") | {"incomingReferral": []}
+    refusal = refusal_of(assess(body(resource), "application/fhir+json", "Appointment", PARTNER))
+    assert "Appointment.incomingReferral: this is FHIR STU3" in refusal.reason()
+
+
+def test_entries_the_hub_does_not_route_are_passed_by_with_a_warning_each() -> None:
+    slot = {"fullUrl": "urn:uuid:2", "resource": {"resourceType": "Slot", "status": "busy"}}
+    read = {"request": {"method": "GET", "url": "Patient?name=x"}}
+    verdict = assess(body(booking_message(slot, read)), "application/json", None, PARTNER)
+    assert isinstance(verdict, Admitted)
+    assert (len(verdict.accepted), verdict.ignored) == (2, 3)
+    warnings = verdict.answer()["outcome"]["issue"]
+    assert [w["severity"] for w in warnings] == ["warning"] * 3
+    assert warnings[1]["diagnostics"] == "Bundle.entry[4]: ignored: Slot is not routed by the hub"
+    assert warnings[2]["expression"] == ["Bundle.entry[5].request.method"]
+    assert "GET request is not taken" in warnings[2]["diagnostics"]
+    OperationOutcome.model_validate(verdict.message_outcome())
+
+
+def test_message_whose_focus_is_missing_is_refused() -> None:
+    bundle = fixture("gp/message-bundle.json")
+    del bundle["entry"][2]  # the Appointment the header's focus names
+    refusal = refusal_of(assess(body(bundle), "application/json", None, PARTNER))
+    assert refusal.status == 422
+    assert "MessageHeader.focus[0]: names no entry of this message" in refusal.reason()
+
+
+def test_process_message_takes_message_bundles_only() -> None:
+    bundle = fixture("gp/message-bundle.json") | {"type": "collection"}
+    bundle["entry"] = bundle["entry"][1:]
+    refusal = refusal_of(assess(body(bundle), "application/json", None, PARTNER, message=True))
+    assert refusal.status == 422
+    assert "$process-message takes a message Bundle" in refusal.reason()
+
+
+def test_process_message_correlation_id_is_the_envelopes_correlation() -> None:
+    raw = body(fixture("gp/message-bundle.json"))
+    plain = assess(raw, "application/json", None, PARTNER, message=True)
+    given = assess(raw, "application/json", None, PARTNER, message=True, correlation="c-1")
+    assert isinstance(plain, Admitted)
+    assert isinstance(given, Admitted)
+    first, second = plain.accepted[0].envelope, given.accepted[0].envelope
+    assert first.correlation_id != second.correlation_id
+    assert first.event_id == second.event_id
+    outcome = given.message_outcome()
+    assert outcome["issue"][0]["severity"] == "information"
+    assert str(second.event_id) in outcome["issue"][0]["diagnostics"]

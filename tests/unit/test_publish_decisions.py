@@ -103,3 +103,11 @@ def test_dead_letter_of_huge_input_is_trimmed_to_fit_the_broker() -> None:
     letter = rejection_letter(only, "gp-Y01234")
     assert len(encode(letter)) < 1024 * 1024, "fits the broker's record limit"
     assert letter.raw.startswith("xxxx")
+
+
+def test_ignored_entry_warning_names_the_file_the_entry_and_the_type() -> None:
+    """`concord publish` prints this line for each entry passed by."""
+    ignored = Ignored("bundle.json#entry[3]", "Slot")
+    assert (
+        ignored.warning() == "bundle.json: Bundle.entry[3]: ignored: Slot is not routed by the hub"
+    )
