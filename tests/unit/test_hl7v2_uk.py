@@ -255,12 +255,15 @@ BATCH = "\r".join(
 def test_a_batch_file_splits_into_its_messages_without_the_envelope() -> None:
     messages = split_messages(BATCH)
     assert [m.split("\r")[0].split("|")[9] for m in messages] == ["RV5-0001", "RV5-0002"]
-    assert not any(line[:3] in {"FHS", "BHS", "BTS", "FTS"} for m in messages for line in m.split("\r"))
+    assert not any(
+        line[:3] in {"FHS", "BHS", "BTS", "FTS"} for m in messages for line in m.split("\r")
+    )
 
 
 def test_a_batch_file_gives_the_records_of_each_message() -> None:
     records = list(records_from_hl7_text(BATCH, "batch.hl7", PARTNER))
-    assert records and all(not r.problems for r in records)
+    assert records
+    assert all(not r.problems for r in records)
     assert {r.correlation for r in records} == {"RV5-0001", "RV5-0002"}
 
 
