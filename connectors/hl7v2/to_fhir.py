@@ -263,22 +263,19 @@ def _fhir_id(segment: Segment, position: int, what: str) -> str:
 # --- appointments -------------------------------------------------------------------------
 
 
-def _duration(
-    segment: Segment,
-    position: int,
-    units: str,
-    *,
-    component: int | None = None,
-    units_at: tuple[int, int | None] | None = None,
-) -> timedelta | None:
-    """An amount of `units` at `position` (`component`) as a timedelta; None when absent.
+Place = tuple[int, int | None]  # (field, component) a value was read from, for its error
 
-    HL7 takes minutes when the units are not given. `units_at` is where the units were read,
-    for the error that names an unknown unit.
+
+def _duration(
+    segment: Segment, raw: str, units: str, at: Place, units_at: Place
+) -> timedelta | None:
+    """An amount `raw` of `units` as a timedelta; None when absent; HL7 takes minutes by default.
+
+    Errors name the field (and component) the amount or units were read from.
     """
-    raw = segment.get(position, component or 1)
     if not raw:
         return None
+    position, component = at
     try:
         amount = float(raw)
     except ValueError:
@@ -289,11 +286,10 @@ def _duration(
         raise segment.error(position, "a duration cannot be negative", component=component)
     unit = units.lower() or "min"
     if unit not in SECONDS_PER_UNIT:
-        field, part_at = units_at or (position, component)
         raise segment.error(
-            field,
+            units_at[0],
             f"unknown duration unit {unit!r} (use s, min, h, d or wk)",
-            component=part_at,
+            component=units_at[1],
             code=TABLE_VALUE_NOT_FOUND,
         )
     seconds = amount * SECONDS_PER_UNIT[unit]
@@ -306,16 +302,14 @@ def _duration(
 
 def _field_duration(segment: Segment, position: int, units_position: int) -> timedelta | None:
     """A duration in one field with its units in another (SCH-9/10, AIS-7/8 and the like)."""
-    return _duration(
-        segment, position, segment.get(units_position), units_at=(units_position, None)
-    )
+    raw, units = segment.get(position), segment.get(units_position)
+    return _duration(segment, raw, units, (position, None), (units_position, None))
 
 
 def _quantity_duration(segment: Segment, position: int) -> timedelta | None:
     """A duration as a CQ quantity: amount in component 1, units code in component 2 (TQ1-6, -13)."""
-    return _duration(
-        segment, position, segment.get(position, 2), component=1, units_at=(position, 2)
-    )
+    raw, units = segment.get(position, 1), segment.get(position, 2)
+    return _duration(segment, raw, units, (position, 1), (position, 2))
 
 
 def _timing_duration(sch: Segment) -> timedelta | None:
@@ -323,26 +317,14 @@ def _timing_duration(sch: Segment) -> timedelta | None:
     raw = sch.get(11, 3)
     if not raw:
         return None
-    coded = _TQ_DURATION.match(raw)
-    if coded is not None:
+    if (coded := _TQ_DURATION.match(raw)) is not None:
         letter, amount = coded.groups()
-        return _duration_of(sch, amount, _TQ_DURATION_UNITS[letter.upper()])
-    spelled = _SPELLED_DURATION.match(raw)
-    if spelled is None:
+        unit = _TQ_DURATION_UNITS[letter.upper()]
+    elif (spelled := _SPELLED_DURATION.match(raw)) is not None:
+        amount, unit = spelled.groups()
+    else:
         raise sch.error(11, f"not a duration: {raw!r} (e.g. M60 or 60)", component=3)
-    amount, unit = spelled.groups()
-    if unit.lower() not in SECONDS_PER_UNIT and unit:
-        raise sch.error(
-            11, f"unknown duration unit {unit!r}", component=3, code=TABLE_VALUE_NOT_FOUND
-        )
-    return _duration_of(sch, amount, unit)
-
-
-def _duration_of(sch: Segment, amount: str, unit: str) -> timedelta:
-    seconds = float(amount) * SECONDS_PER_UNIT[unit.lower() or "min"]
-    if seconds > LONGEST_DURATION.total_seconds():
-        raise sch.error(11, "a duration over a year is not an appointment's", component=3)
-    return timedelta(seconds=seconds)
+    return _duration(sch, amount, unit, (11, 3), (11, 3))
 
 
 Period = tuple[datetime | None, datetime | None]
