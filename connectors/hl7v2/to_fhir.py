@@ -380,12 +380,13 @@ def _appointment_period(message: Hl7Message, sch: Segment) -> Period:
 
     A start without an end takes the appointment duration SCH-9 (units SCH-10).
     """
+    fallback = _field_duration(sch, 9, 10)  # read, and refused when unusable, even if unused
     start, end = _tq1_period(message)
     if start is None:
         start, end = _sch_period(sch)
     if start is None:
-        return _resource_period(message, _field_duration(sch, 9, 10))
-    if end is None and (fallback := _field_duration(sch, 9, 10)) is not None:
+        return _resource_period(message, fallback)
+    if end is None and fallback is not None:
         end = start + fallback
     return start, end
 
