@@ -44,10 +44,16 @@ READ_SEGMENTS = frozenset(
     ["MSH", "SCH", "TQ1", "PID", "AIS", "AIG", "AIL", "AIP", "RF1", "DG1", "NTE"]
 )
 _SEGMENT_NAME = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+# Fractions of a second come after a point (HL7) or, from some senders, straight after the
+# seconds (20110613122406637: a 17-digit timestamp in milliseconds).
 _DTM = re.compile(
-    r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?(?:([+-])(\d{2})(\d{2}))?$"
+    r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(?:(\d{2})(?:\.?(\d{1,4}))?)?(?:([+-])(\d{2})(\d{2}))?$"
 )
 FIRST_YEAR, LAST_YEAR = 1900, 2999  # of a usable DTM
+# HL7's explicit null: the sender says the value is now empty (not the text "").
+EXPLICIT_NULL = '""'
+# Batch envelope segments (file and batch header and trailer) around the messages of a file.
+BATCH_SEGMENTS = frozenset(["FHS", "BHS", "BTS", "FTS"])
 
 
 class Hl7Error(ValueError):
@@ -137,8 +143,8 @@ class Segment:
     separators: Separators
 
     def repetitions(self, position: int) -> tuple[str, ...]:
-        """The raw repetitions of a field; () when the field is empty or absent."""
-        return tuple(r for r in self.fields.get(position, ()) if r)
+        """The raw repetitions of a field; () when the field is empty, null ("") or absent."""
+        return tuple(r for r in self.fields.get(position, ()) if r and r != EXPLICIT_NULL)
 
     def get(
         self, position: int, component: int = 1, subcomponent: int = 1, repetition: int = 0
@@ -315,14 +321,20 @@ def escape(
 
 
 def part(raw: str, separators: Separators, component: int = 1, subcomponent: int = 1) -> str:
-    """One component's subcomponent of a raw field repetition, unescaped and stripped."""
+    """One component's subcomponent of a raw field repetition, unescaped and stripped.
+
+    The explicit null `""` reads as "" (no value), never as two quote marks.
+    """
     components = raw.split(separators.component)
     if component > len(components):
         return ""
     subcomponents = components[component - 1].split(separators.subcomponent)
     if subcomponent > len(subcomponents):
         return ""
-    return unescape(subcomponents[subcomponent - 1], separators).strip()
+    value = subcomponents[subcomponent - 1]
+    if value.strip() == EXPLICIT_NULL:
+        return ""
+    return unescape(value, separators).strip()
 
 
 def split_segments(text: str) -> list[str]:
@@ -332,9 +344,14 @@ def split_segments(text: str) -> list[str]:
 
 
 def split_messages(text: str) -> list[str]:
-    """The messages of a file, each from its MSH up to the next, segments joined by \\r."""
+    """The messages of a file, each from its MSH up to the next, segments joined by \\r.
+
+    The batch envelope (FHS, BHS, BTS, FTS) is framing and is left out.
+    """
     messages: list[list[str]] = []
     for line in split_segments(text.replace("\x0b", "\n").replace("\x1c", "\n")):
+        if line[:3] in BATCH_SEGMENTS and not line[3:4].isalnum():
+            continue
         if line.startswith("MSH") or not messages:
             messages.append([])
         messages[-1].append(line)

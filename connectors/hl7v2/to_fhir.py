@@ -37,20 +37,26 @@ from schemas.identifiers import (
     PersonIdentifier,
     is_placeholder,
     local_system,
+    nhs_number_is_valid,
 )
 
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _NOT_ID_CHARACTER = re.compile(r"[^A-Za-z0-9\-.]")
 LONGEST_DURATION = timedelta(days=366)
 NHS_NUMBER_OID = "2.16.840.1.113883.2.1.4.1"
-# Identifier types (HL7 table 0203) taken as the trust's own patient number.
-LOCAL_ID_TYPES = frozenset({"MR", "PI"})
+# Identifier types (HL7 table 0203, and those UK trusts use) taken as the trust's own number:
+# medical record, hospital and patient internal numbers, and Epic's MEDREC.
+LOCAL_ID_TYPES = frozenset({"MR", "MRN", "HOSP", "PI", "MEDREC"})
+# NHS Number Status Indicator Codes (PID-32) that say the NHS number is not verified.
+NHS_NUMBER_NOT_TRACED = frozenset({"02", "03", "04", "05", "06", "07", "08"})
+_NHS_DIGITS = re.compile(r"^[0-9]{10}$")
 
 APPOINTMENT_STATUS: Mapping[str, str] = {
     "S12": "booked",
     "S13": "booked",
     "S14": "booked",
     "S15": "cancelled",
+    "S16": "cancelled",  # discontinued: the appointment will not take place
     "S17": "entered-in-error",
     "S26": "noshow",
 }
@@ -71,10 +77,15 @@ TASK_STATUS: Mapping[str, str] = {
 URGENT_PRIORITIES = frozenset({"S", "A"})  # HL7 table 0280: STAT, ASAP
 SECONDS_PER_UNIT: Mapping[str, int] = {
     **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
-    **dict.fromkeys(("min", "mins", "minute", "minutes"), 60),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
     **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
     **dict.fromkeys(("d", "day", "days"), 86400),
+    **dict.fromkeys(("wk", "week", "weeks"), 7 * 86400),
 }
+# SCH-11.3 (TQ duration): a letter for the unit and a whole number, e.g. M60, H2, D1.
+_TQ_DURATION = re.compile(r"^([SMHDWsmhdw])(\d{1,6})$")
+_TQ_DURATION_UNITS: Mapping[str, str] = {"S": "s", "M": "min", "H": "h", "D": "d", "W": "wk"}
+_SPELLED_DURATION = re.compile(r"^(\d{1,6}(?:\.\d{1,3})?)\s*([A-Za-z]*)$")
 # (segment, start field, duration field, duration units field) of the scheduled resources.
 RESOURCE_TIMES = (("AIS", 4, 7, 8), ("AIG", 8, 11, 12), ("AIL", 6, 9, 10), ("AIP", 6, 9, 10))
 
@@ -96,13 +107,89 @@ def fhir_instant(moment: datetime) -> str:
 # --- the person ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Cx:
+    """One identifier (CX) of PID-2 or PID-3: value, assigning authority (name, OID), type code."""
+
+    value: str
+    authority: str
+    authority_oid: str
+    kind: str
+
+    @classmethod
+    def read(cls, raw: str, pid: Segment) -> _Cx:
+        value = part(raw, pid.separators, 1).replace(" ", "")
+        return cls(
+            value,
+            part(raw, pid.separators, 4, 1).upper(),
+            part(raw, pid.separators, 4, 2),
+            part(raw, pid.separators, 5).upper(),
+        )
+
+    @property
+    def is_nhs_number(self) -> bool:
+        return self.kind == "NH" or self.authority == "NHS" or self.authority_oid == NHS_NUMBER_OID
+
+
+def _nhs_number_traced(pid: Segment) -> bool:
+    """False when PID-32 says the NHS number is not verified against the national service.
+
+    PID-32 carries the NHS Number Status Indicator Code in UK feeds: 01 is present and
+    verified; 02-08 (not traced, trace required, failed, in progress ...) are not. Other
+    values (HL7 table 0445) say nothing about the NHS number, and no status is taken as
+    verified, as most trusts send only traced numbers and no status.
+    """
+    codes = {part(raw, pid.separators, 1) for raw in pid.repetitions(32)}
+    return not codes & NHS_NUMBER_NOT_TRACED
+
+
+def _local_number(pid: Segment, candidates: list[_Cx]) -> _Cx | None:
+    """The trust's own number for the person, in this order (see the README):
+
+    a PID-3 typed MR, MRN, HOSP, PI or MEDREC; else the first untyped one with an assigning
+    authority; else PID-3's only identifier when it has neither type nor authority.
+    """
+    typed = [cx for cx in candidates if cx.kind in LOCAL_ID_TYPES]
+    if typed:
+        return typed[0]
+    untyped = [cx for cx in candidates if not cx.kind and not cx.is_nhs_number]
+    with_authority = [cx for cx in untyped if cx.authority or cx.authority_oid]
+    if with_authority:
+        return with_authority[0]
+    if len(pid.repetitions(3)) == 1 and untyped:
+        return untyped[0]
+    return None
+
+
+def _nhs_number(pid: Segment, candidates: list[_Cx]) -> tuple[str | None, str]:
+    """(a usable NHS number or None, why none was used: "" or the reason)."""
+    found = [cx.value for cx in candidates if cx.is_nhs_number]
+    # PID-2, the old external id, holds the NHS number in older UK feeds: typed, or bare digits.
+    for raw in pid.repetitions(2):
+        cx = _Cx.read(raw, pid)
+        if cx.is_nhs_number or (not cx.kind and not cx.authority and _NHS_DIGITS.match(cx.value)):
+            found.append(cx.value)
+    why = ""
+    for value in found:
+        if is_placeholder(PersonIdentifier(NHS_NUMBER, value)):
+            why = why or PLACEHOLDER_ONLY
+        elif not nhs_number_is_valid(value):
+            why = why or "the NHS number is not ten digits with a valid mod-11 check digit"
+        elif not _nhs_number_traced(pid):
+            why = "PID-32 says the NHS number is not verified (not traced, or the trace failed)"
+        else:
+            return value, ""
+    return None, why
+
+
 def _identifiers(
     message: Hl7Message, partner: str
 ) -> tuple[dict[str, str] | None, dict[str, str] | None]:
-    """(NHS number, local MRN) from PID-3, either possibly None but not both.
+    """(NHS number, the partner's local number) from PID-3 (and PID-2), not both None.
 
-    A placeholder NHS number (feeds send 9999999999 for "not known") is left out, so the
-    message names its person by the MRN alone and links nothing.
+    An NHS number that is a placeholder (feeds send 9999999999 for "not known"), fails its
+    mod-11 check, or that PID-32 says is not traced is left out, so the message names its
+    person by the local number alone and links nothing.
     """
     people = message.all("PID")
     if not people:
@@ -119,27 +206,14 @@ def _identifiers(
             code=SEGMENT_SEQUENCE_ERROR,
         )
     pid = people[0]
-    nhs: dict[str, str] | None = None
-    local: dict[str, str] | None = None
-    placeholder = False
-    for raw in pid.repetitions(3):
-        value = part(raw, pid.separators, 1)
-        authority = part(raw, pid.separators, 4, 1).upper()
-        authority_oid = part(raw, pid.separators, 4, 2)
-        kind = part(raw, pid.separators, 5).upper()
-        if not value:
-            continue
-        if nhs is None and (authority == "NHS" or kind == "NH" or authority_oid == NHS_NUMBER_OID):
-            compact = value.replace(" ", "")
-            if is_placeholder(PersonIdentifier(NHS_NUMBER, compact)):
-                placeholder = True
-            else:
-                nhs = {"system": NHS_NUMBER, "value": compact}
-        elif local is None and kind in LOCAL_ID_TYPES:
-            local = {"system": local_system(partner), "value": value}
+    candidates = [cx for raw in pid.repetitions(3) if (cx := _Cx.read(raw, pid)).value]
+    nhs_value, why_not = _nhs_number(pid, candidates)
+    local_cx = _local_number(pid, candidates)
+    nhs = None if nhs_value is None else {"system": NHS_NUMBER, "value": nhs_value}
+    local = None if local_cx is None else {"system": local_system(partner), "value": local_cx.value}
     if nhs is None and local is None:
-        if placeholder:
-            raise pid.error(3, PLACEHOLDER_ONLY, code=TABLE_VALUE_NOT_FOUND)
+        if why_not:
+            raise pid.error(3, why_not, code=TABLE_VALUE_NOT_FOUND)
         if not pid.repetitions(3):
             raise pid.error(
                 3,
@@ -148,7 +222,8 @@ def _identifiers(
             )
         raise pid.error(
             3,
-            "no NHS number (assigning authority NHS or type NH) or local MRN (type MR) among the identifiers",
+            "no NHS number (assigning authority NHS or type NH) or local number (type MR, MRN, "
+            "HOSP, PI or MEDREC, or untyped with an assigning authority) among the identifiers",
             code=TABLE_VALUE_NOT_FOUND,
         )
     return nhs, local
@@ -188,61 +263,130 @@ def _fhir_id(segment: Segment, position: int, what: str) -> str:
 # --- appointments -------------------------------------------------------------------------
 
 
-def _duration(segment: Segment, position: int, units_position: int) -> timedelta | None:
-    raw = segment.get(position)
+Place = tuple[int, int | None]  # (field, component) a value was read from, for its error
+
+
+def _duration(
+    segment: Segment, raw: str, units: str, at: Place, units_at: Place
+) -> timedelta | None:
+    """An amount `raw` of `units` as a timedelta; None when absent; HL7 takes minutes by default.
+
+    Errors name the field (and component) the amount or units were read from.
+    """
     if not raw:
         return None
+    position, component = at
     try:
         amount = float(raw)
     except ValueError:
-        raise segment.error(position, f"not a number: {raw!r}") from None
+        raise segment.error(position, f"not a number: {raw!r}", component=component) from None
     if not math.isfinite(amount):
-        raise segment.error(position, f"not a number: {raw!r}")
+        raise segment.error(position, f"not a number: {raw!r}", component=component)
     if amount < 0:
-        raise segment.error(position, "a duration cannot be negative")
-    # HL7 takes minutes when the units are not given.
-    unit = segment.get(units_position).lower() or "min"
+        raise segment.error(position, "a duration cannot be negative", component=component)
+    unit = units.lower() or "min"
     if unit not in SECONDS_PER_UNIT:
         raise segment.error(
-            units_position,
-            f"unknown duration unit {unit!r} (use s, min, h or d)",
+            units_at[0],
+            f"unknown duration unit {unit!r} (use s, min, h, d or wk)",
+            component=units_at[1],
             code=TABLE_VALUE_NOT_FOUND,
         )
     seconds = amount * SECONDS_PER_UNIT[unit]
     if seconds > LONGEST_DURATION.total_seconds():
-        raise segment.error(position, "a duration over a year is not an appointment's")
+        raise segment.error(
+            position, "a duration over a year is not an appointment's", component=component
+        )
     return timedelta(seconds=seconds)
 
 
-def _resource_periods(
-    message: Hl7Message, fallback: timedelta | None
-) -> list[tuple[datetime, datetime | None]]:
+def _field_duration(segment: Segment, position: int, units_position: int) -> timedelta | None:
+    """A duration in one field with its units in another (SCH-9/10, AIS-7/8 and the like)."""
+    raw, units = segment.get(position), segment.get(units_position)
+    return _duration(segment, raw, units, (position, None), (units_position, None))
+
+
+def _quantity_duration(segment: Segment, position: int) -> timedelta | None:
+    """A duration as a CQ quantity: amount in component 1, units code in component 2 (TQ1-6, -13)."""
+    raw, units = segment.get(position, 1), segment.get(position, 2)
+    return _duration(segment, raw, units, (position, 1), (position, 2))
+
+
+def _timing_duration(sch: Segment) -> timedelta | None:
+    """SCH-11.3, the TQ duration: "M60" (S, M, H, D or W and a number), "60" or "2 hours"."""
+    raw = sch.get(11, 3)
+    if not raw:
+        return None
+    if (coded := _TQ_DURATION.match(raw)) is not None:
+        letter, amount = coded.groups()
+        unit = _TQ_DURATION_UNITS[letter.upper()]
+    elif (spelled := _SPELLED_DURATION.match(raw)) is not None:
+        amount, unit = spelled.groups()
+    else:
+        raise sch.error(11, f"not a duration: {raw!r} (e.g. M60 or 60)", component=3)
+    return _duration(sch, amount, unit, (11, 3), (11, 3))
+
+
+Period = tuple[datetime | None, datetime | None]
+
+
+def _tq1_period(message: Hl7Message) -> Period:
+    """TQ1-7 start; TQ1-8 end, else the start plus TQ1-6 service or TQ1-13 occurrence duration."""
+    for tq1 in message.all("TQ1"):
+        start = tq1.time(7)
+        if start is None:
+            continue
+        end = tq1.time(8)
+        if end is None:
+            duration = _quantity_duration(tq1, 6) or _quantity_duration(tq1, 13)
+            end = None if duration is None else start + duration
+        return start, end
+    return None, None
+
+
+def _sch_period(sch: Segment) -> Period:
+    """SCH-11 (withdrawn in v2.7, still sent): .4 start; .5 end, else the start plus .3 duration."""
+    start = sch.time(11, 4)
+    if start is None:
+        return None, None
+    end = sch.time(11, 5)
+    if end is None and (duration := _timing_duration(sch)) is not None:
+        end = start + duration
+    return start, end
+
+
+def _resource_period(message: Hl7Message, fallback: timedelta | None) -> Period:
+    """The span of the scheduled resources: AIS-4, AIG-8, AIL-6, AIP-6 starts and their durations."""
     periods = []
     for name, start_at, duration_at, units_at in RESOURCE_TIMES:
         for segment in message.all(name):
             start = segment.time(start_at)
             if start is None:
                 continue
-            duration = _duration(segment, duration_at, units_at) or fallback
+            duration = _field_duration(segment, duration_at, units_at) or fallback
             periods.append((start, None if duration is None else start + duration))
-    return periods
+    if not periods:
+        return None, None
+    ends = [e for _, e in periods if e is not None]
+    return min(s for s, _ in periods), max(ends) if ends else None
 
 
-def _appointment_period(
-    message: Hl7Message, sch: Segment
-) -> tuple[datetime | None, datetime | None]:
-    """(start, end): SCH-11 timing, else TQ1, else the span of the scheduled resources."""
-    fallback = _duration(sch, 9, 10)
-    start, end = sch.time(11, 4), sch.time(11, 5)
-    if start is None and (tq1 := message.first("TQ1")) is not None:
-        start, end = tq1.time(7), tq1.time(8)
+def _appointment_period(message: Hl7Message, sch: Segment) -> Period:
+    """(start, end) from the first source that has a start, in this order:
+
+    1. TQ1 (v2.5 on; the only place from v2.7): TQ1-7 start, TQ1-8 end or TQ1-6/TQ1-13 duration;
+    2. SCH-11 (v2.3-v2.6): .4 start, .5 end or .3 duration;
+    3. the scheduled resources (AIS, AIG, AIL, AIP): earliest start to latest end.
+
+    A start without an end takes the appointment duration SCH-9 (units SCH-10).
+    """
+    fallback = _field_duration(sch, 9, 10)  # read, and refused when unusable, even if unused
+    start, end = _tq1_period(message)
     if start is None:
-        periods = _resource_periods(message, fallback)
-        if periods:
-            start = min(s for s, _ in periods)
-            ends = [e for _, e in periods if e is not None]
-            end = max(ends) if ends else None
-    elif end is None and fallback is not None:
+        start, end = _sch_period(sch)
+    if start is None:
+        return _resource_period(message, fallback)
+    if end is None and fallback is not None:
         end = start + fallback
     return start, end
 
@@ -254,13 +398,13 @@ def _appointment_times(message: Hl7Message, sch: Segment, status: str) -> dict[s
             return {}  # a cancellation may name the appointment without its times
         raise sch.error(
             11,
-            "no appointment start: give SCH-11.4, TQ1-7 or a resource start (AIS-4, AIG-8, AIL-6, AIP-6)",
+            "no appointment start: give TQ1-7, SCH-11.4 or a resource start (AIS-4, AIG-8, AIL-6, AIP-6)",
             code=REQUIRED_FIELD_MISSING,
         )
     if end is None:
         raise sch.error(
             11,
-            "no appointment end: give SCH-11.5, TQ1-8, a resource duration (AIS-7, AIG-11, AIL-9, AIP-9) or SCH-9",
+            "no appointment end: give TQ1-8 or a TQ1-6 duration, SCH-11.5, a resource duration (AIS-7, AIG-11, AIL-9, AIP-9) or SCH-9",
             code=REQUIRED_FIELD_MISSING,
         )
     if end <= start:

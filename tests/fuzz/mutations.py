@@ -245,11 +245,30 @@ def _copy(element: Any) -> Any:
 # --- HL7 v2 ------------------------------------------------------------------------------------
 
 
+# Values HL7 senders put where the mapping reads times, durations and identifiers.
+HL7_ODD_VALUES = (
+    b'""',
+    b'""^""',
+    b"20110613122406637",
+    b"20201004140000.000+0100",
+    b"2^^2 hours^202010011126+0215^202010091126+0215^R",
+    b"^^M60^20261204130000",
+    b"^^soon^20261204130000",
+    b"45^fortnights",
+    b"1e9^min",
+    b"9434765918^^^NHS^NH",
+    b"42^^^RV5~43^^^RV5^PI",
+    b"04~01",
+    b"FHS|^~\\&",
+)
+
+
 def mutate_hl7(data: bytes, rng: random.Random) -> bytes:
-    """One segment deleted, duplicated or swapped, or one field deleted, duplicated or replaced."""
+    """One segment deleted, duplicated or swapped, or one field deleted, duplicated or replaced
+    (with odd text or a value HL7 senders use)."""
     segments = data.replace(b"\n", b"\r").split(b"\r")
     i = rng.randrange(len(segments))
-    action = rng.randrange(6)
+    action = rng.randrange(7)
     if action == 0:
         del segments[i]
     elif action == 1:
@@ -264,8 +283,10 @@ def mutate_hl7(data: bytes, rng: random.Random) -> bytes:
             del fields[f]
         elif action == 4:
             fields.insert(f, fields[f])
-        else:
+        elif action == 5:
             fields[f] = str(pick(rng, ODD_TEXT)).encode("utf-8", "surrogatepass")
+        else:
+            fields[f] = pick(rng, HL7_ODD_VALUES)
         segments[i] = b"|".join(fields)
     return b"\r".join(segments)
 

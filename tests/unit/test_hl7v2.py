@@ -598,7 +598,7 @@ def test_a_file_of_several_messages_gives_records_per_message_and_rejects_only_t
     assert patient.correlation == booked.correlation == "RV5-0001"
     assert patient.raw == S12.strip("\r")
     assert [str(p) for p in unsupported.problems] == [
-        "MSH-9.2: unsupported trigger event SIU^S99 (supported for SIU: S12, S13, S14, S15, S17, S26)"
+        "MSH-9.2: unsupported trigger event SIU^S99 (supported for SIU: S12, S13, S14, S15, S16, S17, S26)"
     ]
     assert task.resource is not None
     assert task.resource["resourceType"] == "Task"
