@@ -328,24 +328,7 @@ def subject_of(
     if resource_type == "Patient":
         people = [patient_identifiers(resource, partner)]
     elif resource_type in PERSON_REFERENCES:
-        people = []
-        problems = []
-        for path, reference in values_at(resource, PERSON_REFERENCES[resource_type]):
-            try:
-                person = _resolve_reference(
-                    reference, resource, bundled_patients or {}, partner, path
-                )
-            except _NotAPatient as exc:
-                if resource_type not in SHARED_REFERENCES:
-                    problems.append(Problem(path, str(exc)))
-                continue
-            except _BadReference as exc:
-                problems.append(exc.problem)
-                continue
-            if person and person not in people:
-                people.append(person)
-        if problems:
-            raise InvalidResource(problems)
+        people = _referenced_people(resource, resource_type, bundled_patients or {}, partner)
     else:
         return ()
     where = f"{resource_type}.{PERSON_REFERENCES.get(resource_type, 'identifier')}"
@@ -363,14 +346,37 @@ def subject_of(
         raise InvalidResource([Problem(where, str(exc))]) from None
 
 
-class _NotAPatient(ValueError):  # noqa: N818 -- reads as what the reference is
-    """A reference to a resource of another type (a Group, a Practitioner)."""
+class _UnusableReferenceError(ValueError):
+    """A reference that cannot name the person: where and why. `other_type` when it refers
+    to another resource type, which an element naming others too passes over."""
 
-
-class _BadReference(ValueError):  # noqa: N818 -- carries the problem it found
-    def __init__(self, problem: Problem) -> None:
-        self.problem = problem
+    def __init__(self, problem: Problem, *, other_type: bool = False) -> None:
+        self.problem, self.other_type = problem, other_type
         super().__init__(str(problem))
+
+
+def _referenced_people(
+    resource: Mapping[str, Any],
+    resource_type: str,
+    bundled_patients: Mapping[str, Mapping[str, Any]],
+    partner: str | None,
+) -> list[tuple[PersonIdentifier, ...]]:
+    """The distinct people a resource's person references name; InvalidResource listing every
+    reference that cannot name one."""
+    people: list[tuple[PersonIdentifier, ...]] = []
+    problems = []
+    for path, reference in values_at(resource, PERSON_REFERENCES[resource_type]):
+        try:
+            person = _resolve_reference(reference, resource, bundled_patients, partner, path)
+        except _UnusableReferenceError as exc:
+            if not (exc.other_type and resource_type in SHARED_REFERENCES):
+                problems.append(exc.problem)
+            continue
+        if person and person not in people:
+            people.append(person)
+    if problems:
+        raise InvalidResource(problems)
+    return people
 
 
 def _resolve_reference(
@@ -380,56 +386,71 @@ def _resolve_reference(
     partner: str | None,
     path: str,
 ) -> tuple[PersonIdentifier, ...]:
-    """The identifiers one Reference names its Patient by; () when it names none the hub can
-    use. Raises _NotAPatient for a reference to another resource type, _BadReference for a
-    `Patient/` reference whose id is no FHIR id."""
+    """The identifiers one Reference at `path` names its Patient by; () when it names none
+    the hub can use; _UnusableReferenceError when it cannot name one."""
     if not isinstance(reference, dict):
         return ()
-    literal = reference.get("reference")
-    literal = literal if isinstance(literal, str) else None
     declared = reference.get("type")
     if isinstance(declared, str) and declared.rpartition("/")[2] not in ("", "Patient"):
-        raise _NotAPatient(_not_a_patient(declared.rpartition("/")[2]))
+        raise _UnusableReferenceError(
+            _not_a_patient(path, declared.rpartition("/")[2]), other_type=True
+        )
     identifier = reference.get("identifier")
     if isinstance(identifier, dict):
         system, value = identifier.get("system"), identifier.get("value")
         if isinstance(system, str) and isinstance(value, str) and is_person_system(system):
             return (check_identifier(system, value),)
-    if literal is None:
+    literal = reference.get("reference")
+    if not isinstance(literal, str):
         return ()
+    return _resolve_literal(literal, resource, bundled_patients, partner, path)
+
+
+def _resolve_literal(
+    literal: str,
+    resource: Mapping[str, Any],
+    bundled_patients: Mapping[str, Mapping[str, Any]],
+    partner: str | None,
+    path: str,
+) -> tuple[PersonIdentifier, ...]:
+    """`_resolve_reference` for a literal reference: in the Bundle, contained, or the partner's own."""
     if literal in bundled_patients:
         return patient_identifiers(bundled_patients[literal], partner)
     if literal.startswith("#"):
-        return _contained_patient(resource, literal[1:])
+        return _contained_patient(resource, literal[1:], path)
     target = _LITERAL.search(literal)
     if target is None:
         return ()  # a urn:uuid the Bundle does not resolve, or a reference the hub cannot read
     if target["type"] != "Patient":
-        raise _NotAPatient(_not_a_patient(target["type"]))
+        raise _UnusableReferenceError(_not_a_patient(path, target["type"]), other_type=True)
+    where = f"{path}.reference"
     if not _FHIR_ID.fullmatch(target["id"]):
-        raise _BadReference(
-            Problem(f"{path}.reference", "the Patient's id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)")
-        )
+        message = "the Patient's id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)"
+        raise _UnusableReferenceError(Problem(where, message))
     if partner is None:
-        return ()
+        return ()  # whose patient it is depends on who sent it
     try:
         return (check_identifier(local_system(partner), target["id"]),)
     except IdentifierError as exc:
-        raise _BadReference(Problem(f"{path}.reference", str(exc))) from None
+        raise _UnusableReferenceError(Problem(where, str(exc))) from None
 
 
-def _contained_patient(resource: Mapping[str, Any], local_id: str) -> tuple[PersonIdentifier, ...]:
+def _contained_patient(
+    resource: Mapping[str, Any], local_id: str, path: str
+) -> tuple[PersonIdentifier, ...]:
+    """A contained Patient's identifiers; its id is the resource's own, so it is not one."""
     for contained in resource.get("contained") or ():
         if isinstance(contained, dict) and contained.get("id") == local_id:
             kind = contained.get("resourceType")
             if kind != "Patient":
-                raise _NotAPatient(_not_a_patient(str(kind)))
+                raise _UnusableReferenceError(_not_a_patient(path, str(kind)), other_type=True)
             return _person_identifiers(contained)
     return ()
 
 
-def _not_a_patient(resource_type: str) -> str:
-    return (
+def _not_a_patient(path: str, resource_type: str) -> Problem:
+    return Problem(
+        path,
         f"refers to a {resource_type}, not a Patient: the hub carries events about one person, "
-        "named by a Patient reference or identifier"
+        "named by a Patient reference or identifier",
     )

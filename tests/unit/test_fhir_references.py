@@ -169,7 +169,10 @@ def bundle(reference: str, patient_url: str) -> str:
             "type": "collection",
             "entry": [
                 {"fullUrl": patient_url, "resource": patient},
-                {"fullUrl": "urn:uuid:8c3a4e0e-0000-4000-8000-000000000002", "resource": appointment},
+                {
+                    "fullUrl": "urn:uuid:8c3a4e0e-0000-4000-8000-000000000002",
+                    "resource": appointment,
+                },
             ],
         }
     ).decode()
@@ -178,15 +181,23 @@ def bundle(reference: str, patient_url: str) -> str:
 @pytest.mark.parametrize(
     ("reference", "patient_url"),
     [
-        ("urn:uuid:8c3a4e0e-0000-4000-8000-000000000001", "urn:uuid:8c3a4e0e-0000-4000-8000-000000000001"),
+        (
+            "urn:uuid:8c3a4e0e-0000-4000-8000-000000000001",
+            "urn:uuid:8c3a4e0e-0000-4000-8000-000000000001",
+        ),
         ("Patient/123", "urn:uuid:8c3a4e0e-0000-4000-8000-000000000001"),
-        ("https://gp.example.nhs.uk/fhir/Patient/123", "https://gp.example.nhs.uk/fhir/Patient/123"),
+        (
+            "https://gp.example.nhs.uk/fhir/Patient/123",
+            "https://gp.example.nhs.uk/fhir/Patient/123",
+        ),
     ],
 )
 def test_a_reference_the_bundle_resolves_names_the_person_as_the_patient_does(
     reference: str, patient_url: str
 ) -> None:
-    patient, appointment = [decide(r, GP) for r in read_text(bundle(reference, patient_url), "b.json")]
+    patient, appointment = [
+        decide(r, GP) for r in read_text(bundle(reference, patient_url), "b.json")
+    ]
     assert people(appointment) == people(patient) == [(NHS_NUMBER, NHS), local(GP, "123")]
 
 
@@ -197,7 +208,8 @@ def test_the_booking_bundle_names_the_patient_by_urn_uuid() -> None:
         for d in (decide(r, GP) for r in read_file(path))
         if isinstance(d, Accepted) and d.envelope.resource["resourceType"] == "Patient"
     ]
-    assert patients and all((NHS_NUMBER, "9476719931") in p for p in patients)
+    assert patients
+    assert all((NHS_NUMBER, "9476719931") in p for p in patients)
 
 
 # --- refused: unsafe forms, with the element and the reason ------------------------------------
@@ -210,7 +222,9 @@ def test_another_partners_local_id_in_a_contained_patient_is_refused() -> None:
         "identifier": [{"system": local_system("mht-rv5"), "value": "M-1"}],
     }
     reason = refusal(referral({"reference": "#p1"}, contained=[contained]), "probation-london")
-    assert reason.startswith("ServiceRequest.subject: names the person by another partner's local id")
+    assert reason.startswith(
+        "ServiceRequest.subject: names the person by another partner's local id"
+    )
 
 
 @pytest.mark.parametrize("reference", ["Patient/", "Patient/a b", "Patient/" + "x" * 65])
@@ -229,7 +243,10 @@ def test_a_fhir_id_that_cannot_be_a_local_id_is_refused() -> None:
     [
         ({"reference": "Group/102"}, []),
         ({"reference": "https://example.org/fhir/Group/102"}, []),
-        ({"reference": "#g1"}, [{"resourceType": "Group", "id": "g1", "type": "person", "actual": True}]),
+        (
+            {"reference": "#g1"},
+            [{"resourceType": "Group", "id": "g1", "type": "person", "actual": True}],
+        ),
         ({"type": "Group", "identifier": {"system": NHS_NUMBER, "value": NHS}}, []),
     ],
 )
