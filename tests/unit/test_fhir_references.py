@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from connectors.fhir_input import read_file, read_text
+from connectors.gateway.rules import Admitted, RefusedRequest, assess
 from connectors.publish import Accepted, Rejected, decide
 from schemas.fhir import InvalidResource, subject_of
 from schemas.identifiers import NHS_NUMBER, local_system
@@ -299,3 +300,25 @@ def test_two_patients_by_two_forms_are_more_than_one_person() -> None:
     }
     with pytest.raises(InvalidResource, match="more than one person"):
         subject_of(appointment, partner=GP)
+
+
+# --- the gateway decides the same way ------------------------------------------------------------
+
+
+def test_the_gateway_admits_a_literal_patient_reference() -> None:
+    resource = orjson.loads((PUBLIC / "fhir-json" / "appointment-example.json").read_bytes())
+    verdict = assess(orjson.dumps(resource), "application/fhir+json", "Appointment", GP)
+    assert isinstance(verdict, Admitted)
+    assert len(verdict.accepted) == 1
+
+
+def test_the_gateway_refuses_a_group_subject_with_422_at_the_element() -> None:
+    resource = referral({"reference": "Group/102"})
+    verdict = assess(
+        orjson.dumps(resource), "application/fhir+json", "ServiceRequest", "probation-london"
+    )
+    assert isinstance(verdict, RefusedRequest)
+    assert verdict.status == 422
+    [issue] = verdict.issues
+    assert issue.expression == "ServiceRequest.subject"
+    assert "refers to a Group, not a Patient" in issue.diagnostics
