@@ -322,3 +322,8 @@ def test_the_gateway_refuses_a_group_subject_with_422_at_the_element() -> None:
     [issue] = verdict.issues
     assert issue.expression == "ServiceRequest.subject"
     assert "refers to a Group, not a Patient" in issue.diagnostics
+
+
+def test_an_identifier_beside_a_literal_names_the_person_alone() -> None:
+    subject = {"reference": "Patient/123", "identifier": {"system": NHS_NUMBER, "value": NHS}}
+    assert people(decided(referral(subject), "probation-london")) == [(NHS_NUMBER, NHS)]
