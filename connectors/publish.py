@@ -244,7 +244,7 @@ def _checked_subject(
     if problems:
         raise InvalidResource(problems)
     try:
-        subject = subject_of(resource, record.bundled_patients)
+        subject = subject_of(resource, record.bundled_patients, partner=partner)
     except IdentifierError as exc:
         raise InvalidResource([Problem(resource_type, str(exc))]) from exc
     problems = naming_problems(resource_type, subject, partner)
@@ -258,7 +258,8 @@ def naming_problems(
 ) -> list[Problem]:
     """Why `partner` may not name its subject by these identifiers; [] when it may.
 
-    Partners name a person by NHS number, CRN or their own local id. The hub's person id
+    Partners name a person by NHS number, CRN or their own local id (which a literal
+    `Patient/123`, and a Patient's own id, stand for: schemas.fhir.subject_of). The hub's person id
     is the hub's to give: a partner using it could attach events to anyone. The one
     exception is a referral's Task, which answers a referral the hub delivered naming the
     person that way (the worker checks the Task comes from the referral's recipient).

@@ -8,6 +8,7 @@ outside their value sets and empty required lists, so the hub's own rules
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,7 @@ from schemas.identifiers import (
     PersonIdentifier,
     check_identifier,
     is_person_system,
+    local_system,
     without_placeholders,
 )
 
@@ -122,6 +124,13 @@ PERSON_REFERENCES: dict[str, str] = {
     "DetectedIssue": "patient",
 }
 NEEDS_PERSON = codes("Appointment Encounter ServiceRequest Task Consent Patient")
+# Resource types whose person element also names others (practitioners, locations): there a
+# reference to another resource type is passed over; elsewhere it is refused.
+SHARED_REFERENCES = codes("Appointment")
+
+# A literal reference, relative or absolute, to a type and id (an optional version after it).
+_LITERAL = re.compile(r"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/(?P<id>[^/]*)(?:/_history/[^/]*)?$")
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 BUNDLE_TYPES = codes(
     "document message transaction transaction-response batch batch-response history searchset collection"
@@ -284,25 +293,54 @@ def _person_identifiers(resource: Mapping[str, Any]) -> tuple[PersonIdentifier, 
     return tuple(found)
 
 
+def patient_identifiers(
+    patient: Mapping[str, Any], partner: str | None = None
+) -> tuple[PersonIdentifier, ...]:
+    """Who a Patient resource from `partner` names: its person identifiers, and its id as the
+    partner's local id (`Patient/123` from P is P's patient 123).
+
+    The id is left out when the Patient already names the partner's own local id: a person
+    holds one value per system, and the partner has said which it uses. It is left out too
+    when it cannot be a local id (such as one starting with "-"): the Patient is then named
+    by its identifiers alone.
+    """
+    found = _person_identifiers(patient)
+    patient_id = patient.get("id")
+    if partner is None or not isinstance(patient_id, str):
+        return found
+    own = local_system(partner)
+    if any(identifier.system == own for identifier in found):
+        return found
+    try:
+        return (*found, check_identifier(own, patient_id))
+    except IdentifierError:
+        return found
+
+
 def subject_of(
-    resource: Mapping[str, Any], bundled_patients: Mapping[str, Mapping[str, Any]] | None = None
+    resource: Mapping[str, Any],
+    bundled_patients: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    partner: str | None = None,
 ) -> tuple[PersonIdentifier, ...]:
     """The identifiers of the one person a resource is about; () when it names nobody.
 
-    `bundled_patients` maps the references a Bundle resolves ("urn:uuid:…",
-    "Patient/123") to the Patient resources it carries. Placeholder identifiers are
-    left out: they never link or find a person. Raises InvalidResource when a resource
-    that must name a person does not, names more than one, or names one by placeholders only.
+    A reference names the person by any of (README "message formats" of connectors/gateway):
+    an identifier; a Patient the Bundle carries (`bundled_patients` maps the names a Bundle
+    resolves, "urn:uuid:…" and "Patient/123", to its Patients); a contained Patient ("#p1",
+    by its identifiers: a contained id means nothing outside its resource); or, from
+    `partner`, a literal `Patient/123` or `https://…/Patient/123`, which is the partner's own
+    patient 123 (its local id). A Patient names itself the same way (`patient_identifiers`).
+    Placeholder identifiers are left out: they never link or find a person. Raises
+    InvalidResource when a resource that must name a person does not, names more than one,
+    names one by placeholders only, refers to something other than a Patient where its
+    person must be, or gives a `Patient/` reference whose id is no FHIR id.
     """
     resource_type = str(resource.get("resourceType"))
     if resource_type == "Patient":
-        people = [_person_identifiers(resource)]
+        people = [patient_identifiers(resource, partner)]
     elif resource_type in PERSON_REFERENCES:
-        people = []
-        for _path, reference in values_at(resource, PERSON_REFERENCES[resource_type]):
-            person = _resolve_reference(reference, bundled_patients or {})
-            if person and person not in people:
-                people.append(person)
+        people = _referenced_people(resource, resource_type, bundled_patients or {}, partner)
     else:
         return ()
     where = f"{resource_type}.{PERSON_REFERENCES.get(resource_type, 'identifier')}"
@@ -320,19 +358,105 @@ def subject_of(
         raise InvalidResource([Problem(where, str(exc))]) from None
 
 
+class _UnusableReferenceError(ValueError):
+    """A reference that cannot name the person: where and why. `other_type` when it refers
+    to another resource type, which an element naming others too passes over."""
+
+    def __init__(self, problem: Problem, *, other_type: bool = False) -> None:
+        self.problem, self.other_type = problem, other_type
+        super().__init__(str(problem))
+
+
+def _referenced_people(
+    resource: Mapping[str, Any],
+    resource_type: str,
+    bundled_patients: Mapping[str, Mapping[str, Any]],
+    partner: str | None,
+) -> list[tuple[PersonIdentifier, ...]]:
+    """The distinct people a resource's person references name; InvalidResource listing every
+    reference that cannot name one."""
+    people: list[tuple[PersonIdentifier, ...]] = []
+    problems = []
+    for path, reference in values_at(resource, PERSON_REFERENCES[resource_type]):
+        try:
+            person = _resolve_reference(reference, resource, bundled_patients, partner, path)
+        except _UnusableReferenceError as exc:
+            if not (exc.other_type and resource_type in SHARED_REFERENCES):
+                problems.append(exc.problem)
+            continue
+        if person and person not in people:
+            people.append(person)
+    if problems:
+        raise InvalidResource(problems)
+    return people
+
+
 def _resolve_reference(
-    reference: Any, bundled_patients: Mapping[str, Mapping[str, Any]]
+    reference: Any,
+    resource: Mapping[str, Any],
+    bundled_patients: Mapping[str, Mapping[str, Any]],
+    partner: str | None,
+    path: str,
 ) -> tuple[PersonIdentifier, ...]:
+    """The identifiers one Reference at `path` names its Patient by; () when it names none
+    the hub can use; _UnusableReferenceError when it cannot name one."""
     if not isinstance(reference, dict):
         return ()
+    declared = reference.get("type")
+    if isinstance(declared, str) and declared.rpartition("/")[2] not in ("", "Patient"):
+        raise _UnusableReferenceError(
+            _not_a_patient(path, declared.rpartition("/")[2]), other_type=True
+        )
     identifier = reference.get("identifier")
     if isinstance(identifier, dict):
         system, value = identifier.get("system"), identifier.get("value")
         if isinstance(system, str) and isinstance(value, str) and is_person_system(system):
             return (check_identifier(system, value),)
     literal = reference.get("reference")
-    if isinstance(literal, str) and literal in bundled_patients:
-        return _person_identifiers(bundled_patients[literal])
+    if not isinstance(literal, str):
+        return ()
+    return _resolve_literal(literal, resource, bundled_patients, partner, path)
+
+
+def _resolve_literal(
+    literal: str,
+    resource: Mapping[str, Any],
+    bundled_patients: Mapping[str, Mapping[str, Any]],
+    partner: str | None,
+    path: str,
+) -> tuple[PersonIdentifier, ...]:
+    """`_resolve_reference` for a literal reference: in the Bundle, contained, or the partner's own."""
+    if literal in bundled_patients:
+        return patient_identifiers(bundled_patients[literal], partner)
+    if literal.startswith("#"):
+        return _contained_patient(resource, literal[1:], path)
+    target = _LITERAL.search(literal)
+    if target is None:
+        return ()  # a urn:uuid the Bundle does not resolve, or a reference the hub cannot read
+    if target["type"] != "Patient":
+        raise _UnusableReferenceError(_not_a_patient(path, target["type"]), other_type=True)
+    where = f"{path}.reference"
+    if not _FHIR_ID.fullmatch(target["id"]):
+        message = "the Patient's id is not a FHIR id (1-64 of A-Z a-z 0-9 - .)"
+        raise _UnusableReferenceError(Problem(where, message))
+    if partner is None:
+        return ()  # whose patient it is depends on who sent it
+    try:
+        return (check_identifier(local_system(partner), target["id"]),)
+    except IdentifierError as exc:
+        raise _UnusableReferenceError(Problem(where, str(exc))) from None
+
+
+def _contained_patient(
+    resource: Mapping[str, Any], local_id: str, path: str
+) -> tuple[PersonIdentifier, ...]:
+    """A contained Patient's identifiers; its id is the resource's own, so it is not one."""
+    for contained in resource.get("contained") or ():
+        if isinstance(contained, dict) and contained.get("id") == local_id:
+            kind = contained.get("resourceType")
+            if kind != "Patient":
+                raise _UnusableReferenceError(_not_a_patient(path, str(kind)), other_type=True)
+            return _person_identifiers(contained)
     return ()
 
 
@@ -366,3 +490,11 @@ def stu3_problem(resource: Mapping[str, Any]) -> Problem | None:
             return Problem(f"{resource_type}.meta.profile[{index}]", STU3)
     renamed = sorted(STU3_ONLY_ELEMENTS.get(resource_type, frozenset()) & set(resource))
     return Problem(f"{resource_type}.{renamed[0]}", STU3) if renamed else None
+
+
+def _not_a_patient(path: str, resource_type: str) -> Problem:
+    return Problem(
+        path,
+        f"refers to a {resource_type}, not a Patient: the hub carries events about one person, "
+        "named by a Patient reference or identifier",
+    )

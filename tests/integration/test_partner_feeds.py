@@ -91,7 +91,11 @@ def test_probation_feed_publishes_every_event_type_and_dead_letters_the_bad_line
         for e in by_type["identity.patient.updated"]
         if e.subject
     }
-    assert links == {("X123456", "9434765919"), ("X654321", "9434765870")}
+    # A case record's Patient id is probation's own id for the person, linked with the rest.
+    assert links == {
+        ("X123456", "9434765919", "case-X123456"),
+        ("X654321", "9434765870", "case-X654321"),
+    }
 
     [letter] = dead_letters()
     assert letter.origin == "case-feed.ndjson:4"

@@ -24,8 +24,13 @@ def test_message_bundle_publishes_its_resources_and_passes_by_practitioners() ->
     kinds = [type(r).__name__ for r in results]
     assert kinds == ["Accepted", "Accepted", "Ignored"]
     appointment = results[1].envelope
-    # The appointment names its patient by a bundle reference; the subject is the patient's NHS number.
-    assert [i.value for i in appointment.subject.identifiers] == ["9000000009"]
+    # The appointment names its patient by a bundle reference; the subject is the patient's NHS
+    # number and the Patient's id, the GP's own id for them.
+    assert [(i.system, i.value) for i in appointment.subject.identifiers] == [
+        ("https://fhir.nhs.uk/Id/nhs-number", "9000000009"),
+        ("urn:concord:id:local:gp-Y01234", "pat-9000000009"),
+    ]
+    assert appointment.subject.identifiers == results[0].envelope.subject.identifiers
     assert appointment.correlation_id == results[0].envelope.correlation_id
 
 
