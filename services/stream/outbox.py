@@ -101,33 +101,13 @@ def render(decisions: Iterable[Decision], now: datetime) -> list[Out]:
 # --- envelopes the hub sends about a person, and their audit records ---------------------------
 
 
-def hub_envelope(
-    event_id: uuid.UUID,
-    event_type: str,
-    *,
-    person_id: str,
-    resource: dict[str, Any],
-    now: datetime,
-    correlation_id: uuid.UUID,
-) -> bytes:
-    """An envelope the hub itself sends about a person, encoded by the codec."""
-    return encode_hub_envelope(
-        event_id,
-        event_type,
-        person_id=person_id,
-        resource=resource,
-        now=now,
-        correlation_id=correlation_id,
-    )
-
-
 def _disclosure(d: Disclose, now: datetime) -> list[Out]:
     """The resource to the partner, keyed by the partner, and its AuditEvent, keyed by the person.
 
     An alert (a DetectedIssue) goes on the alerts topic; a referral or its Task on the outbound one.
     """
     topic = topics.ALERTS if d.resource.get("resourceType") == "DetectedIssue" else topics.OUTBOUND
-    sent = hub_envelope(
+    sent = encode_hub_envelope(
         d.event_id,
         d.event_type,
         person_id=d.person_id,
@@ -196,7 +176,7 @@ def _audit(
         at=now,
         subtype=subtype,
     )
-    record = hub_envelope(
+    record = encode_hub_envelope(
         uuid.UUID(audit["id"]),
         AUDIT_EVENT_TYPES[subtype],
         person_id=person_id,
@@ -210,7 +190,7 @@ def _audit(
 def _conflict_settled(d: ConflictSettled, now: datetime) -> list[Out]:
     """The AuditEvent of an operator's decision on a conflict, for one person it concerns."""
     audit = operator_audit(d.conflict, d.person_id, d.request)
-    record = hub_envelope(
+    record = encode_hub_envelope(
         uuid.UUID(audit["id"]),
         OPERATOR_AUDIT_EVENT,
         person_id=d.person_id,
