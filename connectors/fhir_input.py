@@ -43,6 +43,7 @@ class Record:
     problems: tuple[Problem, ...] = ()
     in_bundle: bool = False
     request_method: str | None = None  # a Bundle entry's request.method, when it has one
+    ignored_because: str | None = None  # set for input the hub passes by with a warning
 
     @property
     def ok(self) -> bool:
@@ -80,31 +81,73 @@ def read_partner_bytes(
 
 def read_text(text: str, origin: str) -> Iterator[Record]:
     """Records from FHIR input given as text; `origin` names it in errors."""
-    stripped = text.lstrip()
-    if origin.endswith(".ndjson"):
-        yield from _read_ndjson(text, origin)
-    elif stripped.startswith("<"):
+    if text.lstrip().startswith("<") and not origin.endswith(".ndjson"):
         yield from _read_xml(text, origin)
-    else:
+        return
+    for item in json_values(text, origin, lines=origin.endswith(".ndjson")):
+        if isinstance(item, Record):
+            yield item
+        else:
+            yield from read_json(item.value, item.origin, item.raw)
+
+
+@dataclass(frozen=True, slots=True)
+class JsonValue:
+    """One JSON value of partner text: where it is (file, or file:line), its text, the value."""
+
+    origin: str
+    raw: str
+    value: Any
+
+
+def json_values(
+    text: str, origin: str, *, lines: bool | None, expected: str = ""
+) -> Iterator[JsonValue | Record]:
+    """The JSON values of partner text: one per line of NDJSON (`lines` True), the one document
+    (False), or whichever the text is (None: a text that does not parse whole but whose first
+    line does is NDJSON). A document that does not parse is one rejected Record, not one per
+    line; `expected` says which shapes were expected."""
+    if lines is None:
+        if not text.strip():
+            return  # an empty feed holds no events
         try:
-            data = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            yield Record(origin, text, problems=(Problem("(file)", f"not valid JSON: {exc}"),))
+            yield JsonValue(origin, text, orjson.loads(text))
             return
-        yield from read_json(data, origin, text)
-
-
-def _read_ndjson(text: str, origin: str) -> Iterator[Record]:
+        except orjson.JSONDecodeError as exc:
+            first = next((line for line in text.splitlines() if line.strip()), "")
+            if not _parses(first):
+                yield _not_json(origin, text, "(file)", exc, expected)
+                return
+        lines = True
+    if not lines:
+        try:
+            yield JsonValue(origin, text, orjson.loads(text))
+        except orjson.JSONDecodeError as exc:
+            yield _not_json(origin, text, "(file)", exc, expected)
+        return
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{origin}:{number}"
         try:
-            data = orjson.loads(line)
+            yield JsonValue(where, line, orjson.loads(line))
         except orjson.JSONDecodeError as exc:
-            yield Record(where, line, problems=(Problem("(line)", f"not valid JSON: {exc}"),))
-            continue
-        yield from read_json(data, where, line)
+            yield _not_json(where, line, "(line)", exc, "")
+
+
+def _parses(text: str) -> bool:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _not_json(
+    origin: str, raw: str, element: str, exc: orjson.JSONDecodeError, expected: str
+) -> Record:
+    more = f" ({expected})" if expected else ""
+    return Record(origin, raw, problems=(Problem(element, f"not valid JSON: {exc}{more}"),))
 
 
 def read_json(data: Any, origin: str, raw: str) -> Iterator[Record]:

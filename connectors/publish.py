@@ -77,14 +77,18 @@ class Rejected:
 @dataclass(frozen=True, slots=True)
 class Ignored:
     """A Bundle entry the hub passes by with a warning: a resource it does not route (Slot,
-    Practitioner, Observation…), or a request it does not take (a GET in a batch)."""
+    Practitioner, Observation…), or a request it does not take (a GET in a batch); or an input
+    its reader passes by, saying why (an HMPPS event type the hub has no use for)."""
 
     origin: str
     resource_type: str
     method: str | None = None  # set when the entry's request method is the reason
+    why: str | None = None  # set when the reader said why (an event type the hub does not take)
 
     def reason(self) -> str:
         """Why the entry was passed by: "Slot is not routed by the hub"."""
+        if self.why is not None:
+            return self.why
         if self.method is not None:
             taken = " and ".join(TAKEN_METHODS)
             return f"a {self.method} request is not taken by the hub (it takes {taken})"
@@ -112,6 +116,8 @@ def passed_by(record: Record) -> Ignored | None:
     hub carries but partners may not send (its own output) are still refused. Alone, any of
     these is refused: a request holding nothing for the hub is a mistake worth hearing of.
     """
+    if record.ignored_because is not None:
+        return Ignored(record.origin, "", why=record.ignored_because)
     if not record.in_bundle:
         return None
     resource_type = str((record.resource or {}).get("resourceType") or "")

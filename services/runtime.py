@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -113,6 +113,44 @@ def settings() -> Settings:
         rocksdb_cache_mb=int(os.environ.get("CONCORD_ROCKSDB_CACHE_MB", "16")),
         standby_replicas=int(os.environ.get("CONCORD_STANDBY_REPLICAS", "1")),
         audit_timeout_s=float(os.environ.get("CONCORD_AUDIT_TIMEOUT_S", "10")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProbationApi:
+    """The probation API an HMPPS event's detail is fetched from, and the OAuth2 client (client
+    credentials grant) the hub signs in to it as."""
+
+    base_url: str
+    token_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    timeout_s: float = 10.0
+
+
+PROBATION_API_URL = "CONCORD_PROBATION_API_URL"
+PROBATION_API_PARTS = {
+    "CONCORD_PROBATION_API_TOKEN_URL": "its OAuth2 token endpoint",
+    "CONCORD_PROBATION_API_CLIENT_ID": "the hub's client id",
+    "CONCORD_PROBATION_API_CLIENT_SECRET": "the hub's client secret",
+}
+
+
+def probation_api() -> ProbationApi | None:
+    """The probation API settings; None when CONCORD_PROBATION_API_URL is unset, and
+    MissingConfiguration naming what else to set when it is set without the rest."""
+    base_url = os.environ.get(PROBATION_API_URL, "").strip()
+    if not base_url:
+        return None
+    missing = [f"{n} ({why})" for n, why in PROBATION_API_PARTS.items() if not os.environ.get(n)]
+    if missing:
+        raise MissingConfiguration(f"{PROBATION_API_URL} is set: set {' and '.join(missing)} too")
+    return ProbationApi(
+        base_url=base_url,
+        token_url=os.environ["CONCORD_PROBATION_API_TOKEN_URL"].strip(),
+        client_id=os.environ["CONCORD_PROBATION_API_CLIENT_ID"].strip(),
+        client_secret=os.environ["CONCORD_PROBATION_API_CLIENT_SECRET"].strip(),
+        timeout_s=float(os.environ.get("CONCORD_PROBATION_API_TIMEOUT_S", "10")),
     )
 
 

@@ -108,6 +108,17 @@ def london_to_utc(local: datetime) -> datetime:
     return aware.astimezone(UTC)
 
 
+def date_time(value: str) -> datetime:
+    """An ISO 8601 date-time; one without an offset is London wall-clock time."""
+    try:
+        if len(value) < 16 or value[10] not in "Tt ":
+            raise ValueError("a date-time needs a date and a time")
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise FieldError(f"not an ISO 8601 date-time: {value!r}") from None
+    return parsed if parsed.tzinfo else london_to_utc(parsed)
+
+
 def fhir_instant(moment: datetime) -> str:
     """A FHIR instant in UTC with a Z, e.g. 2026-12-03T10:00:00Z."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,5 +1,6 @@
 """The probation case-management feed: JSON events mapped to FHIR Appointments, ServiceRequests
-and identity-link Patients, as Records that the publish path validates and sends.
+and identity-link Patients, as Records that the publish path validates and sends. HMPPS domain
+events in the same file are read by connectors/feeds/hmpps.py.
 
 The format is specified in connectors/feeds/README.md.
 """
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +17,19 @@ import orjson
 from connectors.feeds.fields import (
     FieldError,
     FieldReader,
+    date_time,
     fhir_id,
     fhir_instant,
     linkable,
     location_participant,
-    london_to_utc,
     meta,
     person,
     person_participant,
     version_id,
 )
-from connectors.fhir_input import Record, read_partner_file
+from connectors.feeds.hmpps import Fetch, is_hmpps_event, map_hmpps_event
+from connectors.feeds.probation_api import fetch_detail
+from connectors.fhir_input import Record, json_values, read_partner_file
 from schemas.fhir import Problem
 from schemas.identifiers import NHS_NUMBER, PARTNER_ID, PROBATION_CRN
 from schemas.referrals import CATEGORIES, URGENCIES
@@ -55,41 +57,51 @@ FIELDS: Mapping[str, frozenset[str]] = {
 # a contact from overwriting the appointment that happens to share its number.
 CONTACT_ID_PREFIX = "contact-"
 
+# What a feed file may be, said when it is none of them.
+SHAPES = "expected one JSON event, a JSON array of events, or NDJSON: one event a line"
+
 _LA_CODE = re.compile(r"^[EWSN][0-9]{8}$")
 _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)(?: ?[0-9][A-Z]{2})?$")
 
 
-def records_from_probation_file(path: Path) -> Iterator[Record]:
-    """Records from a probation feed file: NDJSON (one event a line) or a JSON array."""
-    yield from read_partner_file(path, records_from_probation_text)
+def records_from_probation_file(path: Path, fetch: Fetch = fetch_detail) -> Iterator[Record]:
+    """Records from a probation feed file: one JSON event, a JSON array of events, or NDJSON.
+
+    `fetch` gets an HMPPS event's detail (by default from the configured probation API).
+    """
+    yield from read_partner_file(
+        path, lambda text, origin: records_from_probation_text(text, origin, fetch)
+    )
 
 
-def records_from_probation_text(text: str, origin: str) -> Iterator[Record]:
-    """Records from feed text; `origin` (a file name) names each event as origin:line or origin#[i]."""
+def records_from_probation_text(
+    text: str, origin: str, fetch: Fetch = fetch_detail
+) -> Iterator[Record]:
+    """Records from feed text; `origin` (a file name) names each event as origin, origin:line
+    (NDJSON) or origin#[i] (an array)."""
     links: set[tuple[str, str]] = set()
-    if text.lstrip().startswith("["):
-        try:
-            events = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            yield Record(origin, text, problems=(Problem("(file)", f"not valid JSON: {exc}"),))
+    for item in json_values(text, origin, lines=None, expected=SHAPES):
+        if isinstance(item, Record):
+            yield item
+        elif isinstance(item.value, list):
+            for index, event in enumerate(item.value):
+                raw = orjson.dumps(event).decode()
+                yield from _records(f"{item.origin}#[{index}]", raw, event, links, fetch)
+        else:
+            yield from _records(item.origin, item.raw, item.value, links, fetch)
+
+
+def _records(
+    where: str, raw: str, event: Any, links: set[tuple[str, str]], fetch: Fetch
+) -> Iterator[Record]:
+    if is_hmpps_event(event):
+        mapped = map_hmpps_event(event, fetch)
+        if mapped.ignored is not None:
+            yield Record(where, raw, ignored_because=mapped.ignored)
             return
-        for index, event in enumerate(events):
-            yield from _records(f"{origin}#[{index}]", orjson.dumps(event).decode(), event, links)
-        return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{origin}:{number}"
-        try:
-            event = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            yield Record(where, line, problems=(Problem("(line)", f"not valid JSON: {exc}"),))
-            continue
-        yield from _records(where, line, event, links)
-
-
-def _records(where: str, raw: str, event: Any, links: set[tuple[str, str]]) -> Iterator[Record]:
-    resources, problems = map_event(event)
+        resources, problems = mapped.resources, mapped.problems
+    else:
+        resources, problems = map_event(event)
     if problems:
         yield Record(where, raw, problems=tuple(problems))
         return
@@ -118,7 +130,7 @@ def map_event(event: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
     crn = fields.mapped("crn", lambda v: person(PROBATION_CRN, v), required=True)
     nhs = fields.mapped("nhs_number", lambda v: person(NHS_NUMBER, v))
     version = fields.mapped("version", version_id, number=True)
-    updated = fields.mapped("updated_at", _date_time)
+    updated = fields.mapped("updated_at", date_time)
     stamp = meta(version, fhir_instant(updated) if updated else None)
     if kind == "referral.created":
         resource = _service_request(fields, crn, stamp)
@@ -143,8 +155,8 @@ def _appointment(
         )
     else:
         appointment_id = fields.mapped("appointment_id", fhir_id, required=True)
-    start = fields.mapped("start", _date_time, required=True)
-    end = fields.mapped("end", _date_time, required=True)
+    start = fields.mapped("start", date_time, required=True)
+    end = fields.mapped("end", date_time, required=True)
     if start is not None and end is not None and end <= start:
         fields.problems.append(Problem("end", "must be later than start"))
     outcome = fields.mapped("outcome", _outcome, required=kind == "appointment.outcome")
@@ -203,17 +215,6 @@ def _service_request(
     if preferred:
         request["performer"] = [{"identifier": {"system": PARTNER_SYSTEM, "value": preferred}}]
     return request
-
-
-def _date_time(value: str) -> datetime:
-    """An ISO 8601 date-time; one without an offset is London wall-clock time."""
-    try:
-        if len(value) < 16 or value[10] not in "Tt ":
-            raise ValueError("a date-time needs a date and a time")
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise FieldError(f"not an ISO 8601 date-time: {value!r}") from None
-    return parsed if parsed.tzinfo else london_to_utc(parsed)
 
 
 def _one_of(value: str, allowed: Mapping[str, str] | tuple[str, ...]) -> str:

@@ -21,6 +21,7 @@ use_demo_settings()  # the demo partner directory places each partner's kind
 
 from connectors.publish import Accepted, Ignored, Rejected, decide, reader_for  # noqa: E402
 from schemas.identifiers import NHS_NUMBER, PROBATION_CRN, local_system  # noqa: E402
+from tests.probation_api_stub import environment, probation_api_stub, recorded_details  # noqa: E402
 
 PUBLIC = Path(__file__).parents[1] / "fixtures" / "public"
 # A fixed clock: decisions that fall back to "now" (a resource without lastUpdated) are stable.
@@ -43,7 +44,10 @@ class Outcome:
 
 def outcomes(path: Path, partner: str, fmt: str) -> list[Outcome]:
     """Every record of a partner file, decided as `concord publish` decides it."""
-    return [_outcome(decide(record, partner, NOW)) for record in reader_for(path, partner, fmt)]
+    if fmt != "probation":
+        return [_outcome(decide(record, partner, NOW)) for record in reader_for(path, partner, fmt)]
+    with probation_api_stub(recorded_details()) as api, environment(api.settings()):
+        return [_outcome(decide(record, partner, NOW)) for record in reader_for(path, partner, fmt)]
 
 
 def _outcome(decision: Any) -> Outcome:

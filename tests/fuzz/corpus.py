@@ -47,7 +47,7 @@ FORMAT_SEEDS = {
     ),
     "fhir-xml": lambda: files("mht/*.xml", "invalid/*.xml", "public/fhir-xml/*.xml"),
     "hl7v2": lambda: files("mht/*.hl7", "public/hl7v2/*.hl7"),
-    "probation": lambda: files("probation/*.ndjson"),
+    "probation": lambda: files("probation/*.ndjson", "public/hmpps/*.json"),
     "csv": lambda: files("voluntary/*.csv"),
 }  # fmt: skip
 

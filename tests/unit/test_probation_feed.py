@@ -234,9 +234,19 @@ def test_bad_line_is_named_by_line_and_field_and_the_good_lines_still_map() -> N
 
 
 def test_line_that_is_not_json_is_reported() -> None:
-    [record] = feed("{not json")
-    assert record.origin == "feed.ndjson:1"
-    assert str(record.problems[0]).startswith("(line): not valid JSON")
+    good = json.dumps(APPOINTMENT)
+    first, bad, last = feed(f"{good}\n{{not json\n{good}")
+    assert first.ok
+    assert last.ok
+    assert bad.origin == "feed.ndjson:2"
+    assert str(bad.problems[0]).startswith("(line): not valid JSON")
+
+
+def test_text_that_is_no_json_shape_is_refused_once_saying_what_was_expected() -> None:
+    [record] = feed("{not json\n  also not json\n}")
+    assert record.origin == "feed.ndjson"
+    assert str(record.problems[0]).startswith("(file): not valid JSON")
+    assert "expected one JSON event, a JSON array of events, or NDJSON" in str(record.problems[0])
 
 
 def test_every_problem_of_an_event_is_reported_together() -> None:
