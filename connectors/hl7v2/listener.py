@@ -42,7 +42,7 @@ from connectors.hl7v2.message import (
 )
 from connectors.hl7v2.to_fhir import map_message
 from connectors.kafka_io import DeliveryError, Publisher, new_producer
-from connectors.publish import Accepted, Rejected, decide, rejection_letter
+from connectors.publish import Accepted, Rejected, decide, partner_kind, rejection_letter
 from schemas.envelope import DeadLetter, Envelope, utc_now
 from schemas.fhir import Problem
 from schemas.identifiers import PARTNER_ID
@@ -106,7 +106,7 @@ def _rejection(
 def reply_to(text: str, partner: str, origin: str, now: datetime | None = None) -> MllpReply:
     """Map one message and validate every resource: all of it is accepted, or none of it."""
     try:
-        mapped = map_message(text, partner)
+        mapped = map_message(text, partner, kind=partner_kind(partner))
     except Hl7Error as exc:
         code: ApplicationAckCode = "AR" if exc.rejects_message else "AE"
         return _rejection(

@@ -421,9 +421,9 @@ RRI = fixture_text("rri-i12.hl7")
         ),
         (S12.replace("SIU^S12^SIU_S12", ""), "MSH-9", "message type", 101, "MSH^1^9"),
         (
-            S12.replace("SIU^S12", "ADT^A01"),
+            S12.replace("SIU^S12", "ORU^R01"),
             "MSH-9.1",
-            "unsupported message type 'ADT'",
+            "unsupported message type 'ORU'",
             200,
             "MSH^1^9^1^1",
         ),
