@@ -240,6 +240,8 @@ class Header:
     control_id: str = ""
     processing_id: str = "P"
     version: str = REFERENCE_VERSION
+    accept_ack_type: str = ""  # MSH-15: AL, NE, ER, SU; with MSH-16, empty means original mode
+    application_ack_type: str = ""  # MSH-16
 
 
 def read_header(text: str) -> Header:
@@ -275,6 +277,8 @@ def read_header(text: str) -> Header:
         control_id=at(10),
         processing_id=at(11) or "P",
         version=at(12).split(separators.component)[0] or REFERENCE_VERSION,
+        accept_ack_type=at(15).strip().upper(),
+        application_ack_type=at(16).strip().upper(),
     )
 
 
