@@ -120,12 +120,17 @@ def _encounter_id(
     pv1: Segment, local: Identifier | None, period: Mapping[str, str], status: str
 ) -> str:
     """PV1-19 visit number, else PV1-50 alternate visit id; else the trust's number and the
-    admission time, so an admission and its discharge without a visit number still meet."""
+    admission time (PV1-44), so that an admission and its discharge without a visit number
+    still name one stay. An admission or registration without PV1-44 takes its start, the
+    event time; a discharge or cancellation has no such fallback and is refused."""
     for position, what in ((19, "the visit number"), (50, "the alternate visit id")):
         if pv1.get(position):
             return fhir_id(pv1, position, what)
-    if local is not None and "start" in period and status != "finished":
-        admitted = re.sub(r"\D", "", period["start"])[:14]
+    admitted_at = pv1.time(44)
+    if admitted_at is None and status == "in-progress" and "start" in period:
+        admitted_at = datetime.fromisoformat(period["start"])
+    if local is not None and admitted_at is not None:
+        admitted = re.sub(r"\D", "", fhir_instant(admitted_at))[:14]
         made = f"{_NOT_ID_CHARACTER.sub('-', local['value'])}-{admitted}"
         if FHIR_ID.match(made):
             return made

@@ -144,8 +144,13 @@ def test_without_a_visit_number_the_stay_is_named_by_the_trust_number_and_admit_
     assert encounter(adt("A01", PID, with_pv1_field(50, "ALT-7", pv1)))["id"] == "ALT-7"
 
 
-def test_a_discharge_without_a_visit_number_is_refused_naming_pv1_19() -> None:
-    found = error(adt("A03", PID, with_pv1_field(19, "")))
+def test_a_discharge_without_a_visit_number_finds_its_stay_by_the_admit_time() -> None:
+    pv1 = with_pv1_field(45, "20261205110000", with_pv1_field(19, ""))
+    assert encounter(adt("A03", PID, pv1))["id"] == "RV5123456-20261202093000"
+
+
+def test_a_discharge_without_a_visit_number_or_admit_time_is_refused_naming_pv1_19() -> None:
+    found = error(adt("A03", PID, with_pv1_field(44, "", with_pv1_field(19, ""))))
     assert (found.where, found.code) == ("PV1-19", 101)
 
 
