@@ -24,7 +24,7 @@ from pydantic.json_schema import WithJsonSchema
 # The operator's decisions on an identity conflict, and a conflict's statuses: as
 # services/domain/identity.py names them (a test keeps the two in step).
 ConflictDecision = Literal["keep-apart", "link"]
-ConflictStatus = Literal["open", "kept-apart", "linked", "corrected"]
+ConflictStatus = Literal["open", "kept-apart", "linked", "corrected", "merged"]
 
 # A time as its writer gave it: a string, parsed (and refused) as an ISO date-time by its reader.
 _DATE_TIME = {"type": "string", "format": "date-time"}

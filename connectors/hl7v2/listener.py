@@ -1,7 +1,8 @@
 """The MLLP listener: Mental Health Trust HL7 v2 messages over TCP, mapped, published, then acknowledged.
 
-A message is answered AA only once Kafka has stored every resource it carried; anything rejected
-goes to the dead-letter topic with the reason and is answered AE or AR with ERR segments.
+A message is answered AA (in enhanced mode CA) only once Kafka has stored every resource it
+carried; anything rejected goes to the dead-letter topic with the reason and is answered AE or AR
+(CR) with ERR segments. Which ACKs are sent is the sender's choice (MSH-15, MSH-16: `ack.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from connectors.fhir_input import Record
-from connectors.hl7v2.ack import ApplicationAckCode, acknowledgement
+from connectors.hl7v2.ack import ApplicationAckCode, Outcome, acknowledgements
 from connectors.hl7v2.framing import (
     MAX_FRAME_BYTES,
     Frame,
@@ -42,7 +43,7 @@ from connectors.hl7v2.message import (
 )
 from connectors.hl7v2.to_fhir import map_message
 from connectors.kafka_io import DeliveryError, Publisher, new_producer
-from connectors.publish import Accepted, Rejected, decide, rejection_letter
+from connectors.publish import Accepted, Rejected, decide, partner_kind, rejection_letter
 from schemas.envelope import DeadLetter, Envelope, utc_now
 from schemas.fhir import Problem
 from schemas.identifiers import PARTNER_ID
@@ -106,7 +107,7 @@ def _rejection(
 def reply_to(text: str, partner: str, origin: str, now: datetime | None = None) -> MllpReply:
     """Map one message and validate every resource: all of it is accepted, or none of it."""
     try:
-        mapped = map_message(text, partner)
+        mapped = map_message(text, partner, kind=partner_kind(partner))
     except Hl7Error as exc:
         code: ApplicationAckCode = "AR" if exc.rejects_message else "AE"
         return _rejection(
@@ -198,8 +199,9 @@ class Listener:
                 return False
         return True
 
-    async def answer(self, item: Frame | Oversized, partner: str, peer: str) -> str:
-        """Decide, store, and return the ACK for one frame; logs one line."""
+    async def answer(self, item: Frame | Oversized, partner: str, peer: str) -> list[str]:
+        """Decide, store, and return the ACKs for one frame (one in original mode, as the
+        sender's MSH-15 and MSH-16 ask in enhanced mode); logs one line."""
         text = decode_text(item.head if isinstance(item, Oversized) else item.data)
         header = read_header(text)  # the one reading of MSH the reply, ACK and log share
         origin = _origin(peer, header)
@@ -207,21 +209,26 @@ class Listener:
             reply = reply_to_oversized(item, partner, origin, self._max_bytes)
         else:
             reply = _replied(text, partner, origin)
-        code, errors = reply.code, reply.errors
+        outcome = Outcome(reply.code, reply.errors)
         if not await self.stored(reply):
-            code, errors = "AE", (*errors, ErrorReport(TRY_AGAIN, "", APPLICATION_INTERNAL_ERROR))
+            try_again = ErrorReport(TRY_AGAIN, "", APPLICATION_INTERNAL_ERROR)
+            outcome = Outcome("AE", (*reply.errors, try_again), stored=False)
+        # An ACK control id of 19 characters leaves room for enhanced mode's C and A suffixes.
+        acks = acknowledgements(
+            header, outcome, ack_control_id=uuid.uuid4().hex[:19], now=utc_now()
+        )
         log.info(
             "mllp.message",
             partner=partner,
             control_id=_loggable(header.control_id),
             message_type=reply.message_type or None,
-            ack=code,
+            ack=outcome.code,
+            acks=[_msa_code(ack) for ack in acks],
             event_ids=[str(e.event_id) for e in reply.envelopes],
             # Where and which HL7 error code only: reasons may quote the message.
-            errors=[f"{e.location or '-'}:{e.code}" for e in errors],
+            errors=[f"{e.location or '-'}:{e.code}" for e in outcome.errors],
         )
-        ack_id = uuid.uuid4().hex[:20]
-        return acknowledgement(header, code, errors, ack_control_id=ack_id, now=utc_now())
+        return acks
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one partner connection: answer each frame in order until it closes."""
@@ -237,7 +244,8 @@ class Listener:
         try:
             while chunk := await reader.read(READ_CHUNK):
                 for item in decoder.feed(chunk):
-                    writer.write(frame(await self.answer(item, partner, peer)))
+                    for ack in await self.answer(item, partner, peer):
+                        writer.write(frame(ack))
                     await writer.drain()
             if decoder.in_frame:
                 log.warning("mllp.truncated", partner=partner, peer=peer)
@@ -261,6 +269,12 @@ def _replied(text: str, partner: str, origin: str) -> MllpReply:
         return _rejection(
             "AE", text, origin, partner, problems=[Problem("(message)", reason)], reports=[report]
         )
+
+
+def _msa_code(ack: str) -> str:
+    """MSA-1 of an ACK the hub wrote (its MSA is the second segment), for the log line."""
+    msa = ack.split("\r")[1]
+    return msa[4:6]
 
 
 def _origin(peer: str, header: Header) -> str:

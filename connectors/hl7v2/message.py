@@ -38,10 +38,26 @@ ERROR_CODE_TEXT: Mapping[int, str] = {
 # mapped here keep their positions from v2.3 to v2.8, but hl7apy refuses fields a later
 # version withdrew (SCH-11 in v2.7+), which trusts still send.
 REFERENCE_VERSION = "2.5"
-# Only these are parsed field by field; other segments (RGS, MSA, PRD, PV1, Z-segments, segments
+# Only these are parsed field by field; other segments (RGS, MSA, PRD, OBX, Z-segments, segments
 # newer than v2.5) are checked for a well-formed name and otherwise passed by.
 READ_SEGMENTS = frozenset(
-    ["MSH", "SCH", "TQ1", "PID", "AIS", "AIG", "AIL", "AIP", "RF1", "DG1", "NTE"]
+    [
+        "MSH",
+        "EVN",
+        "SCH",
+        "TQ1",
+        "PID",
+        "PV1",
+        "PV2",
+        "MRG",
+        "AIS",
+        "AIG",
+        "AIL",
+        "AIP",
+        "RF1",
+        "DG1",
+        "NTE",
+    ]
 )
 _SEGMENT_NAME = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 # Fractions of a second come after a point (HL7) or, from some senders, straight after the
@@ -224,6 +240,8 @@ class Header:
     control_id: str = ""
     processing_id: str = "P"
     version: str = REFERENCE_VERSION
+    accept_ack_type: str = ""  # MSH-15: AL, NE, ER, SU; with MSH-16, empty means original mode
+    application_ack_type: str = ""  # MSH-16
 
 
 def read_header(text: str) -> Header:
@@ -259,6 +277,8 @@ def read_header(text: str) -> Header:
         control_id=at(10),
         processing_id=at(11) or "P",
         version=at(12).split(separators.component)[0] or REFERENCE_VERSION,
+        accept_ack_type=at(15).strip().upper(),
+        application_ack_type=at(16).strip().upper(),
     )
 
 

@@ -1,4 +1,5 @@
-"""Mental Health Trust HL7 v2 messages (SIU scheduling, REF/RRI referrals) as FHIR R4 resources.
+"""Mental Health Trust HL7 v2 messages (SIU scheduling, REF/RRI referrals, ADT in adt.py) as FHIR
+R4 resources.
 
 Pure functions: message text in, FHIR resources (plain dicts) out, or an `Hl7Error` naming the
 segment and field at fault, which the MLLP listener turns into an ERR segment. Files of messages
@@ -11,14 +12,15 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from connectors.fhir_input import Record
+from connectors.hl7v2 import adt
 from connectors.hl7v2.message import (
+    APPLICATION_INTERNAL_ERROR,
     REQUIRED_FIELD_MISSING,
-    SEGMENT_SEQUENCE_ERROR,
     TABLE_VALUE_NOT_FOUND,
     UNSUPPORTED_EVENT_CODE,
     UNSUPPORTED_MESSAGE_TYPE,
@@ -26,30 +28,17 @@ from connectors.hl7v2.message import (
     Hl7Message,
     Segment,
     parse_message,
-    part,
     split_messages,
     unescape,
 )
+from connectors.hl7v2.person import FHIR_ID, fhir_id, fhir_instant, meta, person_resources
+from connectors.publish import partner_kind
 from schemas.fhir import Problem, problems_in
-from schemas.identifiers import (
-    NHS_NUMBER,
-    PLACEHOLDER_ONLY,
-    PersonIdentifier,
-    is_placeholder,
-    local_system,
-    nhs_number_is_valid,
-)
+from services.domain.kinds import AgencyKind
+from services.domain.referrals import check_referrer
 
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _NOT_ID_CHARACTER = re.compile(r"[^A-Za-z0-9\-.]")
 LONGEST_DURATION = timedelta(days=366)
-NHS_NUMBER_OID = "2.16.840.1.113883.2.1.4.1"
-# Identifier types (HL7 table 0203, and those UK trusts use) taken as the trust's own number:
-# medical record, hospital and patient internal numbers, and Epic's MEDREC.
-LOCAL_ID_TYPES = frozenset({"MR", "MRN", "HOSP", "PI", "MEDREC"})
-# NHS Number Status Indicator Codes (PID-32) that say the NHS number is not verified.
-NHS_NUMBER_NOT_TRACED = frozenset({"02", "03", "04", "05", "06", "07", "08"})
-_NHS_DIGITS = re.compile(r"^[0-9]{10}$")
 
 APPOINTMENT_STATUS: Mapping[str, str] = {
     "S12": "booked",
@@ -96,168 +85,6 @@ class MappedMessage:
 
     message: Hl7Message
     resources: tuple[dict[str, Any], ...]
-
-
-def fhir_instant(moment: datetime) -> str:
-    """A FHIR instant in UTC, e.g. 2026-12-04T13:00:00Z."""
-    utc = moment.astimezone(UTC).replace(tzinfo=None)
-    return utc.isoformat(timespec="milliseconds" if utc.microsecond else "seconds") + "Z"
-
-
-# --- the person ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Cx:
-    """One identifier (CX) of PID-2 or PID-3: value, assigning authority (name, OID), type code."""
-
-    value: str
-    authority: str
-    authority_oid: str
-    kind: str
-
-    @classmethod
-    def read(cls, raw: str, pid: Segment) -> _Cx:
-        value = part(raw, pid.separators, 1).replace(" ", "")
-        return cls(
-            value,
-            part(raw, pid.separators, 4, 1).upper(),
-            part(raw, pid.separators, 4, 2),
-            part(raw, pid.separators, 5).upper(),
-        )
-
-    @property
-    def is_nhs_number(self) -> bool:
-        return self.kind == "NH" or self.authority == "NHS" or self.authority_oid == NHS_NUMBER_OID
-
-
-def _nhs_number_traced(pid: Segment) -> bool:
-    """False when PID-32 says the NHS number is not verified against the national service.
-
-    PID-32 carries the NHS Number Status Indicator Code in UK feeds: 01 is present and
-    verified; 02-08 (not traced, trace required, failed, in progress ...) are not. Other
-    values (HL7 table 0445) say nothing about the NHS number, and no status is taken as
-    verified, as most trusts send only traced numbers and no status.
-    """
-    codes = {part(raw, pid.separators, 1) for raw in pid.repetitions(32)}
-    return not codes & NHS_NUMBER_NOT_TRACED
-
-
-def _local_number(pid: Segment, candidates: list[_Cx]) -> _Cx | None:
-    """The trust's own number for the person, in this order (see the README):
-
-    a PID-3 typed MR, MRN, HOSP, PI or MEDREC; else the first untyped one with an assigning
-    authority; else PID-3's only identifier when it has neither type nor authority.
-    """
-    typed = [cx for cx in candidates if cx.kind in LOCAL_ID_TYPES]
-    if typed:
-        return typed[0]
-    untyped = [cx for cx in candidates if not cx.kind and not cx.is_nhs_number]
-    with_authority = [cx for cx in untyped if cx.authority or cx.authority_oid]
-    if with_authority:
-        return with_authority[0]
-    if len(pid.repetitions(3)) == 1 and untyped:
-        return untyped[0]
-    return None
-
-
-def _nhs_number(pid: Segment, candidates: list[_Cx]) -> tuple[str | None, str]:
-    """(a usable NHS number or None, why none was used: "" or the reason)."""
-    found = [cx.value for cx in candidates if cx.is_nhs_number]
-    # PID-2, the old external id, holds the NHS number in older UK feeds: typed, or bare digits.
-    for raw in pid.repetitions(2):
-        cx = _Cx.read(raw, pid)
-        if cx.is_nhs_number or (not cx.kind and not cx.authority and _NHS_DIGITS.match(cx.value)):
-            found.append(cx.value)
-    why = ""
-    for value in found:
-        if is_placeholder(PersonIdentifier(NHS_NUMBER, value)):
-            why = why or PLACEHOLDER_ONLY
-        elif not nhs_number_is_valid(value):
-            why = why or "the NHS number is not ten digits with a valid mod-11 check digit"
-        elif not _nhs_number_traced(pid):
-            why = "PID-32 says the NHS number is not verified (not traced, or the trace failed)"
-        else:
-            return value, ""
-    return None, why
-
-
-def _identifiers(
-    message: Hl7Message, partner: str
-) -> tuple[dict[str, str] | None, dict[str, str] | None]:
-    """(NHS number, the partner's local number) from PID-3 (and PID-2), not both None.
-
-    An NHS number that is a placeholder (feeds send 9999999999 for "not known"), fails its
-    mod-11 check, or that PID-32 says is not traced is left out, so the message names its
-    person by the local number alone and links nothing.
-    """
-    people = message.all("PID")
-    if not people:
-        raise Hl7Error(
-            "PID",
-            None,
-            "segment required: the person the message is about",
-            code=SEGMENT_SEQUENCE_ERROR,
-        )
-    if len(people) > 1:
-        raise people[1].error(
-            None,
-            "more than one person: the hub carries one person per message",
-            code=SEGMENT_SEQUENCE_ERROR,
-        )
-    pid = people[0]
-    candidates = [cx for raw in pid.repetitions(3) if (cx := _Cx.read(raw, pid)).value]
-    nhs_value, why_not = _nhs_number(pid, candidates)
-    local_cx = _local_number(pid, candidates)
-    nhs = None if nhs_value is None else {"system": NHS_NUMBER, "value": nhs_value}
-    local = None if local_cx is None else {"system": local_system(partner), "value": local_cx.value}
-    if nhs is None and local is None:
-        if why_not:
-            raise pid.error(3, why_not, code=TABLE_VALUE_NOT_FOUND)
-        if not pid.repetitions(3):
-            raise pid.error(
-                3,
-                "field required: the person's NHS number or local MRN",
-                code=REQUIRED_FIELD_MISSING,
-            )
-        raise pid.error(
-            3,
-            "no NHS number (assigning authority NHS or type NH) or local number (type MR, MRN, "
-            "HOSP, PI or MEDREC, or untyped with an assigning authority) among the identifiers",
-            code=TABLE_VALUE_NOT_FOUND,
-        )
-    return nhs, local
-
-
-def _person_resources(
-    message: Hl7Message, partner: str
-) -> tuple[dict[str, str], list[dict[str, Any]]]:
-    """The identifier a resource names its person by, and a linking Patient when PID has two."""
-    nhs, local = _identifiers(message, partner)
-    if nhs is not None and local is not None:
-        patient = {
-            "resourceType": "Patient",
-            "meta": _meta(message),
-            "identifier": [nhs, local],
-        }
-        return nhs, [patient]
-    identifier = nhs or local
-    assert identifier is not None  # _identifiers raises when it has neither
-    return identifier, []
-
-
-def _meta(message: Hl7Message) -> dict[str, str]:
-    # HL7 v2 carries no resource version: the message time orders updates, newest wins.
-    return {"lastUpdated": fhir_instant(message.sent_at)}
-
-
-def _fhir_id(segment: Segment, position: int, what: str) -> str:
-    value = segment.get(position)
-    if not _FHIR_ID.match(value):
-        raise segment.error(
-            position, f"{what} is not usable as an id (1-64 letters, digits, '-' or '.')"
-        )
-    return value
 
 
 # --- appointments -------------------------------------------------------------------------
@@ -434,9 +261,9 @@ def _location(ail: Segment) -> dict[str, Any] | None:
 
 def _appointment_id(sch: Segment) -> str:
     if sch.get(2):
-        return _fhir_id(sch, 2, "the filler appointment id")
+        return fhir_id(sch, 2, "the filler appointment id")
     if sch.get(1):
-        return _fhir_id(sch, 1, "the placer appointment id")
+        return fhir_id(sch, 1, "the placer appointment id")
     raise sch.error(
         2,
         "field required: the filler appointment id (or the placer id in SCH-1)",
@@ -449,7 +276,7 @@ def appointment_from(message: Hl7Message, partner: str) -> list[dict[str, Any]]:
     sch = message.require("SCH")
     appointment_id = _appointment_id(sch)
     status = _appointment_status(message, sch)
-    identifier, patients = _person_resources(message, partner)
+    identifier, patients = person_resources(message, partner)
     locations = [loc for ail in message.all("AIL") if (loc := _location(ail)) is not None]
     services = [
         {"text": text} for ais in message.all("AIS") if (text := ais.get(3, 2) or ais.get(3, 1))
@@ -457,7 +284,7 @@ def appointment_from(message: Hl7Message, partner: str) -> list[dict[str, Any]]:
     appointment: dict[str, Any] = {
         "resourceType": "Appointment",
         "id": appointment_id,
-        "meta": _meta(message),
+        "meta": meta(message),
         "status": status,
     }
     if services:
@@ -478,7 +305,7 @@ def _referral_id(rf1: Segment) -> str:
         raise rf1.error(
             6, "field required: the originating referral identifier", code=REQUIRED_FIELD_MISSING
         )
-    return _fhir_id(rf1, 6, "the originating referral identifier")
+    return fhir_id(rf1, 6, "the originating referral identifier")
 
 
 def _text(segment: Segment, position: int) -> str:
@@ -490,11 +317,11 @@ def service_request_from(message: Hl7Message, partner: str) -> list[dict[str, An
     """A REF^I12 referral request as a ServiceRequest, after a linking Patient when needed."""
     rf1 = message.require("RF1")
     referral_id = _referral_id(rf1)
-    identifier, patients = _person_resources(message, partner)
+    identifier, patients = person_resources(message, partner)
     request: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "id": referral_id,
-        "meta": _meta(message),
+        "meta": meta(message),
         "status": "active",
         "intent": "order",
         "priority": "urgent" if rf1.get(2).upper() in URGENT_PRIORITIES else "routine",
@@ -533,13 +360,13 @@ def task_from(message: Hl7Message, partner: str) -> list[dict[str, Any]]:
             1, f"unknown referral status {code!r} (use A, R, P or E)", code=TABLE_VALUE_NOT_FOUND
         )
     task_id = f"task-{referral_id}"
-    if not _FHIR_ID.match(task_id):
+    if not FHIR_ID.match(task_id):
         raise rf1.error(6, "the originating referral identifier is too long to name its Task")
-    identifier, patients = _person_resources(message, partner)
+    identifier, patients = person_resources(message, partner)
     task: dict[str, Any] = {
         "resourceType": "Task",
         "id": task_id,
-        "meta": _meta(message),
+        "meta": meta(message),
         "status": TASK_STATUS[code],
         "intent": "order",
         "focus": {"reference": f"ServiceRequest/{referral_id}"},
@@ -554,9 +381,11 @@ def task_from(message: Hl7Message, partner: str) -> list[dict[str, Any]]:
 # --- dispatch -----------------------------------------------------------------------------
 
 Mapper = Callable[[Hl7Message, str], list[dict[str, Any]]]
+REFERRAL_REQUEST = ("REF", "I12")
 MAPPERS: Mapping[tuple[str, str], Mapper] = {
     **{("SIU", trigger): appointment_from for trigger in APPOINTMENT_STATUS},
-    ("REF", "I12"): service_request_from,
+    **adt.MAPPERS,
+    REFERRAL_REQUEST: service_request_from,
     ("RRI", "I12"): task_from,
 }
 
@@ -585,10 +414,28 @@ def _mapper(message: Hl7Message) -> Mapper:
     )
 
 
-def map_message(text: str, partner: str) -> MappedMessage:
-    """Parse and map one message from `partner`; Hl7Error says what is wrong and where."""
+def _check_referrer(message: Hl7Message, partner: str, kind: AgencyKind) -> None:
+    """The hub's rule on who refers (services/domain/referrals.py), for a referral request."""
+    if (message.message_type, message.trigger) != REFERRAL_REQUEST:
+        return
+    try:
+        check_referrer(partner, kind)
+    except ValueError as exc:
+        reason = str(exc).removeprefix("ServiceRequest: ")
+        raise Hl7Error("RF1", None, reason, code=APPLICATION_INTERNAL_ERROR) from None
+
+
+def map_message(text: str, partner: str, *, kind: AgencyKind | None = None) -> MappedMessage:
+    """Parse and map one message from `partner`; Hl7Error says what is wrong and where.
+
+    With the partner's `kind` (the directory's), who may send the message is asked first: a
+    trust's referral request is refused for that, whatever else is wrong with it, as the
+    trust can do nothing about it but refer directly.
+    """
     message = parse_message(text)
     mapper = _mapper(message)
+    if kind is not None:
+        _check_referrer(message, partner, kind)
     return MappedMessage(message, tuple(mapper(message, partner)))
 
 
@@ -597,7 +444,7 @@ def map_message(text: str, partner: str) -> MappedMessage:
 
 def _message_records(text: str, origin: str, partner: str) -> Iterator[Record]:
     try:
-        mapped = map_message(text, partner)
+        mapped = map_message(text, partner, kind=partner_kind(partner))
     except Hl7Error as exc:
         yield Record(origin, text, problems=(Problem(exc.where, exc.reason),))
         return

@@ -4,7 +4,9 @@ and the identity conflicts it refuses to join.
 A person holds at most one value of each identifier system: one NHS number, one CRN, one id
 in each partner's local system. A link that would give someone a second is not applied:
 `resolve` returns the conflict instead, kept until the source corrects its record or the hub
-operator settles it. Resolving returns a new index and what changed; nothing here does I/O
+operator settles it. The one exception is a partner's own word that two of its records are one
+person (a merge, `own_records`): those may share a local system, unless an NHS number or CRN
+disagrees, when the conflict is raised as for any other link. Resolving returns a new index and what changed; nothing here does I/O
 (person ids are keyed with the hub's secret, which the index carries: schemas/keys.py).
 """
 
@@ -28,8 +30,12 @@ class Merge:
     survivor: str
 
 
-ConflictStatus = Literal["open", "kept-apart", "linked", "corrected"]
+# merged: not a conflict but its record, a partner having merged its own records of the person
+# (kept with the conflicts because it allows the same thing an operator's link does).
+ConflictStatus = Literal["open", "kept-apart", "linked", "corrected", "merged"]
 Decision = Literal["keep-apart", "link"]
+# Patient.link types by which a partner says another of its records is the same person.
+OWN_RECORD_LINKS = frozenset({"replaces", "replaced-by", "seealso"})
 # Before any conflict was raised; tests and callers without a clock use it.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -190,6 +196,27 @@ def clashes(tokens: Iterable[str], allowed: Sequence[frozenset[str]] = ()) -> tu
     )
 
 
+def own_records(resource: Mapping[str, Any], source: str) -> frozenset[str]:
+    """The tokens of `source`'s own records a Patient from it says are this person's too: the
+    other records in its `link` (a merge, `replaces`, or a link, `seealso`) in its local system.
+
+    Only a partner's own local ids: its word on its own records, never on another's or on
+    national identifiers.
+    """
+    if resource.get("resourceType") != "Patient":
+        return frozenset()
+    own = local_system(source)
+    found = set()
+    for link in resource.get("link") or ():
+        other = link.get("other") if isinstance(link, Mapping) else None
+        identifier = other.get("identifier") if isinstance(other, Mapping) else None
+        if not isinstance(identifier, Mapping) or link.get("type") not in OWN_RECORD_LINKS:
+            continue
+        if identifier.get("system") == own and isinstance(identifier.get("value"), str):
+            found.add(PersonIdentifier(own, identifier["value"]).token())
+    return frozenset(found)
+
+
 def record_of(
     source: str, resource_type: str, resource_id: Any, tokens: Iterable[str]
 ) -> str | None:
@@ -216,9 +243,14 @@ def resolve(
     source: str = "",
     record: str | None = None,
     at: datetime = EPOCH,
+    merging: frozenset[str] = frozenset(),
 ) -> tuple[PersonIndex, Resolution | RefusedLink]:
     """Join `identifiers` (named together by `source`) as one person, merging the persons they
     already belong to; or, when the person would hold two values of one system, refuse.
+
+    `merging` are tokens of the source's own records it says are this person (`own_records`):
+    the source's local ids may then be held together, and the merge is kept on record so they
+    stay allowed; any other system that disagrees still refuses the link.
 
     Work and copying are proportional to the persons touched plus a shallow copy of the
     maps; a caller holding a large index may pass one holding only those persons and the
@@ -231,12 +263,21 @@ def resolve(
     new_tokens = tuple(t for t in claim.tokens if t not in index.person_of)
     held = set(new_tokens).union(*(index.members[person] for person in persons))
     replaced = _replaced(index, claim, at)
-    systems = clashes(held, _operator_linked(index))
+    systems = clashes(held, _allowed(index))
     if not systems:
         return _join(index, claim, persons, new_tokens, replaced)
 
     conflict_id = conflict_id_for(claim, held, index.key)
     known = index.conflicts.get(conflict_id)
+    own_records_held = _own_records_held(claim, held, merging)
+    if own_records_held:
+        # The source's word on its own records: only what else disagrees is a conflict, and
+        # an operator who kept these people apart is not overruled.
+        systems = clashes(held, [*_allowed(index), own_records_held])
+        if not systems and not (known is not None and known.status == "kept-apart"):
+            merged = _merge_record(index, claim, held, at)
+            return _join(index, claim, persons, new_tokens, (*replaced, merged))
+        systems = systems or clashes(held, _allowed(index))
     if known is not None and known.status in ("open", "kept-apart"):
         if replaced:
             index = replace(
@@ -283,7 +324,7 @@ def settle(
     persons = {index.person_of[t] for t in claim.tokens if t in index.person_of}
     new_tokens = tuple(t for t in claim.tokens if t not in index.person_of)
     held = set(new_tokens).union(*(index.members[person] for person in persons))
-    if clashes(held, _operator_linked(index)):
+    if clashes(held, _allowed(index)):
         raise ConflictError(
             "the people involved have since been linked to other identifiers that disagree: "
             "keep them apart, or correct the records at their sources"
@@ -324,8 +365,41 @@ def flag_changes(
     }
 
 
-def _operator_linked(index: PersonIndex) -> list[frozenset[str]]:
-    return [c.tokens for c in index.conflicts.values() if c.status == "linked"]
+def _allowed(index: PersonIndex) -> list[frozenset[str]]:
+    """Identifiers that may be held together: linked by the operator, or merged by their source."""
+    return [c.tokens for c in index.conflicts.values() if c.status in ("linked", "merged")]
+
+
+def _own_records_held(claim: Claim, held: set[str], merging: frozenset[str]) -> frozenset[str]:
+    """The source's local ids among `held`, when the claim is the source merging its own records
+    (every `merging` token is in the claim and in its local system); else none."""
+    own = local_system(claim.source)
+    if not merging or not merging <= set(claim.tokens):
+        return frozenset()
+    if any(system_of(token) != own for token in merging):
+        return frozenset()
+    return frozenset(token for token in held if system_of(token) == own)
+
+
+def _merge_record(index: PersonIndex, claim: Claim, held: set[str], at: datetime) -> Conflict:
+    """The record of the source merging its own records: what allows them to be held together."""
+    persons = {index.person_of[t] for t in held if t in index.person_of}
+    new_people = {
+        person_id_for_token(t, index.key) for t in claim.tokens if t not in index.person_of
+    }
+    return Conflict(
+        conflict_id=conflict_id_for(claim, held, index.key),
+        claim=claim,
+        tokens=frozenset(held),
+        systems=(local_system(claim.source),),
+        told={claim.source: frozenset(claim.tokens)},
+        people=tuple(sorted(persons | new_people)),
+        raised_at=at,
+        status="merged",
+        resolved_at=at,
+        resolved_by=claim.source,
+        reason="the source merged its own records of the person",
+    )
 
 
 def _replaced(index: PersonIndex, claim: Claim, at: datetime) -> tuple[Conflict, ...]:
@@ -442,7 +516,7 @@ def conflict_from_record(record: Mapping[str, Any]) -> Conflict:
 
 
 def _status(value: Any) -> ConflictStatus:
-    for status in ("open", "kept-apart", "linked", "corrected"):
+    for status in ("open", "kept-apart", "linked", "corrected", "merged"):
         if value == status:
             return status
     raise ValueError(f"unknown conflict status {value!r}")

@@ -78,6 +78,8 @@ def conflict_notices(conflict: Conflict, cause: str) -> list[ConflictNotice]:
     `cause` (the event or operator request that changed the conflict) makes each notice's
     event id, so a repeated change is a recognisable duplicate.
     """
+    if conflict.status == "merged":
+        return []  # the source merged its own records: nobody's data disagree
     action = "raised" if conflict.status == "open" else "resolved"
     notices = []
     for recipient, tokens in sorted(conflict.told.items()):

@@ -36,6 +36,7 @@ from services.domain.identity import (
     Settlement,
     flag_changes,
     holder,
+    own_records,
     record_of,
     resolve,
     settle,
@@ -53,7 +54,8 @@ def link_event(
     """Join the identifiers one event names, or refuse the link as an identity conflict.
 
     A joined event goes on to its person's record; a refused one is applied nowhere, and its
-    sources and the operator are told instead.
+    sources and the operator are told instead. A partner's Patient merging or linking its own
+    records (HL7 ADT A40, A24) joins them unless an NHS number or CRN disagrees.
     """
     source, resource = envelope["source"], envelope["resource"]
     tokens = [i.token() for i in identifiers]
@@ -63,6 +65,7 @@ def link_event(
         source=source,
         record=record_of(source, resource.get("resourceType"), resource.get("id"), tokens),
         at=read_instant(envelope["recorded_at"]),
+        merging=own_records(resource, source),
     )
     told = _conflicts_changed(index, updated, tokens, envelope["event_id"], rules)
     if isinstance(resolution, RefusedLink):

@@ -28,8 +28,16 @@ PARTNER = "mht-rv5"
 Address = tuple[str, int]
 
 
-def fixture_text(name: str) -> str:
+def fixture_as_sent(name: str) -> str:
     return (FIXTURES / name).read_bytes().decode("utf-8")
+
+
+def fixture_text(name: str) -> str:
+    """A fixture in original acknowledgement mode (MSH-15 and MSH-16 emptied): one ACK each.
+
+    The fixtures as sent ask for enhanced mode (AL, NE), which the tests at the end check.
+    """
+    return fixture_as_sent(name).replace("|||AL|NE", "|||", 1)
 
 
 @contextmanager
@@ -245,3 +253,65 @@ def test_kafka_unavailable_is_answered_ae_try_again_never_aa() -> None:
     assert err[3].startswith("207^")
     assert "send it again" in err[8]
     assert len(publisher.sent) == 2, "it tried: the Patient and the Appointment"
+
+
+# --- enhanced acknowledgement mode (MSH-15, MSH-16) ---------------------------------------
+
+
+def test_enhanced_mode_commits_only_once_kafka_has_the_message_then_answers_aa(
+    mllp: Address,
+) -> None:
+    """MSH-15 AL, MSH-16 AL: a CA when Kafka has stored the message, then the AA."""
+    message = fixture_as_sent("siu-s12.hl7").replace("|||AL|NE", "|||AL|AL", 1)
+    with capture_logs() as logs:
+        commit, application = exchange(mllp, frame(message), acks=2)
+    assert msa_and_errs(commit) == (["MSA", "CA", "RV5-0001"], [])
+    assert msa_and_errs(application) == (["MSA", "AA", "RV5-0001"], [])
+    assert commit.split("\r")[0].split("|")[14:16] == ["NE", "NE"], "acks are not acked"
+    envelopes = [decode(v) for v in topic_values(catalogue.INBOUND.name, count=2)]
+    assert [e.resource_type for e in envelopes] == ["Patient", "Appointment"]
+    [line] = [entry for entry in logs if entry["event"] == "mllp.message"]
+    assert line["acks"] == ["CA", "AA"]
+
+
+def test_enhanced_mode_as_trusts_send_it_commits_a_refused_message_and_stays_silent_after(
+    mllp: Address,
+) -> None:
+    """AL, NE (as Epic and RiO send): the dead-lettered message is committed, CA and no more;
+    the next message on the connection gets its own answer, not a stray one."""
+    bad = fixture_as_sent("siu-s14.hl7").replace("9434765919", "9434765918")
+    good = fixture_as_sent("siu-s13.hl7")
+    acks = exchange(mllp, frame(bad) + frame(good), acks=2)
+    assert [msa_and_errs(a)[0][1:3] for a in acks] == [["CA", "RV5-0003"], ["CA", "RV5-0002"]]
+    [letter] = [decode_dead_letter(v) for v in topic_values(catalogue.DEADLETTER.name, count=1)]
+    assert "check digit" in letter.reason
+
+
+def test_enhanced_mode_rejects_an_unsupported_message_with_cr(mllp: Address) -> None:
+    message = fixture_as_sent("siu-s12.hl7").replace("SIU^S12^SIU_S12", "ORU^R01^ORU_R01")
+    [commit] = exchange(mllp, frame(message), acks=1)
+    msa, [err] = msa_and_errs(commit)
+    assert msa[1:3] == ["CR", "RV5-0001"]
+    assert err[3].startswith("200^")
+
+
+def test_enhanced_mode_when_kafka_is_unavailable_is_a_commit_error_never_ca() -> None:
+    """A CE and nothing after it: the next answer on the connection is the next message's."""
+    publisher = UnavailableKafka()
+    enhanced = fixture_as_sent("siu-s12.hl7").replace("|||AL|NE", "|||AL|AL", 1)
+    following = fixture_text("siu-s13.hl7")
+    with listening(publisher) as address:
+        acks = exchange(address, frame(enhanced) + frame(following), acks=2, timeout_s=60)
+    assert [msa_and_errs(a)[0][1:3] for a in acks] == [["CE", "RV5-0001"], ["AE", "RV5-0002"]]
+    assert "send it again" in msa_and_errs(acks[0])[1][0][8]
+
+
+def test_a_v2_4_sender_gets_its_errors_in_err_1(mllp: Address) -> None:
+    message = fixture_text("siu-s14.hl7").replace("9434765919", "9434765918")
+    message = message.replace("|P|2.5.1|", "|P|2.4|", 1)
+    [ack] = exchange(mllp, frame(message), acks=1)
+    msh = ack.split("\r")[0].split("|")
+    assert msh[11] == "2.4"
+    msa, [err] = msa_and_errs(ack)
+    assert msa[1] == "AE"
+    assert err[1].startswith("PID^1^3^103&Table value not found&HL70357")

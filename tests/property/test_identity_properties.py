@@ -182,3 +182,39 @@ def test_placeholders_never_join_two_crns(event_list: list[Event]) -> None:
 
     assert not {p.token() for p in PLACEHOLDERS} & index.person_of.keys()
     assert all(len(tokens) == 1 for tokens in index.members.values())
+
+
+# Merges: mht-north saying two of its own records are one person, among any other links.
+MERGES = st.tuples(
+    st.just("mht-north"),
+    st.lists(
+        st.sampled_from([i for i in POOL if i.system == MRN]), min_size=2, max_size=2, unique=True
+    ),
+)
+events_with_merges = st.lists(
+    st.one_of(
+        st.tuples(st.just(False), SOURCES, st.lists(st.sampled_from(POOL), min_size=1, max_size=4)),
+        MERGES.map(lambda merge: (True, *merge)),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@given(events_with_merges)
+def test_no_merge_ever_gives_a_person_two_nhs_numbers_or_two_crns(
+    event_list: list[tuple[bool, str, list[PersonIdentifier]]],
+) -> None:
+    """A partner's merge may join its own records, never two NHS numbers or two CRNs; and only
+    a merge (or an operator) puts two of one partner's ids on one person."""
+    index = PersonIndex(KEY)
+    for is_merge, source, identifiers in event_list:
+        merging = frozenset(i.token() for i in identifiers[1:]) if is_merge else frozenset()
+        index, _ = resolve(index, identifiers, source=source, merging=merging)
+
+    merged = [c.tokens for c in index.conflicts.values() if c.status == "merged"]
+    for tokens in index.members.values():
+        assert sum(t.startswith(NHS_NUMBER + "|") for t in tokens) <= 1
+        assert sum(t.startswith(PROBATION_CRN + "|") for t in tokens) <= 1
+        own = {t for t in tokens if t.startswith(MRN + "|")}
+        assert len(own) <= 1 or any(own <= allowed for allowed in merged)

@@ -421,9 +421,9 @@ RRI = fixture_text("rri-i12.hl7")
         ),
         (S12.replace("SIU^S12^SIU_S12", ""), "MSH-9", "message type", 101, "MSH^1^9"),
         (
-            S12.replace("SIU^S12", "ADT^A01"),
+            S12.replace("SIU^S12", "ORU^R01"),
             "MSH-9.1",
-            "unsupported message type 'ADT'",
+            "unsupported message type 'ORU'",
             200,
             "MSH^1^9^1^1",
         ),
@@ -651,6 +651,8 @@ def test_the_header_holds_what_msh_says_as_sent() -> None:
         control_id="RV5-0001",
         processing_id="P",
         version="2.5.1",
+        accept_ack_type="AL",
+        application_ack_type="NE",
     )
 
 
@@ -705,7 +707,7 @@ NOW = datetime(2026, 12, 1, 9, 31, 5, tzinfo=UTC)
 def test_aa_echoes_the_control_id_and_swaps_sender_and_receiver() -> None:
     ack = acknowledgement(read_header(S12), "AA", ack_control_id="ACK1", now=NOW)
     assert ack.split("\r") == [
-        "MSH|^~\\&|CONCORD|HUB|RIO|RV5|20261201093105+0000||ACK^S12^ACK|ACK1|P|2.5.1",
+        "MSH|^~\\&|CONCORD|HUB|RIO|RV5|20261201093105+0000||ACK^S12^ACK|ACK1|P|2.5.1|||NE|NE",
         "MSA|AA|RV5-0001",
         "",
     ]
