@@ -82,7 +82,8 @@ def acknowledgements(
     Original mode (MSH-15 and MSH-16 empty): one application ACK. Enhanced mode: the commit
     ACK (CA, CE, CR) when MSH-15 asks for it, then, for a message committed, the application
     ACK (AA, AE, AR) when MSH-16 asks for it. A message not committed gets no application
-    ACK: the application never had it.
+    ACK: the application never had it. A refused message whose sender asked for no application
+    ACK on error is commit-rejected (CR, with its errors), so the refusal still reaches it.
     """
     if not enhanced_mode(original):
         return [
@@ -92,6 +93,10 @@ def acknowledgements(
         ]
     acks = []
     commit = commit_code(outcome)
+    if commit == "CA" and outcome.code != "AA" and not _wanted(original.application_ack_type, False):
+        # The sender wants no application ACK for an error (AL/NE, as most trusts send), yet a
+        # refused message must reach its sender as a refusal, not as a silent commit.
+        commit = "CR"
     if _wanted(original.accept_ack_type, commit == "CA"):
         errors = () if commit == "CA" else outcome.errors
         acks.append(

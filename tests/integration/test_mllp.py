@@ -274,15 +274,17 @@ def test_enhanced_mode_commits_only_once_kafka_has_the_message_then_answers_aa(
     assert line["acks"] == ["CA", "AA"]
 
 
-def test_enhanced_mode_as_trusts_send_it_commits_a_refused_message_and_stays_silent_after(
+def test_enhanced_mode_as_trusts_send_it_commit_rejects_a_refused_message_with_its_reason(
     mllp: Address,
 ) -> None:
-    """AL, NE (as Epic and RiO send): the dead-lettered message is committed, CA and no more;
+    """AL, NE (as Epic and RiO send): no application ACK is wanted, so the refusal is told on
+    the commit ACK (CR with its ERR), never hidden behind a CA; it is on the dead-letter topic;
     the next message on the connection gets its own answer, not a stray one."""
     bad = fixture_as_sent("siu-s14.hl7").replace("9434765919", "9434765918")
     good = fixture_as_sent("siu-s13.hl7")
     acks = exchange(mllp, frame(bad) + frame(good), acks=2)
-    assert [msa_and_errs(a)[0][1:3] for a in acks] == [["CA", "RV5-0003"], ["CA", "RV5-0002"]]
+    assert [msa_and_errs(a)[0][1:3] for a in acks] == [["CR", "RV5-0003"], ["CA", "RV5-0002"]]
+    assert "check digit" in "|".join(msa_and_errs(acks[0])[1][0])
     [letter] = [decode_dead_letter(v) for v in topic_values(catalogue.DEADLETTER.name, count=1)]
     assert "check digit" in letter.reason
 

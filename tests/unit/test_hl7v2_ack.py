@@ -102,6 +102,9 @@ def test_a_message_kafka_did_not_store_is_a_commit_error_and_nothing_else() -> N
         ("SU", "ER", Outcome("AE", (NO_NHS,)), ["CA", "AE"]),
         ("SU", "AL", Outcome("AE", (TRY_AGAIN,), stored=False), []),
         ("ER", "AL", Outcome("AE", (TRY_AGAIN,), stored=False), ["CE"]),
+        # AL/NE, as most trusts send: a refusal is told on the commit ACK, not hidden behind CA
+        ("AL", "NE", Outcome("AE", (NO_NHS,)), ["CR"]),
+        ("AL", "SU", Outcome("AE", (NO_NHS,)), ["CR"]),
         ("", "AL", Outcome("AA"), ["CA", "AA"]),  # one of the two valued: the other is AL
         ("AL", "", Outcome("AA"), ["CA", "AA"]),
     ],
@@ -145,6 +148,8 @@ def test_no_ack_ever_says_more_than_happened(
         assert "AA" not in sent
     if outcome.code == "AR":
         assert set(sent) <= {"CR"}
+    if outcome.code != "AA" and outcome.stored and "CA" in sent:
+        assert outcome.code in sent, "a refusal is never answered by a bare commit"
 
 
 # --- ERR as the sender's version reads it -------------------------------------------------
