@@ -93,7 +93,11 @@ def acknowledgements(
         ]
     acks = []
     commit = commit_code(outcome)
-    if commit == "CA" and outcome.code != "AA" and not _wanted(original.application_ack_type, False):
+    if (
+        commit == "CA"
+        and outcome.code != "AA"
+        and not _wanted(original.application_ack_type, False)
+    ):
         # The sender wants no application ACK for an error (AL/NE, as most trusts send), yet a
         # refused message must reach its sender as a refusal, not as a silent commit.
         commit = "CR"
