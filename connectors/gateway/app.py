@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from connectors.gateway.rules import (
     fingerprint,
     key_refusal,
     refuse,
+    response_message,
 )
 from connectors.gateway.spec import capability_statement, openapi_document
 from connectors.kafka_io import DeliveryError, Publisher, new_producer
@@ -255,6 +257,7 @@ class Post:
     message: bool = False  # POST /fhir/$process-message
     correlation: str | None = None  # its X-Correlation-Id
     form: AcceptedForm = "summary"  # what a 202 carries (Prefer, and the answer's format)
+    reached: str = ""  # the address the partner reached the gateway at
 
     @property
     def origin(self) -> str:
@@ -264,10 +267,11 @@ class Post:
         return f"POST /fhir/{self.route_type}" if self.route_type else "POST /fhir"
 
     def accepted(self, admitted: Admitted) -> Answer:
-        """The answer once accepted: 202 with the event ids, or 200 with an OperationOutcome for
-        $process-message (FHIR messaging answers a processed message with 200)."""
+        """The answer once accepted: 202 with the event ids (or as Prefer asks), or 200 with a
+        FHIR response message for $process-message."""
         if self.message:
-            return Answer(200, admitted.message_outcome())
+            endpoint = f"{self.reached}/fhir/$process-message"
+            return Answer(200, response_message(admitted, endpoint, datetime.now(UTC)))
         if self.form == "minimal":
             return Answer(202, {})
         if self.form == "representation":  # a create: one resource, as published
@@ -331,7 +335,7 @@ async def receive(request: web.Request) -> web.Response:
 
 
 async def process_message(request: web.Request) -> web.Response:
-    """POST /fhir/$process-message: a message Bundle, answered 200 with an OperationOutcome;
+    """POST /fhir/$process-message: a message Bundle, answered 200 with a FHIR response message;
     X-Request-Id and X-Correlation-Id are echoed, and the correlation id, when given, is the
     envelopes' correlation."""
     response = await _receive(request, message=True)
@@ -366,6 +370,7 @@ async def _receive(request: web.Request, *, message: bool) -> web.Response:
         message,
         headers.get("X-Correlation-Id") if message else None,
         accepted_form(prefer, answer_in(request), create=route_type is not None),
+        reached_at(request),
     )
     if over or (declared is not None and declared > limit):
         reply = await refused(gateway, facts, too_large(declared, limit), post)

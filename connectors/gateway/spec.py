@@ -246,10 +246,13 @@ def openapi_document(server: str = RELATIVE_SERVER) -> dict[str, Any]:
         "processMessage",
         "Process a FHIR message (the $process-message operation)",
         "A message Bundle (first entry a MessageHeader, whose focus names entries of the Bundle), "
-        "validated and published as POST /fhir does, answered 200 with an OperationOutcome: an "
-        "information issue with the event ids, and a warning per entry passed by. X-Request-Id and "
-        "X-Correlation-Id are echoed; the correlation id, when given, is the envelopes' correlation "
-        "instead of the MessageHeader id.",
+        "validated and published as POST /fhir does, answered 200 with a FHIR response message "
+        "(synchronous messaging): a message Bundle whose MessageHeader repeats the request's event "
+        "and answers its id (response.code ok), and whose response.details is an OperationOutcome: "
+        "an information issue with the event ids, and a warning per entry passed by. X-Request-Id "
+        "and X-Correlation-Id are echoed; the correlation id, when given, is the envelopes' "
+        "correlation instead of the MessageHeader id. Refusals are OperationOutcomes, as for "
+        "POST /fhir.",
         "Bundle",
         bundle=True,
     )
@@ -264,9 +267,9 @@ def openapi_document(server: str = RELATIVE_SERVER) -> dict[str, Any]:
     }
     message["responses"] = {
         "200": {
-            "description": "every envelope acknowledged by Kafka (acks=all); replayed as for POST /fhir",
+            "description": "every envelope acknowledged by Kafka (acks=all): the response message; replayed as for POST /fhir",
             "headers": {**accepted["headers"], **echoed},
-            "content": _fhir("OperationOutcome"),
+            "content": _fhir("ResponseMessage"),
         },
         **message["responses"],
     }
@@ -320,6 +323,7 @@ def openapi_document(server: str = RELATIVE_SERVER) -> dict[str, Any]:
                 "Bundle": _bundle_schema(),
                 "CapabilityStatement": _resource_schema("CapabilityStatement"),
                 "Accepted": _accepted_schema(),
+                "ResponseMessage": _response_message_schema(),
                 "OperationOutcome": _operation_outcome_schema(),
             },
         },
@@ -388,6 +392,68 @@ def _bundle_schema() -> dict[str, Any]:
     }
 
 
+def _response_message_schema() -> dict[str, Any]:
+    """Exactly the response message $process-message writes (rules.response_message)."""
+    header = {
+        "type": "object",
+        "required": ["resourceType", "id", "source"],
+        "properties": {
+            "resourceType": {"type": "string", "enum": ["MessageHeader"]},
+            "id": {"type": "string"},
+            "eventCoding": {"type": "object", "description": "the request's, repeated"},
+            "eventUri": {"type": "string", "description": "the request's, repeated"},
+            "source": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "enum": ["concord"]},
+                    "endpoint": {"type": "string", "description": "the gateway's $process-message"},
+                },
+            },
+            "response": {
+                "type": "object",
+                "required": ["identifier", "code", "details"],
+                "properties": {
+                    "identifier": {
+                        "type": "string",
+                        "description": "the request's MessageHeader.id",
+                    },
+                    "code": {"type": "string", "enum": ["ok"]},
+                    "details": {
+                        "type": "object",
+                        "properties": {"reference": {"type": "string"}},
+                        "description": "urn:uuid of the OperationOutcome entry",
+                    },
+                },
+                "description": "when the request's MessageHeader has an id (else focus names the OperationOutcome)",
+            },
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["resourceType", "id", "type", "timestamp", "entry"],
+        "properties": {
+            "resourceType": {"type": "string", "enum": ["Bundle"]},
+            "id": {"type": "string"},
+            "type": {"type": "string", "enum": ["message"]},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "entry": {
+                "type": "array",
+                "minItems": 2,
+                "maxItems": 2,
+                "items": {
+                    "type": "object",
+                    "required": ["fullUrl", "resource"],
+                    "properties": {
+                        "fullUrl": {"type": "string"},
+                        "resource": {"oneOf": [header, _ref("OperationOutcome")]},
+                    },
+                },
+                "description": "the MessageHeader, then the OperationOutcome",
+            },
+        },
+    }
+
+
 def _accepted_schema() -> dict[str, Any]:
     return {
         "type": "object",
@@ -416,6 +482,7 @@ def _operation_outcome_schema() -> dict[str, Any]:
         "required": ["resourceType", "issue"],
         "properties": {
             "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
+            "id": {"type": "string", "description": "inside a response message"},
             "issue": {
                 "type": "array",
                 "minItems": 1,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
@@ -89,11 +90,12 @@ def gateway(topics: str) -> Iterator[Gateway]:
 # --- $process-message ---------------------------------------------------------------------------
 
 
-def test_process_message_publishes_a_public_message_and_answers_with_an_outcome(
+def test_process_message_publishes_a_public_message_and_answers_with_a_response_message(
     gateway: Gateway,
 ) -> None:
-    """The FHIR example message-request-link (two Patients) through FHIR messaging: 200, the
-    caller's ids echoed, each Patient on the inbound topic with the caller's correlation id."""
+    """The FHIR example message-request-link (two Patients) through FHIR messaging: 200 with a
+    response message, the caller's ids echoed, each Patient on the inbound topic with the
+    caller's correlation id."""
     correlation = str(uuid.uuid4())
     reply = gateway.post(
         "/fhir/$process-message",
@@ -105,8 +107,16 @@ def test_process_message_publishes_a_public_message_and_answers_with_an_outcome(
     assert reply.headers["Content-Type"].startswith("application/fhir+json")
     assert reply.headers["X-Request-Id"] == "req-77"
     assert reply.headers["X-Correlation-Id"] == correlation
-    outcome = reply.json()
-    OperationOutcome.model_validate(outcome)
+    answer = reply.json()
+    Bundle.model_validate(answer)
+    header, outcome = (entry["resource"] for entry in answer["entry"])
+    assert header["response"] == {
+        "identifier": "267b18ce-3d37-4581-9baa-6fada338038b",  # the example's MessageHeader
+        "code": "ok",
+        "details": {"reference": answer["entry"][1]["fullUrl"]},
+    }
+    assert header["eventCoding"]["code"] == "patient-link"
+    assert header["source"]["endpoint"] == f"http://127.0.0.1:{gateway.port}/fhir/$process-message"
     taken = outcome["issue"][0]
     assert (taken["severity"], taken["code"]) == ("information", "informational")
     assert taken["diagnostics"].startswith("Bundle: accepted 2, ignored 0; event ids: ")
@@ -132,7 +142,9 @@ def test_process_message_in_xml_is_answered_in_xml_when_asked(gateway: Gateway) 
     assert reply.status == 200, reply.data
     assert reply.headers["Content-Type"].startswith("application/fhir+xml")
     assert reply.headers["X-Request-Id"] == "req-78"
-    outcome = OperationOutcome.model_validate_xml(reply.data)
+    answer = Bundle.model_validate_xml(reply.data)
+    header, outcome = (entry.resource for entry in answer.entry)
+    assert header.response.identifier == "267b18ce-3d37-4581-9baa-6fada338038b"
     assert outcome.issue[0].severity == "information"
     assert len(inbound(expected=2)) == 2
 

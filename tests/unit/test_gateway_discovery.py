@@ -5,10 +5,12 @@ names."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from hypothesis import given
@@ -23,7 +25,14 @@ from connectors.gateway.negotiation import (
     public_url_setting,
     render,
 )
-from connectors.gateway.rules import RefusedRequest, operation_outcome, refuse
+from connectors.gateway.rules import (
+    Admitted,
+    RefusedRequest,
+    assess,
+    operation_outcome,
+    refuse,
+    response_message,
+)
 from connectors.gateway.spec import (
     OPENAPI_PATH,
     UK_CORE_PROFILES,
@@ -33,7 +42,10 @@ from connectors.gateway.spec import (
 from schemas.fhir import PARTNER_RESOURCE_TYPES, event_type_for
 
 ROOT = Path(__file__).parents[2]
+PUBLIC = ROOT / "tests" / "fixtures" / "public"
 BASE = "https://hub.example.org"
+ENDPOINT = BASE + "/fhir/$process-message"
+NOW = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
 
 
 # --- the answer's format ------------------------------------------------------------------------
@@ -323,3 +335,74 @@ def test_sign_in_is_http_basic_on_posts_and_none_on_the_documents() -> None:
 
 def test_the_served_document_names_the_address_it_was_reached_at() -> None:
     assert openapi_document(BASE)["servers"] == [{"url": BASE}]
+
+
+# --- the response message of $process-message ---------------------------------------------------
+
+
+def processed(path: Path, content_type: str) -> Admitted:
+    verdict = assess(path.read_bytes(), content_type, None, "gp-Y01234", message=True)
+    assert isinstance(verdict, Admitted), verdict
+    return verdict
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        (PUBLIC / "fhir-json" / "message-request-link.json", "application/fhir+json"),
+        (PUBLIC / "fhir-xml" / "message-request-link.xml", "application/fhir+xml"),
+    ],
+)
+def test_a_processed_message_is_answered_by_a_response_message(
+    path: Path, content_type: str
+) -> None:
+    """FHIR synchronous messaging: a message Bundle answering the request's MessageHeader, its
+    event repeated, the OperationOutcome of what was taken as the response's details."""
+    admitted = processed(path, content_type)
+    answer = response_message(admitted, ENDPOINT, NOW)
+
+    Bundle.model_validate(answer)
+    assert (answer["type"], answer["timestamp"]) == ("message", "2026-11-30T09:15:00+00:00")
+    header, outcome = (entry["resource"] for entry in answer["entry"])
+    assert header["resourceType"] == "MessageHeader"
+    assert header["eventCoding"] == {
+        "system": "http://example.org/fhir/message-events",
+        "code": "patient-link",
+    }
+    assert header["source"] == {"name": "concord", "endpoint": ENDPOINT}
+    assert header["response"] == {
+        "identifier": "267b18ce-3d37-4581-9baa-6fada338038b",
+        "code": "ok",
+        "details": {"reference": answer["entry"][1]["fullUrl"]},
+    }
+    assert outcome == {"id": outcome["id"]} | admitted.message_outcome()
+    assert answer["entry"][1]["fullUrl"] == f"urn:uuid:{outcome['id']}"
+    assert len({answer["id"], header["id"], outcome["id"]}) == 3
+
+
+def test_a_message_whose_header_has_no_id_is_answered_with_the_outcome_as_focus() -> None:
+    bundle = json.loads((PUBLIC / "fhir-json" / "message-request-link.json").read_text())
+    del bundle["entry"][0]["resource"]["id"]
+    verdict = assess(
+        json.dumps(bundle).encode(), "application/json", None, "gp-Y01234", message=True
+    )
+    assert isinstance(verdict, Admitted)
+
+    answer = response_message(verdict, ENDPOINT, NOW)
+
+    Bundle.model_validate(answer)
+    header = answer["entry"][0]["resource"]
+    assert "response" not in header
+    assert header["focus"] == [{"reference": answer["entry"][1]["fullUrl"]}]
+
+
+def test_a_response_message_reads_back_from_fhir_xml() -> None:
+    answer = response_message(
+        processed(PUBLIC / "fhir-json" / "message-request-link.json", "application/json"),
+        ENDPOINT,
+        NOW,
+    )
+    data, media = render(answer, "xml")
+    assert media == "application/fhir+xml"
+    back = Bundle.model_validate_xml(data).model_dump(mode="json")
+    assert back == Bundle.model_validate(answer).model_dump(mode="json")
