@@ -15,6 +15,8 @@ from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from hypothesis import given
 from hypothesis import strategies as st
+from jsonschema_path import SchemaPath
+from openapi_spec_validator import OpenAPIV30SpecValidator
 
 from connectors.gateway.app import openapi_text
 from connectors.gateway.negotiation import (
@@ -34,6 +36,7 @@ from connectors.gateway.rules import (
     response_message,
 )
 from connectors.gateway.spec import (
+    FHIR_R4_SCHEMA,
     OPENAPI_PATH,
     UK_CORE_PROFILES,
     capability_statement,
@@ -263,6 +266,35 @@ def test_committed_openapi_document_is_what_the_generator_writes() -> None:
     assert json.loads(committed)["servers"] == [{"url": "/"}]
 
 
+def test_document_is_valid_openapi_3_0() -> None:
+    """Checked by openapi-spec-validator, offline: FHIR's published schema, which the resource
+    schemas refer to, stands in as an object schema per definition named."""
+    document = openapi_document()
+    named = {
+        ref.rsplit("/", 1)[1]
+        for ref in local_and_remote_refs(document)
+        if ref.startswith(FHIR_R4_SCHEMA + "#/definitions/")
+    }
+    assert named == {*PARTNER_RESOURCE_TYPES, "Bundle", "CapabilityStatement"}
+
+    def fhir_schema(uri: str) -> dict[str, Any]:
+        assert uri == FHIR_R4_SCHEMA
+        return {"definitions": {name: {"type": "object"} for name in named}}
+
+    path = SchemaPath.from_dict(document, handlers={"https": fhir_schema})
+    errors = [str(error).splitlines()[0] for error in OpenAPIV30SpecValidator(path).iter_errors()]
+    assert errors == []
+
+
+def local_and_remote_refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [ref for value in node.values() for ref in local_and_remote_refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in local_and_remote_refs(value)]
+    return []
+
+
 def test_every_operation_has_its_own_operation_id() -> None:
     ids = [operation["operationId"] for _, _, operation in operations(openapi_document())]
     assert len(ids) == len(set(ids))
@@ -287,20 +319,7 @@ def test_each_resource_route_takes_its_own_fhir_r4_schema() -> None:
 
 def test_every_local_reference_resolves() -> None:
     document = openapi_document()
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/"):
-                found.append(ref)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(document)
+    found = [ref for ref in local_and_remote_refs(document) if ref.startswith("#/")]
     assert found
     for ref in found:
         target: Any = document
