@@ -274,7 +274,7 @@ class Post:
             return Answer(200, response_message(admitted, endpoint, datetime.now(UTC)))
         if self.form == "minimal":
             return Answer(202, {})
-        if self.form == "representation":  # a create: one resource, as published
+        if self.form == "representation" and admitted.accepted:  # a create: one, as published
             return Answer(202, dict(admitted.accepted[0].envelope.resource))
         if self.form == "outcome":
             return Answer(202, admitted.message_outcome())
