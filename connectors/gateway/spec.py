@@ -99,7 +99,7 @@ def _post_responses(bundle: bool) -> dict[str, Any]:
     mismatch = (
         "the body's resourceType is not the path's" if not bundle else "the body is not a Bundle"
     )
-    return {
+    responses = {
         "202": {
             "description": "every envelope acknowledged by Kafka (acks=all); a retry with the same Idempotency-Key, or content equal to the latest version this gateway published of each resource, replays this answer and publishes nothing new (earlier content sent again is a change, and is published). JSON: the summary; asked for XML (or `Prefer: return=OperationOutcome` on a create): an OperationOutcome with the event ids",
             "headers": {
@@ -123,7 +123,6 @@ def _post_responses(bundle: bool) -> dict[str, Any]:
         "403": _outcome(
             "a message Bundle's MessageHeader.sender names another partner (not dead-lettered)"
         ),
-        "404": _outcome("a resource type the gateway does not take; kept on the dead-letter topic"),
         "406": _NOT_ACCEPTABLE,
         "409": _outcome(
             "the Idempotency-Key's first request is still being answered (retry after Retry-After seconds); or a resource is an older version (meta.versionId, then meta.lastUpdated) than the latest this gateway published of it: nothing is published, kept on the dead-letter topic, do not retry",
@@ -143,6 +142,9 @@ def _post_responses(bundle: bool) -> dict[str, Any]:
             retry_after,
         ),
     }
+    if not bundle:  # only a message names its sender
+        del responses["403"]
+    return responses
 
 
 def _post(
@@ -313,13 +315,6 @@ def openapi_document(server: str = RELATIVE_SERVER) -> dict[str, Any]:
             "parameters": _parameters(),
             "schemas": {
                 **{t: _resource_schema(t) for t in PARTNER_RESOURCE_TYPES},
-                "Resource": {
-                    "type": "object",
-                    "required": ["resourceType"],
-                    "properties": {"resourceType": {"type": "string"}},
-                    "additionalProperties": True,
-                    "description": "a FHIR R4 resource",
-                },
                 "Bundle": _bundle_schema(),
                 "CapabilityStatement": _resource_schema("CapabilityStatement"),
                 "Accepted": _accepted_schema(),
