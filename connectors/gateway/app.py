@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,16 @@ from aiohttp import web
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, MessageSizeTooLargeError
 
+from connectors.gateway.negotiation import (
+    AcceptedForm,
+    Format,
+    accepted_form,
+    answer_format,
+    prefer_return,
+    public_base,
+    public_url_setting,
+    render,
+)
 from connectors.gateway.rules import (
     Admitted,
     Answer,
@@ -38,6 +49,7 @@ from connectors.gateway.rules import (
     fingerprint,
     key_refusal,
     refuse,
+    response_message,
 )
 from connectors.gateway.spec import capability_statement, openapi_document
 from connectors.kafka_io import DeliveryError, Publisher, new_producer
@@ -54,7 +66,6 @@ log = structlog.get_logger(__name__)
 MIB = 1024 * 1024
 RETRY_AFTER_S = 10
 DEAD_LETTER_PREFIX = 64 * 1024  # of an oversized body, enough for an operator to see what it was
-FHIR_JSON = "application/fhir+json"
 # Ids a $process-message caller may send to follow its message through; echoed on the answer.
 ECHOED_HEADERS = ("X-Request-Id", "X-Correlation-Id")
 
@@ -72,6 +83,7 @@ class GatewayConfig:
     idempotency_ttl_s: float = 24 * 60 * 60
     idempotency_max_keys: int = 10_000
     versions_max_keys: int = 100_000
+    public_url: str | None = None  # the address callers reach the gateway at, behind a proxy
 
 
 def gateway_config() -> GatewayConfig:
@@ -79,7 +91,7 @@ def gateway_config() -> GatewayConfig:
     env = os.environ
     partners_file = settings().partners_file  # MissingConfiguration names what to set
     try:
-        return GatewayConfig(
+        config = GatewayConfig(
             partners_file=partners_file,
             host=env.get("CONCORD_GATEWAY_HOST", "127.0.0.1"),
             port=int(env.get("CONCORD_GATEWAY_PORT", "8080")),
@@ -89,6 +101,7 @@ def gateway_config() -> GatewayConfig:
         )
     except ValueError as exc:
         raise ValueError(f"a CONCORD_GATEWAY_* setting is not a number: {exc}") from exc
+    return replace(config, public_url=public_url_setting(env.get("CONCORD_GATEWAY_PUBLIC_URL")))
 
 
 class KafkaUnavailable(Exception):  # noqa: N818 -- reads as the condition it reports
@@ -218,6 +231,7 @@ class Gateway:
 
 GATEWAY = web.AppKey("gateway", Gateway)
 FACTS = web.RequestKey("gateway.facts", dict)  # what the request's log line reports
+ANSWER_IN = web.RequestKey("gateway.format", str)  # "json" or "xml": how FHIR answers are written
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +256,8 @@ class Post:
     body: bytes
     message: bool = False  # POST /fhir/$process-message
     correlation: str | None = None  # its X-Correlation-Id
+    form: AcceptedForm = "summary"  # what a 202 carries (Prefer, and the answer's format)
+    reached: str = ""  # the address the partner reached the gateway at
 
     @property
     def origin(self) -> str:
@@ -251,10 +267,17 @@ class Post:
         return f"POST /fhir/{self.route_type}" if self.route_type else "POST /fhir"
 
     def accepted(self, admitted: Admitted) -> Answer:
-        """The answer once accepted: 202 with the event ids, or 200 with an OperationOutcome for
-        $process-message (FHIR messaging answers a processed message with 200)."""
+        """The answer once accepted: 202 with the event ids (or as Prefer asks), or 200 with a
+        FHIR response message for $process-message."""
         if self.message:
-            return Answer(200, admitted.message_outcome())
+            endpoint = f"{self.reached}/fhir/$process-message"
+            return Answer(200, response_message(admitted, endpoint, datetime.now(UTC)))
+        if self.form == "minimal":
+            return Answer(202, {})
+        if self.form == "representation" and admitted.accepted:  # a create: one, as published
+            return Answer(202, dict(admitted.accepted[0].envelope.resource))
+        if self.form == "outcome":
+            return Answer(202, admitted.message_outcome())
         return Answer(202, admitted.answer())
 
 
@@ -263,18 +286,22 @@ def refused_reply(refusal: RefusedRequest, final: bool = False, retry_after: boo
     return Reply(Answer(refusal.status, refusal.outcome()), final=final, retry_after=retry_after)
 
 
+def answer_in(request: web.Request) -> Format:
+    """The format FHIR answers to this request are written in (see `every_request`)."""
+    return "xml" if request.get(ANSWER_IN) == "xml" else "json"
+
+
 def respond(request: web.Request, reply: Reply) -> web.Response:
     """The HTTP response for a reply, with the headers its status calls for."""
     answer, facts = reply.answer, request[FACTS]
     facts["status"] = answer.status
     if answer.status >= 400:
         facts["problems"] = len(answer.body.get("issue", ()))
-    is_fhir = answer.body.get("resourceType") is not None
-    response = web.Response(
-        status=answer.status,
-        body=orjson.dumps(answer.body),
-        content_type=FHIR_JSON if is_fhir else "application/json",
-    )
+    if answer.body:
+        body, media = render(answer.body, answer_in(request))
+        response = web.Response(status=answer.status, body=body, content_type=media)
+    else:  # Prefer: return=minimal
+        response = web.Response(status=answer.status)
     if answer.status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="concord"'
     if reply.retry_after:
@@ -308,7 +335,7 @@ async def receive(request: web.Request) -> web.Response:
 
 
 async def process_message(request: web.Request) -> web.Response:
-    """POST /fhir/$process-message: a message Bundle, answered 200 with an OperationOutcome;
+    """POST /fhir/$process-message: a message Bundle, answered 200 with a FHIR response message;
     X-Request-Id and X-Correlation-Id are echoed, and the correlation id, when given, is the
     envelopes' correlation."""
     response = await _receive(request, message=True)
@@ -326,6 +353,8 @@ async def _receive(request: web.Request, *, message: bool) -> web.Response:
         return respond(request, refused_reply(partner))
     facts["partner"] = partner.id
     headers, limit = request.headers, gateway.config.max_body
+    route_type = request.match_info.get("resource_type")
+    prefer = prefer_return(headers.get("Prefer")) if route_type else None
     declared = request.content_length
     if declared is not None and declared > limit:
         # Never read what was declared too large: keep a prefix for the operator.
@@ -334,18 +363,23 @@ async def _receive(request: web.Request, *, message: bool) -> web.Response:
         body, over = await read_limited(request, limit)
     post = Post(
         partner.id,
-        request.match_info.get("resource_type"),
+        route_type,
         headers.get("Content-Type"),
         headers.get("Idempotency-Key"),
         body[:DEAD_LETTER_PREFIX] if over else body,
         message,
         headers.get("X-Correlation-Id") if message else None,
+        accepted_form(prefer, answer_in(request), create=route_type is not None),
+        reached_at(request),
     )
     if over or (declared is not None and declared > limit):
         reply = await refused(gateway, facts, too_large(declared, limit), post)
     else:
         reply = await answer_post(gateway, facts, post)
-    return respond(request, reply)
+    response = respond(request, reply)
+    if prefer is not None and response.status < 300 and not reply.replayed:
+        response.headers["Preference-Applied"] = f"return={prefer}"
+    return response
 
 
 async def answer_post(gateway: Gateway, facts: dict[str, Any], post: Post) -> Reply:
@@ -460,14 +494,29 @@ async def publish(gateway: Gateway, facts: dict[str, Any], admitted: Admitted, p
     return Reply(post.accepted(admitted), final=True)
 
 
+def reached_at(request: web.Request) -> str:
+    """The address the caller reached the gateway at (CONCORD_GATEWAY_PUBLIC_URL when set)."""
+    headers = request.headers
+    return public_base(
+        request.app[GATEWAY].config.public_url,
+        request.scheme,
+        request.host,
+        headers.get("X-Forwarded-Proto"),
+        headers.get("X-Forwarded-Host"),
+    )
+
+
 async def metadata(request: web.Request) -> web.Response:
-    """GET /metadata: the FHIR CapabilityStatement."""
-    return respond(request, Reply(Answer(200, capability_statement())))
+    """GET /metadata: the FHIR CapabilityStatement, naming the address it was reached at."""
+    cache_min = int(request.app[GATEWAY].config.idempotency_ttl_s // 60)
+    return respond(
+        request, Reply(Answer(200, capability_statement(reached_at(request), cache_min)))
+    )
 
 
 async def openapi(request: web.Request) -> web.Response:
-    """GET /openapi.json: the OpenAPI 3 document."""
-    return respond(request, Reply(Answer(200, openapi_document())))
+    """GET /openapi.json: the OpenAPI 3 document, its server the address it was reached at."""
+    return respond(request, Reply(Answer(200, openapi_document(reached_at(request)))))
 
 
 # --- the application ----------------------------------------------------------------------------
@@ -483,6 +532,11 @@ def _claimed_partner(request: web.Request) -> str | None:
     return claimed if PARTNER_ID.match(claimed) else None
 
 
+def _answers_fhir(request: web.Request) -> bool:
+    """Whether the route answers in FHIR, so that `_format` and `Accept` decide how."""
+    return request.path == "/metadata" or request.path.startswith("/fhir")
+
+
 @web.middleware
 async def every_request(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -491,8 +545,14 @@ async def every_request(
     started = time.monotonic()
     facts: dict[str, Any] = {}
     request[FACTS] = facts
+    wanted = answer_format(request.query.get("_format"), request.headers.get("Accept"))
+    request[ANSWER_IN] = wanted if isinstance(wanted, str) else "json"
+    response: web.StreamResponse
     try:
-        response = await handler(request)
+        if isinstance(wanted, RefusedRequest) and _answers_fhir(request):
+            response = respond(request, refused_reply(wanted))  # 406, before anything is read
+        else:
+            response = await handler(request)
     except web.HTTPException as exc:  # the router's 404 and 405
         code: IssueCode = "not-supported"
         message = f"{exc.reason}: the endpoints are listed at /openapi.json"

@@ -7,9 +7,10 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -120,13 +121,23 @@ def publishable(accepted: Accepted) -> Publishable:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageFacts:
+    """What a response message repeats of a request's MessageHeader: its id, and its event as
+    FHIR JSON (`{"eventCoding": {...}}` or `{"eventUri": "..."}`)."""
+
+    header_id: str | None
+    event: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Admitted:
     """A request whose every resource passed: what to publish, how many Bundle entries were
-    passed by, and a warning for each of them."""
+    passed by, a warning for each of them, and (a message) its MessageHeader's facts."""
 
     accepted: tuple[Publishable, ...]
     ignored: int
     warnings: tuple[Issue, ...] = ()
+    message: MessageFacts | None = None
 
     @property
     def event_ids(self) -> list[str]:
@@ -156,6 +167,42 @@ class Admitted:
             severity="information",
         )
         return operation_outcome((taken, *self.warnings))
+
+
+def response_message(
+    admitted: Admitted,
+    endpoint: str,
+    now: datetime,
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+) -> dict[str, Any]:
+    """The FHIR response message answering a processed message (synchronous messaging, FHIR's
+    $process-message): a message Bundle whose MessageHeader repeats the request's event, answers
+    its MessageHeader id with `response.code` ok, and points at the OperationOutcome saying what
+    was taken (`response.details`). `endpoint` is the hub's $process-message address."""
+    facts = admitted.message or MessageFacts(None)
+    bundle_id, header_id, outcome_id = new_id(), new_id(), new_id()
+    outcome = {"resourceType": "OperationOutcome", "id": outcome_id} | admitted.message_outcome()
+    header: dict[str, Any] = {
+        "resourceType": "MessageHeader",
+        "id": header_id,
+        **facts.event,
+        "source": {"name": "concord", "endpoint": endpoint},
+    }
+    details = {"reference": f"urn:uuid:{outcome_id}"}
+    if facts.header_id:
+        header["response"] = {"identifier": facts.header_id, "code": "ok", "details": details}
+    else:  # nothing to answer by id: the outcome is what the message is about
+        header["focus"] = [details]
+    return {
+        "resourceType": "Bundle",
+        "id": bundle_id,
+        "type": "message",
+        "timestamp": now.isoformat(timespec="seconds"),
+        "entry": [
+            {"fullUrl": f"urn:uuid:{header_id}", "resource": header},
+            {"fullUrl": f"urn:uuid:{outcome_id}", "resource": outcome},
+        ],
+    }
 
 
 def warning(ignored: Ignored) -> Issue:
@@ -282,6 +329,7 @@ class Body:
     resource_type: str | None
     bundle_type: str | None
     senders: tuple[str, ...]  # partner ids a message Bundle's MessageHeader.sender claims
+    message: MessageFacts | None = None  # a message Bundle's MessageHeader id and event
 
 
 def json_facts(data: Any) -> Body:
@@ -291,6 +339,7 @@ def json_facts(data: Any) -> Body:
     resource_type = data.get("resourceType")
     bundle_type = data.get("type") if resource_type == "Bundle" else None
     senders: tuple[str, ...] = ()
+    message = None
     entries = data.get("entry")
     if bundle_type == "message" and isinstance(entries, list) and entries:
         first = entries[0].get("resource") if isinstance(entries[0], dict) else None
@@ -298,10 +347,15 @@ def json_facts(data: Any) -> Body:
         identifier = sender.get("identifier") if isinstance(sender, dict) else None
         if isinstance(identifier, dict) and identifier.get("system") == PARTNER_SYSTEM:
             senders = (str(identifier.get("value")),)
+        if isinstance(first, dict):
+            header_id = first.get("id")
+            event = {k: first[k] for k in ("eventCoding", "eventUri") if k in first}
+            message = MessageFacts(header_id if isinstance(header_id, str) else None, event)
     return Body(
         resource_type if isinstance(resource_type, str) else None,
         bundle_type if isinstance(bundle_type, str) else None,
         senders,
+        message,
     )
 
 
@@ -312,6 +366,7 @@ def xml_facts(root: Any) -> Body:
         return Body(resource_type, None, ())
     bundle_type = _xml_value(root, "type")
     senders: tuple[str, ...] = ()
+    message = None
     first = root.find(f"{{{FHIR_NS}}}entry")
     if bundle_type == "message" and first is not None:
         path = "/".join(
@@ -320,7 +375,22 @@ def xml_facts(root: Any) -> Body:
         identifier = first.find(path)
         if identifier is not None and _xml_value(identifier, "system") == PARTNER_SYSTEM:
             senders = (str(_xml_value(identifier, "value")),)
-    return Body(resource_type, bundle_type, senders)
+        header = first.find(f"{{{FHIR_NS}}}resource/{{{FHIR_NS}}}MessageHeader")
+        if header is not None:
+            message = MessageFacts(_xml_value(header, "id"), _xml_event(header))
+    return Body(resource_type, bundle_type, senders, message)
+
+
+def _xml_event(header: Any) -> dict[str, Any]:
+    """A MessageHeader's event[x] in XML, as FHIR JSON."""
+    uri = _xml_value(header, "eventUri")
+    if uri is not None:
+        return {"eventUri": uri}
+    coding = header.find(f"{{{FHIR_NS}}}eventCoding")
+    if coding is None:
+        return {}
+    found = {name: _xml_value(coding, name) for name in ("system", "version", "code", "display")}
+    return {"eventCoding": {name: value for name, value in found.items() if value is not None}}
 
 
 def _xml_value(element: Any, name: str) -> str | None:
@@ -535,6 +605,8 @@ def assess(
     )
     if isinstance(verdict, RefusedRequest):
         return verdict
+    if message:
+        verdict = replace(verdict, message=facts.message)
     return oversize_refusal(verdict) or verdict
 
 

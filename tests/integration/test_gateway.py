@@ -472,17 +472,6 @@ def test_kafka_unavailable_is_503_with_retry_after_never_202(
 # --- documents and logs -------------------------------------------------------------------------
 
 
-def test_served_openapi_document_is_the_committed_one(client: Client) -> None:
-    reply = client.request("GET", "/openapi.json")
-    committed = json.loads((ROOT / "connectors" / "gateway" / "openapi.json").read_text())
-
-    assert reply.status == 200
-    assert reply.body == committed, (
-        "connectors/gateway/openapi.json is stale: run "
-        "`.venv/bin/python -m connectors.gateway.app --openapi > connectors/gateway/openapi.json`"
-    )
-
-
 def test_metadata_is_a_capability_statement(client: Client) -> None:
     for path in ("/metadata", "/fhir/metadata"):
         reply = client.request("GET", path)

@@ -446,7 +446,7 @@ def test_version_memory_holds_at_most_max_keys_forgetting_the_least_recently_pub
 
 
 def test_capability_statement_is_valid_fhir_listing_the_partner_resource_types() -> None:
-    statement = capability_statement()
+    statement = capability_statement("https://hub.example.org", 1440)
     CapabilityStatement.model_validate(statement)
     types = [r["type"] for r in statement["rest"][0]["resource"]]
     assert types == ["Appointment", "Encounter", "ServiceRequest", "Task", "Patient", "Consent"]
