@@ -43,6 +43,7 @@ class Record:
     problems: tuple[Problem, ...] = ()
     in_bundle: bool = False
     request_method: str | None = None  # a Bundle entry's request.method, when it has one
+    notice: str | None = None  # a warning about the input as a whole (a CSV column not read)
 
     @property
     def ok(self) -> bool:
