@@ -47,7 +47,9 @@ _SEPT = re.compile(r"\bsept\b", re.IGNORECASE)
 
 
 def _readings(value: str, layouts: tuple[str, ...]) -> set[datetime]:
-    found = set()
+    found: set[datetime] = set()
+    if not value.isascii():
+        return found  # strptime takes any Unicode digit: the hub reads ASCII digits only
     for layout in layouts:
         try:
             reading = datetime.strptime(value, layout)

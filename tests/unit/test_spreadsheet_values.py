@@ -60,6 +60,8 @@ def test_september_may_be_written_sept() -> None:
         "31/12",
         "Dec 31 2026",
         "31122026",
+        "\uff13\uff11/12/2026",  # full-width digits
+        "\u0663\u0661/12/2026",  # Arabic-Indic digits
         "tomorrow",
         "",
     ],
@@ -96,7 +98,9 @@ def test_times_read_in_every_accepted_layout(text: str, expected: time) -> None:
     assert read_time(text) == expected
 
 
-@pytest.mark.parametrize("text", ["25:00", "9:60", "13:30pm", "0930", "half nine", "9", ""])
+@pytest.mark.parametrize(
+    "text", ["25:00", "9:60", "13:30pm", "0930", "half nine", "9", "", "\u0669:30"]
+)
 def test_a_time_in_no_accepted_layout_is_refused_naming_it(text: str) -> None:
     with pytest.raises(FieldError) as refused:
         read_time(text)
