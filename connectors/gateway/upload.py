@@ -167,8 +167,8 @@ async def upload_csv(request: web.Request) -> web.Response:
     reading = DEAD_LETTER_PREFIX if declared is not None and declared > limit else limit
     body, over = await read_limited(request, reading)
     if over or (declared is not None and declared > limit):
-        refusal = too_large(declared, limit)
-        return respond(request, await _refused(gateway, facts, refusal, body, partner.id))
+        refusal, kept = too_large(declared, limit), body[:DEAD_LETTER_PREFIX]
+        return respond(request, await _refused(gateway, facts, refusal, kept, partner.id))
     found = csv_from_body(
         body, request.headers.get("Content-Type"), request.content_type, request.query
     )

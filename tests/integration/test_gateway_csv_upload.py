@@ -136,6 +136,18 @@ def test_an_upload_over_the_size_limit_is_413_and_kept_in_part(client: Client) -
     assert inbound() == []
 
 
+def test_a_chunked_upload_over_the_size_limit_is_413_while_reading(client: Client) -> None:
+    chunks = [b"Client ID,Appointment ID\r\n"] + [b"C-1,a-1\r\n" * 8192] * 20
+    reply = client.post("/upload/csv", iter(chunks), partner=RECOVERY, content_type="text/csv")
+
+    assert reply.status == 413
+    assert "more than that is over the limit of 1048576 bytes" in reply.diagnostics()
+    [letter] = dead_letters(1)
+    assert letter.raw.startswith("Client ID,Appointment ID")
+    assert len(letter.raw) == 64 * 1024
+    assert inbound() == []
+
+
 def test_an_upload_without_the_partners_secret_is_401_and_not_kept(client: Client) -> None:
     reply = client.post(
         "/upload/csv",
