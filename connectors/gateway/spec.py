@@ -121,6 +121,9 @@ def _capability_get(summary: str) -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3 description of the gateway, exactly as served at /openapi.json."""
+    # Imported here: the upload module builds on the app, which imports this module.
+    from connectors.gateway.upload import openapi_operation
+
     types = list(PARTNER_RESOURCE_TYPES)
     single = _post(
         "Publish one FHIR resource",
@@ -184,6 +187,7 @@ def openapi_document() -> dict[str, Any]:
             "/fhir/{resourceType}": {"post": single},
             "/fhir": {"post": bundle},
             "/fhir/$process-message": {"post": message},
+            "/upload/csv": {"post": openapi_operation()},
             "/metadata": {"get": _capability_get("The FHIR CapabilityStatement")},
             "/fhir/metadata": {
                 "get": _capability_get("The FHIR CapabilityStatement at the FHIR base")

@@ -207,3 +207,110 @@ async def _refused(
     """Dead-letter a refused upload, then answer with the refusal."""
     facts["kept"] = await gateway.keep(refusal, body, ORIGIN, partner)
     return refused_reply(refusal)
+
+
+def openapi_operation() -> dict[str, Any]:
+    """POST /upload/csv as the OpenAPI document describes it (connectors/gateway/spec.py)."""
+    outcome = {
+        "application/fhir+json": {"schema": {"$ref": "#/components/schemas/OperationOutcome"}}
+    }
+    problem = {
+        "type": "object",
+        "required": ["column", "reason"],
+        "properties": {
+            "column": {
+                "type": "string",
+                "description": "the column as the file names it, or (row), (header), (file)",
+            },
+            "reason": {"type": "string", "example": "'31/02/2026' is not a date (day first: …)"},
+        },
+    }
+    report = {
+        "type": "object",
+        "required": ["file", "accepted_rows", "refused_rows", "warnings", "rows"],
+        "properties": {
+            "file": {"type": "string", "description": "the file name rows are named by"},
+            "accepted_rows": {"type": "integer"},
+            "refused_rows": {"type": "integer"},
+            "warnings": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "columns not read, once per file",
+            },
+            "rows": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["row", "accepted"],
+                    "properties": {
+                        "row": {
+                            "type": "integer",
+                            "description": "the line of the file (the header is 1)",
+                        },
+                        "accepted": {"type": "boolean"},
+                        "event_ids": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "uuid"},
+                        },
+                        "problems": {"type": "array", "items": problem},
+                    },
+                },
+            },
+        },
+    }
+
+    def answer(description: str) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": report}}}
+
+    def refused(description: str) -> dict[str, Any]:
+        return {"description": description, "content": outcome}
+
+    return {
+        "summary": "Publish a voluntary-sector CSV export of appointments and attendance",
+        "description": "Read and published as `concord publish --format csv` does (connectors/feeds/README.md): "
+        "spreadsheet header names or the partner's own csv_columns, attendance words, day-first UK dates, "
+        "London times, UTF-8 or Windows-1252. Good rows are published, refused rows dead-lettered, and "
+        "every row reported.",
+        "security": [{"partnerBasic": []}],
+        "parameters": [
+            {
+                "name": "filename",
+                "in": "query",
+                "required": False,
+                "description": "names the rows of a text/csv body (default upload.csv)",
+                "schema": {"type": "string"},
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": [FILE_FIELD],
+                        "properties": {FILE_FIELD: {"type": "string", "format": "binary"}},
+                    }
+                },
+                **{media: {"schema": {"type": "string"}} for media in CSV_TYPES},
+            },
+        },
+        "responses": {
+            "200": answer(
+                "the file was read: every row published (acknowledged by Kafka) or refused (dead-lettered)"
+            ),
+            "400": refused(
+                "a form that cannot be read, or without a file field; kept on the dead-letter topic"
+            ),
+            "401": refused("no credential, or a wrong one (not dead-lettered)"),
+            "413": refused(
+                "over the size limit (default 1 MiB); the first 64 KiB kept on the dead-letter topic"
+            ),
+            "415": refused("another Content-Type; kept on the dead-letter topic"),
+            "422": answer(
+                "rows were refused and none published, e.g. a header that cannot be read"
+            ),
+            "503": refused(
+                "Kafka did not acknowledge in time; send the whole file again after Retry-After seconds"
+            ),
+        },
+    }
