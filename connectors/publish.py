@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -167,6 +167,13 @@ def _kind(partner: str, _setting: str | None) -> AgencyKind | None:
         return partner_directory(settings().partners_file).kind_of(partner)
     except UnknownPartner:
         return None
+
+
+def csv_columns(partner: str) -> Mapping[str, str]:
+    """The partner's own CSV header names (csv_columns in the partner directory); none when
+    the directory does not list the partner."""
+    listed = partner_directory(settings().partners_file).get(partner)
+    return listed.csv_columns if listed is not None else {}
 
 
 def _problem(resource_type: str, reason: str) -> Problem:
@@ -330,12 +337,14 @@ def publish_records(
     on_progress: Callable[[int], None] | None = None,
     *,
     workers: int | None = None,
+    on_outcome: Callable[[PublishResult], None] | None = None,
 ) -> PublishSummary:
     """Decide and send every record; returns once Kafka has acknowledged them all.
 
     A large input is decided on every core (connectors.parallel); the order of what is
     sent, and every decision, are those of deciding one record after another.
-    `workers=1` keeps it in this process; None lets the input's size choose.
+    `workers=1` keeps it in this process; None lets the input's size choose. `on_outcome`
+    hears each record's outcome as it is sent (the HTTP CSV upload reports it row by row).
     """
     from connectors.parallel import decide_all
 
@@ -355,6 +364,8 @@ def publish_records(
         else:
             summary.ignored += 1
             summary.warnings.append(outcome.warning())
+        if on_outcome is not None:
+            on_outcome(outcome)
         if on_progress is not None:
             on_progress(done)
     publisher.confirm()
@@ -402,7 +413,7 @@ def reader_for(path: Path, partner: str, fmt: str = "auto") -> Iterator[Record]:
     if fmt == "csv":
         from connectors.feeds.csv_feed import records_from_csv_file
 
-        return records_from_csv_file(path, partner)
+        return records_from_csv_file(path, partner, csv_columns(partner))
     if fmt == "hl7":
         from connectors.hl7v2.to_fhir import records_from_hl7_file
 

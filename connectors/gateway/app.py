@@ -597,6 +597,9 @@ def build_app(
     app.router.add_get("/metadata", metadata)
     app.router.add_get("/fhir/metadata", metadata)
     app.router.add_get("/openapi.json", openapi)
+    from connectors.gateway.upload import upload_csv  # it builds on this module: imported here
+
+    app.router.add_post("/upload/csv", upload_csv)
 
     async def close_lanes(_: web.Application) -> None:
         await gateway.lanes.close()

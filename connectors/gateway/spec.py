@@ -235,6 +235,9 @@ def _resource_schema(resource_type: str) -> dict[str, Any]:
 def openapi_document(server: str = RELATIVE_SERVER) -> dict[str, Any]:
     """The OpenAPI 3 description of the gateway; `server` is the address it is reached at
     (the committed document names the relative `/`)."""
+    # Imported here: the upload module builds on the app, which imports this module.
+    from connectors.gateway.upload import openapi_operation
+
     bundle = _post(
         "postBundle",
         "Publish a FHIR Bundle",
@@ -296,6 +299,7 @@ def openapi_document(server: str = RELATIVE_SERVER) -> dict[str, Any]:
             **{f"/fhir/{t}": {"post": _create(t)} for t in PARTNER_RESOURCE_TYPES},
             "/fhir": {"post": bundle},
             "/fhir/$process-message": {"post": message},
+            "/upload/csv": {"post": openapi_operation()},
             "/metadata": {"get": _capability_get("capabilities", "The FHIR CapabilityStatement")},
             "/fhir/metadata": {
                 "get": _capability_get(

@@ -34,6 +34,7 @@ _PREFIX_KINDS: tuple[tuple[str, AgencyKind], ...] = (
     ("vol-", "voluntary"),
 )
 _FIELDS = ("id", "kind", "name")
+_OPTIONAL = ("secret_hash", "csv_columns")
 
 
 class UnknownPartner(KeyError):  # noqa: N818 -- name fixed by the shared API
@@ -48,6 +49,9 @@ class Partner:
     kind: AgencyKind
     name: str
     secret_hash: str | None = None  # services.domain.credentials format; None cannot sign in
+    # The partner's CSV export headers that the usual names do not cover: their header → our
+    # column (connectors/feeds/README.md). Checked against the columns where a CSV is read.
+    csv_columns: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def _partner(position: int, entry: Any) -> Partner:
@@ -61,7 +65,7 @@ def _partner(position: int, entry: Any) -> Partner:
             raise ValueError(f"{where} is missing the field {name!r}")
         if not isinstance(entry[name], str) or not entry[name].strip():
             raise ValueError(f"{where}: {name} must be a non-empty string")
-    unexpected = sorted(str(key) for key in entry if key not in (*_FIELDS, "secret_hash"))
+    unexpected = sorted(str(key) for key in entry if key not in (*_FIELDS, *_OPTIONAL))
     if unexpected:
         raise ValueError(f"{where} has unexpected fields: {', '.join(unexpected)}")
     if not PARTNER_ID.match(entry["id"]):
@@ -77,7 +81,25 @@ def _partner(position: int, entry: Any) -> Partner:
         raise ValueError(
             f"{where}: secret_hash is not a hash made by `concord partners hash-secret`"
         )
-    return Partner(id=entry["id"], kind=kind, name=entry["name"].strip(), secret_hash=secret_hash)
+    return Partner(
+        id=entry["id"],
+        kind=kind,
+        name=entry["name"].strip(),
+        secret_hash=secret_hash,
+        csv_columns=_csv_columns(where, entry.get("csv_columns", {})),
+    )
+
+
+def _csv_columns(where: str, mapping: Any) -> Mapping[str, str]:
+    """A partner's csv_columns: a mapping of non-empty header names to non-empty column names."""
+    if not isinstance(mapping, Mapping) or not all(
+        isinstance(key, str) and key.strip() and isinstance(value, str) and value.strip()
+        for key, value in mapping.items()
+    ):
+        raise ValueError(
+            f"{where}: csv_columns must map the partner's CSV header names to column names"
+        )
+    return MappingProxyType({key.strip(): value.strip() for key, value in mapping.items()})
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from connectors.feeds.csv_feed import records_from_csv_text
+from connectors.feeds.csv_feed import records_from_csv_bytes
 from connectors.feeds.probation import records_from_probation_text
 from connectors.fhir_input import Record, read_partner_bytes, read_text
 from connectors.gateway.rules import RefusedRequest, assess
@@ -97,10 +97,7 @@ def test_probation_json(fuzz: Fuzz) -> None:
 
 
 def test_csv(fuzz: Fuzz) -> None:
-    def parse(text: str, origin: str) -> Iterator[Record]:
-        return records_from_csv_text(text, origin, "vol-recovery")
-
     def entry_point(data: bytes) -> None:
-        published(read_partner_bytes(data, "input.csv", parse), "vol-recovery")
+        published(records_from_csv_bytes(data, "input.csv", "vol-recovery"), "vol-recovery")
 
     fuzz.run("csv", FORMAT_SEEDS["csv"](), "csv", 100, entry_point)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from connectors.feeds.csv_feed import records_from_csv_file
+from connectors.feeds.csv_feed import ATTENDANCE_HINT, records_from_csv_file
 from connectors.feeds.probation import records_from_probation_file
+from connectors.feeds.spreadsheet import DATE_HINT
 from connectors.fhir_input import Record
 from connectors.kafka_io import Publisher, read_topic
 from connectors.publish import PublishSummary, publish_records
@@ -45,9 +46,9 @@ def test_csv_upload_publishes_97_rows_and_dead_letters_the_3_bad_ones_by_line(to
 
     assert (summary.accepted, summary.rejected) == (97, 3)
     assert summary.errors == [
-        "appointments.csv:7: date: '31/02/2026' is not a date",
-        "appointments.csv:42: status: 'rescheduled' is not one of: booked, attended, did-not-attend, cancelled",
-        "appointments.csv:88: end_time: must be later than start_time",
+        f"appointments.csv:7: date: '31/02/2026' is not a date ({DATE_HINT})",
+        f"appointments.csv:42: status: 'rescheduled' is not an attendance value ({ATTENDANCE_HINT})",
+        "appointments.csv:88: end_time: must be later than the start time",
     ]
     envelopes = inbound()
     assert len(envelopes) == 97

@@ -10,7 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.feeds.csv_feed import records_from_csv_file, records_from_csv_text
+from connectors.feeds.csv_feed import (
+    ATTENDANCE_HINT,
+    COLUMNS,
+    records_from_csv_file,
+    records_from_csv_text,
+)
+from connectors.feeds.spreadsheet import DATE_HINT, TIME_HINT
 from connectors.fhir_input import Record, read_text
 from connectors.publish import Accepted, decide
 from schemas.fhir import CARRIED, problems_in
@@ -162,9 +168,9 @@ def test_bad_rows_are_named_by_line_and_column_and_good_rows_still_map() -> None
         "C-1,va-5,2026-12-05,10:00,10:45,attended",
     )
     assert errors(records) == [
-        "up.csv:4: date: '31/02/2026' is not a date",
-        "up.csv:5: end_time: must be later than start_time",
-        "up.csv:6: status: 'maybe' is not one of: booked, attended, did-not-attend, cancelled",
+        f"up.csv:4: date: '31/02/2026' is not a date ({DATE_HINT})",
+        "up.csv:5: end_time: must be later than the start time",
+        f"up.csv:6: status: 'maybe' is not an attendance value ({ATTENDANCE_HINT})",
     ]
     assert [a["id"] for a in resources(records)] == ["va-1", "va-5"]
 
@@ -174,9 +180,9 @@ def test_every_problem_of_a_row_is_reported() -> None:
     assert errors(records) == [
         "up.csv:2: client_id: local identifier value must be 1-64 letters, digits or ._/-",
         "up.csv:2: appointment_id: 'va/1' is not a valid id (1-64 letters, digits, '-' or '.')",
-        "up.csv:2: date: '2026-13-01' is not a date",
-        "up.csv:2: start_time: '25:00' is not a time (write HH:MM, 24-hour clock)",
-        "up.csv:2: end_time: '1045' is not a time (write HH:MM, 24-hour clock)",
+        f"up.csv:2: date: '2026-13-01' is not a date ({DATE_HINT})",
+        f"up.csv:2: start_time: '25:00' is not a time ({TIME_HINT})",
+        f"up.csv:2: end_time: '1045' is not a time ({TIME_HINT})",
         "up.csv:2: status: value required",
     ]
 
@@ -186,11 +192,11 @@ def test_every_problem_of_a_row_is_reported() -> None:
     [
         (
             "C-1,va-1,2026/12/03,10:00,10:45,booked,,1",
-            "date: '2026/12/03' is not a date (write 2026-12-03 or 03/12/2026)",
+            f"date: '2026/12/03' is not a date ({DATE_HINT})",
         ),
         ("C-1,va-1,2026-12-03,10:00,10:45,booked,X12,1", "crn: probation CRN must be a letter"),
         ("C-1,va-1,2026-12-03,10:00,10:45,booked,,v1", "version: 'v1' is not a whole number"),
-        (",va-1,2026-12-03,10:00,10:45,booked,,1", "client_id: value required"),
+        (",va-1,2026-12-03,10:00,10:45,booked,,1", "(row): one of client_id, crn is required"),
     ],
 )
 def test_bad_value_is_named_by_column(row: str, expected: str) -> None:
@@ -215,7 +221,7 @@ def test_a_quoted_value_over_two_lines_keeps_later_line_numbers_right() -> None:
         header=header,
     )
     assert errors(records) == [
-        "up.csv:4: status: 'soon' is not one of: booked, attended, did-not-attend, cancelled"
+        f"up.csv:4: status: 'soon' is not an attendance value ({ATTENDANCE_HINT})"
     ]
 
 
@@ -224,10 +230,26 @@ def test_bad_row_keeps_the_header_and_the_row_for_the_dead_letter() -> None:
     assert record.raw == HEADER + "\nC-1,va-2,31/02/2026,10:00,10:45,booked\n"
 
 
-def test_unknown_columns_reject_the_file_naming_them() -> None:
-    records = upload("C-1,va-1,2026-12-03,10:00,10:45,booked,x,y", header=HEADER + ",room,notes")
-    assert len(records) == 1
-    assert errors(records)[0].startswith("up.csv:1: (header): unknown column(s): room, notes")
+def test_unknown_columns_are_each_reported_once_per_file_and_not_read() -> None:
+    records = upload(
+        "C-1,va-1,2026-12-03,10:00,10:45,booked,x,Prefers mornings",
+        "C-1,va-2,2026-12-04,10:00,10:45,booked,y,",
+        header=HEADER + ",room,Notes",
+    )
+    notices = [(r.origin, r.ignored_because) for r in records if r.ignored_because is not None]
+    assert notices == [
+        (
+            "up.csv:1",
+            f"column 'room' is not read: the hub has no column of that name (it reads {', '.join(COLUMNS)} and their usual names)",
+        ),
+        (
+            "up.csv:1",
+            f"column 'Notes' is not read: the hub has no column of that name (it reads {', '.join(COLUMNS)} and their usual names)",
+        ),
+    ]
+    assert errors(records) == []
+    assert [a["id"] for a in resources(records)] == ["va-1", "va-2"]
+    assert "Prefers mornings" not in orjson.dumps(resources(records)).decode()
 
 
 def test_missing_required_column_rejects_the_whole_file_as_one_record() -> None:
@@ -235,7 +257,9 @@ def test_missing_required_column_rejects_the_whole_file_as_one_record() -> None:
     records = upload(
         "C-1,va-1,2026-12-03,10:00,booked", "C-1,va-2,2026-12-03,11:00,booked", header=header
     )
-    assert errors(records) == ["up.csv:1: (header): missing required column(s): end_time"]
+    assert errors(records) == [
+        "up.csv:1: (header): missing required column(s): end_time or duration"
+    ]
     assert "va-2" in records[0].raw, "the whole file is kept for the dead letter"
 
 
@@ -243,7 +267,7 @@ def test_repeated_and_unnamed_columns_are_header_errors() -> None:
     records = upload("C-1,va-1,2026-12-03,10:00,10:45,booked,x,y", header=HEADER + ",date,")
     assert errors(records) == [
         "up.csv:1: (header): column(s) without a name: 8",
-        "up.csv:1: (header): column(s) given twice: date",
+        "up.csv:1: (header): column 'date' is given twice",
     ]
 
 
@@ -259,13 +283,28 @@ def test_spreadsheet_byte_order_mark_is_not_part_of_the_header(tmp_path: Path) -
     assert record.ok
 
 
-def test_file_that_is_not_utf8_is_one_problem(tmp_path: Path) -> None:
+def test_windows_1252_export_reads_its_pound_sign_and_smart_quotes(tmp_path: Path) -> None:
     path = tmp_path / "up.csv"
-    path.write_bytes(
-        (HEADER + "\nC-1,va-1,2026-12-03,10:00,10:45,booked,Caf\xe9\n").encode("cp1252")
+    text = (
+        HEADER
+        + ",service\nC-1,va-1,2026-12-03,10:00,10:45,booked,\u201cCaf\xe9\u201d \xa35 voucher\n"
     )
+    path.write_bytes(text.encode("cp1252"))
+    [appointment] = resources(list(records_from_csv_file(path, PARTNER)))
+    assert appointment["serviceType"] == [{"text": "\u201cCaf\xe9\u201d \xa35 voucher"}]
+
+
+def test_text_in_no_encoding_a_spreadsheet_writes_is_one_problem_naming_the_byte(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "up.csv"
+    before = HEADER.encode() + b"\nC-1,va-1,2026-12-03,10:00,10:45,bo"
+    path.write_bytes(before + b"\x81ked\n")
     [record] = records_from_csv_file(path, PARTNER)
-    assert str(record.problems[0]).startswith("(file): not UTF-8 text")
+    assert [str(p) for p in record.problems] == [
+        f"(file): neither UTF-8 nor Windows-1252 text (byte 0x81 at offset {len(before)}); "
+        "save the sheet as CSV UTF-8"
+    ]
 
 
 def test_partner_must_be_a_partner_id() -> None:
@@ -290,9 +329,9 @@ def test_small_fixture_maps_both_date_formats_and_the_link() -> None:
 def test_hundred_row_fixture_has_exactly_three_bad_rows_on_known_lines() -> None:
     records = list(records_from_csv_file(FIXTURES / "appointments.csv", PARTNER))
     assert errors(records) == [
-        "appointments.csv:7: date: '31/02/2026' is not a date",
-        "appointments.csv:42: status: 'rescheduled' is not one of: booked, attended, did-not-attend, cancelled",
-        "appointments.csv:88: end_time: must be later than start_time",
+        f"appointments.csv:7: date: '31/02/2026' is not a date ({DATE_HINT})",
+        f"appointments.csv:42: status: 'rescheduled' is not an attendance value ({ATTENDANCE_HINT})",
+        "appointments.csv:88: end_time: must be later than the start time",
     ]
     assert len(resources(records)) == 97
     now = datetime(2026, 12, 1, tzinfo=UTC)

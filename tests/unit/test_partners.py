@@ -138,3 +138,30 @@ def test_directory_of_the_wrong_shape_is_rejected(data: Any) -> None:
 def test_every_kind_has_an_organisation_type_label() -> None:
     assert set(ORGANISATION_TYPE_LABELS) == set(get_args(AgencyKind))
     assert ORGANISATION_TYPE_LABELS["mht"] == "Mental health trust"
+
+
+def test_csv_columns_are_the_partners_own_header_names() -> None:
+    listed = directory(
+        {
+            **entry("vol-recovery", "voluntary", "Recovery Hub"),
+            "csv_columns": {" Session ": "appointment_id"},
+        }
+    )
+    assert dict(listed.partners["vol-recovery"].csv_columns) == {"Session": "appointment_id"}
+    assert dict(directory(entry()).partners["gp-Y01234"].csv_columns) == {}
+
+
+def test_demo_directory_gives_the_recovery_hub_its_own_csv_header_names() -> None:
+    demo = PartnerDirectory.from_dict(yaml.safe_load(DEMO_DIRECTORY.read_text(encoding="utf-8")))
+    assert dict(demo.partners["vol-recovery"].csv_columns) == {
+        "Service User No": "client_id",
+        "Session": "appointment_id",
+    }
+
+
+@pytest.mark.parametrize(
+    "mapping", [["client_id"], {"Session": ""}, {"": "client_id"}, {"Session": 3}, "Session"]
+)
+def test_csv_columns_that_are_not_a_mapping_of_names_are_refused(mapping: Any) -> None:
+    with pytest.raises(ValueError, match="csv_columns must map the partner's CSV header names"):
+        directory({**entry(), "csv_columns": mapping})
