@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 
 from services.domain.calendar import Calendar
 from services.domain.consent import Role
+from services.domain.data_quality import DataQualityIssue
 from services.domain.identity import Conflict, Merge
 from services.domain.partners import PartnerDirectory
 from services.domain.reconciliation import DEFAULT_TRAVEL_BUFFER
@@ -108,6 +109,21 @@ class UpdateRefused:
 
 
 @dataclass(frozen=True, slots=True)
+class DataQualityFlagged:
+    """A partner's update contradicts what the same partner said before: the calendar keeps the
+    defensible state (services/domain/data_quality.py), and the sender is told which rules fired.
+    An update not applied is also kept for the operator, as a refused one is."""
+
+    message: Mapping[str, Any]
+    issues: tuple[DataQualityIssue, ...]  # never empty
+
+    @property
+    def applied(self) -> bool:
+        """Whether the update was applied (the issues that keep the held state come alone)."""
+        return all(issue.applied for issue in self.issues)
+
+
+@dataclass(frozen=True, slots=True)
 class Forward:
     """A partner's event goes to the record of the person it is about: `person_id`'s."""
 
@@ -174,6 +190,7 @@ Decision: TypeAlias = (
     | RelationshipBegun
     | InboxEntryChanged
     | UpdateRefused
+    | DataQualityFlagged
     | Forward
     | Merge
     | Transfer

@@ -26,8 +26,10 @@ from services.domain.calendar import (
 )
 from services.domain.consent import decision_from_consent
 from services.domain.consent import stale_reason as consent_stale_reason
+from services.domain.data_quality import contradictions
 from services.domain.decisions import (
     CheckDeadlines,
+    DataQualityFlagged,
     Decision,
     Disclose,
     Forward,
@@ -177,19 +179,25 @@ def _appointment(
     calendar: Calendar, message: Mapping[str, Any], rules: Rules, kind: AgencyKind, at: datetime
 ) -> Step:
     """An appointment or encounter change: reconciled, an appointment linked to its referral; a
-    stale version refused."""
+    stale version refused; a contradiction of what its partner said before flagged to it, and
+    not applied when the held state is the defensible one."""
     source, cause, resource = message["source"], message["event_id"], message["resource"]
     resource_type = resource["resourceType"]
     slot = SLOT_READERS[resource_type](
         resource, source=source, kind=kind, event_id=cause, occurred_at=at
     )
+    # Before the stale check: a version reused with other content is flagged, not refused.
+    issues = contradictions(calendar, slot) if resource_type == "Appointment" else ()
+    flag = DataQualityFlagged(message, issues) if issues else None
+    if flag is not None and not flag.applied:
+        return calendar, [flag]
     held = stale_change(calendar, slot)
     if held is not None:
         return calendar, [_stale(message, stale_reason(resource_type, slot.version, held))]
     updated, alerts = reconcile(calendar, slot, rules.buffer)
     raised = alerts_disclosed(alerts, updated, rules, cause)
     updated, booked = on_booking(updated, slot.based_on, slot.appointment_id, rules, cause)
-    return updated, raised + booked
+    return updated, raised + booked + ([flag] if flag else [])
 
 
 _BY_RESOURCE = {

@@ -83,12 +83,18 @@ def sender_of(message: Mapping[str, Any]) -> Sender | None:
     )
 
 
-def refused_event_type(event_type: str) -> str:
-    """`<domain>.<entity>.refused` for a refused `<domain>.<entity>.<past-tense>` event."""
+def answer_event_type(event_type: str, answer: str) -> str:
+    """`<domain>.<entity>.<answer>` for the hub's answer to a `<domain>.<entity>.<past-tense>`
+    event; ValueError for another shape."""
     found = _EVENT_TYPE.match(event_type)
     if found is None:
         raise ValueError(f"{event_type!r} is not <domain>.<entity>.<past-tense>")
-    return f"{found.group(1)}.refused"
+    return f"{found.group(1)}.{answer}"
+
+
+def refused_event_type(event_type: str) -> str:
+    """`<domain>.<entity>.refused` for a refused `<domain>.<entity>.<past-tense>` event."""
+    return answer_event_type(event_type, "refused")
 
 
 def refusal_id(sender: Sender) -> uuid.UUID:
@@ -96,7 +102,8 @@ def refusal_id(sender: Sender) -> uuid.UUID:
     return uuid.uuid5(REFUSAL_NAMESPACE, f"{sender.partner}\n{sender.event_id}")
 
 
-def _reference(sender: Sender) -> dict[str, str]:
+def resource_reference(sender: Sender) -> dict[str, str]:
+    """The sender's own resource as they sent it (`Task/mht-task-1`), else its type."""
     if sender.resource_type and sender.resource_id:
         return {"reference": f"{sender.resource_type}/{sender.resource_id}"}
     return {"type": sender.resource_type or "Resource"}
@@ -108,7 +115,7 @@ def refusal_outcome(sender: Sender, refusal: Refusal) -> dict[str, Any]:
         "resourceType": "OperationOutcome",
         "id": str(refusal_id(sender)),
         "extension": [
-            {"url": REFUSED_RESOURCE, "valueReference": _reference(sender)},
+            {"url": REFUSED_RESOURCE, "valueReference": resource_reference(sender)},
             {
                 "url": REFUSED_EVENT,
                 "valueIdentifier": {"system": EVENT_ID_SYSTEM, "value": sender.event_id},

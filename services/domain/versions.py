@@ -67,7 +67,8 @@ def is_stale(incoming: Version, held: Version) -> bool:
     return incoming.event_id != held.event_id and incoming < held
 
 
-def _described(version: Version) -> str:
+def described(version: Version) -> str:
+    """A version as a partner reads it: `version 2 of 2026-12-01T08:02:00Z`."""
     stamp = fhir_instant(version.updated)
     return f"version {version.number} of {stamp}" if version.number else f"the version of {stamp}"
 
@@ -75,7 +76,7 @@ def _described(version: Version) -> str:
 def stale_reason(resource_type: str, incoming: Version, held: Version) -> str:
     """The sentence refusing a stale version, naming the element the order is read from."""
     return (
-        f"{resource_type}.meta: {_described(incoming)} is older than {_described(held)} the hub "
+        f"{resource_type}.meta: {described(incoming)} is older than {described(held)} the hub "
         "already has (ordered by meta.versionId, then meta.lastUpdated): a stale version is not "
         "applied"
     )

@@ -1,6 +1,6 @@
 """The one place where decisions become messages (`render`): hub envelopes for partners, every
-disclosure with its AuditEvent, refusals that reach their sender, referral inbox entries, and the
-hub's own commands between one record and another.
+disclosure with its AuditEvent, refusals and data-quality messages that reach their sender,
+referral inbox entries, and the hub's own commands between one record and another.
 
 A decision says what was decided (services/domain/decisions.py); how it is encoded, on which
 topic and under which key, is decided only here, so every disclosure is built and audited in one
@@ -40,12 +40,14 @@ from schemas.topics import Topic
 from schemas.vocabulary import HUB_SOURCE
 from services.domain.audit import AuditSubtype, audit_event
 from services.domain.consent import ROLE_OF_KIND, Role
+from services.domain.data_quality import data_quality_outcome, flag_id, flagged_event_type
 from services.domain.decisions import (
     Answered,
     Assigned,
     CheckDeadlines,
     ConflictChanged,
     ConflictSettled,
+    DataQualityFlagged,
     Decision,
     Disclose,
     Forward,
@@ -204,6 +206,23 @@ def _conflict_settled(d: ConflictSettled, now: datetime) -> list[Out]:
 # --- refusals ----------------------------------------------------------------------------------
 
 
+def dead_letter(
+    message: Mapping[str, Any], reason: str, now: datetime, *, origin: str, raw: bytes | None = None
+) -> Out:
+    """An input accepted and not applied, kept on the dead-letter topic with the reason."""
+    sender = sender_of(message)
+    source = message.get("source")
+    letter = DeadLetter(
+        reason=reason,
+        source=source if isinstance(source, str) and source else "unknown",
+        origin=origin,
+        received_at=now,
+        raw=(raw if raw is not None else orjson.dumps(message)).decode("utf-8", errors="replace"),
+        event_id=uuid.UUID(sender.event_id) if sender else None,
+    )
+    return Out(topics.DEADLETTER, letter.source.encode(), encode(letter))
+
+
 def refusal_outs(
     message: Mapping[str, Any],
     refusal: Refusal,
@@ -219,16 +238,7 @@ def refusal_outs(
     they are all there is. The refusal names no person, so it is not a disclosure to audit.
     """
     sender = sender_of(message)
-    source = message.get("source")
-    letter = DeadLetter(
-        reason=refusal.reason,
-        source=source if isinstance(source, str) and source else "unknown",
-        origin=origin,
-        received_at=now,
-        raw=(raw if raw is not None else orjson.dumps(message)).decode("utf-8", errors="replace"),
-        event_id=uuid.UUID(sender.event_id) if sender else None,
-    )
-    outs = [Out(topics.DEADLETTER, letter.source.encode(), encode(letter))]
+    outs = [dead_letter(message, refusal.reason, now, origin=origin, raw=raw)]
     if sender is None:
         return outs
     refused = uuid.UUID(sender.event_id)
@@ -248,6 +258,39 @@ def refusal_outs(
 
 def _update_refused(d: UpdateRefused, now: datetime) -> list[Out]:
     return refusal_outs(d.message, d.refusal, now, origin=d.origin)
+
+
+# --- data quality ------------------------------------------------------------------------------
+
+DATA_QUALITY_ORIGIN = "data-quality"  # what the dead letter of an update not applied names
+
+
+def _data_quality_flagged(d: DataQualityFlagged, now: datetime) -> list[Out]:
+    """A contradiction told to the sender: a `<domain>.<entity>.flagged` OperationOutcome on the
+    outbound topic, keyed by the sender, as a refusal is. An update not applied is also kept on
+    the dead-letter topic, with the reasons, as a refused one is: nothing accepted is lost.
+
+    It names no person (the sender's own resources only), so it is not a disclosure to audit.
+    """
+    sender = sender_of(d.message)
+    outs: list[Out] = []
+    if not d.applied:
+        reason = "; ".join(issue.detail for issue in d.issues)
+        outs.append(dead_letter(d.message, reason, now, origin=DATA_QUALITY_ORIGIN))
+    if sender is None:
+        return outs
+    flagged = uuid.UUID(sender.event_id)
+    told = Envelope(
+        event_id=flag_id(sender),
+        event_type=flagged_event_type(sender.event_type),
+        source=HUB_SOURCE,
+        subject=None,
+        occurred_at=now,
+        recorded_at=now,
+        correlation_id=uuid.UUID(sender.correlation_id) if sender.correlation_id else flagged,
+        resource=data_quality_outcome(sender, d.issues),
+    )
+    return [*outs, Out(topics.OUTBOUND, sender.partner.encode(), encode(told))]
 
 
 # --- referral inboxes --------------------------------------------------------------------------
@@ -367,6 +410,7 @@ _RENDERERS: Mapping[type, Callable[[Any, datetime], list[Out]]] = {
     Answered: _answered,
     RelationshipBegun: _relationship_begun,
     UpdateRefused: _update_refused,
+    DataQualityFlagged: _data_quality_flagged,
     InboxEntryChanged: _inbox_entry_changed,
     Forward: _forward,
     Merge: _merge,

@@ -1,6 +1,7 @@
 """Every disclosure the person stream decides is audited: rendered, each disclosing decision gives
 exactly one AuditEvent, on the audit topic, keyed by the person, correlated to the disclosure's
-event id; and the hub's commands read back as what was decided."""
+event id; each data-quality flag reaches its sender in exactly one message; and the hub's commands
+read back as what was decided."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import topics
-from schemas.codec import decode, decode_person_message
+from schemas.codec import decode, decode_dead_letter, decode_person_message
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN
 from services.domain.calendar import Calendar, Slot
 from services.domain.decisions import (
     Answered,
     CheckDeadlines,
+    DataQualityFlagged,
     Decision,
     Disclose,
     Merge,
@@ -230,6 +232,30 @@ def test_every_disclosure_decided_for_a_person_renders_exactly_one_audit_record(
     for decision in disclosing:
         assert_audited(decision)
     assert len(audits(render(decisions, NOW))) == len(disclosing), "nothing else is audited"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(messages, max_size=14))
+def test_each_data_quality_flag_renders_exactly_one_message_to_its_sender(
+    sequence: list[PersonMessage],
+) -> None:
+    _, decisions = played(sequence, Calendar(PERSON))
+    for flag in (d for d in decisions if isinstance(d, DataQualityFlagged)):
+        outs = render([flag], NOW)
+        [told] = [o for o in outs if o.topic is topics.OUTBOUND]
+        assert told.key == flag.message["source"].encode()
+        sent = decode(told.value)
+        assert sent.event_type.endswith(".flagged")
+        assert sent.subject is None, "it names no person"
+        assert [i["details"]["coding"][0]["code"] for i in sent.resource["issue"]] == [
+            i.rule for i in flag.issues
+        ]
+        kept = [o for o in outs if o.topic is topics.DEADLETTER]
+        # An update the hub did not apply is kept for the operator; nothing else is sent.
+        assert len(kept) == (0 if flag.applied else 1)
+        assert len(outs) == 1 + len(kept)
+        for letter in kept:
+            assert str(decode_dead_letter(letter.value).event_id) == flag.message["event_id"]
 
 
 @settings(max_examples=100, deadline=None)
