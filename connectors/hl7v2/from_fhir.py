@@ -13,7 +13,12 @@ from typing import Any
 from connectors.hl7v2.message import escape, hl7_timestamp
 from schemas.envelope import Envelope
 from schemas.identifiers import HUB_PERSON
-from schemas.vocabulary import EVENT_TYPE_SYSTEM, FHIR_PATH_SYSTEM, REFUSED_RESOURCE
+from schemas.vocabulary import (
+    EVENT_TYPE_SYSTEM,
+    FHIR_PATH_SYSTEM,
+    FLAGGED_RESOURCE,
+    REFUSED_RESOURCE,
+)
 
 ISSUE_TYPE_SYSTEM = "http://hl7.org/fhir/issue-type"
 HL7_VERSION = "2.5.1"
@@ -91,9 +96,13 @@ def _first_issue(resource: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def refused_resource(resource: Mapping[str, Any]) -> str | None:
-    """The partner's own resource a refusal names (`Task/mht-task-1`), if it is one."""
+    """The partner's own resource a refusal or a data-quality flag names (`Task/mht-task-1`),
+    if it is one."""
     for extension in resource.get("extension") or ():
-        if isinstance(extension, Mapping) and extension.get("url") == REFUSED_RESOURCE:
+        if isinstance(extension, Mapping) and extension.get("url") in {
+            REFUSED_RESOURCE,
+            FLAGGED_RESOURCE,
+        }:
             value = extension.get("valueReference")
             reference = value.get("reference") if isinstance(value, Mapping) else None
             return reference if isinstance(reference, str) else None

@@ -310,6 +310,9 @@ def test_a_flag_travels_in_every_delivery_format() -> None:
     assert "appointment.booking.flagged" in hl7
     assert "update-without-booking" in hl7
     assert "double-booking" in hl7
+    [obr] = [segment for segment in hl7.split("\r") if segment.startswith("OBR|")]
+    reference = sent.resource["extension"][0]["valueReference"]["reference"]
+    assert obr.split("|")[2] == reference, "OBR-2 names the partner's own appointment"
 
 
 def test_the_flagged_example_is_what_the_hub_renders() -> None:
