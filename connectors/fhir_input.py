@@ -8,6 +8,8 @@ entry does not stop the rest of a file.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable, Iterator, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -281,6 +283,7 @@ def _bundle_records(
             if not problems:
                 continue  # a valid header is checked, not carried
         else:
+            resource = _known_by_full_url(resource, entry)
             yield Record(
                 where, raw, resource, patients, correlation, in_bundle=True, request_method=method
             )
@@ -288,6 +291,23 @@ def _bundle_records(
         yield Record(where, raw, problems=problems, in_bundle=True, request_method=method)
         if header:
             return  # without a valid header the message as a whole is not accepted
+
+
+_URN_UUID = re.compile(r"^urn:uuid:([0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})$")
+
+
+def _known_by_full_url(resource: dict[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A resource with no id, in an entry whose fullUrl is a `urn:uuid:`, known by that uuid.
+
+    Booking messages (BaRS) create an Appointment this way: the uuid is the only name the
+    sender gives it, so it is what a later update will be matched by. A Patient keeps no id:
+    its id would be the partner's own patient number, which a message's uuid is not.
+    """
+    full_url = entry.get("fullUrl")
+    found = _URN_UUID.match(full_url) if isinstance(full_url, str) else None
+    if found is None or "id" in resource or resource.get("resourceType") == "Patient":
+        return resource
+    return {**resource, "id": found.group(1).lower()}
 
 
 def _request_method(entry: Any) -> str | None:

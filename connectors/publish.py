@@ -30,6 +30,7 @@ from schemas.fhir import (
     InvalidResource,
     Problem,
     event_type_for,
+    patient_identifiers,
     problems_in,
     subject_of,
 )
@@ -125,7 +126,24 @@ def passed_by(record: Record) -> Ignored | None:
         return Ignored(record.origin, resource_type, record.request_method)
     if record.ok and resource_type not in CARRIED:
         return Ignored(record.origin, resource_type)
+    if record.ok and resource_type == "Patient" and _names_no_one(record.resource or {}):
+        return Ignored(record.origin, resource_type, why=NAMES_NO_ONE)
     return None
+
+
+NAMES_NO_ONE = (
+    "a Patient with no id and no identifier the hub knows (NHS number, CRN, the partner's "
+    "own number) names no one the hub can place"
+)
+
+
+def _names_no_one(patient: Mapping[str, Any]) -> bool:
+    """A Patient the hub could never link: transaction Bundles carry such entries (a Patient
+    created with a name only, or named by another organisation's identifiers)."""
+    try:
+        return "id" not in patient and not patient_identifiers(patient)
+    except IdentifierError:
+        return False  # it names someone wrongly: refused for that, saying so
 
 
 def _checked(

@@ -116,3 +116,58 @@ def test_ignored_entry_warning_names_the_file_the_entry_and_the_type() -> None:
     assert (
         ignored.warning() == "bundle.json: Bundle.entry[3]: ignored: Slot is not routed by the hub"
     )
+
+
+APPOINTMENT_UUID = "aca94bdb-2e38-4399-9ece-2ba083ce65b5"
+
+
+def _transaction(*entries: str) -> str:
+    return '{"resourceType":"Bundle","type":"transaction","entry":[' + ",".join(entries) + "]}"
+
+
+def test_a_bundled_patient_that_names_no_one_is_passed_by_and_alone_refused() -> None:
+    nameless = '{"resourceType":"Patient","name":[{"family":"Chalmers"}]}'
+    foreign = (
+        '{"resourceType":"Patient","identifier":[{"system":"http://example.org/ids","value":"1"}]}'
+    )
+    bundled = [
+        decide(r, "gp-Y01234")
+        for r in read_text(
+            _transaction(
+                '{"fullUrl":"urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a","resource":'
+                + nameless
+                + ',"request":{"method":"POST","url":"Patient"}}',
+                '{"resource":' + foreign + ',"request":{"method":"POST","url":"Patient"}}',
+            ),
+            "t.json",
+        )
+    ]
+    assert [type(d).__name__ for d in bundled] == ["Ignored", "Ignored"]
+    assert "names no one" in bundled[0].reason()
+    [alone] = [decide(r, "gp-Y01234") for r in read_text(nameless, "p.json")]
+    assert isinstance(alone, Rejected)
+    assert "Patient.identifier" in alone.reason()
+
+
+def test_a_bundled_resource_without_id_is_known_by_its_urn_uuid_full_url() -> None:
+    patient_url = "urn:uuid:0b2c5d0e-5f4c-4a0b-9f3e-3a8f3f1c2d11"
+    patient = (
+        f'{{"fullUrl":"{patient_url}","resource":{{"resourceType":"Patient","identifier":'
+        '[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9476719931"}]}}'
+    )
+    appointment = (
+        '{"resourceType":"Appointment","status":"booked","start":"2026-12-03T10:00:00Z",'
+        '"end":"2026-12-03T10:30:00Z","participant":[{"actor":{"reference":'
+        f'"{patient_url}"}},"status":"accepted"}}]}}'
+    )
+    entry = f'{{"fullUrl":"urn:uuid:{APPOINTMENT_UUID.upper()}","resource":{appointment}}}'
+    results = [decide(r, "gp-Y01234") for r in read_text(_transaction(patient, entry), "b.json")]
+    assert [type(d).__name__ for d in results] == ["Accepted", "Accepted"]
+    assert results[0].envelope.resource.get("id") is None, "a Patient's id is never a message uuid"
+    assert results[1].envelope.resource["id"] == APPOINTMENT_UUID
+    http = entry.replace(f"urn:uuid:{APPOINTMENT_UUID.upper()}", "https://gp.example/a/1")
+    [_, named_by_url] = [
+        decide(r, "gp-Y01234") for r in read_text(_transaction(patient, http), "c")
+    ]
+    assert isinstance(named_by_url, Rejected), "only a urn:uuid stands in for an id"
+    assert "Appointment.id" in named_by_url.reason()
