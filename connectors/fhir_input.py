@@ -9,7 +9,6 @@ entry does not stop the rest of a file.
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable, Iterator, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field

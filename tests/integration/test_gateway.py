@@ -186,8 +186,12 @@ def _bogus_status() -> bytes:
 
 
 def _message_with_appointment_without_id() -> bytes:
+    """No id, and a fullUrl that is no urn:uuid (which would stand in for the id)."""
     bundle = json.loads(MESSAGE)
     del bundle["entry"][2]["resource"]["id"]
+    url = "https://gp.example/fhir/Appointment/gp-appt-1002"
+    bundle["entry"][2]["fullUrl"] = url
+    bundle["entry"][0]["resource"]["focus"] = [{"reference": url}]
     return json.dumps(bundle).encode()
 
 
