@@ -696,8 +696,16 @@ class Deliverer:
             (topics.ALERTS.name, OPERATOR, encode(alert)),
         ]
         sent = referral_sent(envelope, partner) if envelope is not None else None
+        told = None
         if sent is not None and event_id is not None:
-            messages += await self._tell_referrer(sent, event_id, reason, now)
+            told = await self._referrer_notice(sent, event_id, reason, now)
+        if told is not None:
+            referrer, notice = told
+            audit = notice_audit(notice, referrer=referrer, now=now)
+            messages += [
+                (topics.ALERTS.name, referrer, encode(notice)),
+                (topics.AUDIT.name, audit.key().decode(), encode(audit)),
+            ]
         attempt = 0
         while True:
             attempt += 1
@@ -712,29 +720,27 @@ class Deliverer:
                 )
                 await asyncio.sleep(backoff_delay(attempt, self.settings))
         log.warning("delivery.dead_lettered", partner=partner, event_id=event_id, reason=reason)
+        if told is not None:
+            log.info(
+                "delivery.referrer_told",
+                partner=partner,
+                referrer=told[0],
+                event_id=event_id,
+                notice_id=str(told[1].event_id),
+                person_id=told[1].key().decode(),
+            )
 
-    async def _tell_referrer(
+    async def _referrer_notice(
         self, sent: ReferralSent, event_id: str, reason: str, now: datetime
-    ) -> list[tuple[str, str, bytes]]:
-        """The notice to the referrer of a referral that cannot be delivered, and its audit."""
+    ) -> tuple[str, Envelope] | None:
+        """The referrer of a referral that cannot be delivered, and the notice for it; None
+        when the referrer cannot be named."""
         referrer = await self._referrals.referrer(sent, self.settings.timeout_s)
         if referrer is None:
             log.warning("delivery.referrer_unknown", partner=sent.recipient, event_id=event_id)
-            return []
+            return None
         notice = referrer_notice(sent, referrer=referrer, event_id=event_id, reason=reason, now=now)
-        audit = notice_audit(notice, referrer=referrer, now=now)
-        log.info(
-            "delivery.referrer_told",
-            partner=sent.recipient,
-            referrer=referrer,
-            event_id=event_id,
-            notice_id=str(notice.event_id),
-            person_id=sent.person_id,
-        )
-        return [
-            (topics.ALERTS.name, referrer, encode(notice)),
-            (topics.AUDIT.name, sent.person_id, encode(audit)),
-        ]
+        return referrer, notice
 
     async def _send(self, topic: str, key: bytes, value: bytes) -> None:
         if self._producer is None:

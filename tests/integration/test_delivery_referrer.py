@@ -184,8 +184,8 @@ def test_a_notice_the_referrer_cannot_receive_raises_no_further_notice(topics: s
 
 
 def test_without_the_referrals_entry_only_the_operator_is_told(topics: str) -> None:
-    """A referral whose entry the index does not hold (say, a referrer's another partner): the
-    hub does not guess who referred it."""
+    """A referral whose entry is not on the referrals topic: the hub does not guess who
+    referred it, and only the operator is alerted."""
     now = datetime.now(UTC)
     event_id = uuid.uuid4()
     publisher = Publisher()

@@ -214,3 +214,59 @@ def test_notice_is_audited_as_a_disclosure_to_the_referrer() -> None:
     assert agent["who"]["identifier"]["value"] == "probation-london"
     assert agent["type"]["coding"][0]["code"] == "probation-officer"
     assert f"DetectedIssue/{notice.resource['id']}" in str(audit.resource["entity"])
+
+
+def test_the_referrer_is_found_for_what_the_hub_itself_sends_about_a_routed_referral() -> None:
+    """The hub's referral step and outbox write the ServiceRequest to the service and the
+    referral's entry on the referrals topic; from those two records alone, delivery names the
+    referrer."""
+    from schemas import topics
+    from schemas.codec import decode_internal
+    from schemas.internal import ReferralInboxEntry
+    from services.domain.calendar import Calendar
+    from services.domain.decisions import Rules
+    from services.domain.referral_steps import on_service_request
+    from services.runtime import ROOT, partner_directory, service_directory
+    from services.stream.outbox import render
+
+    rules = Rules(
+        directory=partner_directory(ROOT / "deploy" / "demo" / "partners.yaml"),
+        services=service_directory(ROOT / "deploy" / "services.yaml"),
+        now=NOW,
+    )
+    referral = {
+        "resourceType": "ServiceRequest",
+        "id": "ref-77",
+        "status": "active",
+        "intent": "order",
+        "priority": "urgent",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "urn:concord:referral-category",
+                        "code": "mental-health-assessment",
+                    }
+                ]
+            }
+        ],
+        "locationCode": [{"coding": [{"system": "urn:concord:area", "code": "E09000022"}]}],
+        "subject": {"identifier": {"system": "urn:concord:id:probation-crn", "value": "X123456"}},
+        "authoredOn": "2026-12-01T09:00:00Z",
+    }
+    message = {"resource": referral, "source": "probation-london", "event_id": EVENT_ID}
+    _calendar, decisions = on_service_request(Calendar(PERSON), message, rules, NOW)
+    outs = render(decisions, NOW)
+
+    [(recipient, delivered)] = [
+        (o.key.decode(), decode(o.value))
+        for o in outs
+        if o.topic is topics.OUTBOUND and decode(o.value).event_type == "referral.request.delivered"
+    ]
+    entries = [
+        decode_internal(o.value, ReferralInboxEntry) for o in outs if o.topic is topics.REFERRALS
+    ]
+    parties = [ReferralParties(e.id, e.person_id, e.referrer, e.recipient) for e in entries]
+    sent = referral_sent(delivered, recipient)
+    assert sent == ReferralSent(recipient, "ref-77", PERSON)
+    assert referrer_to_tell(sent, parties) == "probation-london"
