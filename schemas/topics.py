@@ -110,7 +110,7 @@ ALERTS = Topic(
     partitions=4,
     cleanup="delete",
     retention_ms=30 * DAY_MS,
-    produced_by="reconciler, referrals",
+    produced_by="reconciler, referrals, outbound delivery (failures: operator, referrer)",
     consumed_by="outbound delivery, officer views",
     purpose="minimised DetectedIssue alerts, one per recipient: clashes, explained absences",
 )
@@ -131,7 +131,7 @@ REFERRALS = Topic(
     cleanup="compact",
     retention_ms=-1,
     produced_by="reconciler (referral steps)",
-    consumed_by="referral inboxes: the worker API and `concord referrals`",
+    consumed_by="referral inboxes: the worker API and `concord referrals`; outbound delivery",
     purpose="each referral's latest state: who referred to whom, status, deadline, first appointment",
 )
 AUDIT = Topic(

@@ -1,5 +1,6 @@
 """Outbound delivery (`concord deliver`): alerts and outbound messages to each partner's endpoint,
-in order per partner, retried with backoff, dead-lettered when refused, committed only once done.
+in order per partner, authenticated as the endpoints file says, retried with backoff,
+dead-lettered when refused (and the referrer told, for a referral), committed only once done.
 
 One consumer reads both topics; each recipient partner has its own queue and task, so a partner
 that is down holds up only its own messages.
@@ -13,9 +14,10 @@ import contextlib
 import os
 import secrets
 import signal
+import ssl
 import sys
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +31,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
+from connectors.delivery.credentials import (
+    NONE,
+    Credentials,
+    auth_headers,
+    resolve_credentials,
+)
 from connectors.delivery.formats import message_bundle
 from connectors.delivery.rules import (
     OPERATOR,
@@ -37,10 +45,16 @@ from connectors.delivery.rules import (
     Endpoint,
     EndpointConfigError,
     PartitionOffsets,
+    ReferralParties,
+    ReferralSent,
     backoff_delay,
     http_verdict,
     load_endpoints,
+    notice_audit,
     operator_alert,
+    referral_sent,
+    referrer_notice,
+    referrer_to_tell,
     retry_after,
     settings_from_env,
     undeliverable_letter,
@@ -49,8 +63,9 @@ from connectors.hl7v2.ack import AckError, parse_ack, read_ack
 from connectors.hl7v2.framing import MAX_FRAME_BYTES, Frame, FrameDecoder, Oversized, frame
 from connectors.hl7v2.from_fhir import control_id, hl7_message
 from schemas import topics
-from schemas.codec import CodecError, decode, encode, peek
+from schemas.codec import CodecError, decode, decode_internal, encode, peek
 from schemas.envelope import Envelope
+from schemas.internal import ReferralInboxEntry
 from schemas.topics import topic_prefix
 from services.runtime import bootstrap_servers
 
@@ -63,6 +78,12 @@ REFUSAL_EXCERPT = 500  # characters of a partner's refusal kept in the dead lett
 READ_CHUNK = 64 * 1024
 FETCH_WAIT_MS = 200
 FETCH_MAX_RECORDS = 500
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The time requests are signed with."""
+    return datetime.now(UTC)
 
 
 def group_id() -> str:
@@ -112,11 +133,21 @@ class HttpTransport:
     """POSTs to a webhook: a FHIR message Bundle (fhir) or the envelope itself (json)."""
 
     def __init__(
-        self, endpoint: Endpoint, url: str, session: aiohttp.ClientSession, timeout_s: float
+        self,
+        endpoint: Endpoint,
+        url: str,
+        session: aiohttp.ClientSession,
+        timeout_s: float,
+        *,
+        credentials: Credentials = NONE,
+        clock: Clock = utc_now,
     ) -> None:
         self._endpoint, self._url, self._session = endpoint, url, session
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._timeout_s = timeout_s
+        self._credentials, self._clock = credentials, clock
+        # True: aiohttp's default verification; a context: the endpoint's CA and client cert.
+        self._ssl: ssl.SSLContext | bool = credentials.ssl or True
 
     def _body(self, envelope: Envelope, raw: bytes) -> tuple[bytes, str]:
         if self._endpoint.format == "fhir":
@@ -125,20 +156,28 @@ class HttpTransport:
         return raw, "application/json"
 
     async def send(self, envelope: Envelope, raw: bytes, attempt: int) -> AttemptResult:
-        """POST once; the event id goes in Idempotency-Key so the partner can drop a repeat."""
+        """POST once, signed now; the event id goes in Idempotency-Key (and webhook-id) so the
+        partner can drop a repeat."""
         try:
             body, content_type = self._body(envelope, raw)
         except Exception as exc:
             return unbuildable(self._endpoint, exc)
+        event_id = str(envelope.event_id)
         headers = {
             "Content-Type": content_type,
-            "Idempotency-Key": str(envelope.event_id),
+            "Idempotency-Key": event_id,
             "X-Concord-Event-Type": envelope.event_type,
             "X-Concord-Attempt": str(attempt),
+            **auth_headers(self._credentials, event_id, body, self._clock()),
         }
         try:
             async with self._session.post(
-                self._url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
+                self._url,
+                data=body,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+                ssl=self._ssl,
             ) as response:
                 said = ""
                 if not 200 <= response.status < 300:
@@ -166,6 +205,8 @@ class MllpTransport:
     The connection is kept across a timeout, so an ACK that arrives late is read, and
     discarded, while waiting for the next attempt's: every attempt has its own MSH-10. ACK frames
     are read with the listener's decoder and size limit, so a partner cannot fill the memory.
+    With a TLS context the connection is TLS, the partner's certificate checked against its CA
+    and host name.
     """
 
     def __init__(
@@ -174,9 +215,12 @@ class MllpTransport:
         host: str,
         port: int,
         timeout_s: float,
+        *,
         max_frame_bytes: int = MAX_FRAME_BYTES,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._endpoint, self._host, self._port, self._timeout_s = endpoint, host, port, timeout_s
+        self._tls = tls
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._max_frame_bytes = max_frame_bytes
@@ -191,7 +235,12 @@ class MllpTransport:
             or self._writer.is_closing()
             or self._reader.at_eof()  # the partner hung up after its last ACK
         ):
-            self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+            self._reader, self._writer = await asyncio.open_connection(
+                self._host,
+                self._port,
+                ssl=self._tls,
+                server_hostname=self._host if self._tls is not None else None,
+            )
             self._decoder = FrameDecoder(self._max_frame_bytes)
             self._frames.clear()
         return self._reader, self._writer
@@ -376,12 +425,105 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka s
         self._deliverer.assign(set(assigned))
 
 
+class ReferralIndex:
+    """Who referred each referral to whom, followed from the compacted referrals topic from its
+    beginning (no consumer group: every delivery process keeps the whole index), so that the
+    referrer can be told when its referral cannot be delivered. One small record per referral.
+    """
+
+    def __init__(self) -> None:
+        self._parties: dict[str, ReferralParties] = {}  # by referral id
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._positions: dict[TopicPartition, int] = {}  # the next offset to read
+        self._progress = asyncio.Condition()
+
+    async def start(self) -> None:
+        """Follow every partition of the referrals topic from its beginning."""
+        consumer = AIOKafkaConsumer(
+            topics.REFERRALS.name,
+            bootstrap_servers=bootstrap_servers(),
+            group_id=None,  # without a group the consumer takes every partition, from nothing
+            client_id="concord-delivery-referrals",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._follow(consumer), name="delivery:referrals")
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            try:
+                batch = await consumer.getmany(
+                    timeout_ms=FETCH_WAIT_MS, max_records=FETCH_MAX_RECORDS
+                )
+            except KafkaError as exc:
+                # Referrers go untold while this lasts (the operator is alerted regardless).
+                log.warning("delivery.referrals_unread", error=type(exc).__name__)
+                await asyncio.sleep(1.0)
+                continue
+            for records in batch.values():
+                for record in records:
+                    self._apply(record.key, record.value)
+            async with self._progress:
+                for partition in consumer.assignment():
+                    self._positions[partition] = await consumer.position(partition)
+                self._progress.notify_all()
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        referral_id = key.decode("utf-8", errors="replace") if key else ""
+        if value is None:
+            self._parties.pop(referral_id, None)  # a tombstone: the referral was forgotten
+            return
+        try:
+            entry = decode_internal(value, ReferralInboxEntry)
+        except CodecError as exc:
+            log.warning("delivery.referral_unreadable", problem=str(exc))
+            return
+        self._parties[entry.referral_id] = ReferralParties(
+            entry.id, entry.person_id, entry.referrer, entry.recipient
+        )
+
+    async def referrer(self, sent: ReferralSent, wait_s: float) -> str | None:
+        """The referrer to tell about `sent`, once the index has read what was on the topic
+        now (the entry is written beside the referral itself), waiting at most `wait_s`."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        with contextlib.suppress(TimeoutError, KafkaError):
+            async with asyncio.timeout(wait_s):
+                ends = await consumer.end_offsets(list(consumer.assignment()))
+                async with self._progress:
+                    await self._progress.wait_for(
+                        lambda: all(self._positions.get(p, -1) >= end for p, end in ends.items())
+                    )
+        return referrer_to_tell(sent, self._parties.values())
+
+    async def stop(self) -> None:
+        """Stop following the topic."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+
 class Deliverer:
     """Reads ALERTS and OUTBOUND, feeds each partner's lane, and commits what is done."""
 
-    def __init__(self, endpoints: Mapping[str, Endpoint], settings: DeliverySettings) -> None:
+    def __init__(
+        self,
+        endpoints: Mapping[str, Endpoint],
+        settings: DeliverySettings,
+        credentials: Mapping[str, Credentials] | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
         self.endpoints = endpoints
         self.settings = settings
+        self._credentials = credentials or {}
+        self._clock = clock
+        self._referrals = ReferralIndex()
         self._lanes: dict[str, Lane] = {}
         self._offsets: dict[TopicPartition, PartitionOffsets] = {}
         self._paused: set[TopicPartition] = set()
@@ -392,11 +534,24 @@ class Deliverer:
     def transport_for(self, endpoint: Endpoint) -> Transport:
         """A new transport for one partner's lane."""
         timeout_s = self.settings.timeout_s
+        credentials = self._credentials.get(endpoint.partner, NONE)
+        if endpoint.tls is not None and credentials.ssl is None:
+            # Never fall back to a plain connection where the endpoints file asks for TLS.
+            raise RuntimeError(f"endpoint of {endpoint.partner} has no TLS context resolved")
         if endpoint.host is not None and endpoint.port is not None:
-            return MllpTransport(endpoint, endpoint.host, endpoint.port, timeout_s)
+            return MllpTransport(
+                endpoint, endpoint.host, endpoint.port, timeout_s, tls=credentials.ssl
+            )
         if endpoint.url is None or self._session is None:
             raise RuntimeError(f"endpoint of {endpoint.partner} has no address, or not running")
-        return HttpTransport(endpoint, endpoint.url, self._session, timeout_s)
+        return HttpTransport(
+            endpoint,
+            endpoint.url,
+            self._session,
+            timeout_s,
+            credentials=credentials,
+            clock=self._clock,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; then commit what is done and close everything."""
@@ -417,6 +572,7 @@ class Deliverer:
         )
         try:
             await self._producer.start()
+            await self._referrals.start()
             await self._consumer.start()
             self._consumer.subscribe(
                 [topics.ALERTS.name, topics.OUTBOUND.name], listener=_Rebalance(self)
@@ -526,7 +682,8 @@ class Deliverer:
         reason: str,
         full_reason: str,
     ) -> None:
-        """Dead-letter the message and alert the operator; returns once Kafka has both."""
+        """Dead-letter the message and alert the operator, and for a referral to a service tell
+        the referrer (with the audit record of that); returns once Kafka has them all."""
         now = datetime.now(UTC)
         event_id = str(envelope.event_id) if envelope else None
         source = envelope.source if envelope else partner or "unknown"
@@ -534,12 +691,27 @@ class Deliverer:
             raw, reason=full_reason, partner=partner, source=source, event_id=event_id, now=now
         )
         alert = operator_alert(partner=partner, event_id=event_id, reason=reason, now=now)
+        messages = [
+            (topics.DEADLETTER.name, source, encode(letter)),
+            (topics.ALERTS.name, OPERATOR, encode(alert)),
+        ]
+        sent = referral_sent(envelope, partner) if envelope is not None else None
+        told = None
+        if sent is not None and event_id is not None:
+            told = await self._referrer_notice(sent, event_id, reason, now)
+        if told is not None:
+            referrer, notice = told
+            audit = notice_audit(notice, referrer=referrer, now=now)
+            messages += [
+                (topics.ALERTS.name, referrer, encode(notice)),
+                (topics.AUDIT.name, audit.key().decode(), encode(audit)),
+            ]
         attempt = 0
         while True:
             attempt += 1
             try:
-                await self._send(topics.DEADLETTER.name, source.encode(), encode(letter))
-                await self._send(topics.ALERTS.name, OPERATOR.encode(), encode(alert))
+                for topic, key, value in messages:
+                    await self._send(topic, key.encode(), value)
                 break
             except KafkaError as exc:
                 # The offset stays uncommitted until both are stored, so keep trying.
@@ -548,6 +720,27 @@ class Deliverer:
                 )
                 await asyncio.sleep(backoff_delay(attempt, self.settings))
         log.warning("delivery.dead_lettered", partner=partner, event_id=event_id, reason=reason)
+        if told is not None:
+            log.info(
+                "delivery.referrer_told",
+                partner=partner,
+                referrer=told[0],
+                event_id=event_id,
+                notice_id=str(told[1].event_id),
+                person_id=told[1].key().decode(),
+            )
+
+    async def _referrer_notice(
+        self, sent: ReferralSent, event_id: str, reason: str, now: datetime
+    ) -> tuple[str, Envelope] | None:
+        """The referrer of a referral that cannot be delivered, and the notice for it; None
+        when the referrer cannot be named."""
+        referrer = await self._referrals.referrer(sent, self.settings.timeout_s)
+        if referrer is None:
+            log.warning("delivery.referrer_unknown", partner=sent.recipient, event_id=event_id)
+            return None
+        notice = referrer_notice(sent, referrer=referrer, event_id=event_id, reason=reason, now=now)
+        return referrer, notice
 
     async def _send(self, topic: str, key: bytes, value: bytes) -> None:
         if self._producer is None:
@@ -563,6 +756,7 @@ class Deliverer:
             await self._commit(self._offsets)
         if self._consumer is not None:
             await self._consumer.stop()
+        await self._referrals.stop()
         if self._producer is not None:
             await self._producer.stop()
         if self._session is not None:
@@ -571,7 +765,8 @@ class Deliverer:
 
 
 def read_endpoints(path: Path) -> dict[str, Endpoint]:
-    """The endpoints file, parsed and validated; EndpointConfigError naming the file and entry."""
+    """The endpoints file, parsed and validated (not its secrets and certificates:
+    resolve_credentials reads those); EndpointConfigError naming the file and entry."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -583,13 +778,17 @@ def read_endpoints(path: Path) -> dict[str, Endpoint]:
     return load_endpoints(document, str(path))
 
 
-async def serve(endpoints: Mapping[str, Endpoint], settings: DeliverySettings) -> None:
+async def serve(
+    endpoints: Mapping[str, Endpoint],
+    settings: DeliverySettings,
+    credentials: Mapping[str, Credentials],
+) -> None:
     """Run one deliverer until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await Deliverer(endpoints, settings).run(stop)
+    await Deliverer(endpoints, settings, credentials).run(stop)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -608,13 +807,17 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.endpoints or os.environ.get("CONCORD_ENDPOINTS") or DEFAULT_ENDPOINTS)
     try:
         endpoints = read_endpoints(path)
+        credentials = resolve_credentials(endpoints, path.parent, os.environ)
         settings = settings_from_env(os.environ)
     except ValueError as exc:
         print(f"concord deliver: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.check:
         for endpoint in endpoints.values():
-            print(f"{endpoint.partner}: {endpoint.format} {endpoint.describe()}")
+            print(
+                f"{endpoint.partner}: {endpoint.format} {endpoint.describe()} "
+                f"{endpoint.describe_auth()}"
+            )
         return EXIT_OK
     from deploy.topics import TopicSetupError, create_topics
     from services.runtime import configure_logging as configure
@@ -627,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"concord deliver: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     try:
-        asyncio.run(serve(endpoints, settings))
+        asyncio.run(serve(endpoints, settings, credentials))
     except KafkaError as exc:
         print(f"concord deliver: Kafka unavailable: {type(exc).__name__}", file=sys.stderr)
         return EXIT_UNAVAILABLE
