@@ -21,9 +21,11 @@ from aiohttp.test_utils import TestServer
 from kafka.partitioner.default import murmur2
 from structlog.testing import capture_logs
 
+from connectors.delivery.formats import message_bundle
 from connectors.delivery.rules import DeliverySettings, Endpoint
 from connectors.delivery.service import Deliverer
 from connectors.hl7v2.framing import FrameDecoder, Oversized, frame
+from connectors.hl7v2.from_fhir import hl7_message
 from connectors.kafka_io import Publisher, read_topic
 from schemas import topics as catalogue
 from schemas.codec import decode, decode_dead_letter
@@ -106,6 +108,7 @@ class Webhook:
     headers: list[Mapping[str, str]] = field(default_factory=list)
     content_types: list[str] = field(default_factory=list)
     delay_s: float = 0.0  # how long the partner takes to answer
+    url: str = ""  # where it listens
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -132,8 +135,9 @@ async def webhook(
     app.router.add_post("/hook", partner.handle)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
+    partner.url = f"http://127.0.0.1:{server.port}/hook"
     try:
-        yield partner, f"http://127.0.0.1:{server.port}/hook"
+        yield partner, partner.url
     finally:
         await server.close()
 
@@ -349,8 +353,15 @@ def test_fhir_partner_gets_a_message_bundle_and_json_partner_the_envelope(topics
         "message 0",
     )
 
-    # The referral reaches the service as a BaRS referral request.
+    # The referral reaches the service as a BaRS referral request: exactly what the builder
+    # makes of the record on the topic.
     [referral] = service.accepted
+    [record] = [
+        decode(v)
+        for k, v in read_topic(catalogue.OUTBOUND.name, idle_timeout_s=1.0)
+        if k == b"vol-recovery"
+    ]
+    assert referral == message_bundle(record, "vol-recovery", service.url)
     assert referral["id"] == bars_id
     header, request, task = (entry["resource"] for entry in referral["entry"])
     assert header["eventCoding"] == {
@@ -491,6 +502,10 @@ def test_hl7_partner_gets_a_referral_as_ref_i12(topics: str) -> None:
     assert fields["RF1"][6] == "ref-4"
     assert fields["PRD"][1] == "RP^Referring Provider^HL70286"
     assert fields["PID"][3] == "p-00112233445566778899^^^&urn:concord:id:person&URI"
+    # Byte for byte what the builder makes of the record on the topic, but MSH-7 (sent at).
+    [record] = [decode(v) for _k, v in read_topic(catalogue.OUTBOUND.name, idle_timeout_s=1.0)]
+    expected = hl7_message(record, "mht-rv5", fields["MSH"][9], datetime.now(UTC))
+    assert message.split("\r")[1:] == expected.split("\r")[1:]
 
 
 def test_restart_mid_way_loses_nothing_and_keeps_each_partners_order(topics: str) -> None:

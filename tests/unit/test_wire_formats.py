@@ -404,3 +404,25 @@ def test_every_event_id_gives_its_own_document_number() -> None:
         for e in (first, second)
     }
     assert len(numbers) == 2
+
+
+# Text as a person or a referrer might write it: letters, digits, punctuation (HL7's separators
+# and escape character among them), symbols and spaces; one line, no edge spaces. `""` alone
+# is HL7's explicit null and cannot be sent as text.
+TEXT = st.text(
+    st.characters(whitelist_categories=("L", "N", "P", "S", "Zs"), max_codepoint=0x2FFF),
+    min_size=1,
+    max_size=40,
+).filter(lambda s: s == s.strip() and s != '""')
+
+
+@given(family=TEXT, reason=TEXT)
+def test_any_name_and_reason_read_back_unchanged_from_the_ref_i12(family: str, reason: str) -> None:
+    data = json.loads((EXAMPLES / REFERRAL).read_text())
+    data["resource"]["contained"][0]["name"] = [{"family": family}]
+    data["resource"]["reasonCode"] = [{"text": reason}]
+    envelope = decode(json.dumps(data).encode())
+    message = parse_message(hl7_message(envelope, "mht-rv5", "c.1", envelope.recorded_at))
+    assert message.require("PID").get(5) == family
+    *_, request = service_request_from(message, "mht-rv5")
+    assert request["reasonCode"] == [{"text": reason}]
