@@ -21,9 +21,11 @@ from aiohttp.test_utils import TestServer
 from kafka.partitioner.default import murmur2
 from structlog.testing import capture_logs
 
+from connectors.delivery.formats import message_bundle
 from connectors.delivery.rules import DeliverySettings, Endpoint
 from connectors.delivery.service import Deliverer
 from connectors.hl7v2.framing import FrameDecoder, Oversized, frame
+from connectors.hl7v2.from_fhir import hl7_message
 from connectors.kafka_io import Publisher, read_topic
 from schemas import topics as catalogue
 from schemas.codec import decode, decode_dead_letter
@@ -106,6 +108,7 @@ class Webhook:
     headers: list[Mapping[str, str]] = field(default_factory=list)
     content_types: list[str] = field(default_factory=list)
     delay_s: float = 0.0  # how long the partner takes to answer
+    url: str = ""  # where it listens
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -132,8 +135,9 @@ async def webhook(
     app.router.add_post("/hook", partner.handle)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
+    partner.url = f"http://127.0.0.1:{server.port}/hook"
     try:
-        yield partner, f"http://127.0.0.1:{server.port}/hook"
+        yield partner, partner.url
     finally:
         await server.close()
 
@@ -313,22 +317,28 @@ def test_retries_run_out_and_a_partner_without_endpoint_are_dead_lettered(topics
 def test_fhir_partner_gets_a_message_bundle_and_json_partner_the_envelope(topics: str) -> None:
     [alert_id] = publish(catalogue.ALERTS, "gp-Y01234", 1)
     [referral_id] = publish(catalogue.OUTBOUND, "probation-london", 1)
+    [bars_id] = publish(catalogue.OUTBOUND, "vol-recovery", 1, start=7)
 
-    async def scenario() -> tuple[Webhook, Webhook]:
+    async def scenario() -> tuple[Webhook, Webhook, Webhook]:
         async with (
             webhook(lambda n: 200) as (fhir, fhir_url),
             webhook(lambda n: 202) as (plain, plain_url),
+            webhook(lambda n: 200) as (service, service_url),
             delivering(
                 [
                     Endpoint("gp-Y01234", "fhir", url=fhir_url),
                     Endpoint("probation-london", "json", url=plain_url),
+                    Endpoint("vol-recovery", "fhir", url=service_url),
                 ]
             ),
         ):
-            await wait_until(lambda: bool(fhir.accepted and plain.accepted), "both deliveries")
-        return fhir, plain
+            await wait_until(
+                lambda: bool(fhir.accepted and plain.accepted and service.accepted),
+                "all three deliveries",
+            )
+        return fhir, plain, service
 
-    fhir, plain = asyncio.run(scenario())
+    fhir, plain, service = asyncio.run(scenario())
 
     [bundle] = fhir.accepted
     assert fhir.content_types == ["application/fhir+json"]
@@ -337,7 +347,37 @@ def test_fhir_partner_gets_a_message_bundle_and_json_partner_the_envelope(topics
     header, focus = (entry["resource"] for entry in bundle["entry"])
     assert header["eventCoding"]["code"] == "alert.clash.raised"
     assert header["focus"][0]["reference"] == bundle["entry"][1]["fullUrl"]
-    assert focus["resourceType"] == "DetectedIssue"
+    assert (focus["resourceType"], focus["id"], focus["detail"]) == (
+        "DetectedIssue",
+        "alert-0",
+        "message 0",
+    )
+
+    # The referral reaches the service as a BaRS referral request: exactly what the builder
+    # makes of the record on the topic.
+    [referral] = service.accepted
+    [record] = [
+        decode(v)
+        for k, v in read_topic(catalogue.OUTBOUND.name, idle_timeout_s=1.0)
+        if k == b"vol-recovery"
+    ]
+    assert referral == message_bundle(record, "vol-recovery", service.url)
+    assert referral["id"] == bars_id
+    header, request, task = (entry["resource"] for entry in referral["entry"])
+    assert header["eventCoding"] == {
+        "system": "https://fhir.nhs.uk/CodeSystem/message-events-bars",
+        "code": "servicerequest-request",
+    }
+    assert header["destination"][0]["receiver"]["identifier"]["value"] == "vol-recovery"
+    assert header["focus"] == [{"reference": referral["entry"][1]["fullUrl"]}]
+    assert (request["resourceType"], request["id"]) == ("ServiceRequest", "ref-7")
+    assert request["subject"]["identifier"]["value"] == "p-00112233445566778899"
+    assert (task["resourceType"], task["id"], task["status"]) == (
+        "Task",
+        "referral-ref-7",
+        "requested",
+    )
+    assert task["focus"]["reference"] == referral["entry"][1]["fullUrl"]
 
     [body] = plain.accepted
     assert plain.content_types == ["application/json"]
@@ -427,9 +467,45 @@ def test_hl7_partner_late_ack_never_acknowledges_a_later_message(topics: str) ->
         "ACK AE",
     ]
     assert any(line["event"] == "delivery.ack_stale" for line in logs)
+    # An alert is a text document: MDM^T02, its OBX-5 the alert's detail.
     first = partner.messages[0].split("\r")
-    assert first[0].split("|")[8] == "ORU^R01^ORU_R01"
-    assert "|message 0|" in next(s for s in first if s.startswith("OBX|1|"))
+    assert first[0].split("|")[8] == "MDM^T02^MDM_T02"
+    assert next(s for s in first if s.startswith("OBX|1|")).split("|")[5] == "message 0"
+    assert next(s for s in first if s.startswith("TXA|")).split("|")[12] == f"{sent[0]}^CONCORD"
+
+
+def test_hl7_partner_gets_a_referral_as_ref_i12(topics: str) -> None:
+    """The referral arrives as the trust's own referral message, acknowledged as any other."""
+    [sent] = publish(catalogue.OUTBOUND, "mht-rv5", 1, start=4)
+    partner = MllpPartner(["AA"])
+
+    async def scenario() -> Logs:
+        server = await asyncio.start_server(partner.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            with capture_logs() as logs:
+                async with delivering([Endpoint("mht-rv5", "hl7", host="127.0.0.1", port=port)]):
+                    await wait_until(lambda: bool(attempts(logs, "delivered")), "the delivery")
+                return logs
+        finally:
+            server.close()
+
+    logs = asyncio.run(scenario())
+
+    assert [line["event_id"] for line in attempts(logs, "delivered")] == [sent]
+    [message] = partner.messages
+    fields = {line.split("|")[0]: line.split("|") for line in message.split("\r") if line}
+    assert list(fields) == ["MSH", "RF1", "PRD", "PID"]
+    assert fields["MSH"][8] == "REF^I12^REF_I12"
+    assert fields["MSH"][9].rsplit(".", 1)[0] == sent
+    assert fields["RF1"][1].startswith("P^"), "pending: the trust has yet to answer"
+    assert fields["RF1"][6] == "ref-4"
+    assert fields["PRD"][1] == "RP^Referring Provider^HL70286"
+    assert fields["PID"][3] == "p-00112233445566778899^^^&urn:concord:id:person&URI"
+    # Byte for byte what the builder makes of the record on the topic, but MSH-7 (sent at).
+    [record] = [decode(v) for _k, v in read_topic(catalogue.OUTBOUND.name, idle_timeout_s=1.0)]
+    expected = hl7_message(record, "mht-rv5", fields["MSH"][9], datetime.now(UTC))
+    assert message.split("\r")[1:] == expected.split("\r")[1:]
 
 
 def test_restart_mid_way_loses_nothing_and_keeps_each_partners_order(topics: str) -> None:

@@ -106,9 +106,26 @@ def segments(message: str) -> dict[str, list[list[str]]]:
     return found
 
 
-def test_alert_becomes_an_oru_r01_whose_first_obx_carries_the_detail() -> None:
+def task_envelope() -> Envelope:
+    """A referral's Task update to the referrer, as decoded from the outbound topic."""
+    data = alert_data("unused") | {"event_type": "referral.task.updated"}
+    data["resource"] = {
+        "resourceType": "Task",
+        "id": "referral-ref-9",
+        "status": "rejected",
+        "intent": "order",
+        "focus": {"reference": "ServiceRequest/ref-9"},
+        "for": {
+            "identifier": {"system": "urn:concord:id:person", "value": "p-0a1b2c3d4e5f60718293"}
+        },
+        "statusReason": {"text": "no capacity"},
+    }
+    return decode(_json(data))
+
+
+def test_a_task_update_becomes_an_oru_r01_whose_first_obx_says_its_status() -> None:
     control = control_id(EVENT_ID, 3)
-    message = hl7_message(alert_envelope(), "mht-rv5", control, NOW)
+    message = hl7_message(task_envelope(), "mht-rv5", control, NOW)
     parts = segments(message)
 
     msh = parts["MSH"][0]
@@ -122,26 +139,50 @@ def test_alert_becomes_an_oru_r01_whose_first_obx_carries_the_detail() -> None:
         "2.5.1",
     )
     assert parts["PID"][0][3] == "p-0a1b2c3d4e5f60718293^^^&urn:concord:id:person&URI"
-    assert parts["OBR"][0][4] == "alert.clash.raised^alert.clash.raised^urn:concord:event-type"
+    assert (
+        parts["OBR"][0][4] == "referral.task.updated^referral.task.updated^urn:concord:event-type"
+    )
     assert parts["OBR"][0][7] == "20261201090000+0000"
     first = parts["OBX"][0]
-    assert first[1:4] == ["1", "TX", "appointment-clash^^urn:concord:alert"]
-    assert first[5] == "Two appointments overlap on 3 December"
+    assert first[1:4] == ["1", "TX", "Task^^urn:concord:fhir-path"]
+    assert first[5] == "Task rejected"
     assert first[11] == "F"
 
 
 def test_every_element_of_the_resource_is_an_obx_named_by_its_path() -> None:
-    parts = segments(hl7_message(alert_envelope(), "mht-rv5", "c-1", NOW))
+    parts = segments(hl7_message(task_envelope(), "mht-rv5", "c-1", NOW))
     observed = {obx[3].split("^")[0]: obx[5] for obx in parts["OBX"][1:]}
-    assert observed["DetectedIssue.status"] == "final"
-    assert observed["DetectedIssue.code.coding[0].code"] == "appointment-clash"
-    assert observed["DetectedIssue.implicated[0].reference"] == "Appointment/gp-appt-1001"
+    assert observed["Task.status"] == "rejected"
+    assert observed["Task.statusReason.text"] == "no capacity"
+    assert observed["Task.focus.reference"] == "ServiceRequest/ref-9"
     assert [obx[1] for obx in parts["OBX"]] == [str(n) for n in range(1, len(parts["OBX"]) + 1)]
+
+
+def test_an_alert_becomes_an_mdm_t02_note_whose_obx_is_the_detail() -> None:
+    """MDM^T02: filed against the person as a document; TXA-2 the alert's code, TXA-12 the
+    event id (the same document on every attempt), the one OBX a LOINC Note with the text."""
+    parts = segments(hl7_message(alert_envelope(), "mht-rv5", control_id(EVENT_ID, 2), NOW))
+    assert list(parts) == ["MSH", "EVN", "PID", "PV1", "TXA", "OBX"]
+    assert parts["MSH"][0][8] == "MDM^T02^MDM_T02"
+    assert parts["EVN"][0][1:] == ["T02", "20261201090005+0000"]
+    assert parts["PID"][0][3] == "p-0a1b2c3d4e5f60718293^^^&urn:concord:id:person&URI"
+    assert parts["PID"][0][5:] == [], "no name: the hub sends none it was not given"
+    txa = parts["TXA"][0]
+    assert (txa[2], txa[3], txa[12], txa[17], txa[19]) == (
+        "appointment-clash",
+        "TX",
+        f"{EVENT_ID}^CONCORD",
+        "AU",
+        "AV",
+    )
+    [obx] = parts["OBX"]
+    assert obx[1:6] == ["1", "TX", "34109-9^Note^LN", "", "Two appointments overlap on 3 December"]
+    assert obx[11] == "F"
 
 
 def test_separators_and_line_breaks_in_text_are_escaped() -> None:
     message = hl7_message(alert_envelope("a|b^c~d&e\\f\nnext"), "mht-rv5", "c-1", NOW)
-    first_obx = segments(message)["OBX"][0]
+    [first_obx] = segments(message)["OBX"]
     assert first_obx[5] == "a\\F\\b\\S\\c\\R\\d\\T\\e\\E\\f\\.br\\next"
     assert "\n" not in message
     assert escape("plain text") == "plain text"
