@@ -160,6 +160,15 @@ def person_key() -> PersonKey:
     return PersonKey.from_secret(required("CONCORD_PERSON_KEY"))
 
 
+PAGES_SECRET_ENV = "CONCORD_PAGES_SECRET"  # noqa: S105 -- the variable's name, not a secret
+
+
+def pages_secret() -> str:
+    """The secret the pages process signs its statements of who is signed in with ("" = none:
+    the workers then accept no statement, only partners' own credentials)."""
+    return os.environ.get(PAGES_SECRET_ENV, "")
+
+
 @cache
 def partner_directory(path: Path) -> PartnerDirectory:
     """The partner directory from its YAML file, validated."""

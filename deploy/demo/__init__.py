@@ -13,6 +13,8 @@ DEMO = Path(__file__).parent
 DEMO_SETTINGS = {
     "CONCORD_PARTNERS": str(DEMO / "partners.yaml"),
     "CONCORD_PERSON_KEY": "concord-demo-person-key",
+    "CONCORD_PAGES_SECRET": "concord-demo-pages-secret",
+    "CONCORD_USERS": str(DEMO / "users.yaml"),
 }
 
 

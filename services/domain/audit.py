@@ -19,6 +19,8 @@ from schemas.vocabulary import (
 from services.domain.consent import Role
 from services.domain.instants import fhir_instant
 
+# The individual users who sign in to the pages, by their user id in the hub's user directory.
+STAFF_USER_SYSTEM: Final = "urn:concord:id:staff-user"
 # Fixed, so a disclosure reprocessed after a restart gets the same audit id.
 AUDIT_NAMESPACE: Final = uuid.UUID("0b7d7c1e-5f52-5a55-8a4e-3c6f9d2e7a41")
 _NAMED_BASES: Final = frozenset({"role-default", "own-record", "case-record", "referral"})
@@ -49,10 +51,13 @@ def audit_event(
     basis: str,
     at: datetime,
     subtype: AuditSubtype = "disclosure",
+    user: str | None = None,
 ) -> dict[str, Any]:
     """The AuditEvent for one disclosure of `what` ("DetectedIssue/<id>") to `recipient` at `at`.
 
     With subtype "relationship": `recipient` became related to the person, on `basis`, by `what`.
+    With `user`: the individual of the recipient who asked, signed in to the pages, is a second
+    agent, the requestor.
     """
     code, display, action = _EVENT_TYPES[subtype]
     agent = {
@@ -61,6 +66,15 @@ def audit_event(
         "requestor": False,
         "policy": [_policy_uri(basis)],
     }
+    individual = (
+        {
+            "who": {"identifier": {"system": STAFF_USER_SYSTEM, "value": user}},
+            "onBehalfOf": {"identifier": {"system": PARTNER_SYSTEM, "value": recipient}},
+            "requestor": True,
+        }
+        if user
+        else None
+    )
     return audit_resource(
         audit_id(disclosure_id),
         event_type=(code, display, action),
@@ -69,6 +83,7 @@ def audit_event(
         agent=agent,
         person_id=person_id,
         what=what,
+        individual=individual,
     )
 
 
@@ -82,6 +97,7 @@ def audit_resource(
     person_id: str,
     what: str,
     outcome: str | None = None,
+    individual: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An AuditEvent of the hub's: `agent` did `event_type` (DICOM code, display, FHIR action)
     to the person's record, about `what`; `outcome` a sentence naming no one."""
@@ -103,7 +119,7 @@ def audit_resource(
     }
     if outcome is not None:
         resource["outcomeDesc"] = outcome
-    resource["agent"] = [agent]
+    resource["agent"] = [agent, individual] if individual else [agent]
     resource["source"] = {"observer": {"display": "concord hub"}}
     resource["entity"] = [
         {

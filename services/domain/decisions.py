@@ -77,6 +77,8 @@ class Answered:
     role: Role
     what: str
     basis: str
+    # the individual who asked, signed in to the pages (None: the partner's own system)
+    user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

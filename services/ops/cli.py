@@ -22,6 +22,7 @@ SERVICES = {
         "deliver alerts and outbound messages to partner endpoints",
     ),
     "mllp": ("connectors.hl7v2.listener", "run the HL7 v2 MLLP listener for a Mental Health Trust"),
+    "pages": ("connectors.pages.app", "serve the web pages people sign in to"),
 }
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_AUTH = 0, 1, 2, 3, 4, 5

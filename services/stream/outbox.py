@@ -122,7 +122,7 @@ def _disclosure(d: Disclose, now: datetime) -> list[Out]:
 
 def _answered(d: Answered, now: datetime) -> list[Out]:
     """The AuditEvent of a disclosure made in an answer: the answer itself is not a message."""
-    return [_audit(d.disclosure_id, **_terms(d), now=now)]
+    return [_audit(d.disclosure_id, **_terms(d), now=now, user=d.user)]
 
 
 def _terms(d: Disclose | Answered) -> dict[str, Any]:
@@ -165,6 +165,7 @@ def _audit(
     basis: str,
     now: datetime,
     subtype: AuditSubtype = "disclosure",
+    user: str | None = None,
 ) -> Out:
     """The AuditEvent of one disclosure (or new relationship), on the audit topic, keyed by the
     person, correlated to the disclosure."""
@@ -177,6 +178,7 @@ def _audit(
         basis=basis,
         at=now,
         subtype=subtype,
+        user=user,
     )
     record = encode_hub_envelope(
         uuid.UUID(audit["id"]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -29,8 +30,16 @@ from schemas.topics import Topic
 from services.domain.breach import NotAnswered, answer_breach_check, asked_by, check_asker
 from services.domain.decisions import Answered
 from services.domain.partners import Partner
+from services.domain.person_view import person_view
 from services.domain.signin import AuthError, basic_credentials
-from services.runtime import authenticate, bootstrap_servers, partner_directory, person_key
+from services.domain.staff import STAFF_HEADER, StaffRefused, may_act_for, verify_statement
+from services.runtime import (
+    authenticate,
+    bootstrap_servers,
+    pages_secret,
+    partner_directory,
+    person_key,
+)
 from services.stream.activity import heard_from
 from services.stream.app import SETTINGS, app, calendars, identity_flags, token_person
 from services.stream.outbox import render
@@ -78,12 +87,33 @@ def _problem(web: Any, refused: AccessRefused | NotAnswered) -> Any:
     return response
 
 
+def staff_member(request: Any) -> tuple[Partner, str] | None:
+    """The partner and user id of a person signed in to the pages, from the pages' signed
+    statement (services/domain/staff.py); None when the request carries none; AccessRefused (401)
+    when it is forged or expired, or the role may not act for that partner."""
+    header = request.headers.get(STAFF_HEADER)
+    if header is None:
+        return None
+    try:
+        staff = verify_statement(header, pages_secret(), datetime.now(UTC))
+    except StaffRefused as exc:
+        log.warning("signin.refused", reason=str(exc))
+        raise AccessRefused(401, SIGN_IN) from None
+    partner = partner_directory(SETTINGS.partners_file).get(staff.partner)
+    if partner is None or not may_act_for(staff.role, partner.kind):
+        raise AccessRefused(401, SIGN_IN)
+    return partner, staff.user
+
+
 def claimed(request: Any) -> Partner:
     """The partner a request names in its credentials, not yet verified; AccessRefused (401) if none.
 
     A worker passing a request on checks no more than this, so a request without credentials is
     refused where it arrives; the worker that answers from a person's data verifies the secret.
     """
+    staff = staff_member(request)
+    if staff is not None:
+        return staff[0]
     partner_id, secret = basic_credentials(request.headers.get("Authorization"))
     partner = partner_directory(SETTINGS.partners_file).get(partner_id)
     if partner is None or not secret:
@@ -93,14 +123,24 @@ def claimed(request: Any) -> Partner:
 
 def signed_in(request: Any) -> Partner:
     """The asking partner; AccessRefused when sign-in fails or the worker is not ready."""
-    partner_id, secret = basic_credentials(request.headers.get("Authorization"))
-    try:
-        asking = authenticate(partner_directory(SETTINGS.partners_file), partner_id, secret)
-    except AuthError:
-        raise AccessRefused(401, SIGN_IN) from None
+    return signed_in_as(request)[0]
+
+
+def signed_in_as(request: Any) -> tuple[Partner, str | None]:
+    """The asking partner and, when a person signed in to the pages asks, their user id."""
+    staff = staff_member(request)
+    if staff is not None:
+        asking, user = staff[0], staff[1]
+    else:
+        partner_id, secret = basic_credentials(request.headers.get("Authorization"))
+        try:
+            asking = authenticate(partner_directory(SETTINGS.partners_file), partner_id, secret)
+        except AuthError:
+            raise AccessRefused(401, SIGN_IN) from None
+        user = None
     if not is_ready():
         raise AccessRefused(503, "the worker is starting or rebalancing; try again shortly")
-    return asking
+    return asking, user
 
 
 RELAY_TIMEOUT_S = 30.0
@@ -130,6 +170,8 @@ async def _relay(web: Any, url: URL, request: Any) -> Any:
         log.warning("request.unrouted", reason="too many hops")
         raise AccessRefused(503, REBALANCING)
     headers = {"Authorization": request.headers.get("Authorization", ""), HOPS_HEADER: str(hops)}
+    if STAFF_HEADER in request.headers:
+        headers[STAFF_HEADER] = request.headers[STAFF_HEADER]
     timeout = aiohttp.ClientTimeout(total=RELAY_TIMEOUT_S)
     try:
         async with app.http_client.get(url, headers=headers, timeout=timeout) as response:
@@ -170,35 +212,110 @@ def _breach_check_path(person_id: str, request: Any) -> str:
     return f"/people/{quote(person_id, safe='')}/breach-check?{query}"
 
 
-@app.page("/breach-check")
-async def breach_check_by_identifier(web: Any, request: Any) -> Any:
-    """The breach check for a person named by an identifier of the asking partner's own system.
+def _person_view_path(person_id: str, request: Any) -> str:
+    return f"/people/{quote(person_id, safe='')}/person-view"
+
+
+PersonAnswer = Callable[[Any, Any, str], Awaitable[Any]]
+
+
+async def _by_identifier(
+    web: Any,
+    request: Any,
+    asking: Partner,
+    path_of: Callable[[str, Any], str],
+    answer: PersonAnswer,
+) -> Any:
+    """A question about a person named by an identifier of the asking partner's own system.
 
     Two steps, each on the worker holding what it needs: the identifier's person (token-person),
     then that person's calendar. Neither says which person an identifier is, or that it is anyone:
-    only the breach check's own answer (or its 404) comes back.
+    only the question's own answer (or its 404) comes back.
     """
+    identifier = asked_by(asking, request.query.get("identifier", ""))
+    token = identifier.token()
+
+    async def resolved_here() -> Any:
+        if identifier.system == HUB_PERSON:
+            person = identifier.value
+        else:
+            assigned = token_person.get(token)
+            person = assigned.decode() if assigned else person_id_for(identifier, person_key())
+        here = partial(answer, web, request, person)
+        return await _at_owner(
+            web, request, calendars, person, path=path_of(person, request), here=here
+        )
+
+    return await _at_owner(
+        web, request, token_person, token, path=request.path_qs, here=resolved_here
+    )
+
+
+@app.page("/breach-check")
+async def breach_check_by_identifier(web: Any, request: Any) -> Any:
+    """The breach check for a person named by an identifier of the asking partner's own system."""
     try:
         asking = claimed(request)
         check_asker(asking)
-        identifier = asked_by(asking, request.query.get("identifier", ""))
-        token = identifier.token()
+        return await _by_identifier(web, request, asking, _breach_check_path, _breach_check)
+    except (AccessRefused, NotAnswered) as refused:
+        return _problem(web, refused)
 
-        async def resolved_here() -> Any:
-            if identifier.system == HUB_PERSON:
-                person = identifier.value
-            else:
-                assigned = token_person.get(token)
-                person = assigned.decode() if assigned else person_id_for(identifier, person_key())
-            path = _breach_check_path(person, request)
-            here = partial(_breach_check, web, request, person)
-            return await _at_owner(web, request, calendars, person, path=path, here=here)
 
-        return await _at_owner(
-            web, request, token_person, token, path=request.path_qs, here=resolved_here
+@app.page("/person-view")
+async def person_view_by_identifier(web: Any, request: Any) -> Any:
+    """The person page's answer for a person named by an identifier of the partner's own system:
+    appointments across agencies, open clashes and missed appointments' verdicts, as it may see
+    them (services/domain/person_view.py)."""
+    try:
+        asking = claimed(request)
+        return await _by_identifier(web, request, asking, _person_view_path, _person_view)
+    except (AccessRefused, NotAnswered) as refused:
+        return _problem(web, refused)
+
+
+@app.page("/people/{person_id}/person-view")
+async def person_view_of(web: Any, request: Any, person_id: str) -> Any:
+    """The person page's answer for a hub person id, on the worker holding the person."""
+    try:
+        claimed(request)
+        here = partial(_person_view, web, request, person_id)
+        return await _at_owner(web, request, calendars, person_id, path=request.path_qs, here=here)
+    except (AccessRefused, NotAnswered) as refused:
+        return _problem(web, refused)
+
+
+async def _person_view(web: Any, request: Any, person_id: str) -> Any:
+    """The person page's answer, here on the worker holding the calendar, given once audited."""
+    try:
+        asking, user = signed_in_as(request)
+        stored = calendars.get(person_id)
+        calendar = decode_calendar(stored) if stored else None
+        if calendar is not None and calendar.merged_into is not None:
+            survivor = calendar.merged_into
+            here = partial(_person_view, web, request, survivor)
+            path = _person_view_path(survivor, request)
+            return await _at_owner(web, request, calendars, survivor, path=path, here=here)
+        now = datetime.now(UTC)
+        answer, answered = person_view(
+            calendar,
+            asking,
+            last_heard=dict(LAST_HEARD),
+            buffer=SETTINGS.travel_buffer,
+            identity_conflict=identity_flags.get(person_id) is not None,
+            directory=partner_directory(SETTINGS.partners_file),
+            at=now,
+            disclosure_id=uuid.uuid4(),
+            user=user,
         )
     except (AccessRefused, NotAnswered) as refused:
         return _problem(web, refused)
+    failure = await record_disclosure(answered, now)
+    status, body = audited_answer(answer, failure)
+    log.info(
+        "person_view.answered", person_id=person_id, partner=asking.id, audited=failure is None
+    )
+    return web.json(body, status=status)
 
 
 @app.page("/people/{person_id}/breach-check")
@@ -216,7 +333,7 @@ async def _breach_check(web: Any, request: Any, person_id: str) -> Any:
     """The breach check answered here, by the worker holding the person's calendar: the domain
     decides the answer, and it is given once its audit record is on the audit topic."""
     try:
-        asking = signed_in(request)
+        asking, user = signed_in_as(request)
         check_asker(asking)
         stored = calendars.get(person_id)
         calendar = decode_calendar(stored) if stored else None
@@ -238,6 +355,7 @@ async def _breach_check(web: Any, request: Any, person_id: str) -> Any:
             at=now,
             disclosure_id=uuid.uuid4(),
         )
+        answered = replace(answered, user=user)
     except (AccessRefused, NotAnswered) as refused:
         return _problem(web, refused)
     failure = await record_disclosure(answered, now)

@@ -1,0 +1,455 @@
+"""`concord pages`: the web pages people use every day, served apart from the workers.
+
+People sign in here (the local user directory, argon2id; README.md says how production uses
+OpenID Connect); the pages then ask the workers' HTTP API on their behalf, with a signed statement
+of who is signed in (services/domain/staff.py). The workers stay the one place the disclosure
+policy is applied and name the individual in every AuditEvent: nothing here decides what a
+person may see, it only lays out what the workers answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hmac
+import os
+import secrets
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import jinja2
+import structlog
+from aiohttp import web
+from aiohttp_session import get_session, new_session, session_middleware
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from aiokafka import AIOKafkaConsumer
+
+from connectors.pages.users import User, UserDirectory
+from schemas import topics
+from schemas.codec import CodecError, decode
+from schemas.identifiers import NHS_NUMBER, PROBATION_CRN, local_system
+from services.domain.person_view import spoken_time
+from services.domain.staff import ROLE_LABELS, STAFF_HEADER, statement
+from services.runtime import (
+    bootstrap_servers,
+    pages_secret,
+    partner_directory,
+    required,
+    worker_url,
+)
+
+log = structlog.get_logger(__name__)
+HERE = Path(__file__).parent
+ASSETS = HERE / "node_modules" / "govuk-frontend" / "dist" / "govuk"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class PagesConfig:
+    """Everything the pages need to know about their environment (README.md's table)."""
+
+    host: str
+    port: int
+    users_file: Path
+    worker: str
+    cookie_key: bytes  # 32 bytes: the session cookie is encrypted and signed with it
+    secure_cookies: bool
+    idle_minutes: float
+
+
+def pages_config() -> PagesConfig:
+    """The configuration from the environment; a new random cookie key when none is set (every
+    session then ends when the pages restart)."""
+    key = os.environ.get("CONCORD_PAGES_COOKIE_KEY")
+    return PagesConfig(
+        host=os.environ.get("CONCORD_PAGES_HOST", "127.0.0.1"),
+        port=int(os.environ.get("CONCORD_PAGES_PORT", "8090")),
+        users_file=Path(required("CONCORD_USERS")),
+        worker=worker_url(),
+        cookie_key=base64.urlsafe_b64decode(key) if key else secrets.token_bytes(32),
+        secure_cookies=os.environ.get("CONCORD_PAGES_SECURE_COOKIES", "true") != "false",
+        idle_minutes=float(os.environ.get("CONCORD_PAGES_IDLE_MINUTES", "20")),
+    )
+
+
+# --- templates ----------------------------------------------------------------------------------
+
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+TEMPLATES.filters["spoken"] = lambda e: spoken_time(e.get("start"), e.get("end"))
+TEMPLATES.filters["instant"] = lambda v: (
+    spoken_time(v, None).removeprefix("from ") if v else "never"
+)
+TEMPLATES.globals["role_label"] = lambda role: ROLE_LABELS.get(role, role)
+
+
+async def render(
+    request: web.Request, name: str, status: int = 200, **context: Any
+) -> web.Response:
+    """The template `name` as an HTML page, with the signed-in user and the form token."""
+    session = await get_session(request)
+    html = TEMPLATES.get_template(name).render(
+        user=request.get("user"), csrf_token=csrf_token(session), **context
+    )
+    return web.Response(text=html, status=status, content_type="text/html")
+
+
+# --- sessions: sign-in, idle time-out, forms ----------------------------------------------------
+
+CSRF_FIELD = "csrf_token"
+
+
+def csrf_token(session: Any) -> str:
+    """The session's form token, made on first use: every form carries it back."""
+    if CSRF_FIELD not in session:
+        session[CSRF_FIELD] = secrets.token_urlsafe(32)
+    return str(session[CSRF_FIELD])
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """No framing, no sniffing, only this origin's scripts and styles; pages are never cached."""
+    response = await handler(request)
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    if not request.path.startswith(("/assets/", "/static/")):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@web.middleware
+async def forms_need_their_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A form sent without this session's token is refused: another site cannot post as the user."""
+    if request.method == "POST":
+        session = await get_session(request)
+        sent = (await request.post()).get(CSRF_FIELD)
+        expected = session.get(CSRF_FIELD)
+        if not (isinstance(sent, str) and expected and hmac.compare_digest(sent, expected)):
+            log.warning("pages.form_refused", path=request.path)
+            return await render(request, "refused.html", status=403)
+    return await handler(request)
+
+
+def signed_in_user(users: UserDirectory, idle_s: float) -> Any:
+    """Middleware: the signed-in user on request["user"], or a redirect to sign in. A session idle
+    longer than `idle_s` ends."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        session = await get_session(request)
+        user = users.get(session.get("user", ""))
+        seen = session.get("seen", 0)
+        now = time.time()
+        if user is not None and now - seen > idle_s:
+            session.invalidate()
+            user = None
+            if request.path not in PUBLIC:
+                raise web.HTTPSeeOther("/sign-in?timed-out=1")
+        if user is not None:
+            request["user"] = user
+            session["seen"] = now
+        elif request.path not in PUBLIC and not request.path.startswith(("/assets/", "/static/")):
+            raise web.HTTPSeeOther("/sign-in")
+        return await handler(request)
+
+    return middleware
+
+
+PUBLIC = frozenset({"/sign-in", "/health"})
+
+
+async def sign_in_page(request: web.Request) -> web.Response:
+    timed_out = "timed-out" in request.query
+    return await render(request, "sign_in.html", error=None, timed_out=timed_out, user_id="")
+
+
+async def sign_in(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    user_id, password = str(form.get("user", "")), str(form.get("password", ""))
+    users: UserDirectory = request.app[USERS]
+    user = users.sign_in(user_id, password) if user_id and password else None
+    if user is None:
+        log.info("pages.sign_in_refused")
+        error = "Enter a correct user name and password"
+        return await render(
+            request, "sign_in.html", status=401, error=error, timed_out=False, user_id=user_id
+        )
+    session = await new_session(request)  # a fresh session: no fixation across sign-in
+    session["user"], session["seen"] = user.id, time.time()
+    csrf_token(session)
+    log.info("pages.signed_in", user=user.id, partner=user.partner)
+    raise web.HTTPSeeOther("/")
+
+
+async def sign_out(request: web.Request) -> web.StreamResponse:
+    session = await get_session(request)
+    session.invalidate()
+    raise web.HTTPSeeOther("/sign-in")
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    user: User = request["user"]
+    if user.role == "probation-officer":
+        raise web.HTTPSeeOther("/people")
+    return await render(request, "home.html")
+
+
+# --- asking the workers on the user's behalf ----------------------------------------------------
+
+
+class WorkerUnavailable(Exception):  # noqa: N818 -- reads as the condition
+    """The workers did not answer, or answered with an error the page cannot show as such."""
+
+
+async def ask_worker(request: web.Request, path: str) -> tuple[int, dict[str, Any]]:
+    """GET `path` from the workers as the signed-in user: (status, JSON answer)."""
+    user: User = request["user"]
+    config: PagesConfig = request.app[CONFIG]
+    header = statement(user.staff, pages_secret(), datetime.now(UTC))
+    client: aiohttp.ClientSession = request.app[CLIENT]
+    try:
+        async with client.get(config.worker + path, headers={STAFF_HEADER: header}) as response:
+            return response.status, await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise WorkerUnavailable(type(exc).__name__) from None
+
+
+# The identifier system each role names a person by: its own (relationships.systems_to_ask_by).
+def person_system(user: User) -> str:
+    kinds = {"probation-officer": PROBATION_CRN, "clinician": NHS_NUMBER}
+    return kinds.get(user.role, local_system(user.partner))
+
+
+def reference_label(user: User) -> str:
+    return {"probation-officer": "CRN", "clinician": "NHS number"}.get(user.role, "Client ID")
+
+
+async def find_person(request: web.Request) -> web.StreamResponse:
+    user: User = request["user"]
+    wanted = request.query.get("reference", "").strip().upper().replace(" ", "")
+    if "reference" in request.query:
+        if wanted:
+            raise web.HTTPSeeOther(f"/people/{quote(wanted, safe='')}")
+        error = f"Enter the person's {reference_label(user)}"
+        return await render(
+            request, "find.html", status=400, error=error, label=reference_label(user)
+        )
+    return await render(request, "find.html", error=None, label=reference_label(user))
+
+
+async def person_page(request: web.Request) -> web.StreamResponse:
+    user: User = request["user"]
+    reference = request.match_info["reference"]
+    identifier = quote(f"{person_system(user)}|{reference}", safe="")
+    status, answer = await ask_worker(request, f"/person-view?identifier={identifier}")
+    if status in (400, 404):
+        # Unknown, not related to this partner, or not an identifier: all answered alike.
+        return await render(
+            request, "not_found.html", status=404, reference=reference, label=reference_label(user)
+        )
+    if status != 200:
+        raise WorkerUnavailable(str(status))
+    template = "evidence.html" if request.match_info.get("note") else "person.html"
+    if request.query.get("part") == "body":  # the live update takes the body alone
+        template = "_person_body.html"
+    return await render(
+        request, template, reference=reference, label=reference_label(user), view=answer
+    )
+
+
+# --- live updates: an alert for the user's partner about the person refreshes the page ---------
+
+
+class Alerts:
+    """Who is watching which person: each open person page waits here for an alert about it."""
+
+    def __init__(self) -> None:
+        self._watchers: dict[tuple[str, str], set[asyncio.Queue[str]]] = {}
+
+    def watch(self, partner: str, person_id: str) -> asyncio.Queue[str]:
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=8)
+        self._watchers.setdefault((partner, person_id), set()).add(queue)
+        return queue
+
+    def stop_watching(self, partner: str, person_id: str, queue: asyncio.Queue[str]) -> None:
+        watchers = self._watchers.get((partner, person_id), set())
+        watchers.discard(queue)
+        if not watchers:
+            self._watchers.pop((partner, person_id), None)
+
+    def arrived(self, partner: str, person_id: str, event_type: str) -> None:
+        for queue in self._watchers.get((partner, person_id), ()):
+            if not queue.full():
+                queue.put_nowait(event_type)
+
+
+async def follow_alerts(alerts: Alerts) -> None:
+    """Pass each new alert (keyed by its recipient partner, naming the hub person) to whoever
+    watches that person for that partner. Only what is new: a page loads what came before."""
+    consumer = AIOKafkaConsumer(
+        topics.ALERTS.name,
+        bootstrap_servers=bootstrap_servers(),
+        group_id=None,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        async for message in consumer:
+            try:
+                envelope = decode(message.value or b"")
+            except CodecError:
+                continue
+            subject = envelope.subject
+            if message.key and subject is not None and subject.person_id:
+                alerts.arrived(message.key.decode(), subject.person_id, envelope.event_type)
+    finally:
+        await consumer.stop()
+
+
+async def person_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events for one person page: `changed` when an alert about the person arrives
+    for the user's partner. The person is found as the page found them (the workers answer)."""
+    user: User = request["user"]
+    reference = request.match_info["reference"]
+    identifier = quote(f"{person_system(user)}|{reference}", safe="")
+    status, answer = await ask_worker(request, f"/person-view?identifier={identifier}")
+    if status != 200:
+        raise web.HTTPNotFound()
+    alerts: Alerts = request.app[ALERTS]
+    queue = alerts.watch(user.partner, answer["person_id"])
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+    )
+    await response.prepare(request)
+    try:
+        await response.write(b": watching\n\n")
+        while True:
+            try:
+                await asyncio.wait_for(queue.get(), timeout=15)
+                await response.write(b"event: changed\ndata: alert\n\n")
+            except TimeoutError:
+                await response.write(b": still here\n\n")  # keeps proxies from closing it
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        alerts.stop_watching(user.partner, answer["person_id"], queue)
+    return response
+
+
+@web.middleware
+async def worker_trouble(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except WorkerUnavailable as exc:
+        log.warning("pages.worker_unavailable", path=request.path, reason=str(exc))
+        return await render(request, "unavailable.html", status=503)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"ready": True})
+
+
+# --- the application ----------------------------------------------------------------------------
+
+USERS = web.AppKey("users", UserDirectory)
+ALERTS = web.AppKey("alerts", Alerts)
+CONFIG = web.AppKey("config", PagesConfig)
+CLIENT = web.AppKey("client", aiohttp.ClientSession)
+
+
+def build_app(config: PagesConfig, users: UserDirectory) -> web.Application:
+    """The pages' aiohttp application."""
+    storage = EncryptedCookieStorage(
+        config.cookie_key,
+        cookie_name="concord_pages",
+        httponly=True,
+        secure=config.secure_cookies,
+        samesite="Lax",
+    )
+    app = web.Application(
+        middlewares=[
+            security_headers,
+            session_middleware(storage),
+            worker_trouble,
+            signed_in_user(users, config.idle_minutes * 60),
+            forms_need_their_token,
+        ]
+    )
+    app[USERS], app[CONFIG] = users, config
+
+    async def client(app: web.Application) -> Any:
+        app[CLIENT] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        yield
+        await app[CLIENT].close()
+
+    async def live(app: web.Application) -> Any:
+        app[ALERTS] = Alerts()
+        following = asyncio.create_task(follow_alerts(app[ALERTS]))
+        yield
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await following
+
+    app.cleanup_ctx.append(client)
+    app.cleanup_ctx.append(live)
+    app.router.add_get("/health", health)
+    app.router.add_get("/sign-in", sign_in_page)
+    app.router.add_post("/sign-in", sign_in)
+    app.router.add_post("/sign-out", sign_out)
+    app.router.add_get("/", home)
+    app.router.add_get("/people", find_person)
+    app.router.add_get("/people/{reference}", person_page)
+    app.router.add_get("/people/{reference}/{note:evidence-note}", person_page)
+    app.router.add_get("/people/{reference}/events", person_events)
+    app.router.add_static("/assets", ASSETS / "assets")
+    app.router.add_static("/static/govuk", ASSETS)
+    app.router.add_static("/static/pages", HERE / "static")
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`concord pages [--host H] [--port P]`: serve the pages until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="concord pages", description="Serve the web pages people sign in to."
+    )
+    parser.add_argument("--host", help="address to listen on (CONCORD_PAGES_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (CONCORD_PAGES_PORT, 8090)")
+    args = parser.parse_args(argv)
+    from services.runtime import configure_logging, settings
+
+    configure_logging()
+    config = pages_config()
+    if not ASSETS.is_dir():
+        print(
+            "concord pages: the design system is not installed: run `make install`", file=sys.stderr
+        )
+        return 2
+    if not pages_secret():
+        print("concord pages: set CONCORD_PAGES_SECRET (shared with the workers)", file=sys.stderr)
+        return 2
+    users = UserDirectory.load(config.users_file, partner_directory(settings().partners_file))
+    host, port = args.host or config.host, args.port or config.port
+    log.info("pages.starting", host=host, port=port)
+    web.run_app(build_app(config, users), host=host, port=port, access_log=None, print=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""The pages in a real browser: the system's headless Chromium, driven by Selenium, signed in as
+the demo's people, on a real worker and the real broker. Every page is checked with axe-core, and
+each is saved as a screenshot under .cache/test-artefacts/pages/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.e2e.conftest import CRN, NHS, Worker, appointment, free_port, patient
+
+ROOT = Path(__file__).parents[2]
+ARTEFACTS = ROOT / ".cache" / "test-artefacts" / "pages"
+AXE = ROOT / "connectors" / "pages" / "node_modules" / "axe-core" / "axe.min.js"
+WCAG_22_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+PERSON = (CRN, "X123456")
+NHS_NUMBER = (NHS, "9434765919")
+
+
+class Pages:
+    """One `concord pages` subprocess asking the given worker."""
+
+    def __init__(self, tmp: Path, worker: Worker) -> None:
+        self.port = free_port()
+        self.url = f"http://localhost:{self.port}"
+        self.log = tmp / "pages.log"
+        self.env = {
+            **os.environ,
+            "CONCORD_PAGES_PORT": str(self.port),
+            "CONCORD_WORKER_URL": worker.url,
+            "CONCORD_LOG_FORMAT": "json",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.ops.cli", "pages"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"the pages did not start:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def pages(worker: Worker, tmp_path: Path) -> Iterator[Pages]:
+    running = Pages(tmp_path, worker)
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    """Debian's headless Chromium and its driver (`.ci/run` installs both)."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "install Debian's chromium and chromium-driver (see .ci/run)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1280,1400")
+    session = webdriver.Chrome(service=Service(driver), options=options)
+    session.set_page_load_timeout(30)
+    yield session
+    session.quit()
+
+
+def wait_for(browser: WebDriver, condition: Callable[[WebDriver], Any], timeout_s: float = 30.0) -> Any:
+    return WebDriverWait(browser, timeout_s, poll_frequency=0.2).until(condition)
+
+
+def check_page(browser: WebDriver, name: str) -> None:
+    """Save the page as a screenshot, and fail on any WCAG 2.2 A or AA violation axe-core finds."""
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTEFACTS / f"{name}.png"))
+    browser.execute_script(AXE.read_text(encoding="utf-8"))
+    result = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {runOnly: {type: 'tag', values: arguments[0]}})"
+        ".then(r => done(r.violations.map(v => v.id + ': ' + v.help + ' ' +"
+        " v.nodes.map(n => n.target.join(' ')).join(', '))));",
+        WCAG_22_AA,
+    )
+    assert result == [], f"{name}: accessibility violations: {result}"
+
+
+def sign_in(browser: WebDriver, pages: Pages, user: str) -> None:
+    browser.get(pages.url + "/sign-in")
+    check_page(browser, "sign-in")
+    browser.find_element(By.ID, "user").send_keys(user)
+    browser.find_element(By.ID, "password").send_keys(f"demo-{user}")
+    browser.find_element(By.CSS_SELECTOR, "form[action='/sign-in'] button").click()
+    wait_for(browser, lambda b: "Sign out" in b.page_source)
+
+
+def find(browser: WebDriver, reference: str) -> None:
+    browser.get(browser.current_url.split("/", 3)[0] + "//" + browser.current_url.split("/")[2] + "/people")
+    field = browser.find_element(By.ID, "reference")
+    field.send_keys(reference)
+    field.submit()
+    wait_for(browser, lambda b: b.find_elements(By.TAG_NAME, "h1"))
+
+
+def main_text(browser: WebDriver) -> str:
+    return str(browser.find_element(By.ID, "main-content").text)
+
+
+def test_officer_sees_a_clash_then_an_explained_absence_arrive_live(
+    pages: Pages, browser: WebDriver, publish: Callable[[str, dict[str, Any]], None]
+) -> None:
+    """The person page takes in each new alert without a reload, shows another agency's
+    appointment as the policy lets an officer see it, and gives the missed appointment's verdict
+    in a sentence."""
+    publish("probation-london", patient(PERSON, NHS_NUMBER))
+    publish(
+        "probation-london",
+        appointment("sup-1", "booked", "2026-12-03T10:00:00Z", "2026-12-03T11:00:00Z", PERSON),
+    )
+    sign_in(browser, pages, "officer.adeyemi")
+    check_page(browser, "find-person")
+    wait_for(browser, lambda b: _person_page_ready(b, pages))
+    assert "No open clashes" in main_text(browser)
+    browser.execute_script("window.notReloaded = true")
+
+    gp = appointment(
+        "gp-77", "booked", "2026-12-03T10:15:00Z", "2026-12-03T10:45:00Z", NHS_NUMBER,
+        specialty="Psychiatry",
+    )
+    publish("gp-Y01234", gp)
+    wait_for(browser, lambda b: "clashes with" in main_text(b))
+    assert browser.execute_script("return window.notReloaded") is True
+    text = main_text(browser)
+    assert "Your appointment 10:00–11:00 on 3 December clashes with health service appointment" in text
+    # What the policy keeps from an officer by default: which service, its specialty
+    assert "High Street Surgery" not in browser.page_source
+    assert "Psychiatry" not in browser.page_source
+    check_page(browser, "person-clash")
+
+    publish("gp-Y01234", {**gp, "status": "fulfilled", "meta": {"versionId": "2"}})
+    publish(
+        "probation-london",
+        {
+            **appointment("sup-1", "noshow", "2026-12-03T10:00:00Z", "2026-12-03T11:00:00Z", PERSON),
+            "meta": {"versionId": "2"},
+        },
+    )
+    wait_for(browser, lambda b: "Explained" in main_text(b))
+    assert browser.execute_script("return window.notReloaded") is True
+    assert (
+        "Explained: the person attended a health service appointment 10:15–10:45 on 3 December"
+        in main_text(browser)
+    )
+    check_page(browser, "person-explained")
+
+    browser.find_element(By.PARTIAL_LINK_TEXT, "Evidence note").click()
+    wait_for(browser, lambda b: "Evidence note for the breach record" in b.page_source)
+    assert "Tola Adeyemi" in main_text(browser)
+    check_page(browser, "evidence-note")
+
+
+def _person_page_ready(browser: WebDriver, pages: Pages) -> bool:
+    """The person page for X123456, once the worker has the person (it may need a moment)."""
+    browser.get(pages.url + "/people/X123456")
+    return "Open clashes" in browser.page_source
+
+
+def test_a_person_without_a_relationship_is_not_found_like_an_unknown_one(
+    pages: Pages, browser: WebDriver, publish: Callable[[str, dict[str, Any]], None]
+) -> None:
+    """A CRN the hub holds, but only from a GP, reads exactly as a CRN it has never seen."""
+    publish(
+        "gp-Y01234",
+        appointment("gp-9", "booked", "2026-12-05T09:00:00Z", "2026-12-05T09:30:00Z", (CRN, "X777777")),
+    )
+    sign_in(browser, pages, "officer.adeyemi")
+    time.sleep(0)  # the hub may take a moment to hold the person: compare after both are asked
+    find(browser, "x777777")
+    held = main_text(browser).replace("X777777", "<CRN>")
+    check_page(browser, "not-found")
+    find(browser, "X000001")
+    unknown = main_text(browser).replace("X000001", "<CRN>")
+    assert held == unknown
+    assert "No person found" in held
+
+
+def test_a_form_without_its_token_is_refused(pages: Pages, browser: WebDriver) -> None:
+    """Signing out with the form's token removed is refused, and the user stays signed in."""
+    sign_in(browser, pages, "officer.adeyemi")
+    browser.execute_script(
+        "document.querySelector('form[action=\"/sign-out\"] input[name=csrf_token]').remove()"
+    )
+    browser.find_element(By.CSS_SELECTOR, "form[action='/sign-out'] button").click()
+    wait_for(browser, lambda b: "Your form was not accepted" in b.page_source)
+    check_page(browser, "form-refused")
+    browser.get(pages.url + "/people")
+    assert "Sign out" in browser.page_source
