@@ -3,10 +3,18 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 CONCORD = $(VENV)/bin/concord
+# The pages' design system (govuk-frontend) and the browser tests' axe-core, from npm, pinned in
+# connectors/pages/package-lock.json (git-ignored node_modules, as the Kafka jars are fetched).
+PAGES_ASSETS = connectors/pages/node_modules
 
 .PHONY: install kafka topics run demo test unit fuzz lint format bench stop clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(PAGES_ASSETS)/.installed
+
+$(PAGES_ASSETS)/.installed: connectors/pages/package.json connectors/pages/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the pages' assets: install Node.js and npm"; exit 1; }
+	cd connectors/pages && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed: install it or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
@@ -60,4 +68,4 @@ stop:
 	-$(CONCORD) kafka stop
 
 clean: stop
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) .cache $(PAGES_ASSETS)

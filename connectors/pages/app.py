@@ -51,6 +51,7 @@ log = structlog.get_logger(__name__)
 HERE = Path(__file__).parent
 ASSETS = HERE / "node_modules" / "govuk-frontend" / "dist" / "govuk"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+USER = web.RequestKey("user", User)  # the signed-in user of a request
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,7 @@ async def render(
     """The template `name` as an HTML page, with the signed-in user and the form token."""
     session = await get_session(request)
     html = TEMPLATES.get_template(name).render(
-        user=request.get("user"), csrf_token=csrf_token(session), **context
+        user=request.get(USER), csrf_token=csrf_token(session), **context
     )
     return web.Response(text=html, status=status, content_type="text/html")
 
@@ -147,7 +148,7 @@ async def forms_need_their_token(request: web.Request, handler: Handler) -> web.
 
 
 def signed_in_user(users: UserDirectory, idle_s: float) -> Any:
-    """Middleware: the signed-in user on request["user"], or a redirect to sign in. A session idle
+    """Middleware: the signed-in user on request[USER], or a redirect to sign in. A session idle
     longer than `idle_s` ends."""
 
     @web.middleware
@@ -162,7 +163,7 @@ def signed_in_user(users: UserDirectory, idle_s: float) -> Any:
             if request.path not in PUBLIC:
                 raise web.HTTPSeeOther("/sign-in?timed-out=1")
         if user is not None:
-            request["user"] = user
+            request[USER] = user
             session["seen"] = now
         elif request.path not in PUBLIC and not request.path.startswith(("/assets/", "/static/")):
             raise web.HTTPSeeOther("/sign-in")
@@ -204,7 +205,7 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
 
 
 async def home(request: web.Request) -> web.StreamResponse:
-    user: User = request["user"]
+    user: User = request[USER]
     if user.role == "probation-officer":
         raise web.HTTPSeeOther("/people")
     return await render(request, "home.html")
@@ -219,7 +220,7 @@ class WorkerUnavailable(Exception):  # noqa: N818 -- reads as the condition
 
 async def ask_worker(request: web.Request, path: str) -> tuple[int, dict[str, Any]]:
     """GET `path` from the workers as the signed-in user: (status, JSON answer)."""
-    user: User = request["user"]
+    user: User = request[USER]
     config: PagesConfig = request.app[CONFIG]
     header = statement(user.staff, pages_secret(), datetime.now(UTC))
     client: aiohttp.ClientSession = request.app[CLIENT]
@@ -241,7 +242,7 @@ def reference_label(user: User) -> str:
 
 
 async def find_person(request: web.Request) -> web.StreamResponse:
-    user: User = request["user"]
+    user: User = request[USER]
     wanted = request.query.get("reference", "").strip().upper().replace(" ", "")
     if "reference" in request.query:
         if wanted:
@@ -254,7 +255,7 @@ async def find_person(request: web.Request) -> web.StreamResponse:
 
 
 async def person_page(request: web.Request) -> web.StreamResponse:
-    user: User = request["user"]
+    user: User = request[USER]
     reference = request.match_info["reference"]
     identifier = quote(f"{person_system(user)}|{reference}", safe="")
     status, answer = await ask_worker(request, f"/person-view?identifier={identifier}")
@@ -326,7 +327,7 @@ async def follow_alerts(alerts: Alerts) -> None:
 async def person_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events for one person page: `changed` when an alert about the person arrives
     for the user's partner. The person is found as the page found them (the workers answer)."""
-    user: User = request["user"]
+    user: User = request[USER]
     reference = request.match_info["reference"]
     identifier = quote(f"{person_system(user)}|{reference}", safe="")
     status, answer = await ask_worker(request, f"/person-view?identifier={identifier}")
@@ -374,8 +375,10 @@ CONFIG = web.AppKey("config", PagesConfig)
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
 
 
-def build_app(config: PagesConfig, users: UserDirectory) -> web.Application:
-    """The pages' aiohttp application."""
+def build_app(
+    config: PagesConfig, users: UserDirectory, *, live_updates: bool = True
+) -> web.Application:
+    """The pages' aiohttp application (`live_updates`: follow the alerts topic for open pages)."""
     storage = EncryptedCookieStorage(
         config.cookie_key,
         cookie_name="concord_pages",
@@ -408,7 +411,8 @@ def build_app(config: PagesConfig, users: UserDirectory) -> web.Application:
             await following
 
     app.cleanup_ctx.append(client)
-    app.cleanup_ctx.append(live)
+    if live_updates:
+        app.cleanup_ctx.append(live)
     app.router.add_get("/health", health)
     app.router.add_get("/sign-in", sign_in_page)
     app.router.add_post("/sign-in", sign_in)

@@ -4,6 +4,7 @@ each is saved as a screenshot under .cache/test-artefacts/pages/."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,6 +23,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from connectors.kafka_io import read_topic
+from schemas.topics import AUDIT
+from services.domain.audit import STAFF_USER_SYSTEM
 from tests.e2e.conftest import CRN, NHS, Worker, appointment, free_port, patient
 
 ROOT = Path(__file__).parents[2]
@@ -89,7 +93,8 @@ def pages(worker: Worker, tmp_path: Path) -> Iterator[Pages]:
 def browser() -> Iterator[WebDriver]:
     """Debian's headless Chromium and its driver (`.ci/run` installs both)."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver, "install Debian's chromium and chromium-driver (see .ci/run)"
+    assert chromium, "install Debian's chromium (see .ci/run)"
+    assert driver, "install Debian's chromium-driver (see .ci/run)"
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
@@ -101,7 +106,9 @@ def browser() -> Iterator[WebDriver]:
     session.quit()
 
 
-def wait_for(browser: WebDriver, condition: Callable[[WebDriver], Any], timeout_s: float = 30.0) -> Any:
+def wait_for(
+    browser: WebDriver, condition: Callable[[WebDriver], Any], timeout_s: float = 30.0
+) -> Any:
     return WebDriverWait(browser, timeout_s, poll_frequency=0.2).until(condition)
 
 
@@ -130,7 +137,9 @@ def sign_in(browser: WebDriver, pages: Pages, user: str) -> None:
 
 
 def find(browser: WebDriver, reference: str) -> None:
-    browser.get(browser.current_url.split("/", 3)[0] + "//" + browser.current_url.split("/")[2] + "/people")
+    browser.get(
+        browser.current_url.split("/", 3)[0] + "//" + browser.current_url.split("/")[2] + "/people"
+    )
     field = browser.find_element(By.ID, "reference")
     field.send_keys(reference)
     field.submit()
@@ -159,14 +168,20 @@ def test_officer_sees_a_clash_then_an_explained_absence_arrive_live(
     browser.execute_script("window.notReloaded = true")
 
     gp = appointment(
-        "gp-77", "booked", "2026-12-03T10:15:00Z", "2026-12-03T10:45:00Z", NHS_NUMBER,
+        "gp-77",
+        "booked",
+        "2026-12-03T10:15:00Z",
+        "2026-12-03T10:45:00Z",
+        NHS_NUMBER,
         specialty="Psychiatry",
     )
     publish("gp-Y01234", gp)
     wait_for(browser, lambda b: "clashes with" in main_text(b))
     assert browser.execute_script("return window.notReloaded") is True
     text = main_text(browser)
-    assert "Your appointment 10:00–11:00 on 3 December clashes with health service appointment" in text
+    assert (
+        "Your appointment 10:00–11:00 on 3 December clashes with health service appointment" in text
+    )
     # What the policy keeps from an officer by default: which service, its specialty
     assert "High Street Surgery" not in browser.page_source
     assert "Psychiatry" not in browser.page_source
@@ -176,7 +191,9 @@ def test_officer_sees_a_clash_then_an_explained_absence_arrive_live(
     publish(
         "probation-london",
         {
-            **appointment("sup-1", "noshow", "2026-12-03T10:00:00Z", "2026-12-03T11:00:00Z", PERSON),
+            **appointment(
+                "sup-1", "noshow", "2026-12-03T10:00:00Z", "2026-12-03T11:00:00Z", PERSON
+            ),
             "meta": {"versionId": "2"},
         },
     )
@@ -193,6 +210,20 @@ def test_officer_sees_a_clash_then_an_explained_absence_arrive_live(
     assert "Tola Adeyemi" in main_text(browser)
     check_page(browser, "evidence-note")
 
+    # Every view was a disclosure, audited under the officer's name as well as the partner's.
+    audited = [
+        json.loads(value)["resource"] for _, value in read_topic(AUDIT.name, idle_timeout_s=1.0)
+    ]
+    views = [a for a in audited if a["entity"][1]["what"]["reference"].startswith("PersonView/")]
+    assert views
+    for event in views:
+        partner, individual = event["agent"]
+        assert partner["who"]["identifier"]["value"] == "probation-london"
+        assert individual["who"]["identifier"] == {
+            "system": STAFF_USER_SYSTEM,
+            "value": "officer.adeyemi",
+        }
+
 
 def _person_page_ready(browser: WebDriver, pages: Pages) -> bool:
     """The person page for X123456, once the worker has the person (it may need a moment)."""
@@ -201,15 +232,24 @@ def _person_page_ready(browser: WebDriver, pages: Pages) -> bool:
 
 
 def test_a_person_without_a_relationship_is_not_found_like_an_unknown_one(
-    pages: Pages, browser: WebDriver, publish: Callable[[str, dict[str, Any]], None]
+    pages: Pages,
+    worker: Worker,
+    browser: WebDriver,
+    publish: Callable[[str, dict[str, Any]], None],
 ) -> None:
     """A CRN the hub holds, but only from a GP, reads exactly as a CRN it has never seen."""
     publish(
         "gp-Y01234",
-        appointment("gp-9", "booked", "2026-12-05T09:00:00Z", "2026-12-05T09:30:00Z", (CRN, "X777777")),
+        appointment(
+            "gp-9", "booked", "2026-12-05T09:00:00Z", "2026-12-05T09:30:00Z", (CRN, "X777777")
+        ),
     )
+    # the hub holds the person (a calendar) before the officer asks
+    deadline = time.monotonic() + 30
+    while worker.get("/stats")[1].get("calendars", 0) < 1:
+        assert time.monotonic() < deadline, "the worker never held the GP's person"
+        time.sleep(0.3)
     sign_in(browser, pages, "officer.adeyemi")
-    time.sleep(0)  # the hub may take a moment to hold the person: compare after both are asked
     find(browser, "x777777")
     held = main_text(browser).replace("X777777", "<CRN>")
     check_page(browser, "not-found")
