@@ -33,6 +33,8 @@ from aiohttp_session import get_session, new_session, session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from aiokafka import AIOKafkaConsumer
 
+from connectors.kafka_io import Publisher
+from connectors.pages import referrals
 from connectors.pages.users import User, UserDirectory
 from schemas import topics
 from schemas.codec import CodecError, decode
@@ -93,6 +95,7 @@ TEMPLATES.filters["spoken"] = lambda e: spoken_time(e.get("start"), e.get("end")
 TEMPLATES.filters["instant"] = lambda v: (
     spoken_time(v, None).removeprefix("from ") if v else "never"
 )
+TEMPLATES.filters["segment"] = lambda v: quote(str(v), safe="")  # one path segment, "/" too
 TEMPLATES.globals["role_label"] = lambda role: ROLE_LABELS.get(role, role)
 
 
@@ -208,6 +211,8 @@ async def home(request: web.Request) -> web.StreamResponse:
     user: User = request[USER]
     if user.role == "probation-officer":
         raise web.HTTPSeeOther("/people")
+    if user.role in ("clinician", "voluntary-worker"):
+        raise web.HTTPSeeOther("/referrals")
     return await render(request, "home.html")
 
 
@@ -363,6 +368,99 @@ async def worker_trouble(request: web.Request, handler: Handler) -> web.StreamRe
         return await render(request, "unavailable.html", status=503)
 
 
+# --- referrals --------------------------------------------------------------------------------
+
+
+async def referral_entries(request: web.Request) -> list[dict[str, Any]]:
+    """The user's partner's referrals (sent or received), as the workers' inbox gives them."""
+    status, answer = await ask_worker(request, "/referrals")
+    if status != 200:
+        raise WorkerUnavailable(str(status))
+    return list(answer["referrals"])
+
+
+async def referral_inbox(request: web.Request) -> web.StreamResponse:
+    user: User = request[USER]
+    entries = await referral_entries(request)
+    wanted = request.query.get("status") or None
+    shown = [e for e in entries if wanted is None or e["status"] == wanted]
+    return await render(
+        request,
+        "referrals.html",
+        referrals=shown,
+        statuses=referrals.STATUS_LABELS,
+        wanted=wanted,
+        partner=user.partner,
+    )
+
+
+async def _referral(request: web.Request) -> dict[str, Any]:
+    wanted = request.match_info["referral"]
+    for entry in await referral_entries(request):
+        if entry["referral_id"] == wanted:
+            return entry
+    raise web.HTTPNotFound(text="No such referral in your inbox")
+
+
+async def referral_page(
+    request: web.Request, errors: dict[str, str] | None = None, status: int = 200
+) -> web.StreamResponse:
+    user: User = request[USER]
+    entry = await _referral(request)
+    received = entry.get("recipient") == user.partner
+    return await render(
+        request,
+        "referral.html",
+        status=status,
+        entry=entry,
+        statuses=referrals.STATUS_LABELS,
+        may_decide=received and entry["status"] in referrals.OPEN,
+        may_book=received and entry["status"] == "accepted" and not entry["first_appointment"],
+        done=request.query.get("done"),
+        label=reference_label(user),
+        errors=errors or {},
+        form=dict(await request.post()) if request.method == "POST" else {},
+    )
+
+
+async def referral_action(request: web.Request) -> web.StreamResponse:
+    """Accept, reject (with a reason) or book the first appointment of a referral received."""
+    user: User = request[USER]
+    entry = await _referral(request)
+    action = request.match_info["action"]
+    form = await request.post()
+    now = datetime.now(UTC)
+    if entry.get("recipient") != user.partner:
+        raise web.HTTPForbidden(text="Only the service the referral was sent to can act on it")
+    if action == "book":
+        times = referrals.booking_times(form)
+        person = referrals.person_named(form, person_system(user))
+        if isinstance(times, dict) or isinstance(person, dict):
+            errors = {**(person if isinstance(person, dict) else {})}
+            errors |= times if isinstance(times, dict) else {}
+            return await referral_page(request, errors, status=400)
+        resource = referrals.first_appointment(entry, person, *times, now)
+    else:
+        reason = str(form.get("reason", "")).strip() or None
+        if action == "reject" and reason is None:
+            errors = {"reason": "Enter why the referral cannot be accepted"}
+            return await referral_page(request, errors, status=400)
+        resource = referrals.task(
+            entry, "accepted" if action == "accept" else "rejected", now, reason
+        )
+    async with request.app[PUBLISH_LOCK]:
+        summary = await referrals.publish_as(request, user.partner, user.id, resource)
+    if summary.accepted != 1:
+        errors = {"action": "The hub did not accept this: " + "; ".join(summary.errors)}
+        return await render_refusal(request, errors)
+    done = {"accept": "accepted", "reject": "rejected", "book": "booked"}[action]
+    raise web.HTTPSeeOther(f"/referrals/{quote(entry['referral_id'], safe='')}?done={done}")
+
+
+async def render_refusal(request: web.Request, errors: dict[str, str]) -> web.StreamResponse:
+    return await referral_page(request, errors, status=422)
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"ready": True})
 
@@ -373,6 +471,7 @@ USERS = web.AppKey("users", UserDirectory)
 ALERTS = web.AppKey("alerts", Alerts)
 CONFIG = web.AppKey("config", PagesConfig)
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
+PUBLISH_LOCK = web.AppKey("publish_lock", asyncio.Lock)
 
 
 def build_app(
@@ -410,7 +509,22 @@ def build_app(
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await following
 
+    async def publisher(app: web.Application) -> Any:
+        app[PUBLISH_LOCK] = asyncio.Lock()
+        made: list[Publisher] = []
+
+        def connect() -> Publisher:  # the broker is needed only once someone acts
+            if not made:
+                made.append(Publisher())
+            return made[0]
+
+        app[referrals.CONNECT] = connect
+        yield
+        for each in made:
+            await asyncio.to_thread(each.close)
+
     app.cleanup_ctx.append(client)
+    app.cleanup_ctx.append(publisher)
     if live_updates:
         app.cleanup_ctx.append(live)
     app.router.add_get("/health", health)
@@ -422,6 +536,9 @@ def build_app(
     app.router.add_get("/people/{reference}", person_page)
     app.router.add_get("/people/{reference}/{note:evidence-note}", person_page)
     app.router.add_get("/people/{reference}/events", person_events)
+    app.router.add_get("/referrals", referral_inbox)
+    app.router.add_get("/referrals/{referral}", referral_page)
+    app.router.add_post("/referrals/{referral}/{action:accept|reject|book}", referral_action)
     app.router.add_static("/assets", ASSETS / "assets")
     app.router.add_static("/static/govuk", ASSETS)
     app.router.add_static("/static/pages", HERE / "static")

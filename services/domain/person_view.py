@@ -203,6 +203,7 @@ def person_view(
 
     view: dict[str, Any] = {
         "person_id": calendar.person_id,
+        "referrals": _referrals(calendar, asking, directory),
         "appointments": appointments,
         "clashes": clashes,
         "missed": missed,
@@ -225,6 +226,33 @@ def person_view(
         user=user,
     )
     return view, answered
+
+
+def _referrals(
+    calendar: Calendar, asking: Partner, directory: PartnerDirectory
+) -> list[dict[str, Any]]:
+    """The referrals the asking partner sent or received for the person, and where each stands:
+    what its Task tells either end (the Task rule: status, reason, owner and requester)."""
+    shown = []
+    for referral in sorted(calendar.referrals.values(), key=lambda r: r.requested):
+        if asking.id not in (referral.referrer, referral.recipient):
+            continue
+        other = referral.recipient if referral.referrer == asking.id else referral.referrer
+        partner = directory.get(other) if other else None
+        shown.append(
+            {
+                "id": referral.fhir_id,
+                "sent": referral.referrer == asking.id,
+                "with": partner.name if partner else other,
+                "status": referral.status,
+                "urgency": referral.urgency,
+                "deadline": _when(referral.deadline),
+                "escalated": referral.escalated,
+                "first_appointment_booked": referral.first_appointment is not None,
+                "reason": referral.reason,
+            }
+        )
+    return shown
 
 
 # --- the verdict in a plain sentence ------------------------------------------------------------

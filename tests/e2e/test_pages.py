@@ -270,3 +270,79 @@ def test_a_form_without_its_token_is_refused(pages: Pages, browser: WebDriver) -
     check_page(browser, "form-refused")
     browser.get(pages.url + "/people")
     assert "Sign out" in browser.page_source
+
+
+def test_the_clinician_accepts_a_referral_and_the_officers_page_shows_it(
+    pages: Pages, browser: WebDriver, publish: Callable[[str, dict[str, Any]], None]
+) -> None:
+    """Accept and book from the referral's page go out as the Task and Appointment the trust's
+    own system would send; the officer's person page then shows where the referral stands."""
+    publish("probation-london", patient(PERSON, NHS_NUMBER))
+    publish("probation-london", referral("ref-pages"))
+    sign_in(browser, pages, "clinician.okafor")
+    wait_for(browser, lambda b: _inbox_lists(b, pages, "ref-pages"))
+    check_page(browser, "referral-inbox")
+    browser.find_element(By.PARTIAL_LINK_TEXT, "ref-pages").click()
+    wait_for(browser, lambda b: b.find_elements(By.ID, "accept"))
+    check_page(browser, "referral")
+    referral_url = browser.current_url
+
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/reject'] button").click()
+    wait_for(browser, lambda b: "Enter why the referral cannot be accepted" in b.page_source)
+    check_page(browser, "referral-reject-without-reason")
+
+    browser.find_element(By.ID, "accept").click()
+    wait_for(browser, lambda b: "Referral accepted" in b.page_source)
+    wait_for(browser, lambda b: _status_reads(b, referral_url, "Accepted"))
+    for field, value in (
+        ("person", "943 476 5919"),
+        ("date", "2026-12-10"),
+        ("start", "10:00"),
+        ("end", "11:00"),
+    ):
+        browser.find_element(By.ID, field).send_keys(value)
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/book'] button").click()
+    wait_for(browser, lambda b: "First appointment sent to the hub" in b.page_source)
+
+    browser.find_element(By.CSS_SELECTOR, "form[action='/sign-out'] button").click()
+    sign_in(browser, pages, "officer.adeyemi")
+    wait_for(browser, lambda b: _officer_sees(b, pages, "Accepted, first appointment booked"))
+    referrals = browser.find_element(By.CSS_SELECTOR, "#person-view .govuk-summary-list").text
+    assert "To South London and Maudsley NHS FT" in referrals
+    check_page(browser, "person-referral-accepted")
+
+
+def referral(referral_id: str) -> dict[str, Any]:
+    """Probation's referral of the person to the trust's mental health assessment service."""
+    return {
+        "resourceType": "ServiceRequest",
+        "id": referral_id,
+        "status": "active",
+        "intent": "order",
+        "priority": "routine",
+        "category": [
+            {
+                "coding": [
+                    {"system": "urn:concord:referral-category", "code": "mental-health-assessment"}
+                ]
+            }
+        ],
+        "locationCode": [{"coding": [{"system": "urn:concord:area", "code": "E09000022"}]}],
+        "subject": {"identifier": {"system": CRN, "value": "X123456"}},
+        "authoredOn": "2026-12-01T09:00:00Z",
+    }
+
+
+def _inbox_lists(browser: WebDriver, pages: Pages, referral_id: str) -> bool:
+    browser.get(pages.url + "/referrals")
+    return referral_id in main_text(browser)
+
+
+def _status_reads(browser: WebDriver, url: str, status: str) -> bool:
+    browser.get(url)
+    return str(browser.find_element(By.ID, "referral-status").text).startswith(status)
+
+
+def _officer_sees(browser: WebDriver, pages: Pages, text: str) -> bool:
+    browser.get(pages.url + "/people/X123456")
+    return text in main_text(browser)
