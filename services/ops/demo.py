@@ -127,6 +127,26 @@ def referred_person(recipient: str) -> str:
     raise SystemExit(f"no referral reached {recipient}")
 
 
+PAGES_PORT = os.environ.get("CONCORD_PAGES_PORT", "8090")
+
+
+def start_pages(worker: str) -> subprocess.Popen[bytes]:
+    """`concord pages` for the demo's people, printing where they sign in and as whom."""
+    from connectors.pages.users import UserDirectory
+    from services.runtime import ROOT, partner_directory, settings
+
+    address = f"http://localhost:{PAGES_PORT}"
+    os.environ.setdefault("CONCORD_WORKER_URL", worker)
+    pages = start_service(["pages"], f"{address}/health", ROOT / ".cache" / "demo-pages.log")
+    users = UserDirectory.load(
+        Path(os.environ["CONCORD_USERS"]), partner_directory(settings().partners_file)
+    )
+    print(f"\nThe pages: {address}  (sign in as one of the demo's people; person X123456)")
+    for user in users:
+        print(f"  {user.id:<18} password demo-{user.id:<20} {user.role} at {user.partner}")
+    return pages
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo end to end, print what each partner sees, then keep the hub running."""
     once = "--once" in (sys.argv[1:] if argv is None else argv)
@@ -151,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     gateway_process = start_service(
         ["gateway"], f"{gateway}/metadata", ROOT / ".cache" / "demo-gateway.log"
     )
+    started: list[subprocess.Popen[bytes]] = []  # the pages, when the hub keeps running
     try:
         print("Partner events:")
         replay(gateway)
@@ -174,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(HTTP {status}): {answer.get('verdict')}"
         )
         if not once:
+            started.append(start_pages(url))
             print(f"\nThe hub keeps running (worker log: {log_file}). In another terminal try:")
             print(
                 f"  CONCORD_PARTNER_SECRET={demo_secret(OFFICER)} .venv/bin/concord breach-check "
@@ -187,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nstopping")
     finally:
-        for process in (gateway_process, worker):
+        for process in (*started, gateway_process, worker):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=60)
