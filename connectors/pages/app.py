@@ -34,7 +34,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from aiokafka import AIOKafkaConsumer
 
 from connectors.kafka_io import Publisher
-from connectors.pages import referrals
+from connectors.pages import operations, referrals
 from connectors.pages.users import User, UserDirectory
 from schemas import topics
 from schemas.codec import CodecError, decode
@@ -213,6 +213,8 @@ async def home(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/people")
     if user.role in ("clinician", "voluntary-worker"):
         raise web.HTTPSeeOther("/referrals")
+    if user.role == "operator":
+        raise web.HTTPSeeOther("/dead-letters")
     return await render(request, "home.html")
 
 
@@ -461,6 +463,102 @@ async def render_refusal(request: web.Request, errors: dict[str, str]) -> web.St
     return await referral_page(request, errors, status=422)
 
 
+# --- the operator's pages ---------------------------------------------------------------------
+
+
+def operator_only(request: web.Request) -> User:
+    """The signed-in operator; 403 for anyone else."""
+    user: User = request[USER]
+    if user.role != "operator":
+        raise web.HTTPForbidden(text="Only the hub's operators see this page")
+    return user
+
+
+async def dead_letters(request: web.Request) -> web.StreamResponse:
+    operator_only(request)
+    state: operations.HubState = request.app[HUB]
+    filters, errors = operations.Filters.from_query(request.query)
+    chosen = operations.selected(state.letters.values(), filters)
+    wanted = request.query.get("page", "1")
+    shown, pages = operations.page_of(chosen, int(wanted) if wanted.isdigit() else 1)
+    page = min(max(1, int(wanted) if wanted.isdigit() else 1), pages)
+    query = {k: v for k, v in request.query.items() if k != "page" and v}
+    return await render(
+        request,
+        "dead_letters.html",
+        status=400 if errors else 200,
+        letters=shown,
+        total=len(chosen),
+        page=page,
+        pages=pages,
+        query=query,
+        errors=errors,
+        formats=operations.FORMATS,
+        partners=sorted({i.letter.source for i in state.letters.values()}),
+    )
+
+
+def _letter(request: web.Request) -> operations.Letter:
+    state: operations.HubState = request.app[HUB]
+    item = state.letters.get(request.match_info["ref"])
+    if item is None:
+        raise web.HTTPNotFound(text="No such dead letter")
+    return item
+
+
+async def dead_letter(request: web.Request) -> web.StreamResponse:
+    operator_only(request)
+    return await render(
+        request,
+        "dead_letter.html",
+        item=_letter(request),
+        replayable=_letter(request).format in operations.REPLAYABLE,
+        done=request.query.get("done"),
+        errors={},
+        corrected=_letter(request).letter.raw,
+    )
+
+
+async def replay_dead_letter(request: web.Request) -> web.StreamResponse:
+    """Publish a corrected dead letter as its partner, through the edge checks, audited."""
+    operator = operator_only(request)
+    item = _letter(request)
+    corrected = str((await request.post()).get("corrected", ""))
+    if item.format not in operations.REPLAYABLE or not corrected.strip():
+        errors = {"corrected": "Enter the corrected input to replay"}
+        return await render(
+            request,
+            "dead_letter.html",
+            status=400,
+            item=item,
+            replayable=item.format in operations.REPLAYABLE,
+            done=None,
+            errors=errors,
+            corrected=corrected,
+        )
+    connect = request.app[referrals.CONNECT]
+    async with request.app[PUBLISH_LOCK]:
+        publisher = await asyncio.to_thread(connect)
+        summary = await asyncio.to_thread(
+            operations.replay, item, corrected, operator.id, publisher, datetime.now(UTC)
+        )
+    done = f"{summary.accepted}-{summary.rejected}"
+    raise web.HTTPSeeOther(f"/dead-letters/{quote(item.ref, safe='')}?done={done}")
+
+
+async def identity_conflicts(request: web.Request) -> web.StreamResponse:
+    operator_only(request)
+    state: operations.HubState = request.app[HUB]
+    return await render(request, "conflicts.html", conflicts=state.open_conflicts())
+
+
+async def partner_feeds(request: web.Request) -> web.StreamResponse:
+    operator_only(request)
+    state: operations.HubState = request.app[HUB]
+    directory = request.app[PARTNERS]
+    return await render(request, "partners.html", rows=state.per_partner(directory))
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"ready": True})
 
@@ -472,12 +570,19 @@ ALERTS = web.AppKey("alerts", Alerts)
 CONFIG = web.AppKey("config", PagesConfig)
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
 PUBLISH_LOCK = web.AppKey("publish_lock", asyncio.Lock)
+HUB = web.AppKey("hub", operations.HubState)
+PARTNERS: web.AppKey[list[str]] = web.AppKey("partners")
 
 
 def build_app(
-    config: PagesConfig, users: UserDirectory, *, live_updates: bool = True
+    config: PagesConfig,
+    users: UserDirectory,
+    *,
+    partners: list[str] | None = None,
+    live_updates: bool = True,
 ) -> web.Application:
-    """The pages' aiohttp application (`live_updates`: follow the alerts topic for open pages)."""
+    """The pages' aiohttp application for the partners listed (`live_updates`: follow the hub's
+    topics: alerts for open person pages, and what the operator pages show)."""
     storage = EncryptedCookieStorage(
         config.cookie_key,
         cookie_name="concord_pages",
@@ -495,6 +600,7 @@ def build_app(
         ]
     )
     app[USERS], app[CONFIG] = users, config
+    app[HUB], app[PARTNERS] = operations.HubState(), partners or []
 
     async def client(app: web.Application) -> Any:
         app[CLIENT] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
@@ -503,11 +609,16 @@ def build_app(
 
     async def live(app: web.Application) -> Any:
         app[ALERTS] = Alerts()
-        following = asyncio.create_task(follow_alerts(app[ALERTS]))
+        following = [
+            asyncio.create_task(follow_alerts(app[ALERTS])),
+            asyncio.create_task(operations.follow_hub(app[HUB])),
+        ]
         yield
-        following.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await following
+        for task in following:
+            task.cancel()
+        for task in following:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     async def publisher(app: web.Application) -> Any:
         app[PUBLISH_LOCK] = asyncio.Lock()
@@ -539,6 +650,11 @@ def build_app(
     app.router.add_get("/referrals", referral_inbox)
     app.router.add_get("/referrals/{referral}", referral_page)
     app.router.add_post("/referrals/{referral}/{action:accept|reject|book}", referral_action)
+    app.router.add_get("/dead-letters", dead_letters)
+    app.router.add_get("/dead-letters/{ref}", dead_letter)
+    app.router.add_post("/dead-letters/{ref}/replay", replay_dead_letter)
+    app.router.add_get("/identity-conflicts", identity_conflicts)
+    app.router.add_get("/partners", partner_feeds)
     app.router.add_static("/assets", ASSETS / "assets")
     app.router.add_static("/static/govuk", ASSETS)
     app.router.add_static("/static/pages", HERE / "static")
@@ -565,10 +681,12 @@ def main(argv: list[str] | None = None) -> int:
     if not pages_secret():
         print("concord pages: set CONCORD_PAGES_SECRET (shared with the workers)", file=sys.stderr)
         return 2
-    users = UserDirectory.load(config.users_file, partner_directory(settings().partners_file))
+    directory = partner_directory(settings().partners_file)
+    users = UserDirectory.load(config.users_file, directory)
     host, port = args.host or config.host, args.port or config.port
     log.info("pages.starting", host=host, port=port)
-    web.run_app(build_app(config, users), host=host, port=port, access_log=None, print=None)
+    app = build_app(config, users, partners=sorted(directory.partners))
+    web.run_app(app, host=host, port=port, access_log=None, print=None)
     return 0
 
 

@@ -21,6 +21,8 @@ from services.domain.instants import fhir_instant
 
 # The individual users who sign in to the pages, by their user id in the hub's user directory.
 STAFF_USER_SYSTEM: Final = "urn:concord:id:staff-user"
+# The hub's event ids (the envelope's event_id), as an audit record names them.
+EVENT_SYSTEM: Final = "urn:concord:event-id"
 # Fixed, so a disclosure reprocessed after a restart gets the same audit id.
 AUDIT_NAMESPACE: Final = uuid.UUID("0b7d7c1e-5f52-5a55-8a4e-3c6f9d2e7a41")
 _NAMED_BASES: Final = frozenset({"role-default", "own-record", "case-record", "referral"})
@@ -133,3 +135,52 @@ def audit_resource(
         {"what": {"reference": what}},
     ]
     return resource
+
+
+def replay_audit(
+    *,
+    operator: str,
+    partner: str,
+    dead_letter: str,
+    event_ids: list[str],
+    rejected: int,
+    at: datetime,
+) -> dict[str, Any]:
+    """The AuditEvent of an operator replaying a corrected dead letter as the partner that sent it.
+
+    It names no person (the input is checked again and finds its person only in the workers):
+    the operator, the partner it was published as, the dead letter (`partition-offset`) and the
+    events it became.
+    """
+    if at.utcoffset() is None:
+        raise ValueError("at must be timezone-aware")
+    return {
+        "resourceType": "AuditEvent",
+        "id": str(uuid.uuid5(AUDIT_NAMESPACE, f"replay|{dead_letter}|{fhir_instant(at)}")),
+        "type": {
+            "system": "http://dicom.nema.org/resources/ontology/DCM",
+            "code": "110107",
+            "display": "Import",
+        },
+        "subtype": [{"system": AUDIT_SUBTYPE_SYSTEM, "code": "dead-letter-replayed"}],
+        "action": "C",
+        "recorded": fhir_instant(at),
+        "outcome": "0",
+        "outcomeDesc": f"{len(event_ids)} event(s) accepted, {rejected} rejected again",
+        "agent": [
+            {
+                "type": {"coding": [{"system": ROLE_SYSTEM, "code": "hub-operator"}]},
+                "who": {"identifier": {"system": STAFF_USER_SYSTEM, "value": operator}},
+                "requestor": True,
+            },
+            {
+                "who": {"identifier": {"system": PARTNER_SYSTEM, "value": partner}},
+                "requestor": False,
+            },
+        ],
+        "source": {"observer": {"display": "concord hub"}},
+        "entity": [
+            {"what": {"reference": f"DeadLetter/{dead_letter}"}},
+            *({"what": {"identifier": {"system": EVENT_SYSTEM, "value": e}}} for e in event_ids),
+        ],
+    }

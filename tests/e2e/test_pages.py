@@ -23,7 +23,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from connectors.kafka_io import read_topic
+from connectors.fhir_input import read_text
+from connectors.kafka_io import Publisher, read_topic
+from connectors.publish import publish_records
 from schemas.topics import AUDIT
 from services.domain.audit import STAFF_USER_SYSTEM
 from tests.e2e.conftest import CRN, NHS, Worker, appointment, free_port, patient
@@ -346,3 +348,59 @@ def _status_reads(browser: WebDriver, url: str, status: str) -> bool:
 def _officer_sees(browser: WebDriver, pages: Pages, text: str) -> bool:
     browser.get(pages.url + "/people/X123456")
     return text in main_text(browser)
+
+
+def test_the_operator_corrects_a_dead_letter_and_replays_it(
+    pages: Pages, browser: WebDriver
+) -> None:
+    """A refused appointment (a mistyped NHS number) is found by partner and reason, corrected and
+    replayed through the GP's edge checks; the replay is audited under the operator's name."""
+    wrong = appointment(
+        "gp-bad", "booked", "2026-12-06T09:00:00Z", "2026-12-06T09:30:00Z", (NHS, "9434765918")
+    )
+    publisher = Publisher()
+    try:
+        refused = publish_records(
+            read_text(json.dumps(wrong), "gp-export.json"), "gp-Y01234", publisher
+        )
+    finally:
+        publisher.close()
+    assert refused.rejected == 1
+    sign_in(browser, pages, "operator.nowak")
+    wait_for(browser, lambda b: _dead_letters_list(b, pages, "gp-Y01234"))
+    check_page(browser, "dead-letters")
+    browser.find_element(By.ID, "reason").send_keys("NHS number")
+    browser.find_element(By.CSS_SELECTOR, "form[action='/dead-letters'] button").click()
+    wait_for(browser, lambda b: "1 dead letter," in main_text(b))
+    browser.find_element(By.CSS_SELECTOR, "table a").click()
+    wait_for(browser, lambda b: b.find_elements(By.ID, "corrected"))
+    assert "9434765918" in browser.find_element(By.CSS_SELECTOR, "pre").text
+    check_page(browser, "dead-letter")
+
+    corrected = browser.find_element(By.ID, "corrected")
+    browser.execute_script(
+        "arguments[0].value = arguments[0].value.replace('9434765918', '9434765919')", corrected
+    )
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/replay'] button").click()
+    wait_for(browser, lambda b: b.find_elements(By.ID, "replay-outcome"))
+    assert browser.find_element(By.ID, "replay-outcome").text.startswith(
+        "1 record(s) accepted, 0 rejected again"
+    )
+    check_page(browser, "dead-letter-replayed")
+    replays = [
+        json.loads(value)["resource"]
+        for _, value in read_topic(AUDIT.name, idle_timeout_s=1.0)
+        if json.loads(value)["event_type"] == "audit.replay.recorded"
+    ]
+    assert [r["agent"][0]["who"]["identifier"]["value"] for r in replays] == ["operator.nowak"]
+    assert replays[0]["agent"][1]["who"]["identifier"]["value"] == "gp-Y01234"
+
+    for path, name in (("/identity-conflicts", "identity-conflicts"), ("/partners", "partners")):
+        browser.get(pages.url + path)
+        check_page(browser, name)
+    assert "gp-Y01234" in main_text(browser)
+
+
+def _dead_letters_list(browser: WebDriver, pages: Pages, partner: str) -> bool:
+    browser.get(pages.url + f"/dead-letters?partner={partner}")
+    return "dead letter" in main_text(browser) and partner in main_text(browser)
