@@ -1,0 +1,157 @@
+"""Unit tests for what the pages build and choose without a broker: the clinician's Task and
+Appointment, the operator's dead-letter filters and pages, and who may open the operator pages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from connectors.fhir_input import read_text
+from connectors.pages import operations, referrals
+from connectors.pages.app import build_app
+from connectors.publish import Encoded, decide_encoded
+from schemas.envelope import DeadLetter
+from schemas.identifiers import NHS_NUMBER, PersonIdentifier
+from services.domain.audit import STAFF_USER_SYSTEM, replay_audit
+from tests.unit.test_pages_sessions import CONFIG, USERS, sign_in
+
+NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+ENTRY = {
+    "referral_id": "probation-london/ref-1",
+    "id": "ref-1",
+    "person_id": "p-0123456789abcdef0123",
+}
+
+
+def edge_decision(resource: dict[str, Any], partner: str) -> Any:
+    [record] = list(read_text(json.dumps(resource), "pages"))
+    return decide_encoded(record, partner)
+
+
+def test_accepting_is_the_task_a_trust_system_sends_and_passes_its_edge_checks() -> None:
+    task = referrals.task(ENTRY, "accepted", NOW, None)
+    assert task["focus"] == {"reference": "ServiceRequest/ref-1"}
+    assert isinstance(edge_decision(task, "mht-rv5"), Encoded)
+    rejected = referrals.task(ENTRY, "rejected", NOW, "No capacity in the area")
+    assert rejected["statusReason"] == {"text": "No capacity in the area"}
+
+
+def test_the_first_appointment_names_the_person_as_the_service_knows_them() -> None:
+    start, end = datetime(2026, 12, 10, 10, tzinfo=UTC), datetime(2026, 12, 10, 11, tzinfo=UTC)
+    booked = referrals.first_appointment(
+        ENTRY, PersonIdentifier(NHS_NUMBER, "9434765919"), start, end, NOW
+    )
+    assert booked["basedOn"] == [{"reference": "ServiceRequest/ref-1"}]
+    assert isinstance(edge_decision(booked, "mht-rv5"), Encoded)
+
+
+def test_booking_times_are_read_in_local_time_and_checked() -> None:
+    summer = referrals.booking_times({"date": "2026-07-01", "start": "10:00", "end": "11:00"})
+    assert summer == (datetime(2026, 7, 1, 9, tzinfo=UTC), datetime(2026, 7, 1, 10, tzinfo=UTC))
+    assert referrals.booking_times({"date": "1/7/26", "start": "10", "end": "x"}).keys() == {
+        "date",
+        "end",
+    }
+    assert (
+        "after"
+        in referrals.booking_times({"date": "2026-07-01", "start": "11:00", "end": "10:00"})["end"]
+    )
+
+
+def test_a_mistyped_nhs_number_is_refused_on_the_booking_form() -> None:
+    assert isinstance(referrals.person_named({"person": "943 476 5918"}, NHS_NUMBER), dict)
+    assert referrals.person_named({"person": "943 476 5919"}, NHS_NUMBER) == PersonIdentifier(
+        NHS_NUMBER, "9434765919"
+    )
+
+
+def letter(source: str, reason: str, raw: str, origin: str, hour: int) -> DeadLetter:
+    return DeadLetter(
+        reason=reason,
+        source=source,
+        origin=origin,
+        received_at=datetime(2026, 12, 3, hour, tzinfo=UTC),
+        raw=raw,
+    )
+
+
+LETTERS = [
+    operations.Letter("0-1", letter("gp-Y01234", "bad NHS number", "{}", "a.json", 9), "fhir-json"),
+    operations.Letter("0-2", letter("mht-rv5", "no PID", "MSH|^~", "mllp:1.2.3.4", 10), "hl7v2"),
+    operations.Letter(
+        "1-1", letter("gp-Y01234", "no status", "<Appointment/>", "b.xml", 11), "fhir-xml"
+    ),
+]
+
+
+def test_each_inputs_format_is_told_by_where_it_came_and_how_it_starts() -> None:
+    assert [operations.input_format(i.letter) for i in LETTERS] == [i.format for i in LETTERS]
+    failed = letter("concord-hub", "gave up", "{}", "delivery:gp-Y01234", 9)
+    assert operations.input_format(failed) == "delivery"
+
+
+@pytest.mark.parametrize(
+    ("query", "refs"),
+    [
+        ({}, ["1-1", "0-2", "0-1"]),
+        ({"partner": "gp-Y01234"}, ["1-1", "0-1"]),
+        ({"reason": "nhs"}, ["0-1"]),
+        ({"format": "hl7v2"}, ["0-2"]),
+        ({"since": "2026-12-03T10:00", "until": "2026-12-03T10:30"}, ["0-2"]),
+    ],
+)
+def test_dead_letters_are_filtered_by_partner_reason_format_and_time(
+    query: dict[str, str], refs: list[str]
+) -> None:
+    filters, errors = operations.Filters.from_query(query)
+    assert errors == {}
+    assert [i.ref for i in operations.selected(LETTERS, filters)] == refs
+
+
+def test_a_time_that_cannot_be_read_is_named() -> None:
+    _, errors = operations.Filters.from_query({"since": "yesterday", "format": "pdf"})
+    assert errors.keys() == {"since", "format"}
+
+
+def test_dead_letters_come_in_pages() -> None:
+    many = LETTERS * 15  # 45
+    first, pages = operations.page_of(many, 1)
+    last, _ = operations.page_of(many, 99)
+    assert (len(first), pages, len(last)) == (operations.PAGE_SIZE, 3, 5)
+
+
+def test_a_replay_is_audited_under_the_operators_name() -> None:
+    audit = replay_audit(
+        operator="operator.nowak",
+        partner="gp-Y01234",
+        dead_letter="0-1",
+        event_ids=["e-1"],
+        rejected=0,
+        at=NOW,
+    )
+    assert audit["agent"][0]["who"]["identifier"] == {
+        "system": STAFF_USER_SYSTEM,
+        "value": "operator.nowak",
+    }
+    assert audit["entity"][0]["what"] == {"reference": "DeadLetter/0-1"}
+
+
+def test_only_operators_open_the_operator_pages() -> None:
+    async def main() -> None:
+        app = build_app(CONFIG, USERS, live_updates=False)
+        async with TestClient(TestServer(app)) as client:
+            await sign_in(client, "officer.adeyemi", "demo-officer.adeyemi")
+            for path in ("/dead-letters", "/dead-letters/0-1", "/identity-conflicts", "/partners"):
+                assert (await client.get(path)).status == 403
+        async with TestClient(TestServer(build_app(CONFIG, USERS, live_updates=False))) as client:
+            await sign_in(client, "operator.nowak", "demo-operator.nowak")
+            page = await (await client.get("/dead-letters")).text()
+            assert re.search(r"<h1[^>]*>Dead letters</h1>", page)
+
+    asyncio.run(main())
