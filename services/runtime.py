@@ -17,9 +17,12 @@ from pathlib import Path
 
 import structlog
 import yaml
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 
 from schemas.keys import PersonKey
 from schemas.topics import topic_prefix
+from services.domain.credentials import is_argon2id_hash, verify_secret
 from services.domain.partners import Partner, PartnerDirectory
 from services.domain.referrals import ServiceDirectory
 from services.domain.signin import SignInRefused, check_secret
@@ -225,11 +228,29 @@ def now() -> datetime:
 # --- sign-in ---
 
 
-def authenticate(directory: PartnerDirectory, partner_id: str, secret: str | None) -> Partner:
-    """The partner, when `secret` is its secret; AuthError otherwise, logged with the partner id
-    (when it has a partner id's shape) and the reason only, never the secret."""
+_ARGON2 = PasswordHasher()  # argon2-cffi's defaults: RFC 9106's low-memory argon2id profile
+
+
+def hash_partner_secret(secret: str) -> str:
+    """The stored form of a new partner secret: an argon2id hash."""
+    return _ARGON2.hash(secret)
+
+
+def verify_partner_secret(secret: str, stored: str) -> bool:
+    """True when `secret` matches a stored hash: argon2id, or PBKDF2 from an older directory."""
+    if not is_argon2id_hash(stored):
+        return verify_secret(secret, stored)
     try:
-        return check_secret(directory, partner_id, secret)
+        return _ARGON2.verify(stored, secret)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def authenticate(directory: PartnerDirectory, partner_id: str, secret: str | None) -> Partner:
+    """The partner, when `secret` is one of its live secrets; AuthError otherwise, logged with the
+    partner id (when it has a partner id's shape) and the reason only, never the secret."""
+    try:
+        return check_secret(directory, partner_id, secret, verify_partner_secret)
     except SignInRefused as refused:
         log.warning("auth.refused", partner=refused.shown_partner, reason=refused.reason)
         raise

@@ -34,7 +34,7 @@ _PREFIX_KINDS: tuple[tuple[str, AgencyKind], ...] = (
     ("vol-", "voluntary"),
 )
 _FIELDS = ("id", "kind", "name")
-_OPTIONAL = ("secret_hash", "csv_columns")
+_OPTIONAL = ("secret_hash", "next_secret_hash", "csv_columns")
 
 
 class UnknownPartner(KeyError):  # noqa: N818 -- name fixed by the shared API
@@ -49,6 +49,9 @@ class Partner:
     kind: AgencyKind
     name: str
     secret_hash: str | None = None  # services.domain.credentials format; None cannot sign in
+    # A second live secret, so a partner can move to a new one without downtime: add it here,
+    # let the partner switch, then make it `secret_hash` and drop the old one.
+    next_secret_hash: str | None = None
     # The partner's CSV export headers that the usual names do not cover: their header → our
     # column (connectors/feeds/README.md). Checked against the columns where a CSV is read.
     csv_columns: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -76,16 +79,21 @@ def _partner(position: int, entry: Any) -> Partner:
     kind = next((k for k in KINDS if k == entry["kind"]), None)
     if kind is None:
         raise ValueError(f"{where}: kind {entry['kind']!r} is not one of {', '.join(KINDS)}")
-    secret_hash = entry.get("secret_hash")
-    if secret_hash is not None and not is_secret_hash(secret_hash):
-        raise ValueError(
-            f"{where}: secret_hash is not a hash made by `concord partners hash-secret`"
-        )
+    for field_name in ("secret_hash", "next_secret_hash"):
+        stored = entry.get(field_name)
+        if stored is not None and not is_secret_hash(stored):
+            raise ValueError(
+                f"{where}: {field_name} is not a hash made by `concord partners hash-secret`"
+            )
+    secret_hash, next_secret_hash = entry.get("secret_hash"), entry.get("next_secret_hash")
+    if next_secret_hash is not None and secret_hash is None:
+        raise ValueError(f"{where}: next_secret_hash needs a secret_hash beside it")
     return Partner(
         id=entry["id"],
         kind=kind,
         name=entry["name"].strip(),
         secret_hash=secret_hash,
+        next_secret_hash=next_secret_hash,
         csv_columns=_csv_columns(where, entry.get("csv_columns", {})),
     )
 

@@ -292,12 +292,28 @@ def _resolve_conflict(args: argparse.Namespace) -> int:
 def _hash_secret(args: argparse.Namespace) -> int:
     import getpass
 
-    from services.domain.credentials import hash_secret
+    from services.runtime import hash_partner_secret
 
     secret = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass("secret: ")
     if len(secret) < 12:
         raise CommandError("a partner secret must be at least 12 characters", EXIT_USAGE)
-    print(hash_secret(secret))
+    print(hash_partner_secret(secret))
+    return EXIT_OK
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from connectors.pages.users import hash_password
+
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if not sys.stdin.isatty()
+        else getpass.getpass("password: ")
+    )
+    if len(password) < 12:
+        raise CommandError("a password must be at least 12 characters", EXIT_USAGE)
+    print(hash_password(password))
     return EXIT_OK
 
 
@@ -419,6 +435,14 @@ def build_parser() -> argparse.ArgumentParser:
         "action", choices=["hash-secret"], help="hash a secret read from stdin for partners.yaml"
     )
     partners.set_defaults(run=_hash_secret)
+
+    users = commands.add_parser("users", help="the pages' user directory")
+    users.add_argument(
+        "action",
+        choices=["hash-password"],
+        help="hash a password read from stdin for the user directory (CONCORD_USERS)",
+    )
+    users.set_defaults(run=_hash_password)
     return parser
 
 

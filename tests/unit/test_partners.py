@@ -10,13 +10,13 @@ import pytest
 import yaml
 
 from services.domain.calendar import AgencyKind
-from services.domain.credentials import verify_secret
 from services.domain.partners import (
     ORGANISATION_TYPE_LABELS,
     Partner,
     PartnerDirectory,
     UnknownPartner,
 )
+from services.runtime import verify_partner_secret
 
 DEMO_DIRECTORY = Path(__file__).parents[2] / "deploy" / "demo" / "partners.yaml"
 
@@ -45,7 +45,7 @@ def test_demo_directory_lists_the_demo_partners_each_with_a_hashed_secret() -> N
     for partner in demo.partners.values():
         assert partner.secret_hash is not None
         assert secrets[partner.id] not in partner.secret_hash, "stored hashed, never in the clear"
-        assert verify_secret(secrets[partner.id], partner.secret_hash)
+        assert verify_partner_secret(secrets[partner.id], partner.secret_hash)
 
 
 def test_a_plain_secret_pasted_as_the_hash_is_refused() -> None:
