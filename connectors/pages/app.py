@@ -35,10 +35,12 @@ from aiokafka import AIOKafkaConsumer
 
 from connectors.kafka_io import Publisher
 from connectors.pages import operations, referrals
+from connectors.pages.oidc import OidcRefused, Provider, as_session, oidc_config, user_from_claims
 from connectors.pages.users import User, UserDirectory
 from schemas import topics
 from schemas.codec import CodecError, decode
 from schemas.identifiers import NHS_NUMBER, PROBATION_CRN, local_system
+from services.domain.partners import PartnerDirectory
 from services.domain.person_view import spoken_time
 from services.domain.staff import ROLE_LABELS, STAFF_HEADER, statement
 from services.runtime import (
@@ -157,7 +159,15 @@ def signed_in_user(users: UserDirectory, idle_s: float) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         session = await get_session(request)
-        user = users.get(session.get("user", ""))
+        signed_by_provider = session.get("oidc_user")
+        user = (
+            User(
+                **{k: signed_by_provider[k] for k in ("id", "name", "partner", "role")},
+                password_hash="",
+            )
+            if signed_by_provider
+            else users.get(session.get("user", ""))
+        )
         seen = session.get("seen", 0)
         now = time.time()
         if user is not None and now - seen > idle_s:
@@ -175,12 +185,56 @@ def signed_in_user(users: UserDirectory, idle_s: float) -> Any:
     return middleware
 
 
-PUBLIC = frozenset({"/sign-in", "/health"})
+PUBLIC = frozenset({"/sign-in", "/sign-in/oidc", "/sign-in/oidc/callback", "/health"})
 
 
 async def sign_in_page(request: web.Request) -> web.Response:
     timed_out = "timed-out" in request.query
-    return await render(request, "sign_in.html", error=None, timed_out=timed_out, user_id="")
+    return await render(
+        request,
+        "sign_in.html",
+        error=None,
+        timed_out=timed_out,
+        user_id="",
+        oidc=request.app[OIDC] is not None,
+    )
+
+
+async def oidc_begin(request: web.Request) -> web.StreamResponse:
+    """Send the person to their organisation's identity provider (authorization code + PKCE)."""
+    provider = request.app[OIDC]
+    if provider is None:
+        raise web.HTTPNotFound()
+    session = await get_session(request)
+    raise web.HTTPSeeOther(await provider.begin(session, request.app[CLIENT]))
+
+
+async def oidc_callback(request: web.Request) -> web.StreamResponse:
+    """The provider sends the person back with a code: exchange it, check the ID token, sign in."""
+    provider = request.app[OIDC]
+    if provider is None:
+        raise web.HTTPNotFound()
+    session = await get_session(request)
+    try:
+        claims = await provider.complete(session, request.query, request.app[CLIENT])
+        user = user_from_claims(claims, provider.config, request.app[DIRECTORY])
+    except (OidcRefused, aiohttp.ClientError, KeyError) as exc:
+        log.warning("pages.oidc_refused", reason=str(exc))
+        error = "Your organisation's sign-in did not complete. Try again, or ask your administrator"
+        return await render(
+            request,
+            "sign_in.html",
+            status=401,
+            error=error,
+            timed_out=False,
+            user_id="",
+            oidc=True,
+        )
+    session = await new_session(request)
+    session["oidc_user"], session["seen"] = as_session(user), time.time()
+    csrf_token(session)
+    log.info("pages.signed_in", user=user.id, partner=user.partner, by="oidc")
+    raise web.HTTPSeeOther("/")
 
 
 async def sign_in(request: web.Request) -> web.StreamResponse:
@@ -192,7 +246,13 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         log.info("pages.sign_in_refused")
         error = "Enter a correct user name and password"
         return await render(
-            request, "sign_in.html", status=401, error=error, timed_out=False, user_id=user_id
+            request,
+            "sign_in.html",
+            status=401,
+            error=error,
+            timed_out=False,
+            user_id=user_id,
+            oidc=request.app[OIDC] is not None,
         )
     session = await new_session(request)  # a fresh session: no fixation across sign-in
     session["user"], session["seen"] = user.id, time.time()
@@ -572,13 +632,39 @@ CLIENT = web.AppKey("client", aiohttp.ClientSession)
 PUBLISH_LOCK = web.AppKey("publish_lock", asyncio.Lock)
 HUB = web.AppKey("hub", operations.HubState)
 PARTNERS: web.AppKey[list[str]] = web.AppKey("partners")
+OIDC: web.AppKey[Provider | None] = web.AppKey("oidc")
+DIRECTORY = web.AppKey("directory", PartnerDirectory)
+
+
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/health", health),
+    ("GET", "/sign-in", sign_in_page),
+    ("POST", "/sign-in", sign_in),
+    ("GET", "/sign-in/oidc", oidc_begin),
+    ("GET", "/sign-in/oidc/callback", oidc_callback),
+    ("POST", "/sign-out", sign_out),
+    ("GET", "/", home),
+    ("GET", "/people", find_person),
+    ("GET", "/people/{reference}", person_page),
+    ("GET", "/people/{reference}/{note:evidence-note}", person_page),
+    ("GET", "/people/{reference}/events", person_events),
+    ("GET", "/referrals", referral_inbox),
+    ("GET", "/referrals/{referral}", referral_page),
+    ("POST", "/referrals/{referral}/{action:accept|reject|book}", referral_action),
+    ("GET", "/dead-letters", dead_letters),
+    ("GET", "/dead-letters/{ref}", dead_letter),
+    ("POST", "/dead-letters/{ref}/replay", replay_dead_letter),
+    ("GET", "/identity-conflicts", identity_conflicts),
+    ("GET", "/partners", partner_feeds),
+)
 
 
 def build_app(
     config: PagesConfig,
     users: UserDirectory,
     *,
-    partners: list[str] | None = None,
+    directory: PartnerDirectory | None = None,
+    oidc: Provider | None = None,
     live_updates: bool = True,
 ) -> web.Application:
     """The pages' aiohttp application for the partners listed (`live_updates`: follow the hub's
@@ -600,7 +686,9 @@ def build_app(
         ]
     )
     app[USERS], app[CONFIG] = users, config
-    app[HUB], app[PARTNERS] = operations.HubState(), partners or []
+    app[DIRECTORY] = directory or PartnerDirectory()
+    app[HUB], app[PARTNERS] = operations.HubState(), sorted(app[DIRECTORY].partners)
+    app[OIDC] = oidc
 
     async def client(app: web.Application) -> Any:
         app[CLIENT] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
@@ -638,23 +726,8 @@ def build_app(
     app.cleanup_ctx.append(publisher)
     if live_updates:
         app.cleanup_ctx.append(live)
-    app.router.add_get("/health", health)
-    app.router.add_get("/sign-in", sign_in_page)
-    app.router.add_post("/sign-in", sign_in)
-    app.router.add_post("/sign-out", sign_out)
-    app.router.add_get("/", home)
-    app.router.add_get("/people", find_person)
-    app.router.add_get("/people/{reference}", person_page)
-    app.router.add_get("/people/{reference}/{note:evidence-note}", person_page)
-    app.router.add_get("/people/{reference}/events", person_events)
-    app.router.add_get("/referrals", referral_inbox)
-    app.router.add_get("/referrals/{referral}", referral_page)
-    app.router.add_post("/referrals/{referral}/{action:accept|reject|book}", referral_action)
-    app.router.add_get("/dead-letters", dead_letters)
-    app.router.add_get("/dead-letters/{ref}", dead_letter)
-    app.router.add_post("/dead-letters/{ref}/replay", replay_dead_letter)
-    app.router.add_get("/identity-conflicts", identity_conflicts)
-    app.router.add_get("/partners", partner_feeds)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
     app.router.add_static("/assets", ASSETS / "assets")
     app.router.add_static("/static/govuk", ASSETS)
     app.router.add_static("/static/pages", HERE / "static")
@@ -685,7 +758,13 @@ def main(argv: list[str] | None = None) -> int:
     users = UserDirectory.load(config.users_file, directory)
     host, port = args.host or config.host, args.port or config.port
     log.info("pages.starting", host=host, port=port)
-    app = build_app(config, users, partners=sorted(directory.partners))
+    try:
+        provider_config = oidc_config()
+    except (ValueError, OSError) as exc:
+        print(f"concord pages: {exc}", file=sys.stderr)
+        return 2
+    provider = Provider(provider_config) if provider_config else None
+    app = build_app(config, users, directory=directory, oidc=provider)
     web.run_app(app, host=host, port=port, access_log=None, print=None)
     return 0
 
