@@ -28,6 +28,7 @@ from connectors.kafka_io import Publisher, read_topic
 from connectors.publish import publish_records
 from schemas.topics import AUDIT
 from services.domain.audit import STAFF_USER_SYSTEM
+from services.domain.person_view import spoken_time
 from tests.e2e.conftest import CRN, NHS, Worker, appointment, free_port, patient
 
 ROOT = Path(__file__).parents[2]
@@ -153,7 +154,10 @@ def main_text(browser: WebDriver) -> str:
 
 
 def test_officer_sees_a_clash_then_an_explained_absence_arrive_live(
-    pages: Pages, browser: WebDriver, publish: Callable[[str, dict[str, Any]], None]
+    pages: Pages,
+    worker: Worker,
+    browser: WebDriver,
+    publish: Callable[[str, dict[str, Any]], None],
 ) -> None:
     """The person page takes in each new alert without a reload, shows another agency's
     appointment as the policy lets an officer see it, and gives the missed appointment's verdict
@@ -178,7 +182,7 @@ def test_officer_sees_a_clash_then_an_explained_absence_arrive_live(
         specialty="Psychiatry",
     )
     publish("gp-Y01234", gp)
-    wait_for(browser, lambda b: "clashes with" in main_text(b))
+    wait_for(browser, lambda b: "Your appointment" in main_text(b))
     assert browser.execute_script("return window.notReloaded") is True
     text = main_text(browser)
     assert (
@@ -206,6 +210,7 @@ def test_officer_sees_a_clash_then_an_explained_absence_arrive_live(
         in main_text(browser)
     )
     check_page(browser, "person-explained")
+    assert page_rows(browser) == policy_rows(worker)
 
     browser.find_element(By.PARTIAL_LINK_TEXT, "Evidence note").click()
     wait_for(browser, lambda b: "Evidence note for the breach record" in b.page_source)
@@ -217,14 +222,38 @@ def test_officer_sees_a_clash_then_an_explained_absence_arrive_live(
         json.loads(value)["resource"] for _, value in read_topic(AUDIT.name, idle_timeout_s=1.0)
     ]
     views = [a for a in audited if a["entity"][1]["what"]["reference"].startswith("PersonView/")]
-    assert views
-    for event in views:
+    # one asked by probation's own system (policy_rows, above), the rest through the pages
+    assert sum(1 for event in views if len(event["agent"]) == 1) == 1
+    by_pages = [event for event in views if len(event["agent"]) == 2]
+    assert by_pages
+    for event in by_pages:
         partner, individual = event["agent"]
         assert partner["who"]["identifier"]["value"] == "probation-london"
         assert individual["who"]["identifier"] == {
             "system": STAFF_USER_SYSTEM,
             "value": "officer.adeyemi",
         }
+
+
+def page_rows(browser: WebDriver) -> list[list[str]]:
+    """The person page's timeline: when, which service, status, as the officer reads them."""
+    rows = browser.find_elements(By.CSS_SELECTOR, "#timeline + table tbody tr")
+    return [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in rows]
+
+
+def policy_rows(worker: Worker) -> list[list[str]]:
+    """The same timeline from what the policy lets probation's own system see (HTTP Basic)."""
+    status, view = worker.get(f"/person-view?identifier={CRN}%7CX123456", "probation-london")
+    assert status == 200, view
+    status_labels = {"booked": "Booked", "fulfilled": "Attended", "noshow": "Did not attend"}
+    return [
+        [
+            spoken_time(a["start"], a["end"]),
+            "Your service" if a["own"] else a.get("organisation") or a["organisation_label"],
+            status_labels[a["status"]],
+        ]
+        for a in view["appointments"]
+    ]
 
 
 def _person_page_ready(browser: WebDriver, pages: Pages) -> bool:

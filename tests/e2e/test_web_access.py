@@ -4,6 +4,7 @@ routers; and a breach check answered only once its audit record is on the audit 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -128,3 +129,41 @@ def test_the_breach_check_answer_arrives_after_its_audit_record_is_stored(
         if a["entity"][-1]["what"].get("reference") == "BreachCheck/probation-london/p-1"
     ]
     assert answers, "the answer's AuditEvent is on the audit topic"
+
+
+def test_the_worker_takes_a_person_only_from_a_statement_the_pages_signed(
+    worker: Worker, publish
+) -> None:
+    """A statement of who is signed in that is forged, expired, or names a role that cannot act
+    for its partner is refused as a wrong secret is; a good one is answered and audited under the
+    individual's name."""
+    from datetime import UTC, datetime, timedelta
+
+    from services.domain.staff import STAFF_HEADER, Staff, statement
+    from services.runtime import pages_secret
+
+    publish("probation-london", patient((CRN, "X123456"), (NHS, "9434765919")))
+    officer = Staff(user="officer.adeyemi", partner="probation-london", role="probation-officer")
+    path = f"/person-view?identifier={CRN}%7CX123456"
+    now = datetime.now(UTC)
+
+    def asked(header: str) -> int:
+        request = urllib.request.Request(worker.url + path, headers={STAFF_HEADER: header})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    assert asked(statement(officer, "not-the-pages-secret", now)) == 401
+    assert asked(statement(officer, pages_secret(), now - timedelta(hours=1))) == 401
+    clinician_for_probation = Staff(officer.user, officer.partner, "clinician")
+    assert asked(statement(clinician_for_probation, pages_secret(), now)) == 401
+    deadline = datetime.now(UTC) + timedelta(seconds=30)
+    while (status := asked(statement(officer, pages_secret(), datetime.now(UTC)))) == 404:
+        assert datetime.now(UTC) < deadline, "the worker never held the person"
+        time.sleep(0.3)
+    assert status == 200
+    audited = [json.loads(v)["resource"] for _, v in read_topic(AUDIT.name, idle_timeout_s=1.0)]
+    views = [a for a in audited if a["entity"][1]["what"]["reference"].startswith("PersonView/")]
+    assert views[-1]["agent"][1]["who"]["identifier"]["value"] == "officer.adeyemi"
