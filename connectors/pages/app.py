@@ -124,6 +124,12 @@ def csrf_token(session: Any) -> str:
     return str(session[CSRF_FIELD])
 
 
+def route_of(request: web.Request) -> str:
+    """The route's pattern (`/people/{reference}`), for logs: a path may hold a CRN."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"
+
+
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     """No framing, no sniffing, only this origin's scripts and styles; pages are never cached."""
@@ -147,7 +153,7 @@ async def forms_need_their_token(request: web.Request, handler: Handler) -> web.
         sent = (await request.post()).get(CSRF_FIELD)
         expected = session.get(CSRF_FIELD)
         if not (isinstance(sent, str) and expected and hmac.compare_digest(sent, expected)):
-            log.warning("pages.form_refused", path=request.path)
+            log.warning("pages.form_refused", route=route_of(request))
             return await render(request, "refused.html", status=403)
     return await handler(request)
 
@@ -426,7 +432,7 @@ async def worker_trouble(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except WorkerUnavailable as exc:
-        log.warning("pages.worker_unavailable", path=request.path, reason=str(exc))
+        log.warning("pages.worker_unavailable", route=route_of(request), reason=str(exc))
         return await render(request, "unavailable.html", status=503)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from structlog.testing import capture_logs
 
 from connectors.fhir_input import read_text
 from connectors.pages import operations, referrals
@@ -153,5 +154,21 @@ def test_only_operators_open_the_operator_pages() -> None:
             await sign_in(client, "operator.nowak", "demo-operator.nowak")
             page = await (await client.get("/dead-letters")).text()
             assert re.search(r"<h1[^>]*>Dead letters</h1>", page)
+
+    asyncio.run(main())
+
+
+def test_a_refused_form_is_logged_by_its_route_never_its_path() -> None:
+    """A path can name a person (/people/X123456); the log names the route's pattern only."""
+
+    async def main() -> None:
+        app = build_app(CONFIG, USERS, live_updates=False)
+        async with TestClient(TestServer(app)) as client:
+            await sign_in(client, "clinician.okafor", "demo-clinician.okafor")
+            with capture_logs() as logs:
+                await client.post("/referrals/probation-london%2FX123456/accept", data={})
+        [refused] = [entry for entry in logs if entry["event"] == "pages.form_refused"]
+        assert refused["route"] == "/referrals/{referral}/{action}"
+        assert "X123456" not in repr(logs)
 
     asyncio.run(main())
