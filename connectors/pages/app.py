@@ -32,7 +32,9 @@ from aiohttp import web
 from aiohttp_session import get_session, new_session, session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 
+from connectors.delivery.service import group_id as delivery_group
 from connectors.kafka_io import Publisher
 from connectors.pages import operations, referrals
 from connectors.pages.oidc import OidcRefused, Provider, as_session, oidc_config, user_from_claims
@@ -621,8 +623,16 @@ async def identity_conflicts(request: web.Request) -> web.StreamResponse:
 async def partner_feeds(request: web.Request) -> web.StreamResponse:
     operator_only(request)
     state: operations.HubState = request.app[HUB]
-    directory = request.app[PARTNERS]
-    return await render(request, "partners.html", rows=state.per_partner(directory))
+    partners = request.app[PARTNERS]
+    try:
+        waiting, capped = await operations.delivery_backlog(delivery_group())
+    except KafkaError as exc:
+        log.warning("pages.backlog_unknown", reason=type(exc).__name__)
+        waiting, capped = None, False
+    rows = state.per_partner(partners, waiting or {})
+    return await render(
+        request, "partners.html", rows=rows, backlog_known=waiting is not None, capped=capped
+    )
 
 
 async def health(request: web.Request) -> web.Response:

@@ -155,8 +155,11 @@ class HubState:
         found = [c for c in self.conflicts.values() if c.get("status") == "open"]
         return sorted(found, key=lambda c: (c.get("raised_at") or "", c["conflict_id"]))
 
-    def per_partner(self, partners: Iterable[str]) -> list[dict[str, Any]]:
-        """Each partner's feed freshness, dead letters, and deliveries that failed for good."""
+    def per_partner(
+        self, partners: Iterable[str], waiting: dict[str, int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Each partner's feed freshness, dead letters, messages waiting for delivery, and
+        deliveries that failed for good."""
         rows = []
         for partner in sorted(partners):
             mine = [i for i in self.letters.values() if i.letter.source == partner]
@@ -165,6 +168,7 @@ class HubState:
                     "partner": partner,
                     "last_heard": self.last_heard.get(partner),
                     "dead_letters": sum(1 for i in mine if i.format != "delivery"),
+                    "waiting": (waiting or {}).get(partner, 0),
                     "delivery_failures": sum(
                         1
                         for i in self.letters.values()
@@ -215,6 +219,56 @@ async def follow_hub(state: HubState) -> None:
         for task in followers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+# At most this many waiting messages are counted per partition; beyond it the page says "at least".
+BACKLOG_SCAN = 10_000
+
+
+async def delivery_backlog(group: str) -> tuple[dict[str, int], bool]:
+    """How many alerts and outbound messages wait for delivery, per recipient partner (the key of
+    both topics): those after the delivery group's committed offsets (all of them before the
+    group first commits). The flag is True when a partition held more than BACKLOG_SCAN."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers())
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers(), enable_auto_commit=False, group_id=None
+    )
+    await admin.start()
+    await consumer.start()
+    waiting: dict[str, int] = {}
+    capped = False
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        partitions = [
+            TopicPartition(topic.name, p)
+            for topic in (topics.ALERTS, topics.OUTBOUND)
+            for p in range(topic.partitions)
+        ]
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        consumer.assign(partitions)
+        for partition in partitions:
+            done = committed.get(partition)
+            start = max(done.offset if done and done.offset >= 0 else 0, starts[partition])
+            end = min(ends[partition], start + BACKLOG_SCAN)
+            capped = capped or ends[partition] - start > BACKLOG_SCAN
+            if end <= start:
+                continue
+            consumer.seek(partition, start)
+            while (await consumer.position(partition)) < end:
+                batch = await consumer.getmany(partition, timeout_ms=1000)
+                for message in batch.get(partition, []):
+                    if message.offset < end and message.key:
+                        partner = message.key.decode(errors="replace")
+                        waiting[partner] = waiting.get(partner, 0) + 1
+                if not batch:
+                    break
+    finally:
+        await consumer.stop()
+        await admin.close()
+    return waiting, capped
 
 
 def replay(

@@ -380,7 +380,7 @@ def _officer_sees(browser: WebDriver, pages: Pages, text: str) -> bool:
 
 
 def test_the_operator_corrects_a_dead_letter_and_replays_it(
-    pages: Pages, browser: WebDriver
+    pages: Pages, browser: WebDriver, publish: Callable[[str, dict[str, Any]], None]
 ) -> None:
     """A refused appointment (a mistyped NHS number) is found by partner and reason, corrected and
     replayed through the GP's edge checks; the replay is audited under the operator's name."""
@@ -424,10 +424,25 @@ def test_the_operator_corrects_a_dead_letter_and_replays_it(
     assert [r["agent"][0]["who"]["identifier"]["value"] for r in replays] == ["operator.nowak"]
     assert replays[0]["agent"][1]["who"]["identifier"]["value"] == "gp-Y01234"
 
-    for path, name in (("/identity-conflicts", "identity-conflicts"), ("/partners", "partners")):
-        browser.get(pages.url + path)
-        check_page(browser, name)
-    assert "gp-Y01234" in main_text(browser)
+    browser.get(pages.url + "/identity-conflicts")
+    check_page(browser, "identity-conflicts")
+    # A clash tells probation; with no delivery running, the alert waits for delivery.
+    publish("probation-london", patient(PERSON, NHS_NUMBER))
+    publish(
+        "probation-london",
+        appointment("sup-9", "booked", "2026-12-07T10:00:00Z", "2026-12-07T11:00:00Z", PERSON),
+    )
+    publish(
+        "gp-Y01234",
+        appointment("gp-9", "booked", "2026-12-07T10:00:00Z", "2026-12-07T10:30:00Z", NHS_NUMBER),
+    )
+    wait_for(browser, lambda b: _waiting_for(b, pages, "probation-london") >= 1)
+    check_page(browser, "partners")
+
+
+def _waiting_for(browser: WebDriver, pages: Pages, partner: str) -> int:
+    browser.get(pages.url + "/partners")
+    return int(browser.find_element(By.CSS_SELECTOR, f"[data-waiting='{partner}']").text)
 
 
 def _dead_letters_list(browser: WebDriver, pages: Pages, partner: str) -> bool:
