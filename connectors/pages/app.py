@@ -478,6 +478,8 @@ async def referral_page(
     user: User = request[USER]
     entry = await _referral(request)
     received = entry.get("recipient") == user.partner
+    state: operations.HubState = request.app[HUB]
+    delivered = state.delivered.get((user.partner, entry["person_id"], entry["id"]))
     return await render(
         request,
         "referral.html",
@@ -488,6 +490,9 @@ async def referral_page(
         may_book=received and entry["status"] == "accepted" and not entry["first_appointment"],
         done=request.query.get("done"),
         label=reference_label(user),
+        received=received,
+        delivered=delivered is not None,
+        content=referrals.referral_content(delivered if received else None),
         errors=errors or {},
         form=dict(await request.post()) if request.method == "POST" else {},
     )

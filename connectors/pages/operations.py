@@ -25,7 +25,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from connectors.kafka_io import Publisher
 from connectors.publish import PublishSummary, publish_records, reader_for
 from schemas import topics
-from schemas.codec import CodecError, decode_dead_letter, decode_internal, encode_hub_envelope
+from schemas.codec import (
+    CodecError,
+    decode,
+    decode_dead_letter,
+    decode_internal,
+    encode_hub_envelope,
+)
 from schemas.envelope import DeadLetter
 from schemas.internal import IdentityConflictRecord, PartnerActivity
 from schemas.topics import Topic
@@ -126,6 +132,9 @@ class HubState:
     """What the operator pages show, kept current from the hub's topics."""
 
     def __init__(self) -> None:
+        # (recipient, hub person id, referrer's ServiceRequest id) -> the referral as delivered to
+        # that recipient: already through the disclosure policy (the referral rule, and consent)
+        self.delivered: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.letters: dict[str, Letter] = {}
         self.conflicts: dict[str, dict[str, Any]] = {}
         self.last_heard: dict[str, datetime] = {}
@@ -136,6 +145,16 @@ class HubState:
         self.letters[ref] = Letter(ref, letter, input_format(letter))
         if len(self.letters) > KEPT:  # the oldest go first: insertion order is arrival order
             del self.letters[next(iter(self.letters))]
+
+    def outbound(self, key: bytes | None, value: bytes | None) -> None:
+        envelope = decode(value or b"")
+        if envelope.event_type != DELIVERED or key is None or envelope.subject is None:
+            return
+        resource = envelope.resource
+        person = envelope.subject.person_id or ""
+        self.delivered[(key.decode(), person, str(resource.get("id", "")))] = resource
+        if len(self.delivered) > KEPT:
+            del self.delivered[next(iter(self.delivered))]
 
     def conflict(self, partition: int, offset: int, value: bytes | None) -> None:
         record = decode_internal(value, IdentityConflictRecord).model_dump()
@@ -180,10 +199,12 @@ class HubState:
 
 
 Apply = Callable[[int, int, bytes | None], None]
+DELIVERED = "referral.request.delivered"
 
 
-async def follow(topic: Topic, apply: Apply) -> None:
-    """Read a topic from its beginning and keep up with it, passing each record to `apply`."""
+async def follow(topic: Topic, apply: Any, *, keyed: bool = False) -> None:
+    """Read a topic from its beginning and keep up with it, passing each record to `apply`:
+    (partition, offset, value), or (key, value) when `keyed`."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers(), enable_auto_commit=False, group_id=None
     )
@@ -197,7 +218,10 @@ async def follow(topic: Topic, apply: Apply) -> None:
             for messages in batch.values():
                 for message in messages:
                     try:
-                        apply(message.partition, message.offset, message.value)
+                        if keyed:
+                            apply(message.key, message.value)
+                        else:
+                            apply(message.partition, message.offset, message.value)
                     except CodecError as exc:  # not a record the hub wrote: pass it by
                         log.warning("pages.follow_skipped", topic=topic.name, reason=str(exc))
     finally:
@@ -210,6 +234,7 @@ async def follow_hub(state: HubState) -> None:
         asyncio.create_task(follow(topics.DEADLETTER, state.dead_letter)),
         asyncio.create_task(follow(topics.IDENTITY_CONFLICTS, state.conflict)),
         asyncio.create_task(follow(topics.PARTNER_ACTIVITY, state.heard)),
+        asyncio.create_task(follow(topics.OUTBOUND, state.outbound, keyed=True)),
     ]
     try:
         await asyncio.gather(*followers)

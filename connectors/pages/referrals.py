@@ -45,6 +45,36 @@ STATUS_LABELS = {
 OPEN = frozenset({"requested", "received"})
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _texts(concepts: Any) -> list[str]:
+    """The readable text of FHIR CodeableConcepts (their text, else their codings' displays)."""
+    found = []
+    for concept in _list(concepts):
+        if not isinstance(concept, dict):
+            continue
+        if concept.get("text"):
+            found.append(str(concept["text"]))
+            continue
+        codings = _list(concept.get("coding"))
+        found += [str(c["display"]) for c in codings if isinstance(c, dict) and c.get("display")]
+    return found
+
+
+def referral_content(delivered: dict[str, Any] | None) -> dict[str, list[str]]:
+    """The referral's reason and notes as they reached this service: what the disclosure policy
+    (and the person's consent) let through, nothing more. Empty lists when nothing was shared."""
+    if delivered is None:
+        return {"reasons": [], "notes": []}
+    notes = _list(delivered.get("note"))
+    return {
+        "reasons": _texts(delivered.get("reasonCode")),
+        "notes": [str(n["text"]) for n in notes if isinstance(n, dict) and n.get("text")],
+    }
+
+
 def task(entry: dict[str, Any], status: str, now: datetime, reason: str | None) -> dict[str, Any]:
     """The recipient's Task update of a referral, as a partner system sends it."""
     resource: dict[str, Any] = {

@@ -315,8 +315,10 @@ def test_the_clinician_accepts_a_referral_and_the_officers_page_shows_it(
     check_page(browser, "referral-inbox")
     browser.find_element(By.PARTIAL_LINK_TEXT, "ref-pages").click()
     wait_for(browser, lambda b: b.find_elements(By.ID, "accept"))
-    check_page(browser, "referral")
     referral_url = browser.current_url
+    # The page shows the referral as it was delivered to the trust (here with no reason or notes).
+    wait_for(browser, lambda b: _content_reads(b, referral_url, "No reason or notes were shared"))
+    check_page(browser, "referral")
 
     browser.find_element(By.CSS_SELECTOR, "form[action$='/reject'] button").click()
     wait_for(browser, lambda b: "Enter why the referral cannot be accepted" in b.page_source)
@@ -362,6 +364,11 @@ def referral(referral_id: str) -> dict[str, Any]:
         "subject": {"identifier": {"system": CRN, "value": "X123456"}},
         "authoredOn": "2026-12-01T09:00:00Z",
     }
+
+
+def _content_reads(browser: WebDriver, url: str, text: str) -> bool:
+    browser.get(url)
+    return text in browser.find_element(By.ID, "referral-content").text
 
 
 def _inbox_lists(browser: WebDriver, pages: Pages, referral_id: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -172,3 +173,46 @@ def test_a_refused_form_is_logged_by_its_route_never_its_path() -> None:
         assert "X123456" not in repr(logs)
 
     asyncio.run(main())
+
+
+def test_a_referral_shows_the_reason_and_notes_only_as_they_reached_the_service() -> None:
+    """The page shows what was delivered to the service, which the policy already minimised:
+    with consent the reason and notes; without, nothing."""
+    consented = {
+        "resourceType": "ServiceRequest",
+        "reasonCode": [{"text": "Low mood"}, {"coding": [{"display": "Poor sleep"}]}],
+        "note": [{"text": "Prefers mornings"}],
+    }
+    assert referrals.referral_content(consented) == {
+        "reasons": ["Low mood", "Poor sleep"],
+        "notes": ["Prefers mornings"],
+    }
+    minimised = {"resourceType": "ServiceRequest", "id": "ref-1"}
+    assert referrals.referral_content(minimised) == {"reasons": [], "notes": []}
+    assert referrals.referral_content(None) == {"reasons": [], "notes": []}
+
+
+def test_the_pages_keep_each_referral_as_it_was_delivered_to_its_recipient() -> None:
+    from schemas.codec import encode_hub_envelope
+
+    state = operations.HubState()
+    resource = {"resourceType": "ServiceRequest", "id": "ref-1", "status": "active"}
+    value = encode_hub_envelope(
+        uuid.uuid4(),
+        "referral.request.delivered",
+        person_id="p-1",
+        resource=resource,
+        now=NOW,
+        correlation_id=uuid.uuid4(),
+    )
+    state.outbound(b"mht-rv5", value)
+    other = encode_hub_envelope(
+        uuid.uuid4(),
+        "referral.task.updated",
+        person_id="p-1",
+        resource={"resourceType": "Task", "id": "t"},
+        now=NOW,
+        correlation_id=uuid.uuid4(),
+    )
+    state.outbound(b"probation-london", other)
+    assert state.delivered == {("mht-rv5", "p-1", "ref-1"): resource}
