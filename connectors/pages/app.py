@@ -46,10 +46,10 @@ from services.domain.partners import PartnerDirectory
 from services.domain.person_view import spoken_time
 from services.domain.staff import ROLE_LABELS, STAFF_HEADER, statement
 from services.runtime import (
+    MissingConfiguration,
     bootstrap_servers,
     pages_secret,
     partner_directory,
-    required,
     worker_url,
 )
 
@@ -77,10 +77,15 @@ def pages_config() -> PagesConfig:
     """The configuration from the environment; a new random cookie key when none is set (every
     session then ends when the pages restart)."""
     key = os.environ.get("CONCORD_PAGES_COOKIE_KEY")
+    users_file = os.environ.get("CONCORD_USERS")
+    if not users_file:
+        raise MissingConfiguration(
+            "set CONCORD_USERS (the pages' user directory; `make run` sets the demo's)"
+        )
     return PagesConfig(
         host=os.environ.get("CONCORD_PAGES_HOST", "127.0.0.1"),
         port=int(os.environ.get("CONCORD_PAGES_PORT", "8090")),
-        users_file=Path(required("CONCORD_USERS")),
+        users_file=Path(users_file),
         worker=worker_url(),
         cookie_key=base64.urlsafe_b64decode(key) if key else secrets.token_bytes(32),
         secure_cookies=os.environ.get("CONCORD_PAGES_SECURE_COOKIES", "true") != "false",
@@ -776,7 +781,11 @@ def main(argv: list[str] | None = None) -> int:
         print("concord pages: set CONCORD_PAGES_SECRET (shared with the workers)", file=sys.stderr)
         return 2
     directory = partner_directory(settings().partners_file)
-    users = UserDirectory.load(config.users_file, directory)
+    try:
+        users = UserDirectory.load(config.users_file, directory)
+    except (ValueError, OSError) as exc:
+        print(f"concord pages: the user directory {config.users_file}: {exc}", file=sys.stderr)
+        return 2
     host, port = args.host or config.host, args.port or config.port
     log.info("pages.starting", host=host, port=port)
     try:
