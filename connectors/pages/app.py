@@ -771,6 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     from services.runtime import configure_logging, settings
 
     configure_logging()
+    current = settings()  # the partner directory and person key first, as every hub process
     config = pages_config()
     if not ASSETS.is_dir():
         print(
@@ -780,7 +781,7 @@ def main(argv: list[str] | None = None) -> int:
     if not pages_secret():
         print("concord pages: set CONCORD_PAGES_SECRET (shared with the workers)", file=sys.stderr)
         return 2
-    directory = partner_directory(settings().partners_file)
+    directory = partner_directory(current.partners_file)
     try:
         users = UserDirectory.load(config.users_file, directory)
     except (ValueError, OSError) as exc:

@@ -44,6 +44,7 @@ def concord_without_settings(*args: str) -> subprocess.CompletedProcess[str]:
         ("gateway",),
         ("mllp", "--as", "mht-rv5"),
         ("publish", "--as", "gp-Y01234", "tests/fixtures/gp/appointment-booked.json"),
+        ("pages",),
     ],
     ids=lambda c: c[0],
 )
