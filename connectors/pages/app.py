@@ -42,6 +42,7 @@ from connectors.pages.users import User, UserDirectory
 from schemas import topics
 from schemas.codec import CodecError, decode
 from schemas.identifiers import NHS_NUMBER, PROBATION_CRN, local_system
+from services.domain.instants import fhir_instant
 from services.domain.partners import PartnerDirectory
 from services.domain.person_view import spoken_time
 from services.domain.staff import ROLE_LABELS, STAFF_HEADER, statement
@@ -349,8 +350,10 @@ async def person_page(request: web.Request) -> web.StreamResponse:
     template = "evidence.html" if request.match_info.get("note") else "person.html"
     if request.query.get("part") == "body":  # the live update takes the body alone
         template = "_person_body.html"
+    # recent and upcoming: instants written the same way compare as text
+    now = fhir_instant(datetime.now(UTC).replace(microsecond=0))
     return await render(
-        request, template, reference=reference, label=reference_label(user), view=answer
+        request, template, reference=reference, label=reference_label(user), view=answer, now=now
     )
 
 

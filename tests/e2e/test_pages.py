@@ -238,7 +238,8 @@ def test_officer_sees_a_clash_then_an_explained_absence_arrive_live(
 def page_rows(browser: WebDriver) -> list[list[str]]:
     """The person page's timeline: when, which service, status, as the officer reads them."""
     rows = browser.find_elements(By.CSS_SELECTOR, "#timeline + table tbody tr")
-    return [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in rows]
+    cells = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in rows]
+    return [row for row in cells if row]  # not the "Recent" and "Upcoming" headings
 
 
 def policy_rows(worker: Worker) -> list[list[str]]:
