@@ -1,7 +1,7 @@
 """`concord pages`: the web pages people use every day, served apart from the workers.
 
-People sign in here (the local user directory, argon2id; README.md says how production uses
-OpenID Connect); the pages then ask the workers' HTTP API on their behalf, with a signed statement
+People sign in here (their organisation's OpenID Connect provider, oidc.py, or the local user
+directory, users.py); the pages then ask the workers' HTTP API on their behalf, with a signed statement
 of who is signed in (services/domain/staff.py). The workers stay the one place the disclosure
 policy is applied and name the individual in every AuditEvent: nothing here decides what a
 person may see, it only lays out what the workers answered.
@@ -324,7 +324,10 @@ def reference_label(user: User) -> str:
 
 async def find_person(request: web.Request) -> web.StreamResponse:
     user: User = request[USER]
-    wanted = request.query.get("reference", "").strip().upper().replace(" ", "")
+    # As people write them: a CRN in any case, an NHS number with spaces; a client id as it is.
+    wanted = request.query.get("reference", "").strip()
+    if person_system(user) in (PROBATION_CRN, NHS_NUMBER):
+        wanted = wanted.upper().replace(" ", "")
     if "reference" in request.query:
         if wanted:
             raise web.HTTPSeeOther(f"/people/{quote(wanted, safe='')}")

@@ -150,3 +150,15 @@ def test_the_session_cookie_is_secure_http_only_and_same_site() -> None:
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
 
     run(replace(CONFIG, secure_cookies=True), scenario)
+
+
+def test_a_crn_is_found_as_the_officer_writes_it() -> None:
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        await sign_in(client, "officer.adeyemi", "demo-officer.adeyemi")
+        found = await client.get("/people?reference=+x123+456", allow_redirects=False)
+        assert (found.status, found.headers["Location"]) == (303, "/people/X123456")
+        empty = await client.get("/people?reference=")
+        assert empty.status == 400
+        assert "Enter the person&#39;s CRN" in await empty.text()
+
+    run(CONFIG, scenario)
