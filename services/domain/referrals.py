@@ -228,6 +228,7 @@ class Referral:
     updated: datetime | None = None
     # The event the referral was routed from: delivered again it is no change; another is refused.
     event_id: str | None = None
+    area: str | None = None  # the area it was made for (a local authority code): figures by area
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +300,7 @@ def open_referral(
         deadline=working_deadline(request.authored, sla[request.urgency]) if routed else None,
         reason=None if routed else decision.reason,
         updated=request.authored,
+        area=request.area,
     )
 
 

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import structlog
@@ -40,7 +41,7 @@ from services.domain.identity import (
     to_linker,
 )
 from services.domain.refusals import Refusal, sender_of
-from services.runtime import partner_directory, person_key, service_directory
+from services.runtime import area_map, partner_directory, person_key, service_directory
 from services.stream.activity import activity_record
 from services.stream.app import (
     SETTINGS,
@@ -51,17 +52,22 @@ from services.stream.app import (
     identity_flags,
     inbound_and_assignments,
     links,
+    measure_cells,
+    measure_events,
     person_events,
     token_person,
 )
 from services.stream.batch import Change, emit, put, read, record
 from services.stream.faust_private import handling
 from services.stream.linker_index import load_index, save_index, tokens_of
-from services.stream.outbox import flags_entry, refusal_outs, render, routed
+from services.stream.outbox import flags_entry, refusal_outs, render, report_outs, routed
 from services.stream.pipeline import (
     MALFORMED,
+    cells_of,
+    count_step,
     identifiers_of,
     link_step,
+    month_reports,
     person_event,
     person_id_of_key,
 )
@@ -72,6 +78,8 @@ ACTIVITY_EVERY_S = 1.0
 # Each batch is handled in offset order, so each person's events keep their order.
 BATCH_MAX = 500
 BATCH_WITHIN_S = 0.02
+# The figures are republished per batch: a longer wait gathers more facts into one publication.
+MEASURES_WITHIN_S = 1.0
 
 
 async def reject(
@@ -181,7 +189,7 @@ async def linker(stream: Any) -> None:
         except MALFORMED as exc:
             await reject(event.value, f"cannot link: {exc.__class__.__name__}: {exc}", "linker")
             continue
-        await emit(step.outs)
+        await emit([*step.outs, *step.counted])
         save_index(index, step.updated)
         log.info("linker.handled", **step.summary)
 
@@ -265,7 +273,7 @@ async def _reconcile(
             changes.append(
                 put(deadlines, person, deadline.isoformat().encode() if deadline else None)
             )
-    await emit(step.outs, sent)
+    await emit([*step.outs, *step.counted], sent)
     await record(changes, sent)
     if isinstance(message, dict):
         log.debug(
@@ -279,3 +287,30 @@ async def _reconcile(
     else:
         log.debug("reconciler.command", command=message.command, person_id=person)
     return len(step.outs)
+
+
+@app.agent(measure_events)
+async def measures(stream: Any) -> None:
+    """Count each fact once into the aggregate cells; publish the months it changed as
+    MeasureReports, small numbers suppressed (one partition: the cells are one small table)."""
+    async for batch in stream.take_events(BATCH_MAX, MEASURES_WITHIN_S):
+        sent: list[Awaitable[Any]] = []
+        months: set[str] = set()
+        for event in batch:
+            with handling(event):
+                try:
+                    month, writes = count_step(
+                        event.value, partial(read, measure_cells), measure_cells.data.items
+                    )
+                except MALFORMED as exc:
+                    await reject(event.value, f"cannot count: {exc}", "measures", sent)
+                    continue
+                await record([put(measure_cells, k, v) for k, v in writes.items()], sent)
+                months.add(month)
+        now = runtime.now()
+        cells = cells_of(measure_cells.data.items())
+        areas = area_map(SETTINGS.areas_file)
+        for month in sorted(months):
+            await emit(report_outs(month_reports(cells, areas, month, now), now), sent)
+        await asyncio.gather(*sent)  # Kafka has every output before the batch's offsets commit
+        log.info("measures.counted", events=len(batch), months=len(months))

@@ -52,7 +52,7 @@ _CONSENT_TYPES = (_TEXT, _TEXT, _FLAG, _LIST, _LIST, _LIST, _MAYBE_COUNT, _MAYBE
                   _FLAG)  # fmt: skip
 _REFERRAL_TYPES = (_TEXT, _TEXT, _TEXT, _MAYBE_TEXT, _TEXT, _MAYBE_TEXT, _TEXT, _COUNT,
                    _MAYBE_COUNT, _FLAG, _MAYBE_TEXT, _MAYBE_TEXT, _MAYBE_COUNT,
-                   _MAYBE_TEXT)  # fmt: skip
+                   _MAYBE_TEXT, _MAYBE_TEXT)  # fmt: skip
 _RELATIONSHIP_TYPES = (_TEXT, _TEXT, _TEXT)
 
 
@@ -168,14 +168,16 @@ def _referral_row(r: Referral) -> list[Any]:
         r.first_appointment,
         _ticks(r.updated),
         r.event_id,
+        r.area,
     ]
 
 
 def _referral(row: list[Any]) -> Referral:
-    # Rows stored before a referral kept its event id have 13 fields: the id reads as unknown.
+    # Rows stored before a referral kept its event id have 13 fields, and before it kept its
+    # area 14: what they lack reads as unknown.
     (referral_id, fhir_id, referrer, recipient, status, category, urgency, requested, deadline,
-     escalated, reason, first_appointment, updated, event_id) = [
-         *_typed(row, _REFERRAL_TYPES, "referral", optional=1), None][:14]  # fmt: skip
+     escalated, reason, first_appointment, updated, event_id, area) = [
+         *_typed(row, _REFERRAL_TYPES, "referral", optional=2), None, None][:15]  # fmt: skip
     return Referral(
         referral_id=referral_id,
         fhir_id=fhir_id,
@@ -191,6 +193,7 @@ def _referral(row: list[Any]) -> Referral:
         first_appointment=first_appointment,
         updated=_instant(updated),
         event_id=event_id,
+        area=area,
     )
 
 
