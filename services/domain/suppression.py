@@ -82,31 +82,49 @@ def exposed(suppressed: Iterable[K], sums: Sequence[Sum[K]]) -> list[K]:
     return [key for key in unknowns if all(vector.get(key, 0) == 0 for vector in free)]
 
 
-def protect(values: Mapping[K, int], sums: Sequence[Sum[K]]) -> frozenset[K]:
-    """The cells to suppress: every small count, and the fewest small neighbours needed so that
-    none of them can be worked out from what is shown (secondary suppression).
+def _smallest_beside(
+    cell: K, lines: Sequence[tuple[K, ...]], values: Mapping[K, int], suppressed: set[K]
+) -> K | None:
+    """The cell to hide next to `cell`: the smallest shown in a sum with it (zeros last: a zero
+    tells least, but hides nothing when the rest are known); else the smallest shown anywhere."""
+    candidates = [
+        key
+        for line in lines
+        if cell in line
+        for key in line
+        if key not in suppressed and key in values
+    ] or [key for key in values if key not in suppressed]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda k: (values[k] == 0, values[k], repr(k)))
 
-    For a cell still pinned down, the smallest cell shown in a sum it belongs to is suppressed
-    too (zeros last: a zero tells the least, but hides nothing when the rest are known); then
-    again, until no suppressed cell is pinned down.
+
+def protect(values: Mapping[K, int], sums: Sequence[Sum[K]]) -> frozenset[K]:
+    """The cells to suppress: every small count, and small neighbours enough that none of them
+    can be worked out from what is shown (secondary suppression).
+
+    First the quick rule: a sum with one hidden cell hides another. Then the exact test: each
+    hidden cell still pinned down by the sums hides a neighbour too; again until none is.
     """
     suppressed = {key for key, count in values.items() if is_small(count)}
     lines = [(total, *parts) for total, parts in sums]
     while True:
-        pinned = exposed(suppressed, sums)
+        lonely = [
+            next(k for k in line if k in suppressed)
+            for line in lines
+            if sum(k in suppressed for k in line) == 1
+        ]
+        pinned = lonely or exposed(suppressed, sums)
         if not pinned:
             return frozenset(suppressed)
-        cell = pinned[0]
-        candidates = [
-            key
-            for line in lines
-            if cell in line
-            for key in line
-            if key not in suppressed and key in values
-        ] or [key for key in values if key not in suppressed]
-        if not candidates:  # every cell is suppressed already: nothing more to hide
+        added = False
+        for cell in pinned:
+            extra = _smallest_beside(cell, lines, values, suppressed)
+            if extra is not None:
+                suppressed.add(extra)
+                added = True
+        if not added:  # every cell is hidden already: nothing more to hide
             return frozenset(suppressed)
-        suppressed.add(min(candidates, key=lambda k: (values[k] == 0, values[k], repr(k))))
 
 
 def percentile(days: Mapping[int, int], fraction: float) -> float | None:
