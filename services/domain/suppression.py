@@ -85,8 +85,9 @@ def exposed(suppressed: Iterable[K], sums: Sequence[Sum[K]]) -> list[K]:
 def _smallest_beside(
     cell: K, lines: Sequence[tuple[K, ...]], values: Mapping[K, int], suppressed: set[K]
 ) -> K | None:
-    """The cell to hide next to `cell`: the smallest shown in a sum with it (zeros last: a zero
-    tells least, but hides nothing when the rest are known); else the smallest shown anywhere."""
+    """The cell to hide next to `cell`, from the sums it is in (else from anywhere): the one
+    whose hiding leaves fewest other sums with a single hidden cell (so hiding stays local),
+    then the smallest non-zero (a hidden zero among shown cells protects little), then any."""
     candidates = [
         key
         for line in lines
@@ -96,7 +97,14 @@ def _smallest_beside(
     ] or [key for key in values if key not in suppressed]
     if not candidates:
         return None
-    return min(candidates, key=lambda k: (values[k] == 0, values[k], repr(k)))
+
+    def cost(key: K) -> tuple[int, bool, int, str]:
+        opened = sum(
+            1 for line in lines if key in line and not any(k in suppressed for k in line)
+        )
+        return (opened, values[key] == 0, values[key], repr(key))
+
+    return min(candidates, key=cost)
 
 
 def protect(values: Mapping[K, int], sums: Sequence[Sum[K]]) -> frozenset[K]:
