@@ -99,9 +99,7 @@ def _smallest_beside(
         return None
 
     def cost(key: K) -> tuple[int, bool, int, str]:
-        opened = sum(
-            1 for line in lines if key in line and not any(k in suppressed for k in line)
-        )
+        opened = sum(1 for line in lines if key in line and not any(k in suppressed for k in line))
         return (opened, values[key] == 0, values[key], repr(key))
 
     return min(candidates, key=cost)
