@@ -83,24 +83,29 @@ def exposed(suppressed: Iterable[K], sums: Sequence[Sum[K]]) -> list[K]:
 
 
 def _smallest_beside(
-    cell: K, lines: Sequence[tuple[K, ...]], values: Mapping[K, int], suppressed: set[K]
+    cell: K,
+    within: Sequence[tuple[K, ...]],
+    lines: Sequence[tuple[K, ...]],
+    values: Mapping[K, int],
+    suppressed: set[K],
 ) -> K | None:
-    """The cell to hide next to `cell`, from the sums it is in (else from anywhere): the one
+    """The cell to hide next to `cell`, from the sums `within` (else from anywhere): the one
     whose hiding leaves fewest other sums with a single hidden cell (so hiding stays local),
-    then the smallest non-zero (a hidden zero among shown cells protects little), then any."""
+    then the smallest. Never a zero: hidden cells that add up to a shown 0 are all 0 (counts are
+    not negative), so a zero hides nothing."""
     candidates = [
         key
-        for line in lines
+        for line in within
         if cell in line
         for key in line
-        if key not in suppressed and key in values
-    ] or [key for key in values if key not in suppressed]
+        if key not in suppressed and values.get(key, 0) > 0
+    ] or [key for key, value in values.items() if key not in suppressed and value > 0]
     if not candidates:
         return None
 
-    def cost(key: K) -> tuple[int, bool, int, str]:
+    def cost(key: K) -> tuple[int, int, str]:
         opened = sum(1 for line in lines if key in line and not any(k in suppressed for k in line))
-        return (opened, values[key] == 0, values[key], repr(key))
+        return (opened, values[key], repr(key))
 
     return min(candidates, key=cost)
 
@@ -115,22 +120,19 @@ def protect(values: Mapping[K, int], sums: Sequence[Sum[K]]) -> frozenset[K]:
     suppressed = {key for key, count in values.items() if is_small(count)}
     lines = [(total, *parts) for total, parts in sums]
     while True:
-        lonely = [
-            next(k for k in line if k in suppressed)
-            for line in lines
-            if sum(k in suppressed for k in line) == 1
-        ]
-        pinned = lonely or exposed(suppressed, sums)
-        if not pinned:
+        # One at a time: the cell hidden for one sum often mends others too.
+        lonely = next((line for line in lines if sum(k in suppressed for k in line) == 1), None)
+        if lonely is not None:
+            pinned, within = next(k for k in lonely if k in suppressed), [lonely]
+        else:
+            exact = exposed(suppressed, sums)
+            if not exact:
+                return frozenset(suppressed)
+            pinned, within = exact[0], lines
+        extra = _smallest_beside(pinned, within, lines, values, suppressed)
+        if extra is None:  # every non-zero cell is hidden already: nothing more to hide
             return frozenset(suppressed)
-        added = False
-        for cell in pinned:
-            extra = _smallest_beside(cell, lines, values, suppressed)
-            if extra is not None:
-                suppressed.add(extra)
-                added = True
-        if not added:  # every cell is hidden already: nothing more to hide
-            return frozenset(suppressed)
+        suppressed.add(extra)
 
 
 def percentile(days: Mapping[int, int], fraction: float) -> float | None:

@@ -62,8 +62,9 @@ def equations(t: Table) -> list[tuple[dict, int]]:
 
 
 def differencing_attack(t: Table) -> dict:
-    """Hidden cells worked out by differencing: any sum with one unknown left, and any sum or
-    difference of two sums that leaves one unknown; repeated with what is learned."""
+    """Hidden cells worked out by differencing: any sum with one unknown left, any sum or
+    difference of two sums that leaves one unknown, and hidden cells that add up to 0 (counts
+    are not negative); repeated with what is learned."""
     known: dict = {}
     pool = equations(t)
     changed = True
@@ -82,6 +83,13 @@ def differencing_attack(t: Table) -> dict:
                     combined[k] = combined.get(k, 0) + sign * c
                 candidates.append(({k: c for k, c in combined.items() if c}, c1 + sign * c2))
         for unknowns, constant in candidates:
+            # Counts are not negative: hidden cells of one sign adding up to 0 are all 0.
+            if unknowns and constant == 0 and len({c > 0 for c in unknowns.values()}) == 1:
+                for key in unknowns:
+                    if key not in known:
+                        known[key] = Fraction(0)
+                        changed = True
+                continue
             if len(unknowns) == 1:
                 [(key, coefficient)] = unknowns.items()
                 if key not in known:
