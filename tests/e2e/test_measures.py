@@ -23,6 +23,7 @@ from services.domain.measures import Counted, add_to_cells
 from services.domain.signin import basic_header
 from services.domain.suppression import shown
 from services.runtime import ROOT, area_map
+from tests.conftest import run_concord
 from tests.e2e.conftest import DEMO_SECRETS, Worker
 from tests.e2e.test_referrals import referral
 from tests.e2e.test_web_access import PARAMETERS, _fields, worker_routes
@@ -152,6 +153,23 @@ def test_referrals_counted_by_the_worker_reach_the_topic_and_get_measures(
 
     status, _ = get(worker, "/measures", "probation-london")
     assert status == 403, "the figures are for commissioners"
+
+    # The same figures from the command line, as CSV; refused to anyone but a commissioner.
+    cli = run_concord(
+        "measures", "--for", COMMISSIONER, "--month", MONTH, "--figure", "referrals-unrouted",
+        "--csv", env={"CONCORD_PARTNER_SECRET": DEMO_SECRETS[COMMISSIONER]},
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    lines = list(csv.DictReader(io.StringIO(cli.stdout)))
+    assert {r["count"] for r in lines if r["area"] == WANDSWORTH and r["breakdown"] == "all"} == {
+        "*"
+    }
+    refused = run_concord(
+        "measures", "--for", "probation-london", "--month", MONTH,
+        env={"CONCORD_PARTNER_SECRET": DEMO_SECRETS["probation-london"]},
+    )  # fmt: skip
+    assert refused.returncode == 5
+    assert "for commissioners" in refused.stderr
 
 
 def test_a_commissioner_reaches_no_endpoint_about_people(worker: Worker) -> None:
