@@ -1,6 +1,6 @@
 """The commissioners' figures on the real broker: referrals counted by the worker appear as
 MeasureReports on the measures topic and at GET /measures, small numbers suppressed; and a
-commissioner reaches no endpoint about people."""
+commissioner reaches no endpoint about people; a replay from the start publishes the same figures."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from connectors.kafka_io import read_topic
@@ -195,3 +197,84 @@ def test_a_commissioner_reaches_no_endpoint_about_people(worker: Worker) -> None
     assert answered == []
     status, _ = get(worker, "/referrals", COMMISSIONER)
     assert status == 403
+
+
+def latest_figures() -> dict[str, Any]:
+    """Each published report's figures (its groups), by report id: what a replay must repeat."""
+    return {
+        key.decode(): decode(value).resource["group"]
+        for key, value in read_topic(MEASURES.name, idle_timeout_s=1.0)
+        if key
+    }
+
+
+def published_at() -> dict[str, str]:
+    """When each report on the measures topic was last published."""
+    return {
+        key.decode(): decode(value).resource["date"]
+        for key, value in read_topic(MEASURES.name, idle_timeout_s=1.0)
+        if key
+    }
+
+
+def settled(timeout_s: float = 60.0) -> dict[str, Any]:
+    """The published figures once two reads a few seconds apart agree (bounded wait)."""
+    deadline = time.monotonic() + timeout_s
+    before = latest_figures()
+    while time.monotonic() < deadline:
+        time.sleep(3)
+        now = latest_figures()
+        if now and now == before:
+            return now
+        before = now
+    raise AssertionError("the figures did not settle")
+
+
+def accepted(referral_id: str, crn: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Task",
+        "id": f"task-{referral_id}-accepted",
+        "meta": {"lastUpdated": f"{MONTH}-18T11:00:00Z"},
+        "status": "accepted",
+        "intent": "order",
+        "focus": {"reference": f"ServiceRequest/{referral_id}"},
+        "for": {"identifier": {"system": "urn:concord:id:probation-crn", "value": crn}},
+    }
+
+
+def test_a_replay_from_the_start_gives_the_same_figures(
+    topics: str, tmp_path: Path, publish
+) -> None:
+    """A second hub (its own consumer group and tables, nothing of the first's state) reading
+    the same topics from the start counts every fact again and publishes the same figures."""
+    first = Worker(tmp_path)
+    first.start()
+    try:
+        for n in range(13):
+            publish("probation-london", as_crn(f"rp-{n}", f"X7{n:05d}"))
+            if n % 3:
+                publish("mht-rv5", accepted(f"rp-{n}", f"X7{n:05d}"))
+        for n in range(4):
+            publish("probation-london", as_crn(f"rq-{n}", f"X8{n:05d}", area=WANDSWORTH))
+        live = settled()
+    finally:
+        first.stop()
+    assert _headline_of(live, f"referrals-accepted-{MONTH}-{LAMBETH}") == 10  # 8, rounded
+
+    replay_began = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    replaying = Worker(tmp_path, CONCORD_APP_ID=f"{topics}replay")
+    replaying.start()
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and min(published_at().values()) < replay_began:
+            time.sleep(2)  # until the replaying hub has published every report again
+        replayed = settled()
+    finally:
+        replaying.stop()
+    assert min(published_at().values()) >= replay_began, "every report was published again"
+    assert replayed == live
+
+
+def _headline_of(figures: dict[str, Any], report: str) -> int | str:
+    population = figures[report][0]["population"][0]
+    return population.get("count", "*")
