@@ -65,10 +65,10 @@ from services.stream.pipeline import (
     MALFORMED,
     cells_of,
     count_step,
+    counted_person_event,
     identifiers_of,
     link_step,
     month_reports,
-    person_event,
     person_id_of_key,
 )
 
@@ -261,7 +261,7 @@ async def _reconcile(
     leaves the batch's offsets uncommitted, so the event is handled again.
     """
     try:
-        step = person_event(read(calendars, person), message, rules)
+        step, counted = counted_person_event(read(calendars, person), message, rules)
     except MALFORMED as exc:
         await reject(raw, f"cannot reconcile: {exc}", "reconciler", sent)
         return 0
@@ -273,7 +273,7 @@ async def _reconcile(
             changes.append(
                 put(deadlines, person, deadline.isoformat().encode() if deadline else None)
             )
-    await emit([*step.outs, *step.counted], sent)
+    await emit([*step.outs, *counted], sent)
     await record(changes, sent)
     if isinstance(message, dict):
         log.debug(

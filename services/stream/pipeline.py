@@ -172,31 +172,39 @@ class PersonStep(NamedTuple):
     next_deadline: datetime | None = None  # earliest referral deadline, when stored changed
     # False when the person has no referrals, so there is no deadline to set or clear.
     has_referrals: bool = True
-    counted: tuple[Out, ...] = ()  # what the change counts for the commissioners' figures
+
+
+class CountedStep(NamedTuple):
+    """A person-keyed message's step, and what its change counts for the commissioners' figures
+    (measure-events records)."""
+
+    step: PersonStep
+    counted: tuple[Out, ...]
 
 
 def person_event(
     stored: bytes | None, message: Mapping[str, Any] | PersonCommand, rules: Rules
 ) -> PersonStep:
     """Apply one person-keyed message to that person's record (calendar, consents, referrals)."""
+    return counted_person_event(stored, message, rules).step
+
+
+def counted_person_event(
+    stored: bytes | None, message: Mapping[str, Any] | PersonCommand, rules: Rules
+) -> CountedStep:
+    """`person_event`, and the facts its change counts, counted where the record is."""
     decoded = person_message(message)
     person = person_named(decoded)
     record = decode_calendar(stored) if stored is not None else Calendar(person)
     updated, decisions = decide(record, decoded, rules)
     outs = render(decisions, rules.now)
     if updated is record:
-        return PersonStep(None, outs)
-    # What the change counts for the commissioners' figures, counted where the record is.
+        return CountedStep(PersonStep(None, outs), ())
     facts = record_facts(record, updated, decisions, _when(decoded, rules), bank_holidays())
     # A hand-over clears the absorbed person's escalation entry and sets the survivor's.
     has_referrals = bool(record.referrals or updated.referrals)
-    return PersonStep(
-        encode_calendar(updated),
-        outs,
-        next_deadline(updated),
-        has_referrals,
-        tuple(fact_outs(facts)),
-    )
+    step = PersonStep(encode_calendar(updated), outs, next_deadline(updated), has_referrals)
+    return CountedStep(step, tuple(fact_outs(facts)))
 
 
 # --- measures: measure-events (one partition) -> measure-cells table, measures topic ---

@@ -27,7 +27,7 @@ from services.domain.decisions import Rules
 from services.domain.measures import Cell, add_to_cells
 from services.domain.referrals import ServiceDirectory
 from services.runtime import ROOT, partner_directory
-from services.stream.pipeline import fact_of, person_event
+from services.stream.pipeline import counted_person_event, fact_of
 
 SEED = 20261130
 AREAS = ("E09000022", "E09000028", "E09000032")
@@ -333,13 +333,13 @@ def figures(population: list[Person], *, twice: bool = False) -> dict:
             msg = message(partner, resource, person, when)
             rules = replace(RULES, now=when)
             for _ in range(2 if twice else 1):
-                step = person_event(stored, msg, rules)
+                step, counted = counted_person_event(stored, msg, rules)
                 stored = step.stored if step.stored is not None else stored
-                cells = add_to_cells(cells, [fact_of(out.value) for out in step.counted])
+                cells = add_to_cells(cells, [fact_of(out.value) for out in counted])
         # The escalation timer's command, once every deadline has passed.
         check = DeadlinesCommand(person_id=person.person_id, now=CHECKED)
-        step = person_event(stored, check, replace(RULES, now=CHECKED))
-        cells = add_to_cells(cells, [fact_of(out.value) for out in step.counted])
+        step, counted = counted_person_event(stored, check, replace(RULES, now=CHECKED))
+        cells = add_to_cells(cells, [fact_of(out.value) for out in counted])
     return cells
 
 
@@ -383,11 +383,11 @@ def test_replaying_the_counted_facts_into_empty_cells_gives_the_same_figures() -
     for person in population:
         stored = None
         for when, partner, resource in events(person):
-            step = person_event(
+            step, counted = counted_person_event(
                 stored, message(partner, resource, person, when), replace(RULES, now=when)
             )
             stored = step.stored if step.stored is not None else stored
-            facts += [fact_of(out.value) for out in step.counted]
+            facts += [fact_of(out.value) for out in counted]
     live = add_to_cells({}, facts)
     replayed = add_to_cells({}, facts + facts[: len(facts) // 3])
     assert replayed == live

@@ -303,7 +303,7 @@ def test_a_merge_moves_the_escalation_deadline_of_a_pending_referral_to_the_surv
     """The escalation timer reads the deadlines table: a pending referral's deadline must follow
     it to the survivor, and leave the absorbed person."""
     absorbed, survivor = "p-b-absorbed", "p-a-survivor"
-    stored, _, deadline, *_ = person_event(None, referral_message(absorbed), referral_ctx())
+    stored, _, deadline, _ = person_event(None, referral_message(absorbed), referral_ctx())
     assert deadline is not None
 
     tombstone = person_event(stored, MergeCommand(absorbed=absorbed, survivor=survivor), CTX)
@@ -317,14 +317,14 @@ def test_a_merge_moves_the_escalation_deadline_of_a_pending_referral_to_the_surv
 
 def test_referral_is_delivered_minimised_and_audited_and_the_referrer_gets_its_task() -> None:
     message = referral_message("p-1", reasonCode=[{"text": "hears voices"}])
-    stored, outs, deadline, *_ = person_event(None, message, referral_ctx())
+    stored, outs, deadline, _ = person_event(None, message, referral_ctx())
     kinds = [(o.topic.short_name, o.key.decode(), peek(o.value).get("event_type")) for o in outs]
     # Reason without consent: held, and only the referrer is told.
     assert ("alerts", "probation-london", "referral.routing.held") in kinds
     assert all(k[0] != "outbound" for k in kinds)
     assert deadline is None
 
-    stored, outs, deadline, *_ = person_event(None, referral_message("p-1"), referral_ctx())
+    stored, outs, deadline, _ = person_event(None, referral_message("p-1"), referral_ctx())
     by_topic = {}
     for out in outs:
         by_topic.setdefault(out.topic.short_name, []).append(out)
