@@ -172,7 +172,7 @@ def show_figures(worker: str, commissioner: str, secret: str, charts: Path) -> N
 
     from services.domain.signin import basic_header
     from services.ops.client import get_json
-    from services.web.charts import bar_chart
+    from services.web.charts import bar_chart, breakdown_chart
 
     headers = {"Authorization": basic_header(commissioner, secret)}
     deadline = time.monotonic() + 90
@@ -204,4 +204,8 @@ def show_figures(worker: str, commissioner: str, secret: str, charts: Path) -> N
             cells.append(f"{r['subject']['display'][:12]}={shown}")
         print(f"  {figure:<26} " + "  ".join(cells))
         (charts / f"{figure}.svg").write_text(bar_chart(chosen), encoding="utf-8")
+    for report in by_figure.get("referrals-unrouted", []):  # the unmet need, by category
+        area = report["subject"].get("identifier", {}).get("value", "all")
+        chart = breakdown_chart(report, "category")
+        (charts / f"referrals-unrouted-{area}-by-category.svg").write_text(chart, encoding="utf-8")
     print(f"Charts (SVG): {charts}/")

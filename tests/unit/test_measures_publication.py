@@ -29,7 +29,7 @@ from services.domain.measures import Counted, add_to_cells
 from services.domain.partners import PartnerDirectory
 from services.runtime import ROOT, area_map
 from services.stream.outbox import report_outs
-from services.web.charts import bar_chart
+from services.web.charts import bar_chart, breakdown_chart
 from services.web.measures import bundle_of, chosen_reports, report_of, reports_csv
 
 AREAS = area_map(ROOT / "deploy" / "areas.yaml")
@@ -221,3 +221,16 @@ def test_categories_in_reports_are_the_referral_categories() -> None:
     codes = [s["value"]["coding"][0]["code"] for s in by_category["stratum"]]
     assert codes == [*CATEGORIES, "unknown"]
     assert [s["value"]["coding"][0]["code"] for s in by_urgency["stratum"]] == ["routine", "urgent"]
+
+
+def test_a_breakdown_chart_draws_one_areas_figure_by_category() -> None:
+    [wandsworth] = [r for r in reports() if r["id"].endswith(WANDSWORTH)]
+    root = ET.fromstring(breakdown_chart(wandsworth, "category"))
+    ns = "{http://www.w3.org/2000/svg}"
+    labels = [t.text for t in root.findall(f"{ns}text[@text-anchor='end']")]
+    assert labels == [*CATEGORIES, "unknown"]
+    values = [t.text for t in root.findall(f"{ns}text[@class='value']")]
+    assert values[labels.index("talking-therapies")] == "20"
+    assert "Wandsworth, by category" in root.find(f"{ns}title").text
+    with pytest.raises(ValueError, match="no breakdown by 'reason'"):
+        breakdown_chart(wandsworth, "reason")
