@@ -191,14 +191,17 @@ def record_facts(
     decisions: Iterable[Decision],
     when: datetime,
     holidays: frozenset[date],
+    *,
+    handed_over: bool = False,
 ) -> list[Counted]:
-    """Everything one change to a person's record counts (nothing when the record is unchanged
-    or the change is a record handed over: what it holds was counted where it began)."""
+    """Everything one change to a person's record counts. A record `handed_over` (another
+    person's, joined to this one) brings referrals counted where they began: only the alerts
+    the joined record raises count."""
     decisions = list(decisions)
     facts = [
         fact
         for referral_id, referral in after.referrals.items()
-        if before.referrals.get(referral_id) != referral
+        if not handed_over and before.referrals.get(referral_id) != referral
         for fact in referral_facts(
             before.referrals.get(referral_id), referral, when, after, holidays
         )

@@ -200,7 +200,8 @@ def counted_person_event(
     outs = render(decisions, rules.now)
     if updated is record:
         return CountedStep(PersonStep(None, outs), ())
-    facts = record_facts(record, updated, decisions, _when(decoded, rules), bank_holidays())
+    when, handed_over = _when(decoded, rules), isinstance(decoded, Transfer)
+    facts = record_facts(record, updated, decisions, when, bank_holidays(), handed_over=handed_over)
     # A hand-over clears the absorbed person's escalation entry and sets the survivor's.
     has_referrals = bool(record.referrals or updated.referrals)
     step = PersonStep(encode_calendar(updated), outs, next_deadline(updated), has_referrals)

@@ -11,7 +11,14 @@ from schemas.topics import IDENTITY_CONFLICTS
 from services.domain.identity import PersonIndex
 from services.domain.measures import Counted, decode_cell
 from services.stream.outbox import fact_outs
-from services.stream.pipeline import LATEST_MONTH, cells_of, count_step, fact_of, link_step
+from services.stream.pipeline import (
+    LATEST_MONTH,
+    cells_of,
+    count_step,
+    counted_person_event,
+    fact_of,
+    link_step,
+)
 from tests.keys import KEY
 from tests.unit.test_pipeline import CRN, CTX, NHS, patient_message
 
@@ -115,3 +122,24 @@ def test_a_fact_the_processor_cannot_count_is_refused_naming_why(
 ) -> None:
     with pytest.raises(CodecError, match=problem):
         count_step(value, {}.get, list)
+
+
+def test_a_record_handed_over_on_a_merge_counts_its_referrals_nowhere_again() -> None:
+    """Its referrals were counted on the record they began on; the survivor's record taking
+    them over must not count them a second time (nor file an acceptance at the merge's time)."""
+    from schemas.codec import decode_person_message
+    from schemas.internal import MergeCommand
+    from tests.unit.test_pipeline import referral_ctx, referral_message
+
+    absorbed, survivor = "p-b-absorbed", "p-a-survivor"
+    stored, first = counted_person_event(None, referral_message(absorbed), referral_ctx())
+    assert {fact_of(o.value).figure for o in first} == {"referrals-made", "referrals-routed"}
+    tombstone, _ = counted_person_event(
+        stored.stored, MergeCommand(absorbed=absorbed, survivor=survivor), CTX
+    )
+    [transfer] = tombstone.outs
+    taken, counted = counted_person_event(
+        None, decode_person_message(transfer.value), referral_ctx()
+    )
+    assert taken.stored is not None, "the survivor's record took the referral over"
+    assert counted == ()
