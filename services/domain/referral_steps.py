@@ -194,7 +194,7 @@ def appointment_flag(
         f"booked for it (Appointment/{own_id}) may no longer be needed. The hub has not "
         "cancelled it: whether it goes ahead is for your service to decide."
     )
-    decisions = _alert(
+    return _alert(
         calendar.person_id,
         referral,
         code="referral-ended",
@@ -202,11 +202,8 @@ def appointment_flag(
         recipient=booked.partner,
         rules=rules,
         cause=cause,
+        implicated=(f"Appointment/{own_id}",),
     )
-    flag = decisions[0]
-    assert isinstance(flag, Disclose)
-    flag.resource["implicated"].append({"reference": f"Appointment/{own_id}"})
-    return decisions
 
 
 def _refused(message: Mapping[str, Any], refusal: Refusal) -> UpdateRefused:
@@ -317,11 +314,14 @@ def _alert(
     recipient: str,
     rules: Rules,
     cause: uuid.UUID | None,
+    implicated: tuple[str, ...] = (),
 ) -> list[Decision]:
-    """An alert about the referral (not routed, held, overdue) to one party; and its inbox entry."""
+    """An alert about the referral (not routed, held, overdue, ended) to one party, implicating
+    the referral and any of the party's own resources named; and its inbox entry."""
     resource = referral_alert(
         referral, code=code, detail=detail, recipient=recipient, person_id=person, now=rules.now
     )
+    resource["implicated"] += [{"reference": reference} for reference in implicated]
     return [
         Disclose(
             person_id=person,
