@@ -23,22 +23,31 @@ def message_id(referral: Referral, what: str, recipient: str) -> uuid.UUID:
     return uuid.uuid5(MESSAGE_NAMESPACE, f"{referral.referral_id}|{what}|{recipient}")
 
 
+def task_id(referral: Referral) -> str:
+    """The id of the referral's one Task, which the referrer follows and the service updates:
+    the same for both, and on every worker and replay."""
+    return str(uuid.uuid5(MESSAGE_NAMESPACE, f"{referral.referral_id}|task"))
+
+
 def _partner(partner_id: str) -> dict[str, Any]:
     return {"identifier": {"system": PARTNER_SYSTEM, "value": partner_id}}
 
 
 def referral_task(referral: Referral, person_id: str, now: datetime) -> dict[str, Any]:
-    """The referral's state as a FHIR Task, for the referrer (and the receiving service)."""
+    """The referral's state as its one FHIR Task, for the referrer and the receiving service;
+    each change is a new version (meta.lastUpdated)."""
+    changed = fhir_instant(referral.updated or now)
     task: dict[str, Any] = {
         "resourceType": "Task",
-        "id": f"referral-{referral.fhir_id}",
+        "id": task_id(referral),
+        "meta": {"lastUpdated": changed},
         "status": referral.status if referral.status in _TASK_STATUSES else "draft",
         "intent": "order",
         "focus": {"reference": f"ServiceRequest/{referral.fhir_id}"},
         "for": {"identifier": {"system": HUB_PERSON, "value": person_id}},
         "requester": _partner(referral.referrer),
         "authoredOn": fhir_instant(referral.requested),
-        "lastModified": fhir_instant(referral.updated or now),
+        "lastModified": changed,
     }
     if referral.recipient:
         task["owner"] = _partner(referral.recipient)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
+from schemas.keys import referral_named
 from schemas.referrals import CATEGORIES as REFERRAL_CATEGORIES
 from schemas.vocabulary import AREA_SYSTEM, PARTNER_SYSTEM
 from schemas.vocabulary import REFERRAL_CATEGORY_SYSTEM as CATEGORY_SYSTEM
@@ -235,7 +236,7 @@ class TaskUpdate:
     """What a partner's Task says about a referral."""
 
     task_id: str  # the sender's own id for the Task, to name it when the hub answers
-    referral: str  # the ServiceRequest id its focus names
+    referral: str  # the ServiceRequest id its focus (or basedOn) names
     status: str
     reason: str | None
 
@@ -245,11 +246,11 @@ def task_update(resource: Mapping[str, Any]) -> TaskUpdate:
     task_id = resource.get("id")
     if not isinstance(task_id, str) or not task_id:
         raise ValueError("Task.id: field required: the hub names the update by it when it answers")
-    focus = resource.get("focus")
-    reference = focus.get("reference") if isinstance(focus, Mapping) else None
-    referral = reference.removeprefix("ServiceRequest/") if isinstance(reference, str) else ""
-    if not isinstance(reference, str) or referral == reference or not referral:
-        raise ValueError("Task.focus: must reference the referral as ServiceRequest/<id>")
+    referral = referral_named(resource)
+    if referral is None:
+        raise ValueError(
+            "Task.focus: must reference the referral as ServiceRequest/<id> (or Task.basedOn)"
+        )
     status = str(resource.get("status"))
     if status not in TRANSITIONS:
         allowed = ", ".join(TRANSITIONS)
