@@ -153,13 +153,15 @@ def referral_for_service(
     shown = [disclose(part, resource_type=part["resourceType"], **terms) for part in offered]
     contained = [part.resource for part in shown if part.resource]
     ids = {part["id"]: part for part in contained}
-    request = {
-        name: value
-        for name, value in service_request.items()
-        if name not in ("contained", "subject", "requester")
-    }
+    # Contained resources come first after the id, as FHIR writes them.
+    request: dict[str, Any] = {"resourceType": "ServiceRequest", "id": service_request.get("id")}
     if contained:
         request["contained"] = contained
+    request |= {
+        name: value
+        for name, value in service_request.items()
+        if name not in ("contained", "subject", "requester") and name not in request
+    }
     hub = {"identifier": {"system": HUB_PERSON, "value": person_id}}
     request["subject"] = reference_to(ids["patient"]) if "patient" in ids else hub
     given = service_request.get("requester")
