@@ -66,8 +66,8 @@ REFERRAL = Rule(
     by_consent=MappingProxyType({"referral-content": elements("reasonCode note supportingInfo")}),
 )
 # The service a referral is sent to is told, for direct care, who the person is and who referred
-# them: the contained Patient and requester below, each through its own rule.
-REFERRAL_TO_SERVICE = Rule(default=REFERRAL.default | {"contained"}, by_consent=REFERRAL.by_consent)
+# them: a Patient and the requester, contained in the ServiceRequest, each through its own rule
+# below (the referrer's own contained resources never pass: `contained` is not in REFERRAL).
 # The person as probation holds them; identifiers are chosen by `identifiers_known_to`.
 REFERRED_PERSON = Rule(elements("resourceType id identifier name birthDate address"))
 # The referring officer: name, team, how to reach them.
@@ -107,7 +107,7 @@ POLICY: Mapping[tuple[Role, str], Rule] = MappingProxyType(
         ("probation-officer", "PractitionerRole"): NOTHING,
         ("probation-officer", "Practitioner"): NOTHING,
         ("gp", "Appointment"): APPOINTMENT,
-        ("gp", "ServiceRequest"): REFERRAL_TO_SERVICE,
+        ("gp", "ServiceRequest"): REFERRAL,
         ("gp", "Patient"): REFERRED_PERSON,
         ("gp", "PractitionerRole"): REFERRER_ROLE,
         ("gp", "Practitioner"): REFERRER,
@@ -115,7 +115,7 @@ POLICY: Mapping[tuple[Role, str], Rule] = MappingProxyType(
         ("gp", "DetectedIssue"): DETECTED_ISSUE,
         ("gp", "BreachEvidence"): BREACH_EVIDENCE,
         ("mht-clinician", "Appointment"): APPOINTMENT,
-        ("mht-clinician", "ServiceRequest"): REFERRAL_TO_SERVICE,
+        ("mht-clinician", "ServiceRequest"): REFERRAL,
         ("mht-clinician", "Patient"): REFERRED_PERSON,
         ("mht-clinician", "PractitionerRole"): REFERRER_ROLE,
         ("mht-clinician", "Practitioner"): REFERRER,
@@ -123,7 +123,7 @@ POLICY: Mapping[tuple[Role, str], Rule] = MappingProxyType(
         ("mht-clinician", "DetectedIssue"): DETECTED_ISSUE,
         ("mht-clinician", "BreachEvidence"): BREACH_EVIDENCE,
         ("voluntary-worker", "Appointment"): APPOINTMENT,
-        ("voluntary-worker", "ServiceRequest"): REFERRAL_TO_SERVICE,
+        ("voluntary-worker", "ServiceRequest"): REFERRAL,
         ("voluntary-worker", "Patient"): REFERRED_PERSON,
         ("voluntary-worker", "PractitionerRole"): REFERRER_ROLE,
         ("voluntary-worker", "Practitioner"): REFERRER,

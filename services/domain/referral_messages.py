@@ -153,14 +153,10 @@ def referral_for_service(
     shown = [disclose(part, resource_type=part["resourceType"], **terms) for part in offered]
     contained = [part.resource for part in shown if part.resource]
     ids = {part["id"]: part for part in contained}
-    # Contained resources come first after the id, as FHIR writes them.
-    request: dict[str, Any] = {"resourceType": "ServiceRequest", "id": service_request.get("id")}
-    if contained:
-        request["contained"] = contained
-    request |= {
+    request = {
         name: value
         for name, value in service_request.items()
-        if name not in ("contained", "subject", "requester") and name not in request
+        if name not in ("contained", "subject", "requester")
     }
     hub = {"identifier": {"system": HUB_PERSON, "value": person_id}}
     request["subject"] = reference_to(ids["patient"]) if "patient" in ids else hub
@@ -170,7 +166,12 @@ def referral_for_service(
     elif isinstance(given, Mapping) and not str(given.get("reference", "")).startswith("#"):
         request["requester"] = given  # named some other way than by a resource left behind
     disclosed = disclose(request, resource_type="ServiceRequest", **terms)
+    # The parts passed their own rules; contained resources come first after the id.
+    resource = {name: disclosed.resource[name] for name in ("resourceType", "id")}
+    if contained:
+        resource["contained"] = contained
+    resource |= disclosed.resource
     person = parties.person if parties else {}
     told_who = ("patient" in ids and bool(identifiers or person)) or "requester" in ids
     basis = DIRECT_CARE if told_who and disclosed.basis == ROLE_DEFAULT else disclosed.basis
-    return Disclosure(disclosed.resource, basis)
+    return Disclosure(resource, basis)

@@ -84,7 +84,7 @@ REFERRER_ROLE = {"resourceType", "id", "practitioner", "organization", "code", "
 REFERRER = {"resourceType", "id", "name", "telecom"}
 DEFAULTS = {
     "Appointment": APPOINTMENT,
-    "ServiceRequest": REFERRAL | {"contained"},
+    "ServiceRequest": REFERRAL,
     "Task": TASK,
     "DetectedIssue": DETECTED_ISSUE,
     "BreachEvidence": BREACH_EVIDENCE,
@@ -94,7 +94,6 @@ DEFAULTS = {
 }
 OFFICER_DEFAULTS = {
     **DEFAULTS,
-    "ServiceRequest": REFERRAL,
     "Patient": set(),
     "PractitionerRole": set(),
     "Practitioner": set(),
