@@ -18,7 +18,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.identifiers import HUB_PERSON
 from schemas.keys import referral_home, referral_token
 from services.domain.calendar import Calendar, put_referral
 from services.domain.consent import ROLE_OF_KIND, basis_for
@@ -31,15 +30,17 @@ from services.domain.decisions import (
     UpdateRefused,
     caused,
 )
-from services.domain.disclosure import disclose
+from services.domain.disclosure import identifiers_known_to, person_as_known
 from services.domain.instants import read_instant
 from services.domain.referral_messages import (
     message_id,
     overdue_detail,
     referral_alert,
+    referral_for_service,
     referral_task,
     task_id,
 )
+from services.domain.referral_parties import parties_of
 from services.domain.referrals import (
     AWAITING_ACCEPTANCE,
     IllegalTransition,
@@ -109,13 +110,17 @@ def on_service_request(
             return calendar, []
         return calendar, [_refused(message, Refusal(routed_change(existing), "business-rule"))]
     decision = route(request, rules.services, calendar.consents, rules.now)
-    referral = replace(open_referral(request, decision, rules.sla), event_id=event_id)
+    referral = replace(
+        open_referral(request, decision, rules.sla),
+        event_id=event_id,
+        parties=parties_of(resource),
+    )
     calendar = put_referral(calendar, referral)
     filed = filed_under(calendar.person_id, referral)
     if referral.recipient is None or referral.status == "held":
         code = NOT_ROUTED.get(referral.status, "referral-not-routed")
         return calendar, filed + _alert(
-            calendar.person_id,
+            calendar,
             referral,
             code=code,
             detail=referral.reason or code,
@@ -195,7 +200,7 @@ def appointment_flag(
         "cancelled it: whether it goes ahead is for your service to decide."
     )
     return _alert(
-        calendar.person_id,
+        calendar,
         referral,
         code="referral-ended",
         detail=detail,
@@ -227,22 +232,22 @@ def _delivered(
     rules: Rules,
     cause: uuid.UUID,
 ) -> list[Decision]:
-    """The referral as the receiving service may see it; its content rests on the person's consent."""
+    """The referral as the receiving service may see it: who the person is and who referred them
+    on direct care (services/domain/referral_parties.py); its content on the person's consent."""
     recipient = referral.recipient
     assert recipient is not None
-    role = ROLE_OF_KIND[rules.directory.kind_of(recipient)]
-    shown = disclose(
+    kind = rules.directory.kind_of(recipient)
+    role = ROLE_OF_KIND[kind]
+    shown = referral_for_service(
         resource,
-        resource_type="ServiceRequest",
+        referral.parties,
+        identifiers_known_to(calendar.known_as, recipient, kind),
+        calendar.person_id,
         role=role,
-        own=False,
-        agency_kind=None,
         consents=calendar.consents,
         recipient=recipient,
         at=rules.now,
     )
-    # The hub's person id lets the service answer about the same person.
-    person = {"identifier": {"system": HUB_PERSON, "value": calendar.person_id}}
     basis = shown.basis
     if has_content:
         consented = basis_for(
@@ -252,7 +257,7 @@ def _delivered(
             category="referral-content",
             at=rules.now,
         )
-        basis = consented or "role-default"
+        basis = consented or shown.basis
     return [
         Disclose(
             person_id=calendar.person_id,
@@ -260,7 +265,7 @@ def _delivered(
             role=role,
             event_id=message_id(referral, "delivered", recipient),
             event_type="referral.request.delivered",
-            resource={**shown.resource, "subject": person},
+            resource=shown.resource,
             what=f"ServiceRequest/{referral.fhir_id}",
             basis=basis,
             cause=cause,
@@ -306,7 +311,7 @@ def _tell_parties(
 
 
 def _alert(
-    person: str,
+    calendar: Calendar,
     referral: Referral,
     *,
     code: str,
@@ -316,17 +321,24 @@ def _alert(
     cause: uuid.UUID | None,
     implicated: tuple[str, ...] = (),
 ) -> list[Decision]:
-    """An alert about the referral (not routed, held, overdue, ended) to one party, implicating
-    the referral and any of the party's own resources named; and its inbox entry."""
+    """An alert about the referral (not routed, held, overdue, ended) to one party, naming the
+    person as that party knows them and implicating the referral and any of the party's own
+    resources named; and its inbox entry."""
+    person, kind = calendar.person_id, rules.directory.kind_of(recipient)
     resource = referral_alert(
-        referral, code=code, detail=detail, recipient=recipient, person_id=person, now=rules.now
+        referral,
+        code=code,
+        detail=detail,
+        recipient=recipient,
+        person=person_as_known(identifiers_known_to(calendar.known_as, recipient, kind), person),
+        now=rules.now,
     )
     resource["implicated"] += [{"reference": reference} for reference in implicated]
     return [
         Disclose(
             person_id=person,
             recipient=recipient,
-            role=ROLE_OF_KIND[rules.directory.kind_of(recipient)],
+            role=ROLE_OF_KIND[kind],
             event_id=message_id(referral, f"alert:{code}", recipient),
             event_type=ALERT_EVENT_TYPES[code],
             resource=resource,
@@ -407,7 +419,7 @@ def on_deadlines(calendar: Calendar, now: datetime, rules: Rules) -> Step:
         for recipient in (referral.referrer, referral.recipient):
             if recipient:
                 decisions += _alert(
-                    calendar.person_id,
+                    calendar,
                     escalated,
                     code="referral-overdue",
                     detail=detail,

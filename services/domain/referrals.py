@@ -8,7 +8,7 @@ and is escalated once when it is not accepted by its working-day deadline.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
@@ -18,6 +18,7 @@ from schemas.vocabulary import AREA_SYSTEM, PARTNER_SYSTEM
 from schemas.vocabulary import REFERRAL_CATEGORY_SYSTEM as CATEGORY_SYSTEM
 from services.domain.consent import ROLE_OF_KIND, ConsentDecision, basis_for
 from services.domain.kinds import AgencyKind
+from services.domain.referral_parties import ReferralParties
 
 CATEGORIES: tuple[str, ...] = tuple(REFERRAL_CATEGORIES)  # one list: schemas/referrals.py
 
@@ -229,6 +230,8 @@ class Referral:
     updated: datetime | None = None
     # The event the referral was routed from: delivered again it is no change; another is refused.
     event_id: str | None = None
+    # Who the person is and who referred them, as the referrer sent them: for the service only.
+    parties: ReferralParties | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

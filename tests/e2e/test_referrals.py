@@ -11,7 +11,7 @@ from connectors.kafka_io import read_topic
 from schemas.envelope import content_event_id
 from schemas.topics import ALERTS, DEADLETTER, OUTBOUND
 from tests.conftest import run_concord
-from tests.e2e.conftest import CRN, DEMO_SECRETS, NHS, Worker, appointment, patient
+from tests.e2e.conftest import CRN, DEMO_SECRETS, NHS, Worker, appointment, hub_person_of, patient
 from tests.e2e.test_reconciliation import breach_check
 
 PERSON_CRN = (CRN, "X123456")
@@ -71,7 +71,7 @@ def messages(
 def delivered_person(timeout_s: float = 30.0) -> str:
     [delivery] = messages(OUTBOUND.name, 1, timeout_s, event_type="referral.request.delivered")
     assert delivery["to"] == "mht-rv5"
-    return delivery["resource"]["subject"]["identifier"]["value"]
+    return hub_person_of(delivery["resource"])
 
 
 def delivered_task(expected: int = 1, timeout_s: float = 30.0) -> dict[str, Any]:

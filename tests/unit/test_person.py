@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from schemas.fhir import problems_in
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN
 from services.domain.calendar import Calendar
 from services.domain.decisions import (
@@ -285,9 +286,152 @@ def test_a_routed_referral_is_delivered_the_referrer_told_and_the_service_relate
     ]
     delivered = decisions[2]
     assert isinstance(delivered, Disclose)
-    assert delivered.resource["subject"] == {"identifier": {"system": HUB_PERSON, "value": PERSON}}
+    # Nothing but the CRN known: the service is told the person by the hub's id alone.
+    hub = {"system": HUB_PERSON, "value": PERSON}
+    assert delivered.resource["subject"] == {"reference": "#patient", "identifier": hub}
+    assert delivered.resource["contained"] == [
+        {"resourceType": "Patient", "id": "patient", "identifier": [hub]}
+    ]
     assert delivered.basis == "role-default"
     assert next_deadline(record) == datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+
+
+PERSON_DETAILS = {
+    "resourceType": "Patient",
+    "id": "p",
+    "identifier": [
+        {"system": PROBATION_CRN, "value": "X123456"},
+        {"system": NHS_NUMBER, "value": "9434765919"},
+    ],
+    "name": [{"family": "Smith", "given": ["Jo"]}],
+    "birthDate": "1990-04-01",
+    "address": [{"line": ["1 High Street"], "city": "London", "postalCode": "SE11 5AB"}],
+    "gender": "female",
+    "telecom": [{"system": "phone", "value": "07700 900001"}],
+}
+OFFICER = {
+    "resourceType": "PractitionerRole",
+    "id": "r",
+    "practitioner": {"reference": "#o"},
+    "organization": {"reference": "#team", "display": "Lambeth North probation team"},
+    "telecom": [{"system": "phone", "value": "020 7946 0000"}],
+}
+OFFICER_NAME = {
+    "resourceType": "Practitioner",
+    "id": "o",
+    "name": [{"text": "Sam Patel"}],
+    "telecom": [{"system": "email", "value": "sam.patel@justice.gov.uk"}],
+    "qualification": [{"code": {"text": "PQiP"}}],
+}
+
+
+def detailed_referral(category: str = "mental-health-assessment") -> dict[str, Any]:
+    """A referral naming the person by a contained Patient and the officer by its role."""
+    return referral(
+        contained=[PERSON_DETAILS, OFFICER, OFFICER_NAME],
+        subject={"reference": "#p"},
+        requester={"reference": "#r"},
+        category=[{"coding": [{"system": "urn:concord:referral-category", "code": category}]}],
+    )
+
+
+def linked(message: dict[str, Any]) -> dict[str, Any]:
+    """The event as the linker forwards it: named by the CRN and the NHS number it joined."""
+    subject = {
+        **message["subject"],
+        "identifiers": [{"system": system, "value": value} for system, value in (CRN, NHS)],
+    }
+    return {**message, "subject": subject}
+
+
+def test_a_health_service_is_sent_the_nhs_number_the_details_and_the_referrers_contact() -> None:
+    _, decisions = play(linked(detailed_referral()))
+    [delivered] = [
+        d
+        for d in decisions
+        if isinstance(d, Disclose)
+        and d.recipient == "mht-rv5"
+        and d.event_type == "referral.request.delivered"
+    ]
+    resource = delivered.resource
+    patient, role, officer = resource["contained"]
+    assert resource["subject"] == {
+        "reference": "#patient",
+        "identifier": {"system": NHS_NUMBER, "value": "9434765919"},
+    }
+    assert patient == {
+        "resourceType": "Patient",
+        "id": "patient",
+        "identifier": [
+            {"system": NHS_NUMBER, "value": "9434765919"},
+            {"system": HUB_PERSON, "value": PERSON},
+        ],
+        "name": [{"family": "Smith", "given": ["Jo"]}],
+        "birthDate": "1990-04-01",
+        "address": [{"line": ["1 High Street"], "city": "London", "postalCode": "SE11 5AB"}],
+    }, "no CRN, and nothing probation holds beyond name, date of birth and address"
+    assert resource["requester"] == {"reference": "#requester"}
+    assert role == {
+        "resourceType": "PractitionerRole",
+        "id": "requester",
+        "practitioner": {"reference": "#practitioner"},
+        "organization": {"display": "Lambeth North probation team"},
+        "telecom": [{"system": "phone", "value": "020 7946 0000"}],
+    }
+    assert officer == {
+        "resourceType": "Practitioner",
+        "id": "practitioner",
+        "name": [{"text": "Sam Patel"}],
+        "telecom": [{"system": "email", "value": "sam.patel@justice.gov.uk"}],
+    }
+    assert delivered.basis == "direct-care"
+    assert "X123456" not in str(resource)
+    assert problems_in(resource) == []
+
+
+def test_an_alert_about_a_referral_names_the_person_as_the_referrer_knows_them() -> None:
+    unrouted = referral(locationCode=[{"coding": [{"system": "urn:concord:area", "code": "W1"}]}])
+    _, decisions = play(unrouted)
+    [alert] = [d for d in decisions if isinstance(d, Disclose)]
+    assert alert.event_type == "referral.routing.failed"
+    crn = {"system": PROBATION_CRN, "value": "X123456"}
+    assert alert.resource["patient"] == {"reference": "#patient", "identifier": crn}
+    assert alert.resource["contained"][0]["identifier"] == [
+        crn,
+        {"system": HUB_PERSON, "value": PERSON},
+    ]
+    assert problems_in(alert.resource) == []
+
+
+def test_a_voluntary_service_is_sent_the_details_but_not_the_nhs_number() -> None:
+    _, decisions = play(linked(detailed_referral("housing-support")))
+    told = [d for d in decisions if isinstance(d, Disclose) and d.recipient == "vol-housing"]
+    [delivered] = [d for d in told if d.event_type == "referral.request.delivered"]
+    patient = delivered.resource["contained"][0]
+    assert patient["identifier"] == [{"system": HUB_PERSON, "value": PERSON}]
+    assert patient["name"] == [{"family": "Smith", "given": ["Jo"]}]
+    assert all("9434765919" not in str(d.resource) for d in told), "nor in the referral's Task"
+    assert delivered.basis == "direct-care"
+
+
+def test_the_referrer_is_sent_nothing_of_the_details_in_its_task() -> None:
+    _, decisions = play(linked(detailed_referral()))
+    to_officer = [
+        d for d in decisions if isinstance(d, Disclose) and d.recipient == "probation-london"
+    ]
+    assert to_officer
+    for told in to_officer:
+        text = str(told.resource)
+        for detail in ("Smith", "1990-04-01", "SE11 5AB", "020 7946 0000"):
+            assert detail not in text
+
+
+def test_the_details_are_kept_with_the_referral() -> None:
+    record, _ = play(linked(detailed_referral()))
+    [kept] = record.referrals.values()
+    assert kept.parties is not None
+    assert kept.parties.person["birthDate"] == "1990-04-01"
+    assert "Smith" not in repr(kept), "a referral's repr (in a traceback) names no one"
 
 
 def test_a_referral_with_content_and_no_consent_is_held_and_only_the_referrer_told() -> None:
