@@ -76,13 +76,13 @@ LINKS = Topic(
 )
 ASSIGNMENTS = Topic(
     "assignments",
-    key="identifier token",
+    key="identifier token (or referral token)",
     partitions=4,
     cleanup="compact",
     retention_ms=-1,
-    produced_by="identity linker",
+    produced_by="identity linker; reconciler (a referral's person, under the referral's token)",
     consumed_by="person index (co-partitioned with inbound, so each token is looked up locally)",
-    purpose="which hub person id each linked identifier now belongs to",
+    purpose="which hub person id each linked identifier, and each referral, now belongs to",
 )
 IDENTITY_CONFLICTS = Topic(
     "identity-conflicts",

@@ -33,14 +33,14 @@ from schemas.internal import (
     IdentityFlagsCommand,
     PersonCommand,
 )
-from schemas.keys import person_partition
+from schemas.keys import found_by_referral, person_partition
 from services import runtime
 from services.domain.decisions import CheckDeadlines, Rules
 from services.domain.identity import (
     person_of,
     to_linker,
 )
-from services.domain.refusals import Refusal, sender_of
+from services.domain.refusals import IssueType, Refusal, sender_of
 from services.runtime import area_map, partner_directory, person_key, service_directory
 from services.stream.activity import activity_record
 from services.stream.app import (
@@ -63,6 +63,8 @@ from services.stream.linker_index import load_index, save_index, tokens_of
 from services.stream.outbox import flags_entry, refusal_outs, render, report_outs, routed
 from services.stream.pipeline import (
     MALFORMED,
+    UnknownReferralError,
+    by_referral,
     cells_of,
     count_step,
     counted_person_event,
@@ -83,7 +85,11 @@ MEASURES_WITHIN_S = 1.0
 
 
 async def reject(
-    raw: bytes | None, reason: str, stage: str, sent: list[Awaitable[Any]] | None = None
+    raw: bytes | None,
+    reason: str,
+    stage: str,
+    sent: list[Awaitable[Any]] | None = None,
+    code: IssueType | None = None,
 ) -> None:
     """Refuse a message the hub cannot process: dead-lettered with the reason, and told to its
     sender when the message says who that is (services.stream.outbox.refusal_outs)."""
@@ -91,7 +97,7 @@ async def reject(
         message = peek(raw or b"")
     except CodecError:
         message = {}  # not even JSON: kept for the operator, with no sender to tell
-    refusal = Refusal(reason, "invalid" if stage == "person-index" else "processing")
+    refusal = Refusal(reason, code or ("invalid" if stage == "person-index" else "processing"))
     await emit(refusal_outs(message, refusal, runtime.now(), origin=stage, raw=raw), sent)
     sender = sender_of(message)  # logged only as far as it is a partner id and an event id
     log.warning(
@@ -148,15 +154,25 @@ async def _index_one(
             return
         await record([put(token_person, token, person_id)], sent)
         return
+    partition = event.message.partition
     try:
         envelope = peek_envelope(event.value)
         identifiers = identifiers_of(envelope)
-        linked = read(token_person, identifiers[0].token()) if len(identifiers) == 1 else None
-        assigned = linked.decode() if linked else None
-        key = person_key()
-        person = None if to_linker(envelope, identifiers) else person_of(identifiers, assigned, key)
-        here = person is not None and person_partition(person) == event.message.partition
-        outs = [] if here else routed(envelope, event.value, identifiers, person)
+        referral = found_by_referral(envelope["resource"], envelope["source"], identifiers)
+        if referral is not None:  # the person is the one its referral is filed under
+            filed = read(token_person, referral)
+            person, outs = by_referral(envelope, event.value, referral, filed, partition)
+            here = person is not None and not outs
+        else:
+            linked = read(token_person, identifiers[0].token()) if len(identifiers) == 1 else None
+            assigned = linked.decode() if linked else None
+            to_link = to_linker(envelope, identifiers)
+            person = None if to_link else person_of(identifiers, assigned, person_key())
+            here = person is not None and person_partition(person) == partition
+            outs = [] if here else routed(envelope, event.value, identifiers, person)
+    except UnknownReferralError as exc:
+        await reject(event.value, str(exc), "person-index", sent, code="not-found")
+        return
     except IdentifierError as exc:
         await reject(event.value, f"subject identifier rejected: {exc}", "person-index", sent)
         return

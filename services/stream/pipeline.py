@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from schemas import topics
 from schemas.codec import CodecError, checked_envelope, decode_internal
 from schemas.fhir import validate
 from schemas.identifiers import (
@@ -27,6 +28,7 @@ from schemas.internal import (
     ResolveConflictCommand,
     TransferCommand,
 )
+from schemas.keys import person_partition, referral_home, referral_named
 from schemas.measures import BY_CODE
 from services.domain.calendar import Calendar
 from services.domain.decisions import CheckDeadlines, Merge, PersonMessage, Rules, Transfer
@@ -50,7 +52,7 @@ from services.domain.measures import (
 from services.domain.person import decide, person_named
 from services.domain.referral_steps import next_deadline
 from services.runtime import bank_holidays
-from services.stream.outbox import Out, fact_outs, render
+from services.stream.outbox import Out, fact_outs, render, routed
 from services.stream.state import decode_calendar, encode_calendar
 
 # What a step may raise on a malformed message; the agents keep such a message on the
@@ -115,6 +117,42 @@ def _resolve_command(command: ResolveConflictCommand, index: PersonIndex, rules:
     summary = {"command": command.command, "conflict_id": settlement.conflict.conflict_id}
     status = settlement.conflict.status if settlement.changed else "unchanged"
     return LinkStep(updated, render(decisions, rules.now), {**summary, "status": status})
+
+
+# --- a referral's Task found by its referral (schemas/keys.py found_by_referral) ---
+
+
+class UnknownReferralError(ValueError):
+    """A Task found by its referral, and the hub holds no such referral: the sender is told."""
+
+
+def by_referral(
+    envelope: Mapping[str, Any], raw: bytes, token: str, filed: bytes | None, partition: int
+) -> tuple[str | None, list[Out]]:
+    """Where a Task found by its referral goes, given the person filed under the referral's
+    token on this partition (`filed`): that person's record (no outputs when it is kept on this
+    partition), or, arriving on another partition than the token's, on to the token's home
+    partition (its second hop). UnknownReferralError when the token's home holds no referral."""
+    home = referral_home(token)
+    if filed is None:
+        if partition != home:
+            return None, [Out(topics.INBOUND, token.encode(), raw, home)]
+        raise UnknownReferralError(unknown_referral(envelope))
+    person = filed.decode()
+    if person_partition(person) == partition:
+        return person, []
+    return person, routed(envelope, raw, (), person)
+
+
+def unknown_referral(envelope: Mapping[str, Any]) -> str:
+    """Why a Task found by its referral is refused when the referral is not known."""
+    referral = referral_named(envelope["resource"])
+    return (
+        f"Task.focus: no referral ServiceRequest/{referral} sent by or delivered to "
+        f"{envelope['source']} is known to the hub. A Task naming no person (or only your own id "
+        "for them) is matched by its referral: check the ServiceRequest id, or update the Task "
+        "the hub delivered with the referral, whose Task.for names the person"
+    )
 
 
 # --- reconciler: person-events (keyed by person) -> calendars table, alerts ---
