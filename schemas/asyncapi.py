@@ -23,6 +23,7 @@ from schemas.internal import (
     DeadlinesCommand,
     IdentityConflictRecord,
     IdentityFlagsCommand,
+    MeasureFact,
     MergeCommand,
     PartnerActivity,
     ReferralInboxEntry,
@@ -38,6 +39,8 @@ from schemas.topics import (
     IDENTITY_CONFLICTS,
     INBOUND,
     LINKS,
+    MEASURE_EVENTS,
+    MEASURES,
     OUTBOUND,
     PARTNER_ACTIVITY,
     PERSON_EVENTS,
@@ -67,18 +70,21 @@ INTERNAL_ON: dict[str, tuple[type[BaseModel], ...]] = {
     PARTNER_ACTIVITY.short_name: (PartnerActivity,),
     REFERRALS.short_name: (ReferralInboxEntry,),
     IDENTITY_CONFLICTS.short_name: (IdentityConflictRecord,),
+    MEASURE_EVENTS.short_name: (MeasureFact,),
 }
 ASSIGNMENT = "assignment"  # the person id as text (schemas.codec encode_assignment)
 DEAD_LETTER = "dead-letter"
 
 
 def hub_topic(resource_type: str) -> Topic:
-    """Where the hub's own envelope about a person goes, as the outbox sends it: an alert
-    (DetectedIssue) to alerts, an AuditEvent to audit, any other message to outbound."""
+    """Where the hub's own envelope goes, as the hub sends it: an alert (DetectedIssue) to alerts,
+    an AuditEvent to audit, a commissioners' MeasureReport to measures, any other to outbound."""
     if resource_type == "DetectedIssue":
         return ALERTS
     if resource_type == "AuditEvent":
         return AUDIT
+    if resource_type == "MeasureReport":
+        return MEASURES
     return OUTBOUND
 
 

@@ -23,13 +23,14 @@ from schemas.envelope import (
     utc_now,
     wrap,
 )
-from schemas.identifiers import PARTNER_ID, IdentifierError, PersonIdentifier, parse_token
+from schemas.identifiers import PARTNER_ID, PersonIdentifier, parse_token
 from schemas.internal import (
     PERSON_COMMANDS,
     InternalMessage,
     PersonCommand,
     ResolveConflictCommand,
 )
+from schemas.keys import REFERRAL, checked_referral_token, inbound_key
 from schemas.vocabulary import HUB_SOURCE
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -199,8 +200,7 @@ def wrap_encoded(
         correlation_id=str(correlation_id),
         resource=resource,
     )
-    key = subject[0].token() if subject else source
-    return key.encode(), value, str(event_id)
+    return inbound_key(resource, source, subject).encode(), value, str(event_id)
 
 
 def _plain_parts(
@@ -372,7 +372,7 @@ def decode_link_message(data: bytes) -> dict[str, Any] | ResolveConflictCommand:
 
 
 def encode_assignment(token: str, person_id: str) -> tuple[bytes, bytes]:
-    """(key, value) of the assignment of an identifier token to a hub person."""
+    """(key, value) of the assignment of an identifier (or referral) token to a hub person."""
     return token.encode(), person_id.encode()
 
 
@@ -380,10 +380,13 @@ def decode_assignment(key: bytes | None, value: bytes | None) -> tuple[str, byte
     """(token, person id as stored) of an assignments record, the person None when the token
     is forgotten; CodecError when the record is not one the linker would write."""
     try:
-        token = parse_token((key or b"").decode())
+        text = (key or b"").decode()
+        # A referral's token names the referral's person too (services/domain/referral_steps.py).
+        token = checked_referral_token(text) if text.startswith(f"{REFERRAL}|") else None
+        token = token or parse_token(text).token()
         person = None if value is None else value.decode()
-    except (UnicodeDecodeError, IdentifierError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:
         raise CodecError(f"not an assignment: {type(exc).__name__}") from exc
     if person is not None and (not person.isprintable() or not person or " " in person):
         raise CodecError("not an assignment: the person id is not a printable word")
-    return token.token(), value
+    return token, value

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.identifiers import PARTNER_ID, PersonIdentifier
+from schemas.keys import inbound_key
 
 SCHEMA_VERSION = 1
 EVENT_TYPE_PATTERN = r"^[a-z]+(\.[a-z][a-z-]*){2}$"
@@ -80,10 +81,11 @@ class Envelope(_Frozen):
         return str(self.resource["resourceType"])
 
     def key(self) -> bytes:
-        """The Kafka message key for this envelope."""
-        if self.subject is None:
-            return self.source.encode()
-        return self.subject.key().encode()
+        """The Kafka message key for this envelope (schemas/keys.py `inbound_key` until resolved)."""
+        if self.subject is not None and self.subject.person_id is not None:
+            return self.subject.person_id.encode()
+        named = tuple(i.as_tuple() for i in self.subject.identifiers) if self.subject else ()
+        return inbound_key(self.resource, self.source, named).encode()
 
 
 class DeadLetter(_Frozen):

@@ -18,6 +18,7 @@ from schemas.internal import (
     DeadlinesCommand,
     IdentityConflictRecord,
     IdentityFlagsCommand,
+    MeasureFact,
     MergeCommand,
     PartnerActivity,
     ReferralInboxEntry,
@@ -35,6 +36,7 @@ INTERNAL: tuple[type[BaseModel], ...] = (
     PartnerActivity,
     ReferralInboxEntry,
     IdentityConflictRecord,
+    MeasureFact,
 )
 EXPORTS: dict[str, type[BaseModel]] = {
     "envelope.schema.json": Envelope,

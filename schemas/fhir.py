@@ -24,6 +24,7 @@ from schemas.identifiers import (
     local_system,
     without_placeholders,
 )
+from schemas.keys import referral_named
 
 # resourceType -> (fhir.resources.R4B module, event type published for it)
 CARRIED: dict[str, tuple[str, str]] = {
@@ -334,7 +335,8 @@ def subject_of(
     Placeholder identifiers are left out: they never link or find a person. Raises
     InvalidResource when a resource that must name a person does not, names more than one,
     names one by placeholders only, refers to something other than a Patient where its
-    person must be, or gives a `Patient/` reference whose id is no FHIR id.
+    person must be, or gives a `Patient/` reference whose id is no FHIR id. A referral's Task
+    (naming its ServiceRequest in focus or basedOn) may name no one: it is found by its referral.
     """
     resource_type = str(resource.get("resourceType"))
     if resource_type == "Patient":
@@ -347,7 +349,8 @@ def subject_of(
     if len(people) > 1:
         raise InvalidResource([Problem(where, "names more than one person")])
     if not people or not people[0]:
-        if resource_type in NEEDS_PERSON:
+        # A referral's Task may name no one: the hub finds the person by its referral.
+        if resource_type in NEEDS_PERSON and referral_named(resource) is None:
             raise InvalidResource(
                 [Problem(where, "no reference names the person by an identifier the hub knows")]
             )

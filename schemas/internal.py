@@ -185,10 +185,25 @@ class IdentityConflictRecord(_Internal):
     claim: ConflictClaim
 
 
+class MeasureFact(_Internal):
+    """One countable fact for the commissioners' figures (measure-events topic, keyed by month and
+    area): which figure, where, and a hash that counts it once. Never a person or an identifier."""
+
+    counted_id: str  # a hash of what was counted: the same fact derived again has the same id
+    figure: str
+    month: str  # YYYY-MM
+    area: str  # a local authority code, or "unknown"
+    category: str | None = None
+    urgency: str | None = None
+    reason: str | None = None  # a rejection's coded reason
+    days: int | None = None  # working days, for the distribution figures
+
+
 InternalMessage = (
     PersonCommand
     | ResolveConflictCommand
     | PartnerActivity
     | ReferralInboxEntry
     | IdentityConflictRecord
+    | MeasureFact
 )

@@ -12,17 +12,36 @@ topic lets the worker holding that person's record handle it on arrival; the ass
 redirect an identifier go to the same partition, so the person index finds them beside the
 identifier's events. Anything sent elsewhere (a producer that does not know this rule) still
 arrives: it takes the second hop.
+
+A referral's Task that names its person by nothing the hub's lookups share (no one, or only the
+sender's own local id) is keyed by its referral instead (`found_by_referral`): the hub keeps each
+referral's person under the referral's token, as it keeps each linked identifier's person.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Final
 
 from kafka.partitioner.default import murmur2
 
 from schemas import topics
-from schemas.identifiers import HUB_PERSON, PersonIdentifier
+from schemas.identifiers import (
+    HUB_PERSON,
+    NHS_NUMBER,
+    PARTNER_ID,
+    PROBATION_CRN,
+    PersonIdentifier,
+)
+
+# A referral as one of its parties names it: `<partner>/<ServiceRequest id>` (its referrer, or the
+# service it was delivered to). Not a person identifier: it never links anyone.
+REFERRAL: Final = "urn:concord:referral"
+# The systems a person is found by on any partition; a partner's local id is only its own.
+SHARED_SYSTEMS: Final = frozenset({NHS_NUMBER, PROBATION_CRN, HUB_PERSON})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +89,70 @@ def person_partition(person: str) -> int:
 
 
 def token_home(token: str, key: PersonKey) -> int:
-    """The partition of the person an identifier token (`system|value`) resolves to unlinked."""
+    """The partition of the person an identifier token (`system|value`) resolves to unlinked;
+    of a referral token, where the hub keeps the referral's person."""
     system, _, value = token.rpartition("|")
+    if system == REFERRAL:
+        return referral_home(token)
     return person_partition(value if system == HUB_PERSON else person_id_for_token(token, key))
+
+
+def referral_token(partner: str, service_request_id: str) -> str:
+    """The token of referral `service_request_id` as `partner` (its referrer or its service) names it."""
+    return f"{REFERRAL}|{partner}/{service_request_id}"
+
+
+_FHIR_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def checked_referral_token(token: str) -> str:
+    """`token` when it is a referral token the hub writes; ValueError saying why not."""
+    system, _, named = token.partition("|")
+    partner, _, referral = named.partition("/")
+    if system != REFERRAL or not PARTNER_ID.fullmatch(partner) or not _FHIR_ID.fullmatch(referral):
+        raise ValueError(f"not a referral token ({REFERRAL}|<partner id>/<ServiceRequest id>)")
+    return token
+
+
+def referral_home(token: str) -> int:
+    """The partition a referral token's Tasks arrive on and its person is kept on: unkeyed, as
+    a referral id says nothing about a person."""
+    return person_partition(token)
+
+
+def referral_named(resource: Mapping[str, Any]) -> str | None:
+    """The id of the ServiceRequest a Task is about (Task.focus, else Task.basedOn); None if none."""
+    if resource.get("resourceType") != "Task":
+        return None
+    for reference in (resource.get("focus"), *(resource.get("basedOn") or ())):
+        target = reference.get("reference") if isinstance(reference, Mapping) else None
+        found = target.removeprefix("ServiceRequest/") if isinstance(target, str) else ""
+        if found and found != target:
+            return found
+    return None
+
+
+def found_by_referral(
+    resource: Mapping[str, Any], source: str, subject: Iterable[PersonIdentifier]
+) -> str | None:
+    """The referral token a referral's Task from `source` is keyed and found by, when it names
+    its person by nothing shared (no one, or only the sender's own local id); None otherwise,
+    when it goes to the person it names as any event does."""
+    referral = referral_named(resource)
+    if referral is None or any(system in SHARED_SYSTEMS for system, _ in subject):
+        return None
+    return referral_token(source, referral)
+
+
+def inbound_key(
+    resource: Mapping[str, Any], source: str, subject: tuple[PersonIdentifier, ...]
+) -> str:
+    """The key of a partner's event on the inbound topic: its referral's token (a Task found by
+    its referral), else its first identifier's token, else (naming no one) its source."""
+    referral = found_by_referral(resource, source, subject)
+    if referral is not None:
+        return referral
+    return subject[0].token() if subject else source
 
 
 def home_partition(message_key: bytes, key: PersonKey) -> int | None:

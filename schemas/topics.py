@@ -76,13 +76,13 @@ LINKS = Topic(
 )
 ASSIGNMENTS = Topic(
     "assignments",
-    key="identifier token",
+    key="identifier token (or referral token)",
     partitions=4,
     cleanup="compact",
     retention_ms=-1,
-    produced_by="identity linker",
+    produced_by="identity linker; reconciler (a referral's person, under the referral's token)",
     consumed_by="person index (co-partitioned with inbound, so each token is looked up locally)",
-    purpose="which hub person id each linked identifier now belongs to",
+    purpose="which hub person id each linked identifier, and each referral, now belongs to",
 )
 IDENTITY_CONFLICTS = Topic(
     "identity-conflicts",
@@ -155,6 +155,28 @@ DEADLETTER = Topic(
     purpose="rejected input, raw, with the reason it was rejected",
 )
 
+MEASURE_EVENTS = Topic(
+    "measure-events",
+    key="month and area (<YYYY-MM>|<area>)",
+    partitions=1,
+    cleanup="delete",
+    retention_ms=62 * DAY_MS,
+    produced_by="reconciler and identity linker (what each change counts)",
+    consumed_by="measures (one partition: the aggregate cells are one small table)",
+    purpose="countable facts: a figure, its month, area, category and urgency, and a hash to "
+    "count it once; no person, no identifier",
+)
+MEASURES = Topic(
+    "measures",
+    key="report id (<figure>-<YYYY-MM>-<area>)",
+    partitions=1,
+    cleanup="compact",
+    retention_ms=-1,
+    produced_by="measures",
+    consumed_by="commissioners: the worker API `GET /measures`, `concord measures`",
+    purpose="each figure's latest FHIR MeasureReport per month and area, small numbers suppressed",
+)
+
 CATALOGUE: tuple[Topic, ...] = (
     INBOUND,
     PERSON_EVENTS,
@@ -167,6 +189,8 @@ CATALOGUE: tuple[Topic, ...] = (
     REFERRALS,
     AUDIT,
     DEADLETTER,
+    MEASURE_EVENTS,
+    MEASURES,
 )
 
 

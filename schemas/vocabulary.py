@@ -26,6 +26,8 @@ AUDIT_SUBTYPE_SYSTEM: Final = "urn:concord:audit"
 DATA_QUALITY_SYSTEM: Final = "urn:concord:data-quality"  # which contradiction a partner is told of
 BASIS_PREFIX: Final = "urn:concord:basis:"
 CONSENT_PREFIX: Final = "urn:concord:consent:"
+# A partner's own record by the id it gave it: `urn:concord:record:<partner>:<resourceType>`.
+RECORD_PREFIX: Final = "urn:concord:record:"
 
 # Where in a message: extensions and the systems of delivery's own codes.
 RECIPIENT_EXTENSION: Final = "urn:concord:extension:recipient"

@@ -11,10 +11,11 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
+import holidays
 import structlog
 import yaml
 from argon2 import PasswordHasher
@@ -23,6 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from schemas.keys import PersonKey
 from schemas.topics import topic_prefix
 from services.domain.credentials import is_argon2id_hash, verify_secret
+from services.domain.measure_reports import AreaMap
 from services.domain.partners import Partner, PartnerDirectory
 from services.domain.referrals import ServiceDirectory
 from services.domain.signin import SignInRefused, check_secret
@@ -68,6 +70,7 @@ class Settings:
     travel_buffer: timedelta
     partners_file: Path
     services_file: Path
+    areas_file: Path
     sla_working_days: dict[str, int]
     escalation_check: timedelta
     rocksdb_write_buffer_mb: int
@@ -105,6 +108,7 @@ def settings() -> Settings:
         ),
         partners_file=Path(required("CONCORD_PARTNERS")),
         services_file=Path(os.environ.get("CONCORD_SERVICES", ROOT / "deploy" / "services.yaml")),
+        areas_file=Path(os.environ.get("CONCORD_AREAS", ROOT / "deploy" / "areas.yaml")),
         sla_working_days={
             "routine": int(os.environ.get("CONCORD_SLA_ROUTINE_DAYS", "5")),
             "urgent": int(os.environ.get("CONCORD_SLA_URGENT_DAYS", "1")),
@@ -184,6 +188,19 @@ def service_directory(path: Path) -> ServiceDirectory:
     """The service directory from its YAML file, validated (a worker refuses to start on errors)."""
     with path.open(encoding="utf-8") as handle:
         return ServiceDirectory.from_dict(yaml.safe_load(handle))
+
+
+@cache
+def area_map(path: Path) -> AreaMap:
+    """Local authorities and their ICBs, for the commissioners' figures (deploy/areas.yaml)."""
+    with path.open(encoding="utf-8") as handle:
+        return AreaMap.from_dict(yaml.safe_load(handle))
+
+
+@cache
+def bank_holidays() -> frozenset[date]:
+    """England's bank holidays (the `holidays` package), for working days in the figures."""
+    return frozenset(holidays.country_holidays("GB", subdiv="ENG", years=range(2020, 2041)))
 
 
 def worker_url() -> str:

@@ -519,14 +519,18 @@ def referrer_notice(
     referral_messages.py referral_alert). `reason` is delivery's own short reason (an HTTP
     status, an ACK code): never the partner's response text, never the referral's content."""
     notice_id = uuid.uuid5(FAILURE_NAMESPACE, f"referrer\n{referrer}\n{event_id}")
+    # Delivery knows the person only by the hub's id; the referral's id is what the officer
+    # finds it by.
+    named = {"system": HUB_PERSON, "value": sent.person_id}
     resource = {
         "resourceType": "DetectedIssue",
         "id": str(notice_id),
+        "contained": [{"resourceType": "Patient", "id": "patient", "identifier": [named]}],
         "extension": [{"url": RECIPIENT_EXTENSION, "valueString": referrer}],
         "status": "final",
         "code": {"coding": [{"system": ALERT_SYSTEM, "code": REFERRAL_NOT_DELIVERED}]},
         "severity": "high",
-        "patient": {"identifier": {"system": HUB_PERSON, "value": sent.person_id}},
+        "patient": {"reference": "#patient", "identifier": named},
         "identifiedDateTime": now.isoformat().replace("+00:00", "Z"),
         "implicated": [{"reference": f"ServiceRequest/{sent.request_id}"}],
         "detail": (

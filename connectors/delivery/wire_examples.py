@@ -57,19 +57,19 @@ class WireExample:
 
 
 REFERRAL = "wire/inputs/referral.request.delivered.json"  # with the person and the requester
+# Probation sent no details: the person by identifiers alone, no requester.
+WITHOUT_DETAILS = "wire/inputs/referral-without-details.request.delivered.json"
 ANSWERED = {"correlation_id": str(ANSWERED_MESSAGE)}
 SCENARIOS = (
     WireExample("referral.fhir-bundle.json", REFERRAL, "gp-Y01234", "fhir"),
     WireExample("referral.ref-i12.hl7", REFERRAL, "mht-rv5", "hl7"),
     WireExample(
         "referral-by-identifier.fhir-bundle.json",
-        "referral.request.delivered.json",
+        WITHOUT_DETAILS,
         "gp-Y01234",
         "fhir",
     ),
-    WireExample(
-        "referral-by-identifier.ref-i12.hl7", "referral.request.delivered.json", "mht-rv5", "hl7"
-    ),
+    WireExample("referral-by-identifier.ref-i12.hl7", WITHOUT_DETAILS, "mht-rv5", "hl7"),
     WireExample("alert.fhir-bundle.json", "alert.clash.raised.json", "gp-Y01234", "fhir"),
     WireExample("alert.mdm-t02.hl7", "alert.clash.raised.json", "mht-rv5", "hl7"),
     WireExample(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,13 @@ OUTCOMES: Mapping[str, str] = {
 }
 
 _COMMON = frozenset({"event_type", "crn", "nhs_number", "version", "updated_at"})
+# Who the person is, as probation holds them, and who refers them: for the service a referral
+# is sent to, so it can register the person and call the officer.
+_PERSON = frozenset(
+    {"given_name", "family_name", "birth_date", "address_line_1", "address_line_2", "town",
+     "postcode"}
+)  # fmt: skip
+_REFERRER = frozenset({"officer_name", "officer_team", "officer_phone", "officer_email"})
 _TIMED = frozenset({"start", "end", "location", "referral_id"})
 # The fields each event type may carry; anything else is reported, so a typo is not lost.
 FIELDS: Mapping[str, frozenset[str]] = {
@@ -51,7 +59,9 @@ FIELDS: Mapping[str, frozenset[str]] = {
     "appointment.outcome": _COMMON | _TIMED | {"appointment_id", "outcome"},
     "contact.created": _COMMON | _TIMED | {"contact_id", "outcome"},
     "referral.created": _COMMON
-    | {"referral_id", "category", "urgency", "reason", "area", "preferred_organisation"},
+    | {"referral_id", "category", "urgency", "reason", "area", "preferred_organisation"}
+    | _PERSON
+    | _REFERRER,
 }
 # Contacts and appointments are numbered separately in case management; the prefix keeps
 # a contact from overwriting the appointment that happens to share its number.
@@ -61,6 +71,9 @@ CONTACT_ID_PREFIX = "contact-"
 SHAPES = "expected one JSON event, a JSON array of events, or NDJSON: one event a line"
 
 _LA_CODE = re.compile(r"^[EWSN][0-9]{8}$")
+_FULL_POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}$")
+_PHONE = re.compile(r"^\+?[0-9][0-9 ()-]{5,30}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)(?: ?[0-9][A-Z]{2})?$")
 
 
@@ -133,7 +146,7 @@ def map_event(event: Any) -> tuple[list[dict[str, Any]], list[Problem]]:
     updated = fields.mapped("updated_at", date_time)
     stamp = meta(version, fhir_instant(updated) if updated else None)
     if kind == "referral.created":
-        resource = _service_request(fields, crn, stamp)
+        resource = _service_request(fields, crn, nhs, stamp)
     else:
         resource = _appointment(kind, fields, crn, stamp)
     if resource is None or crn is None or fields.problems:
@@ -181,7 +194,10 @@ def _appointment(
 
 
 def _service_request(
-    fields: FieldReader, crn: dict[str, str] | None, stamp: dict[str, str]
+    fields: FieldReader,
+    crn: dict[str, str] | None,
+    nhs: dict[str, str] | None,
+    stamp: dict[str, str],
 ) -> dict[str, Any] | None:
     referral_id = fields.mapped("referral_id", fhir_id, required=True)
     category = fields.mapped("category", lambda v: _one_of(v, CATEGORIES), required=True)
@@ -189,6 +205,8 @@ def _service_request(
     area = fields.mapped("area", _area, required=True)
     preferred = fields.mapped("preferred_organisation", _partner)
     reason = fields.text("reason")
+    patient = _person_details(fields, [i for i in (crn, nhs) if linkable(i)])
+    requester = _referrer(fields)
     if referral_id is None or category is None or urgency is None or area is None or crn is None:
         return None
     request: dict[str, Any] = {"resourceType": "ServiceRequest", "id": referral_id}
@@ -214,7 +232,119 @@ def _service_request(
     request["locationCode"] = [{"coding": [{"system": AREA_SYSTEM, "code": area}]}]
     if preferred:
         request["performer"] = [{"identifier": {"system": PARTNER_SYSTEM, "value": preferred}}]
-    return request
+    return _with_parties(request, patient, requester)
+
+
+def _with_parties(
+    request: dict[str, Any], patient: dict[str, Any] | None, requester: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The ServiceRequest with the person and the referrer as contained resources: `subject`
+    then names the person by the contained Patient, `requester` the officer's role."""
+    contained = ([patient] if patient else []) + requester
+    if not contained:
+        return request
+    placed = {"resourceType": request.pop("resourceType"), "id": request.pop("id")}
+    placed["contained"] = contained
+    placed |= request
+    if patient:
+        placed["subject"] = {"reference": "#patient"}
+    if requester:
+        placed["requester"] = {"reference": "#requester"}
+    return placed
+
+
+def _person_details(
+    fields: FieldReader, identifiers: list[dict[str, str]]
+) -> dict[str, Any] | None:
+    """The person as probation holds them (a contained Patient named by `identifiers`, the CRN
+    and a linkable NHS number), when any detail is given."""
+    given, family = fields.text("given_name"), fields.text("family_name")
+    birth_date = fields.mapped("birth_date", _birth_date)
+    lines = [
+        line for line in (fields.text("address_line_1"), fields.text("address_line_2")) if line
+    ]
+    town = fields.text("town")
+    postcode = fields.mapped("postcode", _postcode)
+    if not any((given, family, birth_date, lines, town, postcode)):
+        return None
+    patient: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": "patient",
+        "identifier": identifiers,
+    }
+    if given or family:
+        name: dict[str, Any] = {"use": "official"}
+        if family:
+            name["family"] = family
+        if given:
+            name["given"] = given.split()
+        patient["name"] = [name]
+    if birth_date:
+        patient["birthDate"] = birth_date
+    if lines or town or postcode:
+        address: dict[str, Any] = {"use": "home"}
+        if lines:
+            address["line"] = lines
+        if town:
+            address["city"] = town
+        if postcode:
+            address["postalCode"] = postcode
+        patient["address"] = [address]
+    return patient
+
+
+def _referrer(fields: FieldReader) -> list[dict[str, Any]]:
+    """The referring officer: a PractitionerRole (team, work phone, secure email) and, when
+    named, its Practitioner; nothing when no officer field is given."""
+    name, team = fields.text("officer_name"), fields.text("officer_team")
+    phone = fields.mapped("officer_phone", _phone)
+    email = fields.mapped("officer_email", _email)
+    if not any((name, team, phone, email)):
+        return []
+    role: dict[str, Any] = {"resourceType": "PractitionerRole", "id": "requester"}
+    if name:
+        role["practitioner"] = {"reference": "#officer", "display": name}
+    if team:
+        role["organization"] = {"display": team}
+    telecom = [{"system": "phone", "value": phone, "use": "work"}] if phone else []
+    telecom += [{"system": "email", "value": email, "use": "work"}] if email else []
+    if telecom:
+        role["telecom"] = telecom
+    if not name:
+        return [role]
+    return [role, {"resourceType": "Practitioner", "id": "officer", "name": [{"text": name}]}]
+
+
+def _birth_date(value: str) -> str:
+    """A date of birth as FHIR `date` (YYYY-MM-DD). The value is never repeated: it identifies."""
+    try:
+        born = date.fromisoformat(value)
+    except ValueError:
+        raise FieldError("must be a date written YYYY-MM-DD") from None
+    if len(value) != 10 or born.year < 1900:
+        raise FieldError("must be a date written YYYY-MM-DD, from 1900 on")
+    return born.isoformat()
+
+
+def _postcode(value: str) -> str:
+    """A full UK postcode, spaced as Royal Mail writes it (the value is never repeated)."""
+    compact = "".join(value.upper().split())
+    spaced = f"{compact[:-3]} {compact[-3:]}"
+    if not _FULL_POSTCODE.match(spaced):
+        raise FieldError("must be a full UK postcode (e.g. SE11 5AB)")
+    return spaced
+
+
+def _phone(value: str) -> str:
+    if not _PHONE.match(value):
+        raise FieldError("must be a telephone number: digits, spaces, brackets, '-', a leading '+'")
+    return value
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise FieldError("must be an email address")
+    return value
 
 
 def _one_of(value: str, allowed: Mapping[str, str] | tuple[str, ...]) -> str:

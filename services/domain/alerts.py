@@ -2,21 +2,24 @@
 
 This is the disclosure boundary for alerts: a resource is built only from the slot fields
 named here (time, status, booking organisation), never from the partner's original resource.
+Each recipient is told the person by the identifiers it holds, and its own appointment by the
+id it gave it.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from schemas.identifiers import HUB_PERSON
 from schemas.vocabulary import (
     ALERT_SYSTEM,
     ORGANISATION_TYPE_SYSTEM,
     PARTNER_SYSTEM,
     RECIPIENT_EXTENSION,
+    RECORD_PREFIX,
 )
 from schemas.vocabulary import UK_TIME as PARTNER_TIME_ZONE
 from services.domain.calendar import Slot
@@ -26,7 +29,10 @@ from services.domain.disclosure import (
     Organisation,
     detail_consent,
     disclose,
+    identifiers_known_to,
     organisation_shown,
+    person_as_known,
+    reference_to,
     withholding_consent,
 )
 from services.domain.instants import fhir_instant
@@ -85,6 +91,7 @@ class Audience:
     role: Role
     consents: tuple[ConsentDecision, ...]
     at: datetime
+    identifiers: tuple[str, ...] = ()  # the person as the recipient knows them (tokens)
 
     def sees(self, slot: Slot, directory: PartnerDirectory) -> Organisation:
         """The agency behind `slot` as this recipient may see it."""
@@ -105,6 +112,15 @@ class Audience:
         )
 
 
+def own_record(slot: Slot) -> dict[str, str]:
+    """A partner's own appointment (or encounter) as an Identifier: the id it gave it, in the
+    system of that partner's records of that type."""
+    local = slot.appointment_id.removeprefix(f"{slot.partner}/")
+    resource_type, _, fhir_id = local.rpartition("/")
+    system = f"{RECORD_PREFIX}{slot.partner}:{resource_type or 'Appointment'}"
+    return {"system": system, "value": fhir_id}
+
+
 def _contained(
     slot: Slot, local_id: str, directory: PartnerDirectory, to: Audience
 ) -> dict[str, Any]:
@@ -114,11 +130,10 @@ def _contained(
     which kind of service or which organisation, unless the person's consent allows more.
     """
     shown = to.sees(slot, directory)
-    appointment: dict[str, Any] = {
-        "resourceType": "Appointment",
-        "id": local_id,
-        "status": slot.status,
-    }
+    appointment: dict[str, Any] = {"resourceType": "Appointment", "id": local_id}
+    if slot.partner == to.recipient:  # its own: by the id it sent, to find it by
+        appointment["identifier"] = [own_record(slot)]
+    appointment["status"] = slot.status
     if slot.start is not None and slot.end is not None:
         appointment["start"] = fhir_instant(slot.start)
         appointment["end"] = fhir_instant(slot.end)
@@ -211,16 +226,16 @@ def _issue(alert: Alert, issue_id: str, directory: PartnerDirectory, to: Audienc
     first, second = alert.slots
     contained = [_disclosed(first, "a1", directory, to), _disclosed(second, "a2", directory, to)]
     consent_bases = [c.basis for c in contained if c.basis not in ("role-default", "own-record")]
+    patient = person_as_known(to.identifiers, alert.person_id)
     issue = {
         "resourceType": "DetectedIssue",
         "id": issue_id,
-        "contained": [c.resource for c in contained],
+        "contained": [*(c.resource for c in contained), patient],
         "extension": [{"url": RECIPIENT_EXTENSION, "valueString": to.recipient}],
         "status": _STATUSES[alert.action],
         "code": {"coding": [{"system": ALERT_SYSTEM, "code": _CODES[alert.kind]}]},
         "severity": _SEVERITIES[alert.kind],
-        # The hub person id only: each partner already knows the person by its own id.
-        "patient": {"identifier": {"system": HUB_PERSON, "value": alert.person_id}},
+        "patient": reference_to(patient),
         "identifiedDateTime": fhir_instant(to.at),
         "implicated": [{"reference": "#a1"}, {"reference": "#a2"}],
         "detail": _detail(alert, directory, to),
@@ -243,20 +258,26 @@ def alert_messages(
     directory: PartnerDirectory,
     now: datetime,
     consents: tuple[ConsentDecision, ...] = (),
+    known_as: Mapping[str, Iterable[str]] | None = None,
 ) -> list[AlertMessage]:
     """The DetectedIssue for each of the alert's recipients, as the disclosure policy allows.
 
-    Every alert involves at least one appointment the recipient did not book, so a recipient
-    the person denies other agencies' appointments gets none.
+    `known_as` holds the identifiers each partner named the person by (Calendar.known_as): each
+    recipient is told the person by those `identifiers_known_to` lets it see, and the hub
+    person id. Every alert involves at least one appointment the recipient did not book, so a
+    recipient the person denies other agencies' appointments gets none.
     """
     issue_id = alert_id(alert)
     event_type = EVENT_TYPES[(alert.kind, alert.action)]
     messages = []
     for recipient in alert.recipients:
-        role = ROLE_OF_KIND[directory.kind_of(recipient)]
+        kind = directory.kind_of(recipient)
+        role = ROLE_OF_KIND[kind]
         if withholding_consent(consents, recipient=recipient, role=role, at=now) is not None:
             continue  # the person denies this recipient other agencies' appointments: tell nothing
-        disclosed = _issue(alert, issue_id, directory, Audience(recipient, role, consents, now))
+        identifiers = identifiers_known_to(known_as or {}, recipient, kind)
+        audience = Audience(recipient, role, consents, now, identifiers)
+        disclosed = _issue(alert, issue_id, directory, audience)
         event_id = uuid.uuid5(uuid.UUID(issue_id), recipient)
         messages.append(
             AlertMessage(

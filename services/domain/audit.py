@@ -25,7 +25,9 @@ STAFF_USER_SYSTEM: Final = "urn:concord:id:staff-user"
 EVENT_SYSTEM: Final = "urn:concord:event-id"
 # Fixed, so a disclosure reprocessed after a restart gets the same audit id.
 AUDIT_NAMESPACE: Final = uuid.UUID("0b7d7c1e-5f52-5a55-8a4e-3c6f9d2e7a41")
-_NAMED_BASES: Final = frozenset({"role-default", "own-record", "case-record", "referral"})
+_NAMED_BASES: Final = frozenset(
+    {"role-default", "own-record", "case-record", "referral", "direct-care"}
+)
 AuditSubtype = Literal["disclosure", "relationship"]
 # DICOM audit event types: a disclosure exports data; a relationship changes the person's record.
 _EVENT_TYPES: Final = {

@@ -4,7 +4,7 @@ referrals and relationships, and how each changes. What the appointments mean to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -84,6 +84,9 @@ class Calendar:
     # the person this one was found to be: the record then holds nothing, and whatever
     # arrives for it goes on to the survivor's record
     merged_into: str | None = None
+    # each partner's own words for the person: the identifiers (`system|value` tokens) its
+    # events named the person by, which it may always be told back (services/domain/disclosure.py)
+    known_as: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 def _supersedes(slot: Slot, current: Slot | None) -> bool:
@@ -109,6 +112,15 @@ def add_partner(calendar: Calendar, partner: str, kind: AgencyKind) -> Calendar:
     if calendar.partners.get(partner) == kind:
         return calendar
     return replace(calendar, partners={**calendar.partners, partner: kind})
+
+
+def add_names(calendar: Calendar, partner: str, tokens: Iterable[str]) -> Calendar:
+    """Record that `partner` named the person by `tokens` (the same object if it had already)."""
+    held = calendar.known_as.get(partner, frozenset())
+    named = held.union(tokens)
+    if named == held:
+        return calendar
+    return replace(calendar, known_as={**calendar.known_as, partner: named})
 
 
 def stale_change(calendar: Calendar, slot: Slot) -> Version | None:
@@ -178,6 +190,15 @@ def join(a: Calendar, b: Calendar, person_id: str) -> Calendar:
     relationships = a.relationships
     for partner, relationship in sorted(b.relationships.items()):
         relationships = relate(relationships, partner, relationship)
+    known_as = dict(a.known_as)
+    for partner, tokens in b.known_as.items():
+        known_as[partner] = known_as.get(partner, frozenset()) | tokens
     return Calendar(
-        person_id, slots, {**a.partners, **b.partners}, consents, referrals, relationships
+        person_id,
+        slots,
+        {**a.partners, **b.partners},
+        consents,
+        referrals,
+        relationships,
+        known_as=known_as,
     )

@@ -27,6 +27,7 @@ ROLE_OF_KIND: Mapping[AgencyKind, Role] = MappingProxyType(
         "gp": "gp",
         "mht": "mht-clinician",
         "voluntary": "voluntary-worker",
+        "commissioner": "commissioner",
     }
 )
 

@@ -1,21 +1,25 @@
 """The disclosure policy, in one table: for each recipient role and resource type, the top-level
-elements that may leave the hub, by default and with consent. Everything sent to a partner
-passes here."""
+elements that may leave the hub, by default and with consent; and which of the person's
+identifiers each partner may be told. Everything sent to a partner passes here."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN, local_system
 from services.domain.consent import Category, ConsentDecision, Role, basis_for, denial_for
 from services.domain.kinds import HEALTH_KINDS, AgencyKind
 from services.domain.partners import ORGANISATION_TYPE_LABELS
+from services.domain.relationships import systems_to_ask_by
 
 ROLE_DEFAULT = "role-default"
 OWN_RECORD = "own-record"
+# The lawful basis a referral's recipient is told who the person is and who referred them on.
+DIRECT_CARE = "direct-care"
 
 
 def elements(words: str) -> frozenset[str]:
@@ -61,6 +65,14 @@ REFERRAL = Rule(
     ),
     by_consent=MappingProxyType({"referral-content": elements("reasonCode note supportingInfo")}),
 )
+# The service a referral is sent to is told, for direct care, who the person is and who referred
+# them: a Patient and the requester, contained in the ServiceRequest, each through its own rule
+# below (the referrer's own contained resources never pass: `contained` is not in REFERRAL).
+# The person as probation holds them; identifiers are chosen by `identifiers_known_to`.
+REFERRED_PERSON = Rule(elements("resourceType id identifier name birthDate address"))
+# The referring officer: name, team, how to reach them.
+REFERRER_ROLE = Rule(elements("resourceType id practitioner organization code telecom"))
+REFERRER = Rule(elements("resourceType id name telecom"))
 TASK = Rule(
     elements(
         "resourceType id status intent businessStatus statusReason focus for owner requester "
@@ -90,18 +102,31 @@ POLICY: Mapping[tuple[Role, str], Rule] = MappingProxyType(
         ("probation-officer", "Task"): TASK,
         ("probation-officer", "DetectedIssue"): DETECTED_ISSUE,
         ("probation-officer", "BreachEvidence"): BREACH_EVIDENCE,
+        # An officer is told the person by the identifiers it holds, never the demographics.
+        ("probation-officer", "Patient"): NOTHING,
+        ("probation-officer", "PractitionerRole"): NOTHING,
+        ("probation-officer", "Practitioner"): NOTHING,
         ("gp", "Appointment"): APPOINTMENT,
         ("gp", "ServiceRequest"): REFERRAL,
+        ("gp", "Patient"): REFERRED_PERSON,
+        ("gp", "PractitionerRole"): REFERRER_ROLE,
+        ("gp", "Practitioner"): REFERRER,
         ("gp", "Task"): TASK,
         ("gp", "DetectedIssue"): DETECTED_ISSUE,
         ("gp", "BreachEvidence"): BREACH_EVIDENCE,
         ("mht-clinician", "Appointment"): APPOINTMENT,
         ("mht-clinician", "ServiceRequest"): REFERRAL,
+        ("mht-clinician", "Patient"): REFERRED_PERSON,
+        ("mht-clinician", "PractitionerRole"): REFERRER_ROLE,
+        ("mht-clinician", "Practitioner"): REFERRER,
         ("mht-clinician", "Task"): TASK,
         ("mht-clinician", "DetectedIssue"): DETECTED_ISSUE,
         ("mht-clinician", "BreachEvidence"): BREACH_EVIDENCE,
         ("voluntary-worker", "Appointment"): APPOINTMENT,
         ("voluntary-worker", "ServiceRequest"): REFERRAL,
+        ("voluntary-worker", "Patient"): REFERRED_PERSON,
+        ("voluntary-worker", "PractitionerRole"): REFERRER_ROLE,
+        ("voluntary-worker", "Practitioner"): REFERRER,
         ("voluntary-worker", "Task"): TASK,
         ("voluntary-worker", "DetectedIssue"): DETECTED_ISSUE,
         ("voluntary-worker", "BreachEvidence"): BREACH_EVIDENCE,
@@ -110,6 +135,9 @@ POLICY: Mapping[tuple[Role, str], Rule] = MappingProxyType(
         ("commissioner", "Task"): NOTHING,
         ("commissioner", "DetectedIssue"): NOTHING,
         ("commissioner", "BreachEvidence"): NOTHING,
+        ("commissioner", "Patient"): NOTHING,
+        ("commissioner", "PractitionerRole"): NOTHING,
+        ("commissioner", "Practitioner"): NOTHING,
     }
 )
 # An unknown (role, type) pair discloses only that a resource exists.
@@ -131,6 +159,48 @@ GENERIC_ORGANISATION_TYPES: Mapping[AgencyKind, tuple[str, str]] = MappingProxyT
         "probation": ("probation", "Probation service"),
     }
 )
+
+
+def identifiers_known_to(
+    known_as: Mapping[str, Iterable[str]], recipient: str, kind: AgencyKind
+) -> tuple[str, ...]:
+    """The identifiers (`system|value` tokens) `recipient`, of `kind`, may be told the person by.
+
+    `known_as` holds what each partner named the person by. A partner may be told what it sent
+    itself (telling it back discloses nothing), and of what others sent only identifiers of
+    the systems it knows people by (`systems_to_ask_by`): its own local ids, the NHS number for
+    a health service, the CRN for probation. Never another partner's local id, a CRN to a
+    clinician or an NHS number to probation or a voluntary service that did not send it.
+
+    Its own local id comes first, then the NHS number and the CRN: the first is the one a
+    recipient reading a single identifier (an HL7 PID) matches on.
+    """
+    entitled = systems_to_ask_by(recipient, kind)
+    tokens = set(known_as.get(recipient, ()))
+    for sent in known_as.values():
+        tokens |= {token for token in sent if token.rpartition("|")[0] in entitled}
+    order = {local_system(recipient): 0, NHS_NUMBER: 1, PROBATION_CRN: 2}
+    return tuple(sorted(tokens, key=lambda t: (order.get(t.rpartition("|")[0], 3), t)))
+
+
+def person_as_known(identifiers: Iterable[str], person_id: str) -> dict[str, Any]:
+    """The person as a contained Patient (`#patient`) named by `identifiers` (from
+    `identifiers_known_to`), and last by the hub person id, by which a partner answers about them."""
+    named = [*identifiers, f"{HUB_PERSON}|{person_id}"]
+    return {
+        "resourceType": "Patient",
+        "id": "patient",
+        "identifier": [
+            {"system": token.rpartition("|")[0], "value": token.rpartition("|")[2]}
+            for token in named
+        ],
+    }
+
+
+def reference_to(patient: Mapping[str, Any]) -> dict[str, Any]:
+    """The reference to a contained `person_as_known` Patient, with its first identifier: what a
+    reader that takes one identifier, not the contained resource, names the person by."""
+    return {"reference": f"#{patient['id']}", "identifier": dict(patient["identifier"][0])}
 
 
 @dataclass(frozen=True, slots=True)

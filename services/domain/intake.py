@@ -13,7 +13,7 @@ from typing import Any
 
 from services.domain.appointments import SLOT_READERS
 from services.domain.consent import decision_from_consent
-from services.domain.kinds import AgencyKind
+from services.domain.kinds import AGGREGATE_ONLY_KINDS, AgencyKind
 from services.domain.referrals import check_referrer, request_from_service_request, task_update
 
 
@@ -28,6 +28,11 @@ def unusable(
     resource_type = resource.get("resourceType")
     if kind is None:
         return f"{resource_type}: the partner directory does not list {source}"
+    if kind in AGGREGATE_ONLY_KINDS:
+        return (
+            f"{resource_type}: {source} is a {kind}: commissioners receive aggregate figures "
+            "and send no events about people"
+        )
     try:
         if isinstance(resource_type, str) and resource_type in SLOT_READERS:
             SLOT_READERS[resource_type](

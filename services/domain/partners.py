@@ -23,6 +23,7 @@ ORGANISATION_TYPE_LABELS: Mapping[AgencyKind, str] = MappingProxyType(
         "gp": "GP practice",
         "mht": "Mental health trust",
         "voluntary": "Voluntary-sector service",
+        "commissioner": "Health commissioner",
     }
 )
 
@@ -32,6 +33,7 @@ _PREFIX_KINDS: tuple[tuple[str, AgencyKind], ...] = (
     ("gp-", "gp"),
     ("mht-", "mht"),
     ("vol-", "voluntary"),
+    ("commissioner-", "commissioner"),
 )
 _FIELDS = ("id", "kind", "name")
 _OPTIONAL = ("secret_hash", "next_secret_hash", "csv_columns")

@@ -9,16 +9,18 @@ whom; services/stream/outbox.py renders that, and nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from schemas.identifiers import HUB_PERSON, PersonIdentifier, is_placeholder
 from services.domain.alerts import alert_messages
 from services.domain.appointments import SLOT_READERS
 from services.domain.calendar import (
     Calendar,
     add_consent,
+    add_names,
     add_partner,
     moved,
     stale_change,
@@ -131,9 +133,10 @@ def partner_event(calendar: Calendar, message: Mapping[str, Any], rules: Rules) 
     kind = rules.directory.kind_of(source)
     occurred_at = read_instant(message["occurred_at"])
     # Before anything else: an explained absence goes only to partners related to the person.
-    systems = tuple(i["system"] for i in (message.get("subject") or {}).get("identifiers") or ())
+    named = (message.get("subject") or {}).get("identifiers") or ()
+    systems = tuple(i["system"] for i in named)
     updated, told = _relate(
-        add_partner(calendar, source, kind),
+        add_names(add_partner(calendar, source, kind), source, own_words(named)),
         rules,
         cause,
         source=source,
@@ -146,6 +149,17 @@ def partner_event(calendar: Calendar, message: Mapping[str, Any], rules: Rules) 
         return updated, told
     updated, decisions = step(updated, message, rules, kind, occurred_at)
     return updated, told + decisions
+
+
+def own_words(identifiers: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The tokens an event names its person by, as its source knows them: not the hub's own
+    person id (given to everyone), nor a placeholder (it names no one)."""
+    return [
+        PersonIdentifier(i["system"], i["value"]).token()
+        for i in identifiers
+        if i["system"] != HUB_PERSON
+        and not is_placeholder(PersonIdentifier(i["system"], i["value"]))
+    ]
 
 
 def _consent(
@@ -230,7 +244,9 @@ def alerts_disclosed(
     """Each alert to each of its recipients, as the disclosure policy lets that one see it."""
     decisions: list[Decision] = []
     for alert in alerts:
-        for message in alert_messages(alert, rules.directory, rules.now, calendar.consents):
+        for message in alert_messages(
+            alert, rules.directory, rules.now, calendar.consents, calendar.known_as
+        ):
             decisions.append(
                 Disclose(
                     person_id=alert.person_id,

@@ -1,8 +1,13 @@
-"""A referral's steps on the person's record: routed and delivered, followed through its Task,
-linked to its first appointment, escalated when overdue.
+"""A referral's steps on the person's record: routed and delivered, followed through its one
+Task, linked to its first appointment, ended by its referrer, escalated when overdue.
 
 Each step takes the record and returns the new record and its decisions; the rules they apply
 (routing, the lifecycle, deadlines) are in services/domain/referrals.py.
+
+The referral has one Task (`referral_messages.task_id`): delivered to the service beside the
+ServiceRequest, updated by the service and the referrer, each change sent as a new version. The
+hub keeps the referral's person under the referral's token as each party names it
+(schemas/keys.py `referral_token`), so a Task naming no person is still found by its referral.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.identifiers import HUB_PERSON
+from schemas.keys import referral_home, referral_token
 from services.domain.calendar import Calendar, put_referral
 from services.domain.consent import ROLE_OF_KIND, basis_for
 from services.domain.decisions import (
+    Assigned,
     Decision,
     Disclose,
     InboxEntryChanged,
@@ -24,14 +30,17 @@ from services.domain.decisions import (
     UpdateRefused,
     caused,
 )
-from services.domain.disclosure import disclose
+from services.domain.disclosure import identifiers_known_to, person_as_known
 from services.domain.instants import read_instant
 from services.domain.referral_messages import (
     message_id,
     overdue_detail,
     referral_alert,
+    referral_for_service,
     referral_task,
+    task_id,
 )
+from services.domain.referral_parties import parties_of
 from services.domain.referrals import (
     AWAITING_ACCEPTANCE,
     IllegalTransition,
@@ -55,6 +64,7 @@ ALERT_EVENT_TYPES = {
     "referral-not-routed": "referral.routing.failed",
     "referral-held": "referral.routing.held",
     "referral-overdue": "referral.deadline.missed",
+    "referral-ended": "referral.appointment.flagged",
 }
 NOT_ROUTED = {
     "no-service": "referral-not-routed",
@@ -62,6 +72,17 @@ NOT_ROUTED = {
     "held": "referral-held",
 }
 ORIGIN = "referral-lifecycle"  # what the dead letter of a refused referral update names
+# A referrer ends a referral by its ServiceRequest's status (or by cancelling its Task); the
+# words say how, in the flag to a service that booked for it (never the referrer's own text).
+REQUEST_ENDINGS = {
+    "revoked": "withdrew it",
+    "completed": "closed it",
+    "entered-in-error": "withdrew it as entered in error",
+}
+CANCELLED_BY_REFERRER = "cancelled it"
+ENDED = frozenset({"completed", "rejected", "cancelled"})
+# The appointment statuses a referral's ending may make unneeded: booked, not yet attended.
+STILL_BOOKED = frozenset({"proposed", "pending", "booked", "waitlist"})
 
 
 def on_service_request(
@@ -81,17 +102,25 @@ def on_service_request(
         resource, source=source, occurred_at=_authored(resource, occurred_at)
     )
     existing = calendar.referrals.get(request.referral_id)
+    ending = REQUEST_ENDINGS.get(str(resource.get("status")))
+    if ending is not None:
+        return _ended_by_request(calendar, message, existing, ending, rules)
     if existing is not None and existing.status not in UNSENT_REFERRAL_STATUSES:
         if existing.event_id in (None, event_id):
             return calendar, []
         return calendar, [_refused(message, Refusal(routed_change(existing), "business-rule"))]
     decision = route(request, rules.services, calendar.consents, rules.now)
-    referral = replace(open_referral(request, decision, rules.sla), event_id=event_id)
+    referral = replace(
+        open_referral(request, decision, rules.sla),
+        event_id=event_id,
+        parties=parties_of(resource),
+    )
     calendar = put_referral(calendar, referral)
+    filed = filed_under(calendar.person_id, referral)
     if referral.recipient is None or referral.status == "held":
         code = NOT_ROUTED.get(referral.status, "referral-not-routed")
-        return calendar, _alert(
-            calendar.person_id,
+        return calendar, filed + _alert(
+            calendar,
             referral,
             code=code,
             detail=referral.reason or code,
@@ -103,7 +132,83 @@ def on_service_request(
     delivered = _delivered(
         calendar, referral, resource, has_content=request.has_content, rules=rules, cause=cause
     )
-    return calendar, delivered + _tell_referrer(calendar, referral, rules, cause)
+    told = _tell_parties(calendar, referral, rules, cause, to_service=True)
+    return calendar, filed + delivered + told
+
+
+def filed_under(person_id: str, referral: Referral) -> list[Decision]:
+    """The referral's person, kept under the referral's token as its referrer names it and, once
+    delivered, as its service does: a Task naming no person is found by it (schemas/keys.py)."""
+    parties = [referral.referrer]
+    if referral.recipient is not None and referral.status not in UNSENT_REFERRAL_STATUSES:
+        parties.append(referral.recipient)
+    tokens = [referral_token(party, referral.fhir_id) for party in parties]
+    return [Assigned(token, person_id, referral_home(token)) for token in tokens]
+
+
+def _ended_by_request(
+    calendar: Calendar,
+    message: Mapping[str, Any],
+    existing: Referral | None,
+    how: str,
+    rules: Rules,
+) -> Step:
+    """A referrer's ServiceRequest ending a referral (revoked, completed, entered-in-error): the
+    referral is cancelled, both parties see its Task, and a service that booked for it is told
+    its appointment may no longer be needed. Ending one already ended has no effect."""
+    if existing is None:
+        status = message["resource"].get("status")
+        reason = (
+            f"ServiceRequest.status: {status}, but the hub holds no referral "
+            f"{message['resource']['id']!r} from {message['source']} to end"
+        )
+        return calendar, [_refused(message, Refusal(reason, "not-found"))]
+    if existing.status in ENDED:
+        return calendar, []
+    ended = replace(existing, status="cancelled", updated=rules.now)
+    return _ended(calendar, ended, how, rules, caused(message["event_id"]))
+
+
+def _ended(
+    calendar: Calendar, ended: Referral, how: str, rules: Rules, cause: uuid.UUID | None
+) -> Step:
+    """A referral its referrer ended: recorded, its Task to both parties, and the flag."""
+    calendar = put_referral(calendar, ended)
+    told = _tell_parties(calendar, ended, rules, cause, to_service=True)
+    return calendar, told + appointment_flag(calendar, ended, how, rules, cause)
+
+
+def appointment_flag(
+    calendar: Calendar, referral: Referral, how: str, rules: Rules, cause: uuid.UUID | None
+) -> list[Decision]:
+    """The flag to the service that booked a referral's first appointment, when its referrer
+    ended the referral (`how`) while that appointment is still booked and to come: the
+    appointment may no longer be needed. Only a flag: the booking is the service's to cancel or
+    keep, never the hub's. Its id is fixed per referral and service: one flag per ending."""
+    booked = calendar.slots.get(referral.first_appointment or "")
+    if (
+        referral.status != "cancelled"
+        or booked is None
+        or booked.status not in STILL_BOOKED
+        or (booked.start is not None and booked.start <= rules.now)
+    ):
+        return []
+    own_id = booked.appointment_id.removeprefix(f"{booked.partner}/")
+    detail = (
+        f"The referrer {how}: referral {referral.fhir_id} has ended. The first appointment "
+        f"booked for it (Appointment/{own_id}) may no longer be needed. The hub has not "
+        "cancelled it: whether it goes ahead is for your service to decide."
+    )
+    return _alert(
+        calendar,
+        referral,
+        code="referral-ended",
+        detail=detail,
+        recipient=booked.partner,
+        rules=rules,
+        cause=cause,
+        implicated=(f"Appointment/{own_id}",),
+    )
 
 
 def _refused(message: Mapping[str, Any], refusal: Refusal) -> UpdateRefused:
@@ -127,22 +232,22 @@ def _delivered(
     rules: Rules,
     cause: uuid.UUID,
 ) -> list[Decision]:
-    """The referral as the receiving service may see it; its content rests on the person's consent."""
+    """The referral as the receiving service may see it: who the person is and who referred them
+    on direct care (services/domain/referral_parties.py); its content on the person's consent."""
     recipient = referral.recipient
     assert recipient is not None
-    role = ROLE_OF_KIND[rules.directory.kind_of(recipient)]
-    shown = disclose(
+    kind = rules.directory.kind_of(recipient)
+    role = ROLE_OF_KIND[kind]
+    shown = referral_for_service(
         resource,
-        resource_type="ServiceRequest",
+        referral.parties,
+        identifiers_known_to(calendar.known_as, recipient, kind),
+        calendar.person_id,
         role=role,
-        own=False,
-        agency_kind=None,
         consents=calendar.consents,
         recipient=recipient,
         at=rules.now,
     )
-    # The hub's person id lets the service answer about the same person.
-    person = {"identifier": {"system": HUB_PERSON, "value": calendar.person_id}}
     basis = shown.basis
     if has_content:
         consented = basis_for(
@@ -152,7 +257,7 @@ def _delivered(
             category="referral-content",
             at=rules.now,
         )
-        basis = consented or "role-default"
+        basis = consented or shown.basis
     return [
         Disclose(
             person_id=calendar.person_id,
@@ -160,7 +265,7 @@ def _delivered(
             role=role,
             event_id=message_id(referral, "delivered", recipient),
             event_type="referral.request.delivered",
-            resource={**shown.resource, "subject": person},
+            resource=shown.resource,
             what=f"ServiceRequest/{referral.fhir_id}",
             basis=basis,
             cause=cause,
@@ -169,33 +274,44 @@ def _delivered(
     ]
 
 
-def _tell_referrer(
+def _tell_parties(
     calendar: Calendar,
     referral: Referral,
     rules: Rules,
     cause: uuid.UUID | None,
     what: str | None = None,
+    *,
+    to_service: bool = False,
 ) -> list[Decision]:
-    """The referral's Task, as it now stands, to the referrer; and its inbox entry."""
+    """The referral's one Task, as it now stands, to the referrer and, when it is new to the
+    service (delivered, or changed by the referrer), to the service; and its inbox entry.
+
+    The service gets the Task it is to update: its id, and the hub's person id in `for`, which
+    the service's update echoes back.
+    """
     task = referral_task(referral, calendar.person_id, rules.now)
-    return [
+    parties = [(referral.referrer, "own-record")]
+    if referral.recipient is not None and to_service:
+        parties.append((referral.recipient, "role-default"))
+    decisions: list[Decision] = [
         Disclose(
             person_id=calendar.person_id,
-            recipient=referral.referrer,
-            role=ROLE_OF_KIND[rules.directory.kind_of(referral.referrer)],
-            event_id=message_id(referral, f"task:{what or referral.status}", referral.referrer),
+            recipient=party,
+            role=ROLE_OF_KIND[rules.directory.kind_of(party)],
+            event_id=message_id(referral, f"task:{what or referral.status}", party),
             event_type="referral.task.updated",
             resource=task,
             what=f"Task/{task['id']}",
-            basis="own-record",
+            basis=basis,
             cause=cause,
-        ),
-        InboxEntryChanged(calendar.person_id, referral),
+        )
+        for party, basis in parties
     ]
+    return [*decisions, InboxEntryChanged(calendar.person_id, referral)]
 
 
 def _alert(
-    person: str,
+    calendar: Calendar,
     referral: Referral,
     *,
     code: str,
@@ -203,16 +319,26 @@ def _alert(
     recipient: str,
     rules: Rules,
     cause: uuid.UUID | None,
+    implicated: tuple[str, ...] = (),
 ) -> list[Decision]:
-    """An alert about the referral (not routed, held, overdue) to one party; and its inbox entry."""
+    """An alert about the referral (not routed, held, overdue, ended) to one party, naming the
+    person as that party knows them and implicating the referral and any of the party's own
+    resources named; and its inbox entry."""
+    person, kind = calendar.person_id, rules.directory.kind_of(recipient)
     resource = referral_alert(
-        referral, code=code, detail=detail, recipient=recipient, person_id=person, now=rules.now
+        referral,
+        code=code,
+        detail=detail,
+        recipient=recipient,
+        person=person_as_known(identifiers_known_to(calendar.known_as, recipient, kind), person),
+        now=rules.now,
     )
+    resource["implicated"] += [{"reference": reference} for reference in implicated]
     return [
         Disclose(
             person_id=person,
             recipient=recipient,
-            role=ROLE_OF_KIND[rules.directory.kind_of(recipient)],
+            role=ROLE_OF_KIND[kind],
             event_id=message_id(referral, f"alert:{code}", recipient),
             event_type=ALERT_EVENT_TYPES[code],
             resource=resource,
@@ -225,8 +351,13 @@ def _alert(
 
 
 def on_task(calendar: Calendar, message: Mapping[str, Any], rules: Rules) -> Step:
-    """A Task update from a party to a referral: the referral it names, sent by or to the
-    partner updating it, moves along its lifecycle; an update the hub cannot apply is refused."""
+    """A Task update from a party to a referral: the referral it names (Task.focus or basedOn),
+    sent by or to the partner updating it, moves along its lifecycle; an update the hub cannot
+    apply is refused. The referral names its person: the Task need not (it may name the person
+    by the sender's own id, or no one), and is never used to link anyone.
+
+    A referral its referrer cancels is ended: the service sees the cancelled Task, and is
+    flagged when it booked an appointment for it."""
     source = message["source"]
     update = task_update(message["resource"])
     matches = [
@@ -237,15 +368,20 @@ def on_task(calendar: Calendar, message: Mapping[str, Any], rules: Rules) -> Ste
     if not matches:
         reason = f"Task.focus: no referral {update.referral!r} addressed to or sent by {source}"
         return calendar, [_refused(message, Refusal(reason, "not-found"))]
-    referral = matches[0]
+    # The Task's own id names the referral when two referrers used the same ServiceRequest id.
+    named = [r for r in matches if task_id(r) == update.task_id]
+    referral = (named or matches)[0]
     try:
         updated = transition(referral, update.status, by=source, reason=update.reason, at=rules.now)
     except IllegalTransition as exc:
         return calendar, [_refused(message, Refusal(str(exc), "business-rule"))]
     if updated is referral:
         return calendar, []
+    cause = caused(message["event_id"])
+    if updated.status == "cancelled" and source == referral.referrer:
+        return _ended(calendar, updated, CANCELLED_BY_REFERRER, rules, cause)
     calendar = put_referral(calendar, updated)
-    return calendar, _tell_referrer(calendar, updated, rules, caused(message["event_id"]))
+    return calendar, _tell_parties(calendar, updated, rules, cause)
 
 
 def on_booking(
@@ -266,7 +402,7 @@ def on_booking(
             if linked is referral:
                 return calendar, []
             calendar = put_referral(calendar, linked)
-            told = _tell_referrer(calendar, linked, rules, caused(cause), "first-appointment")
+            told = _tell_parties(calendar, linked, rules, caused(cause), "first-appointment")
             return calendar, told
     return calendar, []
 
@@ -283,7 +419,7 @@ def on_deadlines(calendar: Calendar, now: datetime, rules: Rules) -> Step:
         for recipient in (referral.referrer, referral.recipient):
             if recipient:
                 decisions += _alert(
-                    calendar.person_id,
+                    calendar,
                     escalated,
                     code="referral-overdue",
                     detail=detail,

@@ -8,15 +8,17 @@ and is escalated once when it is not accepted by its working-day deadline.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
+from schemas.keys import referral_named
 from schemas.referrals import CATEGORIES as REFERRAL_CATEGORIES
 from schemas.vocabulary import AREA_SYSTEM, PARTNER_SYSTEM
 from schemas.vocabulary import REFERRAL_CATEGORY_SYSTEM as CATEGORY_SYSTEM
 from services.domain.consent import ROLE_OF_KIND, ConsentDecision, basis_for
 from services.domain.kinds import AgencyKind
+from services.domain.referral_parties import ReferralParties
 
 CATEGORIES: tuple[str, ...] = tuple(REFERRAL_CATEGORIES)  # one list: schemas/referrals.py
 
@@ -228,6 +230,9 @@ class Referral:
     updated: datetime | None = None
     # The event the referral was routed from: delivered again it is no change; another is refused.
     event_id: str | None = None
+    # Who the person is and who referred them, as the referrer sent them: for the service only.
+    parties: ReferralParties | None = field(default=None, repr=False)
+    area: str | None = None  # the area it was made for (a local authority code): figures by area
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +240,7 @@ class TaskUpdate:
     """What a partner's Task says about a referral."""
 
     task_id: str  # the sender's own id for the Task, to name it when the hub answers
-    referral: str  # the ServiceRequest id its focus names
+    referral: str  # the ServiceRequest id its focus (or basedOn) names
     status: str
     reason: str | None
 
@@ -245,11 +250,11 @@ def task_update(resource: Mapping[str, Any]) -> TaskUpdate:
     task_id = resource.get("id")
     if not isinstance(task_id, str) or not task_id:
         raise ValueError("Task.id: field required: the hub names the update by it when it answers")
-    focus = resource.get("focus")
-    reference = focus.get("reference") if isinstance(focus, Mapping) else None
-    referral = reference.removeprefix("ServiceRequest/") if isinstance(reference, str) else ""
-    if not isinstance(reference, str) or referral == reference or not referral:
-        raise ValueError("Task.focus: must reference the referral as ServiceRequest/<id>")
+    referral = referral_named(resource)
+    if referral is None:
+        raise ValueError(
+            "Task.focus: must reference the referral as ServiceRequest/<id> (or Task.basedOn)"
+        )
     status = str(resource.get("status"))
     if status not in TRANSITIONS:
         allowed = ", ".join(TRANSITIONS)
@@ -299,6 +304,7 @@ def open_referral(
         deadline=working_deadline(request.authored, sla[request.urgency]) if routed else None,
         reason=None if routed else decision.reason,
         updated=request.authored,
+        area=request.area,
     )
 
 

@@ -15,7 +15,7 @@ import orjson
 from connectors.kafka_io import read_topic
 from schemas import topics
 from schemas.identifiers import PersonIdentifier
-from schemas.keys import PersonKey, person_id_for
+from schemas.keys import REFERRAL, PersonKey, person_id_for
 from services.runtime import person_key
 
 
@@ -32,7 +32,8 @@ def person_ids(
     ids = {current, person_id_for(identifier, key)}
     for token in tokens:
         system, _, value = token.rpartition("|")
-        ids.add(person_id_for(PersonIdentifier(system, value), key))
+        if system != REFERRAL:  # a referral filed under the person never named anyone
+            ids.add(person_id_for(PersonIdentifier(system, value), key))
     return ids
 
 

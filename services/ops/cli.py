@@ -216,6 +216,39 @@ def _referrals(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _measures(args: argparse.Namespace) -> int:
+    from connectors.kafka_io import read_topic
+    from schemas.codec import CodecError
+    from schemas.topics import MEASURES
+    from services.domain.kinds import AGGREGATE_ONLY_KINDS
+    from services.runtime import partner_directory, settings
+    from services.web.measures import bundle_of, chosen_reports, report_of, reports_csv
+
+    _sign_in(args)
+    partner = partner_directory(settings().partners_file).get(args.partner)
+    if partner is None or partner.kind not in AGGREGATE_ONLY_KINDS:
+        raise CommandError("the figures are for commissioners: sign in as one", EXIT_AUTH)
+    reports: dict[str, dict[str, object]] = {}
+    try:
+        for _key, value in read_topic(MEASURES.name, idle_timeout_s=2.0):
+            try:
+                report = report_of(value)
+            except CodecError:
+                continue  # not a record the hub wrote: passed by, as the worker does
+            reports[str(report["id"])] = report
+        chosen = chosen_reports(reports.values(), args.month, args.figure)
+    except LookupError as exc:
+        raise CommandError(str(exc)) from exc
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    print(
+        reports_csv(chosen) if args.csv else json.dumps(bundle_of(chosen)),
+        end="\n" * (not args.csv),
+    )
+    print(f"{len(chosen)} report(s)", file=sys.stderr)
+    return EXIT_OK
+
+
 def _conflict_entries() -> dict[str, dict[str, object]]:
     from connectors.kafka_io import read_topic
     from schemas.topics import IDENTITY_CONFLICTS
@@ -325,6 +358,23 @@ def _secret_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _measures_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    measures = commands.add_parser(
+        "measures",
+        help="the commissioners' figures (MeasureReports, small numbers suppressed) or CSV",
+    )
+    measures.add_argument(
+        "--for", dest="partner", required=True, help="the commissioner (signs in as it)"
+    )
+    measures.add_argument("--month", default=None, help="only this month (YYYY-MM)")
+    measures.add_argument("--figure", default=None, help="only this figure (e.g. referrals-made)")
+    measures.add_argument(
+        "--csv", action="store_true", help="CSV (schemas/measures/data-dictionary.md)"
+    )
+    _secret_option(measures)
+    measures.set_defaults(run=_measures)
+
+
 def _identity_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     identity = commands.add_parser(
         "identity", help="identity conflicts: list the open ones, or resolve one"
@@ -425,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     _secret_option(referrals)
     referrals.set_defaults(run=_referrals)
 
+    _measures_parser(commands)
     _identity_parser(commands)
 
     for name, (_module, summary) in SERVICES.items():

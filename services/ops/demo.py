@@ -6,7 +6,8 @@ the addiction service and probation publish appointments. The addiction session
 clashes with the GP's and is missed while the person was at the GP; the supervision
 appointment clashes with the trust's and is missed while the person was there. The
 output is what each booker is told, the officer's breach check (the trust shown only
-as a "health service"), and the addiction service's.
+as a "health service"), and the addiction service's. Then a month of synthetic activity across
+three areas (services/ops/demo_month.py) and the commissioners' figures it makes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from urllib.parse import urlencode
 from schemas.identifiers import HUB_PERSON
 from services.domain.signin import basic_header
 from services.ops.client import get_json
+from services.ops.demo_month import MONTH as DEMO_MONTH
 
 FEED = Path(__file__).resolve().parents[2] / "deploy" / "demo"
 MISSED = "rec-5531"
@@ -32,6 +34,8 @@ SERVICE = "vol-recovery"  # the addiction service, asking about its own missed a
 OFFICER = "probation-london"
 CASE = "urn:concord:id:probation-crn|X123456"  # how the officer knows the person
 SUPERVISION = "sup-2207"  # the officer's own missed appointment
+COMMISSIONER = "commissioner-sel"  # reads the month's figures
+
 # To the addiction service and the officer for the key-work session, to the officer for the
 # supervision appointment.
 EXPLAINED_ABSENCES = 3
@@ -147,6 +151,15 @@ def start_pages(worker: str) -> subprocess.Popen[bytes]:
     return pages
 
 
+def _demo_month(worker: str, charts: Path) -> None:
+    """A month of referrals across three areas, and the commissioners' figures of it."""
+    from services.ops.demo_month import publish_month, show_figures
+
+    print(f"\nA month of referrals across three areas ({DEMO_MONTH}):")
+    print(f"  {publish_month()} partner events published")
+    show_figures(worker, COMMISSIONER, demo_secret(COMMISSIONER), charts)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo end to end, print what each partner sees, then keep the hub running."""
     once = "--once" in (sys.argv[1:] if argv is None else argv)
@@ -194,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             f"\nThe addiction service's breach check for its missed session {MISSED} "
             f"(HTTP {status}): {answer.get('verdict')}"
         )
+        _demo_month(url, ROOT / ".cache" / "demo-measures")
         if not once:
             started.append(start_pages(url))
             print(f"\nThe hub keeps running (worker log: {log_file}). In another terminal try:")
@@ -203,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 f"  CONCORD_TOPIC_PREFIX={os.environ['CONCORD_TOPIC_PREFIX']} .venv/bin/concord tail alerts"
+            )
+            print(
+                f"  CONCORD_TOPIC_PREFIX={os.environ['CONCORD_TOPIC_PREFIX']} "
+                f"CONCORD_PARTNER_SECRET={demo_secret(COMMISSIONER)} .venv/bin/concord measures "
+                f"--for {COMMISSIONER} --month {DEMO_MONTH} --csv"
             )
             print("Press Ctrl-C to stop.")
             worker.wait()

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import structlog
@@ -32,15 +33,15 @@ from schemas.internal import (
     IdentityFlagsCommand,
     PersonCommand,
 )
-from schemas.keys import person_partition
+from schemas.keys import found_by_referral, person_partition
 from services import runtime
 from services.domain.decisions import CheckDeadlines, Rules
 from services.domain.identity import (
     person_of,
     to_linker,
 )
-from services.domain.refusals import Refusal, sender_of
-from services.runtime import partner_directory, person_key, service_directory
+from services.domain.refusals import IssueType, Refusal, sender_of
+from services.runtime import area_map, partner_directory, person_key, service_directory
 from services.stream.activity import activity_record
 from services.stream.app import (
     SETTINGS,
@@ -51,18 +52,25 @@ from services.stream.app import (
     identity_flags,
     inbound_and_assignments,
     links,
+    measure_cells,
+    measure_events,
     person_events,
     token_person,
 )
 from services.stream.batch import Change, emit, put, read, record
 from services.stream.faust_private import handling
 from services.stream.linker_index import load_index, save_index, tokens_of
-from services.stream.outbox import flags_entry, refusal_outs, render, routed
+from services.stream.outbox import flags_entry, refusal_outs, render, report_outs, routed
 from services.stream.pipeline import (
     MALFORMED,
+    UnknownReferralError,
+    by_referral,
+    cells_of,
+    count_step,
+    counted_person_event,
     identifiers_of,
     link_step,
-    person_event,
+    month_reports,
     person_id_of_key,
 )
 
@@ -72,10 +80,16 @@ ACTIVITY_EVERY_S = 1.0
 # Each batch is handled in offset order, so each person's events keep their order.
 BATCH_MAX = 500
 BATCH_WITHIN_S = 0.02
+# The figures are republished per batch: a longer wait gathers more facts into one publication.
+MEASURES_WITHIN_S = 1.0
 
 
 async def reject(
-    raw: bytes | None, reason: str, stage: str, sent: list[Awaitable[Any]] | None = None
+    raw: bytes | None,
+    reason: str,
+    stage: str,
+    sent: list[Awaitable[Any]] | None = None,
+    code: IssueType | None = None,
 ) -> None:
     """Refuse a message the hub cannot process: dead-lettered with the reason, and told to its
     sender when the message says who that is (services.stream.outbox.refusal_outs)."""
@@ -83,7 +97,7 @@ async def reject(
         message = peek(raw or b"")
     except CodecError:
         message = {}  # not even JSON: kept for the operator, with no sender to tell
-    refusal = Refusal(reason, "invalid" if stage == "person-index" else "processing")
+    refusal = Refusal(reason, code or ("invalid" if stage == "person-index" else "processing"))
     await emit(refusal_outs(message, refusal, runtime.now(), origin=stage, raw=raw), sent)
     sender = sender_of(message)  # logged only as far as it is a partner id and an event id
     log.warning(
@@ -140,15 +154,25 @@ async def _index_one(
             return
         await record([put(token_person, token, person_id)], sent)
         return
+    partition = event.message.partition
     try:
         envelope = peek_envelope(event.value)
         identifiers = identifiers_of(envelope)
-        linked = read(token_person, identifiers[0].token()) if len(identifiers) == 1 else None
-        assigned = linked.decode() if linked else None
-        key = person_key()
-        person = None if to_linker(envelope, identifiers) else person_of(identifiers, assigned, key)
-        here = person is not None and person_partition(person) == event.message.partition
-        outs = [] if here else routed(envelope, event.value, identifiers, person)
+        referral = found_by_referral(envelope["resource"], envelope["source"], identifiers)
+        if referral is not None:  # the person is the one its referral is filed under
+            filed = read(token_person, referral)
+            person, outs = by_referral(envelope, event.value, referral, filed, partition)
+            here = person is not None and not outs
+        else:
+            linked = read(token_person, identifiers[0].token()) if len(identifiers) == 1 else None
+            assigned = linked.decode() if linked else None
+            to_link = to_linker(envelope, identifiers)
+            person = None if to_link else person_of(identifiers, assigned, person_key())
+            here = person is not None and person_partition(person) == partition
+            outs = [] if here else routed(envelope, event.value, identifiers, person)
+    except UnknownReferralError as exc:
+        await reject(event.value, str(exc), "person-index", sent, code="not-found")
+        return
     except IdentifierError as exc:
         await reject(event.value, f"subject identifier rejected: {exc}", "person-index", sent)
         return
@@ -181,7 +205,7 @@ async def linker(stream: Any) -> None:
         except MALFORMED as exc:
             await reject(event.value, f"cannot link: {exc.__class__.__name__}: {exc}", "linker")
             continue
-        await emit(step.outs)
+        await emit([*step.outs, *step.counted])
         save_index(index, step.updated)
         log.info("linker.handled", **step.summary)
 
@@ -253,7 +277,7 @@ async def _reconcile(
     leaves the batch's offsets uncommitted, so the event is handled again.
     """
     try:
-        step = person_event(read(calendars, person), message, rules)
+        step, counted = counted_person_event(read(calendars, person), message, rules)
     except MALFORMED as exc:
         await reject(raw, f"cannot reconcile: {exc}", "reconciler", sent)
         return 0
@@ -265,7 +289,7 @@ async def _reconcile(
             changes.append(
                 put(deadlines, person, deadline.isoformat().encode() if deadline else None)
             )
-    await emit(step.outs, sent)
+    await emit([*step.outs, *counted], sent)
     await record(changes, sent)
     if isinstance(message, dict):
         log.debug(
@@ -279,3 +303,30 @@ async def _reconcile(
     else:
         log.debug("reconciler.command", command=message.command, person_id=person)
     return len(step.outs)
+
+
+@app.agent(measure_events)
+async def measures(stream: Any) -> None:
+    """Count each fact once into the aggregate cells; publish the months it changed as
+    MeasureReports, small numbers suppressed (one partition: the cells are one small table)."""
+    async for batch in stream.take_events(BATCH_MAX, MEASURES_WITHIN_S):
+        sent: list[Awaitable[Any]] = []
+        months: set[str] = set()
+        for event in batch:
+            with handling(event):
+                try:
+                    month, writes = count_step(
+                        event.value, partial(read, measure_cells), measure_cells.data.items
+                    )
+                except MALFORMED as exc:
+                    await reject(event.value, f"cannot count: {exc}", "measures", sent)
+                    continue
+                await record([put(measure_cells, k, v) for k, v in writes.items()], sent)
+                months.add(month)
+        now = runtime.now()
+        cells = cells_of(measure_cells.data.items())
+        areas = area_map(SETTINGS.areas_file)
+        for month in sorted(months):
+            await emit(report_outs(month_reports(cells, areas, month, now), now), sent)
+        await asyncio.gather(*sent)  # Kafka has every output before the batch's offsets commit
+        log.info("measures.counted", events=len(batch), months=len(months))

@@ -90,6 +90,7 @@ person_events = _topic(topics.PERSON_EVENTS)
 alerts = _topic(topics.ALERTS)
 partner_activity = _topic(topics.PARTNER_ACTIVITY)
 deadletter = _topic(topics.DEADLETTER)
+measure_events = _topic(topics.MEASURE_EVENTS)
 TOPICS: dict[str, Any] = {
     topics.LINKS.name: links,
     topics.PERSON_EVENTS.name: person_events,
@@ -101,6 +102,8 @@ TOPICS: dict[str, Any] = {
     topics.DEADLETTER.name: deadletter,
     topics.ASSIGNMENTS.name: _topic(topics.ASSIGNMENTS),
     topics.IDENTITY_CONFLICTS.name: _topic(topics.IDENTITY_CONFLICTS),
+    topics.MEASURE_EVENTS.name: measure_events,
+    topics.MEASURES.name: _topic(topics.MEASURES),
 }
 
 
@@ -143,6 +146,9 @@ calendars = _table("calendars", topics.PERSON_EVENTS.partitions, "person -> cale
 deadlines = _table("deadlines", topics.PERSON_EVENTS.partitions, "person -> next deadline")
 # person id -> the identity conflicts the person is under (set by the linker's commands)
 identity_flags = _table("identity-flags", topics.PERSON_EVENTS.partitions, "person -> conflicts")
+# the commissioners' figures: aggregate cell (figure|month|area|category|urgency|reason) -> counts
+# and days (services/domain/measures.py); no person, no identifier
+measure_cells = _table("measure-cells", topics.MEASURE_EVENTS.partitions, "cell -> counts")
 
 # Where each routed table keeps a key: the partition its events were written to.
 PARTITION_RULES: dict[str, Callable[[str], int]] = {

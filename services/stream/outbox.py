@@ -32,6 +32,7 @@ from schemas.internal import (
     DeadlinesCommand,
     IdentityConflictRecord,
     IdentityFlagsCommand,
+    MeasureFact,
     MergeCommand,
     ReferralInboxEntry,
     TransferCommand,
@@ -61,6 +62,7 @@ from services.domain.decisions import (
 from services.domain.identity import conflict_record, to_linker
 from services.domain.identity_messages import OPERATOR_AUDIT_EVENT, operator_audit
 from services.domain.instants import fhir_instant
+from services.domain.measures import Counted
 from services.domain.referrals import Referral
 from services.domain.refusals import (
     Refusal,
@@ -423,3 +425,51 @@ _RENDERERS: Mapping[type, Callable[[Any, datetime], list[Out]]] = {
     ConflictChanged: _conflict_changed,
     ConflictSettled: _conflict_settled,
 }
+
+
+# --- the commissioners' figures ---------------------------------------------------------------
+
+# Fixed, so a report published again for the same figure, month and area has the same event id.
+MEASURE_NAMESPACE = uuid.UUID("9a4e6b2c-1f3d-5a8e-b7c6-0d2e4f6a8b13")
+
+
+def fact_outs(facts: Iterable[Counted]) -> list[Out]:
+    """Each countable fact on the measure-events topic, keyed by its month and area."""
+    return [
+        Out(
+            topics.MEASURE_EVENTS,
+            f"{fact.month}|{fact.area}".encode(),
+            encode_internal(
+                MeasureFact(
+                    counted_id=fact.counted_id,
+                    figure=fact.figure,
+                    month=fact.month,
+                    area=fact.area,
+                    category=fact.category,
+                    urgency=fact.urgency,
+                    reason=fact.reason,
+                    days=fact.days,
+                )
+            ),
+        )
+        for fact in facts
+    ]
+
+
+def report_outs(reports: Iterable[Mapping[str, Any]], now: datetime) -> list[Out]:
+    """Each published MeasureReport, in its envelope, on the measures topic keyed by report id."""
+    outs = []
+    for report in reports:
+        event_id = uuid.uuid5(MEASURE_NAMESPACE, f"{report['id']}|{report['date']}")
+        envelope = Envelope(
+            event_id=event_id,
+            event_type="stats.measure.reported",
+            source=HUB_SOURCE,
+            subject=None,
+            occurred_at=now,
+            recorded_at=now,
+            correlation_id=event_id,
+            resource=dict(report),
+        )
+        outs.append(Out(topics.MEASURES, str(report["id"]).encode(), encode(envelope)))
+    return outs

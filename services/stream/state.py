@@ -14,12 +14,13 @@ import orjson
 
 from services.domain.calendar import Calendar, Slot, Version
 from services.domain.consent import ConsentDecision
+from services.domain.referral_parties import parties_from_record, parties_record
 from services.domain.referrals import Referral
 from services.domain.relationships import Relationship
 
 # Bump with an upcaster when the row layout changes; tables outlive deployments.
-# 2: relationships, after referrals.
-FORMAT = 2
+# 2: relationships, after referrals. 3: each partner's identifiers for the person, last.
+FORMAT = 3
 # A slot is one row: appointment_id, partner, kind, status, start, end, location,
 # version.number, version.updated, version.event_id, service_type, based_on.
 
@@ -50,9 +51,10 @@ _SLOT_TYPES = (_TEXT, _TEXT, _TEXT, _TEXT, _MAYBE_COUNT, _MAYBE_COUNT, _MAYBE_TE
                _COUNT, _TEXT, _MAYBE_TEXT, _MAYBE_TEXT)  # fmt: skip
 _CONSENT_TYPES = (_TEXT, _TEXT, _FLAG, _LIST, _LIST, _LIST, _MAYBE_COUNT, _MAYBE_COUNT, _COUNT,
                   _FLAG)  # fmt: skip
+_MAYBE_OBJECT = (dict, type(None))
 _REFERRAL_TYPES = (_TEXT, _TEXT, _TEXT, _MAYBE_TEXT, _TEXT, _MAYBE_TEXT, _TEXT, _COUNT,
                    _MAYBE_COUNT, _FLAG, _MAYBE_TEXT, _MAYBE_TEXT, _MAYBE_COUNT,
-                   _MAYBE_TEXT)  # fmt: skip
+                   _MAYBE_TEXT, _MAYBE_OBJECT, _MAYBE_TEXT)  # fmt: skip
 _RELATIONSHIP_TYPES = (_TEXT, _TEXT, _TEXT)
 
 
@@ -168,14 +170,18 @@ def _referral_row(r: Referral) -> list[Any]:
         r.first_appointment,
         _ticks(r.updated),
         r.event_id,
+        parties_record(r.parties) if r.parties else None,
+        r.area,
     ]
 
 
 def _referral(row: list[Any]) -> Referral:
-    # Rows stored before a referral kept its event id have 13 fields: the id reads as unknown.
+    # Rows stored before a referral kept its event id have 13 fields: the id reads as unknown;
+    # before it kept who the person and the referrer are, 14: none are known; before it
+    # kept its area, 15: the area reads as unknown.
     (referral_id, fhir_id, referrer, recipient, status, category, urgency, requested, deadline,
-     escalated, reason, first_appointment, updated, event_id) = [
-         *_typed(row, _REFERRAL_TYPES, "referral", optional=1), None][:14]  # fmt: skip
+     escalated, reason, first_appointment, updated, event_id, parties, area) = [
+         *_typed(row, _REFERRAL_TYPES, "referral", optional=3), None, None, None][:16]  # fmt: skip
     return Referral(
         referral_id=referral_id,
         fhir_id=fhir_id,
@@ -191,6 +197,8 @@ def _referral(row: list[Any]) -> Referral:
         first_appointment=first_appointment,
         updated=_instant(updated),
         event_id=event_id,
+        parties=parties_from_record(parties) if parties is not None else None,
+        area=area,
     )
 
 
@@ -206,8 +214,19 @@ def encode_calendar(cal: Calendar) -> bytes:
     referrals = [_referral_row(r) for r in cal.referrals.values()]
     partners = dict(cal.partners)
     related = {p: [r.kind, r.basis, r.evidence] for p, r in cal.relationships.items()}
+    known_as = {p: sorted(tokens) for p, tokens in cal.known_as.items()}
     return orjson.dumps(
-        [FORMAT, cal.person_id, cal.merged_into, rows, partners, consents, referrals, related]
+        [
+            FORMAT,
+            cal.person_id,
+            cal.merged_into,
+            rows,
+            partners,
+            consents,
+            referrals,
+            related,
+            known_as,
+        ]
     )
 
 
@@ -220,8 +239,17 @@ def upcast_v1_v2(value: list[Any]) -> list[Any]:
     return [2, *value[1:], {}]
 
 
-_UPCASTERS = {1: upcast_v1_v2}
-_LENGTHS = {1: 7, 2: 8}
+def upcast_v2_v3(value: list[Any]) -> list[Any]:
+    """A format 2 value as format 3: no partner's identifiers known yet.
+
+    Each partner's are learnt again from its next event about the person; until then an alert
+    names the person to it by the hub person id alone, as format 2's did.
+    """
+    return [3, *value[1:], {}]
+
+
+_UPCASTERS = {1: upcast_v1_v2, 2: upcast_v2_v3}
+_LENGTHS = {1: 7, 2: 8, 3: 9}
 
 
 def decode_calendar(data: bytes) -> Calendar:
@@ -237,17 +265,30 @@ def calendar_of(value: Any) -> Calendar:
         raise ValueError(f"stored calendar is not in a known format (this is format {FORMAT})")
     while value[0] != FORMAT:
         value = _UPCASTERS[value[0]](value)
-    _, person_id, merged_into, rows, partners, consents, referral_rows, related = value
+    _, person_id, merged_into, rows, partners, consents, referral_rows, related, known_as = value
     if (
         not isinstance(person_id, str)
         or not isinstance(merged_into, str | None)
         or not all(isinstance(part, list) for part in (rows, consents, referral_rows))
-        or not all(isinstance(part, dict) for part in (partners, related))
+        or not all(isinstance(part, dict) for part in (partners, related, known_as))
         or not all(isinstance(kind, str) for kind in partners.values())
+        or not all(
+            isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)
+            for tokens in known_as.values()
+        )
     ):
         raise ValueError(f"stored calendar is not in format {FORMAT}")
     slots = {slot.appointment_id: slot for slot in map(_slot, rows)}
     decisions = tuple(_consent(row) for row in consents)
     referrals = {referral.referral_id: referral for referral in map(_referral, referral_rows)}
     relationships = {partner: _relationship(row) for partner, row in related.items()}
-    return Calendar(person_id, slots, partners, decisions, referrals, relationships, merged_into)
+    return Calendar(
+        person_id,
+        slots,
+        partners,
+        decisions,
+        referrals,
+        relationships,
+        merged_into,
+        {partner: frozenset(tokens) for partner, tokens in known_as.items()},
+    )

@@ -1,6 +1,9 @@
-"""The worker's HTTP endpoints: readiness, the breach check, referral inboxes, counts.
+"""The worker's HTTP endpoints: readiness, the breach check, referral inboxes, counts, and the
+commissioners' figures.
 
-Every endpoint but readiness needs a signed-in partner. A question about a person is answered
+Every endpoint but readiness needs a signed-in partner. A commissioner is refused everywhere but
+`/measures` (aggregate figures, small numbers suppressed), and only a commissioner reads those:
+`claimed` and `signed_in` refuse commissioners unless the endpoint is an aggregate one. A question about a person is answered
 by the worker holding that person's data: a worker passes the request on to it (services/stream/app.py
 routes by the rule that placed the data, schemas/keys.py), so any worker answers for
 any person. faust's own pages (tables, routing, statistics) are not served (services/stream/app.py).
@@ -29,6 +32,7 @@ from schemas.keys import person_id_for
 from schemas.topics import Topic
 from services.domain.breach import NotAnswered, answer_breach_check, asked_by, check_asker
 from services.domain.decisions import Answered
+from services.domain.kinds import AGGREGATE_ONLY_KINDS
 from services.domain.partners import Partner
 from services.domain.person_view import person_view
 from services.domain.signin import AuthError, basic_credentials
@@ -45,6 +49,7 @@ from services.stream.app import SETTINGS, app, calendars, identity_flags, token_
 from services.stream.outbox import render
 from services.stream.state import decode_calendar
 from services.web.inbox import entry_of, inbox
+from services.web.measures import bundle_of, chosen_reports, report_of, reports_csv
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +70,10 @@ async def ready(web: Any, request: Any) -> Any:
 
 
 SIGN_IN = "sign in as a partner (HTTP Basic: partner id and secret)"
+AGGREGATE_ONLY = (
+    "commissioners see aggregate figures only: GET /measures; this endpoint is about people"
+)
+COMMISSIONERS_ONLY = "the figures are for commissioners: sign in as a commissioner partner"
 # The HTTP status of each reason the domain gives for not answering a breach check.
 NOT_ANSWERED_STATUS = {"not-allowed": 403, "not-asked-so": 400, "not-known": 404}
 
@@ -105,8 +114,16 @@ def staff_member(request: Any) -> tuple[Partner, str] | None:
     return partner, staff.user
 
 
+def person_level(partner: Partner) -> Partner:
+    """The partner, when it may reach an endpoint about people; AccessRefused (403) otherwise."""
+    if partner.kind in AGGREGATE_ONLY_KINDS:
+        raise AccessRefused(403, AGGREGATE_ONLY)
+    return partner
+
+
 def claimed(request: Any) -> Partner:
-    """The partner a request names in its credentials, not yet verified; AccessRefused (401) if none.
+    """The partner a request names in its credentials, not yet verified; AccessRefused (401) if none,
+    and (403) for a commissioner: every endpoint that passes a request on is about people.
 
     A worker passing a request on checks no more than this, so a request without credentials is
     refused where it arrives; the worker that answers from a person's data verifies the secret.
@@ -118,16 +135,18 @@ def claimed(request: Any) -> Partner:
     partner = partner_directory(SETTINGS.partners_file).get(partner_id)
     if partner is None or not secret:
         raise AccessRefused(401, SIGN_IN)
-    return partner
+    return person_level(partner)
 
 
-def signed_in(request: Any) -> Partner:
-    """The asking partner; AccessRefused when sign-in fails or the worker is not ready."""
-    return signed_in_as(request)[0]
+def signed_in(request: Any, *, aggregate: bool = False) -> Partner:
+    """The asking partner; AccessRefused when sign-in fails or the worker is not ready, and for a
+    commissioner unless the endpoint is an `aggregate` one."""
+    return signed_in_as(request, aggregate=aggregate)[0]
 
 
-def signed_in_as(request: Any) -> tuple[Partner, str | None]:
-    """The asking partner and, when a person signed in to the pages asks, their user id."""
+def signed_in_as(request: Any, *, aggregate: bool = False) -> tuple[Partner, str | None]:
+    """The asking partner and, when a person signed in to the pages asks, their user id; a
+    commissioner only at an `aggregate` endpoint."""
     staff = staff_member(request)
     if staff is not None:
         asking, user = staff[0], staff[1]
@@ -140,7 +159,7 @@ def signed_in_as(request: Any) -> tuple[Partner, str | None]:
         user = None
     if not is_ready():
         raise AccessRefused(503, "the worker is starting or rebalancing; try again shortly")
-    return asking, user
+    return (asking if aggregate else person_level(asking)), user
 
 
 RELAY_TIMEOUT_S = 30.0
@@ -483,3 +502,40 @@ async def stats(web: Any, request: Any) -> Any:
         return _problem(web, refused)
     people = sum(1 for value in calendars.values() if decode_calendar(value).merged_into is None)
     return web.json({"calendars": people, "partners_heard": len(LAST_HEARD)})
+
+
+# report id -> the latest MeasureReport published (measures topic, read whole)
+MEASURES: dict[str, dict[str, Any]] = {}
+
+
+def _measure(key: bytes | None, value: bytes | None) -> None:
+    report = report_of(value)
+    MEASURES[str(report["id"])] = report
+
+
+@app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped
+async def follow_measures() -> None:
+    """Keep the published figures current from the compacted measures topic, read whole."""
+    await follow(topics.MEASURES, _measure)
+
+
+@app.page("/measures")
+async def measures_view(web: Any, request: Any) -> Any:
+    """The commissioners' figures as FHIR MeasureReports (a Bundle), or as CSV (`?format=csv`);
+    `?month=YYYY-MM` and `?figure=` narrow them. Small numbers are suppressed before
+    publication, so nothing here is about a person."""
+    try:
+        asking = signed_in(request, aggregate=True)
+        if asking.kind not in AGGREGATE_ONLY_KINDS:
+            raise AccessRefused(403, COMMISSIONERS_ONLY)
+        chosen = chosen_reports(
+            MEASURES.values(), request.query.get("month"), request.query.get("figure")
+        )
+    except AccessRefused as refused:
+        return _problem(web, refused)
+    except ValueError as exc:
+        return web.json({"error": str(exc)}, status=400)
+    log.info("measures.read", partner=asking.id, reports=len(chosen))
+    if request.query.get("format") == "csv":
+        return web.bytes(reports_csv(chosen).encode(), content_type="text/csv")
+    return web.json(bundle_of(chosen))

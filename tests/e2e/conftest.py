@@ -233,6 +233,14 @@ def delivered_person(recipient: str, referral_id: str, timeout_s: float = 30.0) 
                 and message["event_type"] == "referral.request.delivered"
                 and message["resource"]["id"] == referral_id
             ):
-                return str(message["resource"]["subject"]["identifier"]["value"])
+                return hub_person_of(message["resource"])
         time.sleep(0.3)
     raise AssertionError(f"referral {referral_id} was not delivered to {recipient}")
+
+
+def hub_person_of(resource: dict[str, Any]) -> str:
+    """The hub person id a delivered resource names the person by, beside the recipient's own
+    identifiers: in its contained Patient."""
+    [patient] = [c for c in resource.get("contained", ()) if c["resourceType"] == "Patient"]
+    [person] = [i["value"] for i in patient["identifier"] if i["system"] == "urn:concord:id:person"]
+    return str(person)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tests.conftest import run_concord
-from tests.e2e.conftest import CRN, DEMO_SECRETS, NHS, Worker, alerts
+from tests.e2e.conftest import CRN, DEMO_SECRETS, NHS, Worker, alerts, delivered_person
 from tests.e2e.test_reconciliation import breach_check
 
 MRN = "MRN778899"
@@ -20,6 +20,8 @@ SECRETS_IN_INPUT = [
     "Methadone",
     "psychosis",
     "Flat 3",
+    "020 7946 0999",
+    "Sam Officer",
 ]
 
 
@@ -65,6 +67,36 @@ def scenario_files(tmp: Path) -> list[tuple[str, str]]:
             ],
         }
 
+    # A referral with the person's details and the officer's contact, for the trust alone.
+    referral = {
+        "resourceType": "ServiceRequest",
+        "id": "ref-logs",
+        "contained": [
+            {**patient, "id": "who"},
+            {
+                "resourceType": "PractitionerRole",
+                "id": "by",
+                "practitioner": {"reference": "#officer"},
+                "telecom": [{"system": "phone", "value": "020 7946 0999"}],
+            },
+            {"resourceType": "Practitioner", "id": "officer", "name": [{"text": "Sam Officer"}]},
+        ],
+        "status": "active",
+        "intent": "order",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "urn:concord:referral-category",
+                        "code": "mental-health-assessment",
+                    }
+                ]
+            }
+        ],
+        "locationCode": [{"coding": [{"system": "urn:concord:area", "code": "E09000022"}]}],
+        "subject": {"reference": "#who"},
+        "requester": {"reference": "#by"},
+    }
     local = {"system": "urn:concord:id:local:mht-rv5", "value": MRN}
     bad = visit(
         "bad-1",
@@ -77,6 +109,7 @@ def scenario_files(tmp: Path) -> list[tuple[str, str]]:
     return [
         ("probation-london", write(tmp, "patient.json", patient)),
         ("mht-rv5", write(tmp, "mht-patient.json", mht_patient)),
+        ("probation-london", write(tmp, "referral.json", referral)),
         (
             "mht-rv5",
             write(
@@ -156,6 +189,7 @@ def test_end_to_end_logs_carry_no_identifier_or_clinical_text(
     )
     logs.append(refused.stderr)
     assert len(alerts(4)) >= 4
+    delivered_person("mht-rv5", "ref-logs")  # the referral and its details went through
     breach_check(worker, "p-1", expect="explained")
     worker.stop()
     logs.append(worker.log.read_text())

@@ -46,3 +46,14 @@ def test_demo_shows_the_clash_the_explained_absence_and_the_breach_check(
     assert "its missed session rec-5531 (HTTP 200): explained" in out
     for clinical in ("Psychiatry", "Medication review", "Substance misuse"):
         assert clinical not in out
+    # A month across three areas: real figures, some suppressed, and Wandsworth's unmet need.
+    figures = out[out.index("The commissioner's figures for 2026-11") :]
+    made = next(line for line in figures.splitlines() if "referrals-made" in line)
+    assert "Lambeth=" in made
+    assert "Southwark=" in made
+    assert "Wandsworth=" in made
+    assert "*" in figures, "some cells are suppressed"
+    unmet = next(line for line in figures.splitlines() if "referrals-unrouted" in line)
+    assert "Lambeth=0" in unmet
+    assert "Southwark=0" in unmet
+    assert "Wandsworth=0" not in unmet

@@ -113,9 +113,17 @@ def test_noshow_during_attended_gp_visit_is_explained(worker: Worker, publish) -
         ("evidence-1", "health-service")
     ]
     assert answer["evidence"][0]["status"] == "fulfilled"
-    text = json.dumps(answer) + json.dumps(found)
     for secret in ("Psychiatry", "9434765919", "X123456"):
-        assert secret not in text
+        assert secret not in json.dumps(answer)
+    assert "Psychiatry" not in json.dumps(found)
+    # An alert names the person only by what its recipient sent: the GP booked by NHS number,
+    # the voluntary service by CRN, probation linked the two.
+    sent_by = {
+        "9434765919": {"gp-Y01234", "probation-london"},
+        "X123456": {"probation-london", "vol-recovery"},
+    }
+    for value, senders in sent_by.items():
+        assert {a["recipient"] for a in found if value in json.dumps(a)} <= senders, value
     # The GP's feed freshness, as a health service's: no partner id without consent.
     assert [(p.get("partner"), p["organisation_type"]) for p in answer["partners"]] == [
         (None, "health-service")

@@ -46,13 +46,17 @@ relationships = st.dictionaries(
     ),
     max_size=3,
 )
+known_as = st.dictionaries(
+    st.text(min_size=1), st.frozensets(st.text(min_size=1), max_size=3), max_size=3
+)
 calendars = st.builds(
-    lambda person, found, related: Calendar(
-        person, {s.appointment_id: s for s in found}, relationships=related
+    lambda person, found, related, named: Calendar(
+        person, {s.appointment_id: s for s in found}, relationships=related, known_as=named
     ),
     st.text(min_size=1),
     st.lists(slots(), max_size=8),
     relationships,
+    known_as,
 )
 
 

@@ -187,20 +187,89 @@ def test_officer_alert_has_time_generic_org_type_and_attendance_but_no_specialty
 
 def test_issue_implicates_the_two_contained_appointments_in_alert_order() -> None:
     issue = alert_messages(CLASH_RAISED, DIRECTORY, NOW)[0].resource
-    assert [a["id"] for a in issue["contained"]] == ["a1", "a2"]
-    assert [a["participant"][0]["actor"].get("identifier") for a in issue["contained"]] == [
+    assert [a["id"] for a in issue["contained"]] == ["a1", "a2", "patient"]
+    appointments = issue["contained"][:2]
+    assert [a["participant"][0]["actor"].get("identifier") for a in appointments] == [
         {"system": "urn:concord:partner", "value": "gp-Y01234"},  # the GP's own appointment
         None,  # the other agency's partner id is not shown
     ]
     assert issue["implicated"] == [{"reference": "#a1"}, {"reference": "#a2"}]
 
 
-def test_person_is_named_by_the_hub_person_id_only() -> None:
+def test_with_no_identifier_of_its_own_known_the_person_is_named_by_the_hub_person_id() -> None:
     issue = only(ABSENCE_RAISED).resource
-    assert issue["patient"] == {
-        "identifier": {"system": "urn:concord:id:person", "value": "p-0a1b2c3d"}
+    hub = {"system": "urn:concord:id:person", "value": "p-0a1b2c3d"}
+    assert issue["patient"] == {"reference": "#patient", "identifier": hub}
+    assert issue["contained"][-1] == {
+        "resourceType": "Patient",
+        "id": "patient",
+        "identifier": [hub],
     }
     assert issue["identifiedDateTime"] == "2026-12-01T09:00:00Z"
+
+
+NHS = "https://fhir.nhs.uk/Id/nhs-number|9434765919"
+CRN = "urn:concord:id:probation-crn|X123456"
+GP_LOCAL = "urn:concord:id:local:gp-Y01234|G-77"
+VOL_LOCAL = "urn:concord:id:local:vol-recovery|client-9"
+KNOWN_AS = {
+    "gp-Y01234": frozenset({GP_LOCAL}),
+    "vol-recovery": frozenset({VOL_LOCAL}),
+    "probation-london": frozenset({CRN, NHS}),
+}
+
+
+def identifiers(message: AlertMessage) -> list[str]:
+    (patient,) = [c for c in message.resource["contained"] if c["resourceType"] == "Patient"]
+    return [f"{i['system']}|{i['value']}" for i in patient["identifier"]]
+
+
+def test_each_recipient_is_told_the_person_by_the_identifiers_it_holds() -> None:
+    """The GP: its own local id and the NHS number (a health service's); the voluntary service:
+    its own client id only, not the NHS number nor the CRN another partner sent."""
+    to_gp, to_service = alert_messages(CLASH_RAISED, DIRECTORY, NOW, known_as=KNOWN_AS)
+    hub = "urn:concord:id:person|p-0a1b2c3d"
+    assert identifiers(to_gp) == [GP_LOCAL, NHS, hub]
+    assert to_gp.resource["patient"] == {
+        "reference": "#patient",
+        "identifier": {"system": "urn:concord:id:local:gp-Y01234", "value": "G-77"},
+    }
+    assert identifiers(to_service) == [VOL_LOCAL, hub]
+    assert problems_in(to_gp.resource) == []
+
+
+def test_an_officer_is_told_the_crn_and_what_it_sent_nothing_else() -> None:
+    alert = replace(ABSENCE_RAISED, recipients=("probation-london",))
+    known = {**KNOWN_AS, "probation-london": frozenset({CRN})}
+    (to_officer,) = alert_messages(alert, DIRECTORY, NOW, known_as=known)
+    assert identifiers(to_officer) == [CRN, "urn:concord:id:person|p-0a1b2c3d"]
+
+
+def test_a_recipients_own_appointment_carries_the_id_it_sent_and_the_other_none() -> None:
+    to_gp, to_service = alert_messages(CLASH_RAISED, DIRECTORY, NOW)
+    gp_own, service_other = to_gp.resource["contained"][:2]
+    assert gp_own["identifier"] == [
+        {"system": "urn:concord:record:gp-Y01234:Appointment", "value": "gp-1"}
+    ]
+    assert "identifier" not in service_other
+    gp_other, service_own = to_service.resource["contained"][:2]
+    assert "identifier" not in gp_other
+    assert service_own["identifier"] == [
+        {"system": "urn:concord:record:vol-recovery:Appointment", "value": "voluntary-1"}
+    ]
+
+
+def test_an_encounter_is_named_as_the_encounter_its_partner_sent() -> None:
+    stay = replace(GP, appointment_id="gp-Y01234/Encounter/enc-5", status="fulfilled")
+    alert = alerts_for(stay, replace(KEYWORK, status="noshow"))[-1]
+    to_gp = [m for m in alert_messages(alert, DIRECTORY, NOW) if m.recipient == "vol-recovery"]
+    assert to_gp, "the voluntary service booked the missed appointment"
+    evidence = to_gp[0].resource["contained"][1]
+    assert "identifier" not in evidence, "another agency's encounter id is never shown"
+    own = alert_messages(replace(alert, recipients=("gp-Y01234",)), DIRECTORY, NOW)
+    assert own[0].resource["contained"][1]["identifier"] == [
+        {"system": "urn:concord:record:gp-Y01234:Encounter", "value": "enc-5"}
+    ]
 
 
 def test_alert_id_is_stable_for_the_same_alert() -> None:
@@ -253,9 +322,9 @@ def test_clash_detail_names_times_and_organisation_types_but_nothing_clinical() 
 
 def test_recipient_sees_its_own_organisation_name_and_only_the_generic_type_of_the_other() -> None:
     to_gp, to_service = alert_messages(CLASH_RAISED, DIRECTORY, NOW)
-    names = [a["participant"][0]["actor"]["display"] for a in to_gp.resource["contained"]]
+    names = [a["participant"][0]["actor"]["display"] for a in to_gp.resource["contained"][:2]]
     assert names == ["High Street Surgery", "Support service"]
-    names = [a["participant"][0]["actor"]["display"] for a in to_service.resource["contained"]]
+    names = [a["participant"][0]["actor"]["display"] for a in to_service.resource["contained"][:2]]
     assert names == ["Health service", "Recovery Hub addiction service"]
 
 

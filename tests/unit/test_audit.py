@@ -30,7 +30,9 @@ def event(
     return audit_event(**fields)
 
 
-@pytest.mark.parametrize("basis", ["role-default", "own-record", "probation-london/consent-1"])
+@pytest.mark.parametrize(
+    "basis", ["role-default", "own-record", "direct-care", "probation-london/consent-1"]
+)
 def test_the_audit_event_is_valid_fhir_and_its_basis_round_trips(basis: str) -> None:
     resource = event(basis=basis)
     assert problems_in(resource) == []
@@ -40,6 +42,7 @@ def test_the_audit_event_is_valid_fhir_and_its_basis_round_trips(basis: str) -> 
 def test_the_basis_is_written_as_a_policy_uri() -> None:
     assert event()["agent"][0]["policy"] == ["urn:concord:basis:role-default"]
     assert event(basis="own-record")["agent"][0]["policy"] == ["urn:concord:basis:own-record"]
+    assert event(basis="direct-care")["agent"][0]["policy"] == ["urn:concord:basis:direct-care"]
     assert event(basis="gp-Y01234/c9")["agent"][0]["policy"] == ["urn:concord:consent:gp-Y01234/c9"]
 
 

@@ -207,6 +207,7 @@ def test_role_of_each_agency_kind() -> None:
         "gp": "gp",
         "mht": "mht-clinician",
         "voluntary": "voluntary-worker",
+        "commissioner": "commissioner",
     }
 
 

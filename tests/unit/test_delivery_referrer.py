@@ -23,6 +23,7 @@ from connectors.delivery.rules import (
 )
 from schemas.codec import decode, encode
 from schemas.envelope import Envelope, Subject
+from services.domain.disclosure import person_as_known
 from services.domain.referral_messages import referral_alert
 from services.domain.referrals import Referral
 
@@ -176,11 +177,11 @@ def test_notice_has_the_shape_of_the_referral_alerts_the_referrer_already_gets()
         code="referral-not-routed",
         detail="d",
         recipient="probation-london",
-        person_id=PERSON,
+        person=person_as_known((), PERSON),
         now=NOW,
     )
     assert set(notice.resource) == set(routing_alert)
-    for same in ("extension", "patient", "implicated", "identifiedDateTime", "status"):
+    for same in ("contained", "extension", "patient", "implicated", "identifiedDateTime", "status"):
         assert notice.resource[same] == routing_alert[same], same
     assert notice.resource["code"]["coding"][0]["code"] == "referral-not-delivered"
     assert notice.resource["detail"] == (

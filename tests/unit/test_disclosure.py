@@ -15,7 +15,16 @@ from services.domain.disclosure import NEVER_DISCLOSED, POLICY, Disclosure, disc
 AT = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 RECORDED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 AGENCY_ROLES: tuple[Role, ...] = ("probation-officer", "gp", "mht-clinician", "voluntary-worker")
-TYPES = ("Appointment", "ServiceRequest", "Task", "DetectedIssue", "BreachEvidence")
+TYPES = (
+    "Appointment",
+    "ServiceRequest",
+    "Task",
+    "DetectedIssue",
+    "BreachEvidence",
+    "Patient",
+    "PractitionerRole",
+    "Practitioner",
+)
 RECIPIENT = {
     "probation-officer": "probation-london",
     "gp": "gp-Y01234",
@@ -68,13 +77,34 @@ DETECTED_ISSUE = {
     "extension",
 }
 BREACH_EVIDENCE = {"appointment_id", "organisation_type", "status", "start", "end"}
+# A referral's person and referrer, contained in the ServiceRequest the service is sent; an
+# officer is never sent them.
+REFERRED_PERSON = {"resourceType", "id", "identifier", "name", "birthDate", "address"}
+REFERRER_ROLE = {"resourceType", "id", "practitioner", "organization", "code", "telecom"}
+REFERRER = {"resourceType", "id", "name", "telecom"}
 DEFAULTS = {
     "Appointment": APPOINTMENT,
     "ServiceRequest": REFERRAL,
     "Task": TASK,
     "DetectedIssue": DETECTED_ISSUE,
     "BreachEvidence": BREACH_EVIDENCE,
+    "Patient": REFERRED_PERSON,
+    "PractitionerRole": REFERRER_ROLE,
+    "Practitioner": REFERRER,
 }
+OFFICER_DEFAULTS = {
+    **DEFAULTS,
+    "Patient": set(),
+    "PractitionerRole": set(),
+    "Practitioner": set(),
+}
+
+
+def default(role: Role, resource_type: str) -> set[str]:
+    """What `role` sees of `resource_type` without consent."""
+    return (OFFICER_DEFAULTS if role == "probation-officer" else DEFAULTS)[resource_type]
+
+
 WITH_CONSENT: dict[str, tuple[Category, set[str]]] = {
     "Appointment": ("appointment-detail", APPOINTMENT_DETAIL),
     "ServiceRequest": ("referral-content", REFERRAL_CONTENT),
@@ -83,7 +113,7 @@ WITH_CONSENT: dict[str, tuple[Category, set[str]]] = {
 EVERY_ELEMENT = (
     set().union(*DEFAULTS.values(), *(extra for _, extra in WITH_CONSENT.values()))
     | NEVER_DISCLOSED
-    | {"meta", "identifier", "basedOn", "location", "implicit", "service_type", "unknown"}
+    | {"meta", "basedOn", "location", "implicit", "service_type", "unknown", "gender"}
 )
 
 
@@ -132,7 +162,7 @@ def seen(
 @pytest.mark.parametrize("resource_type", TYPES)
 def test_without_consent_each_role_sees_exactly_the_default(role: Role, resource_type: str) -> None:
     disclosure = seen(resource_type, role)
-    assert set(disclosure.resource) == DEFAULTS[resource_type]
+    assert set(disclosure.resource) == default(role, resource_type)
     assert disclosure.basis == "role-default"
 
 
@@ -143,7 +173,7 @@ def test_consent_adds_exactly_its_category_for_a_health_record(
 ) -> None:
     category, extra = WITH_CONSENT[resource_type]
     disclosure = seen(resource_type, role, kind="mht", consents=(permit(category),))
-    assert set(disclosure.resource) == DEFAULTS[resource_type] | extra
+    assert set(disclosure.resource) == default(role, resource_type) | extra
     assert disclosure.basis == "probation-london/consent-1"
 
 
@@ -218,8 +248,8 @@ def test_what_is_disclosed_is_a_copy() -> None:
 
 
 def test_an_unknown_pair_fails_closed() -> None:
-    disclosure = seen("Patient", "gp", consents=(permit(),))
-    assert disclosure == Disclosure({"resourceType": "Patient", "id": "r1"}, "role-default")
+    disclosure = seen("Consent", "gp", consents=(permit(),))
+    assert disclosure == Disclosure({"resourceType": "Consent", "id": "r1"}, "role-default")
 
 
 def test_the_policy_covers_every_role_and_type() -> None:

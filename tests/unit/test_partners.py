@@ -40,6 +40,7 @@ def test_demo_directory_lists_the_demo_partners_each_with_a_hashed_secret() -> N
         ("mht-rv5", "mht", "South London and Maudsley NHS FT"),
         ("vol-recovery", "voluntary", "Recovery Hub addiction service"),
         ("vol-housing", "voluntary", "Safe Homes housing support"),
+        ("commissioner-sel", "commissioner", "South East London health commissioners"),
     }
     secrets = json.loads((DEMO_DIRECTORY.parent / "secrets.json").read_text())
     for partner in demo.partners.values():

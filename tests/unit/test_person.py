@@ -8,9 +8,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from schemas.fhir import problems_in
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN
 from services.domain.calendar import Calendar
 from services.domain.decisions import (
+    Assigned,
     CheckDeadlines,
     Decision,
     Disclose,
@@ -130,6 +132,8 @@ def kinds(decisions: list[Decision]) -> list[tuple[str, str]]:
             named.append(("inbox", d.referral.status))
         elif isinstance(d, UpdateRefused):
             named.append(("refused", d.refusal.code))
+        elif isinstance(d, Assigned):
+            named.append(("filed", d.token))
         else:
             named.append((type(d).__name__, ""))
     return named
@@ -270,23 +274,170 @@ def test_a_planned_stay_explains_nothing_and_clashes_with_nothing() -> None:
 def test_a_routed_referral_is_delivered_the_referrer_told_and_the_service_related() -> None:
     record, decisions = play(referral())
     assert kinds(decisions) == [
+        ("filed", "urn:concord:referral|probation-london/ref-9"),
+        ("filed", "urn:concord:referral|mht-rv5/ref-9"),
         ("referral.request.delivered", "mht-rv5"),
         ("inbox", "requested"),
         ("referral.task.updated", "probation-london"),
+        ("referral.task.updated", "mht-rv5"),
         ("inbox", "requested"),
         ("relationship", "mht-rv5"),
         ("relationship", "probation-london"),
     ]
-    delivered = decisions[0]
+    delivered = decisions[2]
     assert isinstance(delivered, Disclose)
-    assert delivered.resource["subject"] == {"identifier": {"system": HUB_PERSON, "value": PERSON}}
+    # Nothing but the CRN known: the service is told the person by the hub's id alone.
+    hub = {"system": HUB_PERSON, "value": PERSON}
+    assert delivered.resource["subject"] == {"reference": "#patient", "identifier": hub}
+    assert delivered.resource["contained"] == [
+        {"resourceType": "Patient", "id": "patient", "identifier": [hub]}
+    ]
     assert delivered.basis == "role-default"
     assert next_deadline(record) == datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+
+
+PERSON_DETAILS = {
+    "resourceType": "Patient",
+    "id": "p",
+    "identifier": [
+        {"system": PROBATION_CRN, "value": "X123456"},
+        {"system": NHS_NUMBER, "value": "9434765919"},
+    ],
+    "name": [{"family": "Smith", "given": ["Jo"]}],
+    "birthDate": "1990-04-01",
+    "address": [{"line": ["1 High Street"], "city": "London", "postalCode": "SE11 5AB"}],
+    "gender": "female",
+    "telecom": [{"system": "phone", "value": "07700 900001"}],
+}
+OFFICER = {
+    "resourceType": "PractitionerRole",
+    "id": "r",
+    "practitioner": {"reference": "#o"},
+    "organization": {"reference": "#team", "display": "Lambeth North probation team"},
+    "telecom": [{"system": "phone", "value": "020 7946 0000"}],
+}
+OFFICER_NAME = {
+    "resourceType": "Practitioner",
+    "id": "o",
+    "name": [{"text": "Sam Patel"}],
+    "telecom": [{"system": "email", "value": "sam.patel@justice.gov.uk"}],
+    "qualification": [{"code": {"text": "PQiP"}}],
+}
+
+
+def detailed_referral(category: str = "mental-health-assessment") -> dict[str, Any]:
+    """A referral naming the person by a contained Patient and the officer by its role."""
+    return referral(
+        contained=[PERSON_DETAILS, OFFICER, OFFICER_NAME],
+        subject={"reference": "#p"},
+        requester={"reference": "#r"},
+        category=[{"coding": [{"system": "urn:concord:referral-category", "code": category}]}],
+    )
+
+
+def linked(message: dict[str, Any]) -> dict[str, Any]:
+    """The event as the linker forwards it: named by the CRN and the NHS number it joined."""
+    subject = {
+        **message["subject"],
+        "identifiers": [{"system": system, "value": value} for system, value in (CRN, NHS)],
+    }
+    return {**message, "subject": subject}
+
+
+def test_a_health_service_is_sent_the_nhs_number_the_details_and_the_referrers_contact() -> None:
+    _, decisions = play(linked(detailed_referral()))
+    [delivered] = [
+        d
+        for d in decisions
+        if isinstance(d, Disclose)
+        and d.recipient == "mht-rv5"
+        and d.event_type == "referral.request.delivered"
+    ]
+    resource = delivered.resource
+    patient, role, officer = resource["contained"]
+    assert resource["subject"] == {
+        "reference": "#patient",
+        "identifier": {"system": NHS_NUMBER, "value": "9434765919"},
+    }
+    assert patient == {
+        "resourceType": "Patient",
+        "id": "patient",
+        "identifier": [
+            {"system": NHS_NUMBER, "value": "9434765919"},
+            {"system": HUB_PERSON, "value": PERSON},
+        ],
+        "name": [{"family": "Smith", "given": ["Jo"]}],
+        "birthDate": "1990-04-01",
+        "address": [{"line": ["1 High Street"], "city": "London", "postalCode": "SE11 5AB"}],
+    }, "no CRN, and nothing probation holds beyond name, date of birth and address"
+    assert resource["requester"] == {"reference": "#requester"}
+    assert role == {
+        "resourceType": "PractitionerRole",
+        "id": "requester",
+        "practitioner": {"reference": "#practitioner"},
+        "organization": {"display": "Lambeth North probation team"},
+        "telecom": [{"system": "phone", "value": "020 7946 0000"}],
+    }
+    assert officer == {
+        "resourceType": "Practitioner",
+        "id": "practitioner",
+        "name": [{"text": "Sam Patel"}],
+        "telecom": [{"system": "email", "value": "sam.patel@justice.gov.uk"}],
+    }
+    assert delivered.basis == "direct-care"
+    assert "X123456" not in str(resource)
+    assert problems_in(resource) == []
+
+
+def test_an_alert_about_a_referral_names_the_person_as_the_referrer_knows_them() -> None:
+    unrouted = referral(locationCode=[{"coding": [{"system": "urn:concord:area", "code": "W1"}]}])
+    _, decisions = play(unrouted)
+    [alert] = [d for d in decisions if isinstance(d, Disclose)]
+    assert alert.event_type == "referral.routing.failed"
+    crn = {"system": PROBATION_CRN, "value": "X123456"}
+    assert alert.resource["patient"] == {"reference": "#patient", "identifier": crn}
+    assert alert.resource["contained"][0]["identifier"] == [
+        crn,
+        {"system": HUB_PERSON, "value": PERSON},
+    ]
+    assert problems_in(alert.resource) == []
+
+
+def test_a_voluntary_service_is_sent_the_details_but_not_the_nhs_number() -> None:
+    _, decisions = play(linked(detailed_referral("housing-support")))
+    told = [d for d in decisions if isinstance(d, Disclose) and d.recipient == "vol-housing"]
+    [delivered] = [d for d in told if d.event_type == "referral.request.delivered"]
+    patient = delivered.resource["contained"][0]
+    assert patient["identifier"] == [{"system": HUB_PERSON, "value": PERSON}]
+    assert patient["name"] == [{"family": "Smith", "given": ["Jo"]}]
+    assert all("9434765919" not in str(d.resource) for d in told), "nor in the referral's Task"
+    assert delivered.basis == "direct-care"
+
+
+def test_the_referrer_is_sent_nothing_of_the_details_in_its_task() -> None:
+    _, decisions = play(linked(detailed_referral()))
+    to_officer = [
+        d for d in decisions if isinstance(d, Disclose) and d.recipient == "probation-london"
+    ]
+    assert to_officer
+    for told in to_officer:
+        text = str(told.resource)
+        for detail in ("Smith", "1990-04-01", "SE11 5AB", "020 7946 0000"):
+            assert detail not in text
+
+
+def test_the_details_are_kept_with_the_referral() -> None:
+    record, _ = play(linked(detailed_referral()))
+    [kept] = record.referrals.values()
+    assert kept.parties is not None
+    assert kept.parties.person["birthDate"] == "1990-04-01"
+    assert "Smith" not in repr(kept), "a referral's repr (in a traceback) names no one"
 
 
 def test_a_referral_with_content_and_no_consent_is_held_and_only_the_referrer_told() -> None:
     record, decisions = play(referral(reasonCode=[{"text": "low mood"}]))
     assert kinds(decisions) == [
+        ("filed", "urn:concord:referral|probation-london/ref-9"),
         ("referral.routing.held", "probation-london"),
         ("inbox", "held"),
         ("relationship", "probation-london"),
@@ -360,6 +511,136 @@ def test_an_overdue_referral_is_escalated_once_to_referrer_and_service() -> None
     assert all(d.cause is None for d in decisions if isinstance(d, Disclose))
     assert next_deadline(escalated) is None
     assert decide(escalated, CheckDeadlines(PERSON, deadline), RULES) == (escalated, [])
+
+
+# --- one referral, one Task ----------------------------------------------------------------------
+
+
+def own_task(status: str, **more: Any) -> dict[str, Any]:
+    """The service's own Task about the referral, naming it by basedOn and the person by no one,
+    as the reconciler reads it once the person index found it by its referral."""
+    resource = {
+        "resourceType": "Task",
+        "id": f"mht-own-{status}",
+        "status": status,
+        "intent": "order",
+        "basedOn": [{"reference": "ServiceRequest/ref-9"}],
+        **more,
+    }
+    message = event("mht-rv5", resource, CRN)
+    return {**message, "subject": {"identifiers": [], "person_id": PERSON}}
+
+
+def sent(decisions: list[Decision], event_type: str) -> list[Disclose]:
+    return [d for d in decisions if isinstance(d, Disclose) and d.event_type == event_type]
+
+
+def test_the_referrer_and_the_service_get_the_same_task_naming_the_person() -> None:
+    _, decisions = play(referral())
+    to_referrer, to_service = sent(decisions, "referral.task.updated")
+    assert (to_referrer.recipient, to_service.recipient) == ("probation-london", "mht-rv5")
+    assert to_referrer.resource == to_service.resource
+    assert to_service.resource["for"] == {"identifier": {"system": HUB_PERSON, "value": PERSON}}
+    assert to_service.resource["focus"] == {"reference": "ServiceRequest/ref-9"}
+    assert to_service.what == f"Task/{to_service.resource['id']}"
+
+
+def test_a_services_task_naming_no_person_updates_the_one_task() -> None:
+    record, delivered = play(referral())
+    shared = sent(delivered, "referral.task.updated")[0].resource
+    record, received = decide(record, own_task("received"), RULES)
+    [task] = [d.resource for d in sent(received, "referral.task.updated")]
+    assert (task["id"], task["status"]) == (shared["id"], "received")
+    # The Task the hub delivered, sent back as received: the same referral.
+    _, accepted = decide(record, event("mht-rv5", {**shared, "status": "accepted"}, CRN), RULES)
+    [task] = [d.resource for d in sent(accepted, "referral.task.updated")]
+    assert (task["id"], task["status"]) == (shared["id"], "accepted")
+    assert task["meta"]["lastUpdated"] == task["lastModified"]
+
+
+# --- a referral its referrer ends ----------------------------------------------------------------
+
+BASED_ON = [{"reference": "ServiceRequest/ref-9"}]
+
+
+def booked_for_the_referral(status: str = "booked") -> Calendar:
+    """The record once the service accepted the referral and booked its first appointment."""
+    booked = appointment("mht-rv5", "m-1", status, "14:00", "15:00", basedOn=BASED_ON)
+    record, _ = play(referral(), task("mht-rv5", "accepted"), booked)
+    assert record.referrals["probation-london/ref-9"].first_appointment == "mht-rv5/m-1"
+    return record
+
+
+def flags(decisions: list[Decision]) -> list[Disclose]:
+    return sent(decisions, "referral.appointment.flagged")
+
+
+def test_probation_withdrawing_a_referral_flags_the_booked_appointment_to_the_service() -> None:
+    record = booked_for_the_referral()
+    ended, decisions = decide(record, referral(status="revoked"), RULES)
+    assert ended.referrals["probation-london/ref-9"].status == "cancelled"
+    assert [
+        (d.recipient, d.resource["status"]) for d in sent(decisions, "referral.task.updated")
+    ] == [
+        ("probation-london", "cancelled"),
+        ("mht-rv5", "cancelled"),
+    ]
+    [flag] = flags(decisions)
+    assert flag.recipient == "mht-rv5"
+    assert flag.resource["resourceType"] == "DetectedIssue"
+    assert flag.resource["code"]["coding"][0]["code"] == "referral-ended"
+    assert flag.resource["implicated"] == [
+        {"reference": "ServiceRequest/ref-9"},
+        {"reference": "Appointment/m-1"},
+    ]
+    assert flag.resource["detail"].startswith("The referrer withdrew it: referral ref-9 has ended.")
+    assert "The hub has not cancelled it" in flag.resource["detail"]
+    # Ended once: the same ending again, or another way of ending it, tells no one anything.
+    assert decide(ended, referral(status="revoked"), RULES) == (ended, [])
+    assert decide(ended, task("probation-london", "cancelled"), RULES)[1] == []
+
+
+def test_each_way_probation_ends_a_referral_flags_the_booking_once() -> None:
+    record = booked_for_the_referral()
+    for ending, words in (
+        (referral(status="completed"), "The referrer closed it"),
+        (referral(status="entered-in-error"), "The referrer withdrew it as entered in error"),
+        (task("probation-london", "cancelled"), "The referrer cancelled it"),
+    ):
+        _, decisions = decide(record, ending, RULES)
+        [flag] = flags(decisions)
+        assert flag.resource["detail"].startswith(words)
+        assert flag.event_id == flags(decide(record, ending, RULES)[1])[0].event_id
+
+
+def test_no_flag_when_the_service_ends_it_or_nothing_booked_is_still_to_come() -> None:
+    record = booked_for_the_referral()
+    _, by_service = decide(record, task("mht-rv5", "cancelled"), RULES)
+    assert [d.recipient for d in sent(by_service, "referral.task.updated")] == ["probation-london"]
+    assert flags(by_service) == []
+    unbooked, _ = play(referral(), task("mht-rv5", "accepted"))
+    _, nothing_booked = decide(unbooked, referral(status="revoked"), RULES)
+    assert len(sent(nothing_booked, "referral.task.updated")) == 2
+    assert flags(nothing_booked) == []
+    cancelled = appointment(
+        "mht-rv5", "m-1", "cancelled", "14:00", "15:00", basedOn=BASED_ON, version=2
+    )
+    called_off, _ = decide(record, cancelled, RULES)
+    assert flags(decide(called_off, referral(status="revoked"), RULES)[1]) == []
+    afterwards = replace(RULES, now=datetime(2026, 12, 3, 16, 0, tzinfo=UTC))
+    assert flags(decide(record, referral(status="revoked"), afterwards)[1]) == []
+
+
+def test_ending_a_referral_the_hub_never_held_is_refused_and_routes_nothing() -> None:
+    record, decisions = play(referral(status="revoked"))
+    assert record.referrals == {}
+    assert sent(decisions, "referral.request.delivered") == []
+    [refused] = [d for d in decisions if isinstance(d, UpdateRefused)]
+    assert refused.refusal.code == "not-found"
+    assert refused.refusal.reason == (
+        "ServiceRequest.status: revoked, but the hub holds no referral 'ref-9' from "
+        "probation-london to end"
+    )
 
 
 # --- a person found to be another --------------------------------------------------------------

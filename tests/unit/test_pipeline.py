@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 
 from schemas import topics
 from schemas.codec import decode_link_message, decode_person_message, peek
@@ -14,13 +15,18 @@ from schemas.envelope import wrap
 from schemas.fhir import event_type_for, subject_of
 from schemas.identifiers import HUB_PERSON, NHS_NUMBER, PROBATION_CRN, PersonIdentifier
 from schemas.internal import IdentityFlagsCommand, MergeCommand, ResolveConflictCommand
-from schemas.keys import person_partition
+from schemas.keys import person_partition, referral_home, referral_token
 from services.domain import linking
 from services.domain.decisions import Rules
 from services.domain.identity import PersonIndex, RefusedLink, Resolution, person_of
 from services.runtime import ROOT, partner_directory
 from services.stream.outbox import Out, flags_entry, render
-from services.stream.pipeline import identifiers_of, person_event
+from services.stream.pipeline import (
+    UnknownReferralError,
+    by_referral,
+    identifiers_of,
+    person_event,
+)
 from services.stream.state import decode_calendar
 from tests.audit import basis_of
 from tests.keys import KEY, person_id_for
@@ -318,7 +324,11 @@ def test_a_merge_moves_the_escalation_deadline_of_a_pending_referral_to_the_surv
 def test_referral_is_delivered_minimised_and_audited_and_the_referrer_gets_its_task() -> None:
     message = referral_message("p-1", reasonCode=[{"text": "hears voices"}])
     stored, outs, deadline, _ = person_event(None, message, referral_ctx())
-    kinds = [(o.topic.short_name, o.key.decode(), peek(o.value).get("event_type")) for o in outs]
+    kinds = [
+        (o.topic.short_name, o.key.decode(), peek(o.value).get("event_type"))
+        for o in outs
+        if o.topic != topics.ASSIGNMENTS
+    ]
     # Reason without consent: held, and only the referrer is told.
     assert ("alerts", "probation-london", "referral.routing.held") in kinds
     assert all(k[0] != "outbound" for k in kinds)
@@ -331,10 +341,23 @@ def test_referral_is_delivered_minimised_and_audited_and_the_referrer_gets_its_t
     delivered = [peek(o.value) for o in by_topic["outbound"] if o.key == b"mht-rv5"]
     assert delivered[0]["event_type"] == "referral.request.delivered"
     assert delivered[0]["resource"]["subject"]["identifier"]["system"] == "urn:concord:id:person"
-    assert [o.key for o in by_topic["outbound"]] == [b"mht-rv5", b"probation-london"]
+    # The referral, then its one Task to the referrer and to the service it is to update.
+    assert [o.key for o in by_topic["outbound"]] == [b"mht-rv5", b"probation-london", b"mht-rv5"]
+    tasks = [peek(o.value)["resource"] for o in by_topic["outbound"][1:]]
+    assert tasks[0] == tasks[1], "the same Task, same id, for both"
     audits = [peek(o.value) for o in by_topic["audit"]]
     disclosures = [a for a in audits if a["event_type"] == "audit.disclosure.recorded"]
-    assert len(disclosures) == 2, "every disclosure audited"
+    assert len(disclosures) == 3, "every disclosure audited"
+    # The referral's person, filed under the referral as each party names it, where a Task
+    # naming no person arrives (schemas/keys.py).
+    filed = {(o.key, o.value, o.partition) for o in by_topic["assignments"]}
+    assert filed == {
+        (token.encode(), b"p-1", referral_home(token))
+        for token in (
+            referral_token("probation-london", "ref-9"),
+            referral_token("mht-rv5", "ref-9"),
+        )
+    }
     relationships = {
         (a["resource"]["agent"][0]["who"]["identifier"]["value"], basis_of(a["resource"]))
         for a in audits
@@ -620,3 +643,52 @@ def test_a_relationship_held_on_either_side_of_a_merge_is_not_audited_again() ->
         )
         _, outs, *_ = person_event(stored[survivor], decode_person_message(transfer.value), CTX)
         assert [o for o in outs if o.topic is topics.AUDIT] == []
+
+
+# --- a referral's Task found by its referral -----------------------------------------------------
+
+FOUND_BY_REFERRAL = {
+    "event_id": "00000000-0000-5000-8000-000000000001",
+    "source": "mht-rv5",
+    "subject": None,
+    "resource": {
+        "resourceType": "Task",
+        "id": "mht-own-1",
+        "status": "accepted",
+        "intent": "order",
+        "focus": {"reference": "ServiceRequest/ref-9"},
+    },
+}
+TOKEN = referral_token("mht-rv5", "ref-9")
+
+
+def test_a_task_found_by_its_referral_goes_to_the_person_filed_under_it() -> None:
+    home = referral_home(TOKEN)
+    person = next(f"p-{n}" for n in range(100) if person_partition(f"p-{n}") == home)
+    elsewhere = next(f"p-{n}" for n in range(100) if person_partition(f"p-{n}") != home)
+    assert by_referral(FOUND_BY_REFERRAL, b"raw", TOKEN, person.encode(), home) == (person, [])
+    found, [out] = by_referral(FOUND_BY_REFERRAL, b"raw", TOKEN, elsewhere.encode(), home)
+    assert (found, out.topic, out.key) == (elsewhere, topics.PERSON_EVENTS, elsewhere.encode())
+    assert peek(out.value)["subject"]["person_id"] == elsewhere
+
+
+def test_a_task_found_by_its_referral_arriving_elsewhere_takes_a_second_hop_home() -> None:
+    """A producer that did not key it by its referral: sent on to where the referral is kept."""
+    home = referral_home(TOKEN)
+    other = (home + 1) % topics.INBOUND.partitions
+    found, [hop] = by_referral(FOUND_BY_REFERRAL, b"raw", TOKEN, None, other)
+    assert (found, hop.topic, hop.key, hop.value, hop.partition) == (
+        None,
+        topics.INBOUND,
+        TOKEN.encode(),
+        b"raw",
+        home,
+    )
+
+
+def test_a_task_for_a_referral_the_hub_does_not_hold_is_refused_where_it_would_be_kept() -> None:
+    with pytest.raises(UnknownReferralError) as refused:
+        by_referral(FOUND_BY_REFERRAL, b"raw", TOKEN, None, referral_home(TOKEN))
+    assert str(refused.value).startswith(
+        "Task.focus: no referral ServiceRequest/ref-9 sent by or delivered to mht-rv5"
+    )

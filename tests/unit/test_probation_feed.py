@@ -18,7 +18,8 @@ from connectors.feeds.probation import (
 )
 from connectors.fhir_input import Record, read_text
 from connectors.publish import Accepted, decide
-from schemas.fhir import CARRIED, problems_in
+from schemas.fhir import CARRIED, problems_in, subject_of
+from schemas.identifiers import PersonIdentifier
 from services.domain.appointments import slot_from_appointment
 
 FEED = Path(__file__).parents[1] / "fixtures" / "probation" / "case-feed.ndjson"
@@ -178,6 +179,102 @@ def test_referral_created_is_a_routable_service_request() -> None:
 def test_referral_area_is_a_local_authority_or_postcode_district(area: str, code: str) -> None:
     [request] = mapped({**REFERRAL, "area": area})
     assert request["locationCode"][0]["coding"][0]["code"] == code
+
+
+WHO = {
+    "given_name": "Jo Ann",
+    "family_name": "Smith",
+    "birth_date": "1990-04-01",
+    "address_line_1": "Flat 2",
+    "address_line_2": "10 Acacia Avenue",
+    "town": "London",
+    "postcode": "se115ab",
+}
+OFFICER = {
+    "officer_name": "Sam Patel",
+    "officer_team": "Lambeth North",
+    "officer_phone": "020 7946 0000",
+    "officer_email": "sam.patel@justice.gov.uk",
+}
+
+
+def test_a_referral_carries_the_person_and_the_officer_as_contained_resources() -> None:
+    """The person's details as a contained Patient (`subject`), the officer as a PractitionerRole
+    (`requester`) with its Practitioner: the shape a FHIR partner sends them in too."""
+    patient, request = mapped({**REFERRAL, "nhs_number": "9434765919", **WHO, **OFFICER})
+    assert patient["id"] == "case-X123456", "the link Patient still comes first"
+    assert request["subject"] == {"reference": "#patient"}
+    assert request["requester"] == {"reference": "#requester"}
+    assert request["contained"] == [
+        {
+            "resourceType": "Patient",
+            "id": "patient",
+            "identifier": [CRN, NHS],
+            "name": [{"use": "official", "family": "Smith", "given": ["Jo", "Ann"]}],
+            "birthDate": "1990-04-01",
+            "address": [
+                {
+                    "use": "home",
+                    "line": ["Flat 2", "10 Acacia Avenue"],
+                    "city": "London",
+                    "postalCode": "SE11 5AB",
+                }
+            ],
+        },
+        {
+            "resourceType": "PractitionerRole",
+            "id": "requester",
+            "practitioner": {"reference": "#officer", "display": "Sam Patel"},
+            "organization": {"display": "Lambeth North"},
+            "telecom": [
+                {"system": "phone", "value": "020 7946 0000", "use": "work"},
+                {"system": "email", "value": "sam.patel@justice.gov.uk", "use": "work"},
+            ],
+        },
+        {"resourceType": "Practitioner", "id": "officer", "name": [{"text": "Sam Patel"}]},
+    ]
+    assert subject_of(request, partner="probation-london") == (
+        PersonIdentifier(*CRN.values()),
+        PersonIdentifier(*NHS.values()),
+    ), "the hub reads the person from the contained Patient"
+
+
+def test_a_referral_with_only_the_officers_contact_still_names_the_person_by_crn() -> None:
+    [request] = mapped({**REFERRAL, "officer_phone": "+44 20 7946 0000"})
+    assert request["subject"] == {"identifier": CRN}
+    assert request["contained"] == [
+        {
+            "resourceType": "PractitionerRole",
+            "id": "requester",
+            "telecom": [{"system": "phone", "value": "+44 20 7946 0000", "use": "work"}],
+        }
+    ]
+
+
+def test_a_referral_without_details_is_as_before() -> None:
+    [request] = mapped(REFERRAL)
+    assert "contained" not in request
+    assert "requester" not in request
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"birth_date": "01/04/1990"}, "birth_date: must be a date written YYYY-MM-DD"),
+        ({"birth_date": "1890-04-01"}, "birth_date: must be a date written YYYY-MM-DD, from 1900"),
+        ({"postcode": "SE11"}, "postcode: must be a full UK postcode"),
+        ({"officer_phone": "ring the office"}, "officer_phone: must be a telephone number"),
+        ({"officer_email": "sam.patel"}, "officer_email: must be an email address"),
+        ({"given_name": 7}, "given_name: must be a string"),
+        ({"officer_name": "Sam", "start": "x"}, "start: not a field of referral.created events"),
+    ],
+)
+def test_a_bad_detail_is_named_without_repeating_it(change: dict[str, Any], expected: str) -> None:
+    found = problems({**REFERRAL, **WHO, **change})
+    assert any(p.startswith(expected) for p in found), found
+    text = " ".join(found)
+    for given in ("01/04/1990", "1890", "ring the office", "sam.patel"):
+        assert given not in text
 
 
 def test_crn_and_nhs_number_give_a_link_patient_before_the_event() -> None:

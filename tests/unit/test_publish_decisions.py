@@ -171,3 +171,23 @@ def test_a_bundled_resource_without_id_is_known_by_its_urn_uuid_full_url() -> No
     ]
     assert isinstance(named_by_url, Rejected), "only a urn:uuid stands in for an id"
     assert "Appointment.id" in named_by_url.reason()
+
+
+def test_a_referrals_task_may_name_no_person_and_is_keyed_by_its_referral() -> None:
+    """A service updating a referral need not copy the hub's person id: the referral names them."""
+    task = (
+        '{"resourceType":"Task","id":"mht-own-1","status":"accepted","intent":"order",'
+        '"focus":{"reference":"ServiceRequest/ref-1"}}'
+    )
+    [only] = [decide(r, "mht-rv5") for r in read_text(task, "task.json")]
+    assert isinstance(only, Accepted)
+    assert only.envelope.subject is None
+    assert only.envelope.key() == b"urn:concord:referral|mht-rv5/ref-1"
+
+
+def test_a_task_naming_neither_person_nor_referral_is_refused_naming_both() -> None:
+    task = '{"resourceType":"Task","id":"t-1","status":"accepted","intent":"order"}'
+    [only] = [decide(r, "mht-rv5") for r in read_text(task, "task.json")]
+    assert isinstance(only, Rejected)
+    assert "Task.for" in only.reason()
+    assert "no reference names the person" in only.reason()

@@ -290,9 +290,14 @@ def test_stored_referral_keeps_the_event_it_was_routed_from_and_reads_older_rows
     assert decode_calendar(encode_calendar(calendar)) == calendar
 
     value = orjson.loads(encode_calendar(calendar))
-    value[6][0] = value[6][0][:13]  # a row stored before referrals kept their event id
+    value[6][0] = value[6][0][:13]  # a row stored before referrals kept their event id (and area)
     older: Referral = next(iter(decode_calendar(orjson.dumps(value)).referrals.values()))
-    assert older == replace(referral, event_id=None)
+    assert older == replace(referral, event_id=None, area=None)
+    value[6][0] = orjson.loads(encode_calendar(calendar))[6][0][:14]  # one before they kept area
+    assert next(iter(decode_calendar(orjson.dumps(value)).referrals.values())) == replace(
+        referral, area=None
+    )
+    assert referral.area == "E09000022", "a referral keeps its area"
 
 
 # --- versions -----------------------------------------------------------------------------------

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
 
 from services.domain.calendar import Calendar, Slot, Version
+from services.domain.referral_parties import ReferralParties
+from services.domain.referrals import Referral
 from services.domain.relationships import Relationship
-from services.stream.state import calendar_of, decode_calendar, encode_calendar, upcast_v1_v2
+from services.stream.state import (
+    calendar_of,
+    decode_calendar,
+    encode_calendar,
+    upcast_v1_v2,
+    upcast_v2_v3,
+)
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 
@@ -128,3 +137,78 @@ def test_a_format_1_calendar_with_slots_decodes_them_as_before() -> None:
     v2 = orjson.loads(encode_calendar(FIVE))
     v1 = [1, *v2[1:7]]
     assert decode_calendar(orjson.dumps(v1)) == FIVE
+
+
+NAMED = Calendar(
+    "p-1",
+    known_as={
+        "gp-Y01234": frozenset(
+            {"urn:concord:id:local:gp-Y01234|G-77", "https://fhir.nhs.uk/Id/nhs-number|9434765919"}
+        ),
+        "probation-london": frozenset({"urn:concord:id:probation-crn|X123456"}),
+    },
+)
+
+
+def test_each_partners_identifiers_round_trip() -> None:
+    assert decode_calendar(encode_calendar(NAMED)) == NAMED
+
+
+def test_a_format_2_value_is_upcast_knowing_no_partners_identifiers() -> None:
+    """Format 2 did not keep them: each partner's are learnt again from its next event."""
+    v2 = [2, "p-1", None, [], {"gp-Y01234": "gp"}, [], [], {}]
+    assert upcast_v2_v3(v2) == [3, *v2[1:], {}]
+    assert decode_calendar(orjson.dumps(v2)) == Calendar("p-1", partners={"gp-Y01234": "gp"})
+
+
+PARTIES = ReferralParties(
+    person={
+        "name": [{"family": "Smith", "given": ["Jo"]}],
+        "birthDate": "1990-04-01",
+        "address": [{"line": ["1 High Street"], "postalCode": "SE11 5AB"}],
+    },
+    requester=(
+        {
+            "resourceType": "PractitionerRole",
+            "id": "requester",
+            "practitioner": {"reference": "#practitioner"},
+            "telecom": [{"system": "phone", "value": "020 7946 0000"}],
+        },
+        {"resourceType": "Practitioner", "id": "practitioner", "name": [{"text": "Sam Patel"}]},
+    ),
+)
+REFERRAL = Referral(
+    referral_id="probation-london/ref-1",
+    fhir_id="ref-1",
+    referrer="probation-london",
+    recipient="mht-rv5",
+    status="requested",
+    category="crisis-support",
+    urgency="urgent",
+    requested=T0,
+    deadline=T0 + timedelta(days=1),
+    event_id="e-1",
+    parties=PARTIES,
+)
+
+
+def test_a_referrals_parties_round_trip() -> None:
+    cal = Calendar("p-1", referrals={REFERRAL.referral_id: REFERRAL})
+    assert decode_calendar(encode_calendar(cal)) == cal
+    bare = replace(REFERRAL, parties=None)
+    cal = Calendar("p-1", referrals={bare.referral_id: bare})
+    assert decode_calendar(encode_calendar(cal)) == cal
+
+
+def test_a_referral_stored_before_it_kept_its_parties_reads_with_none() -> None:
+    value = orjson.loads(encode_calendar(Calendar("p-1", referrals={"r": REFERRAL})))
+    value[6][0] = value[6][0][:14]
+    (read,) = decode_calendar(orjson.dumps(value)).referrals.values()
+    assert read == replace(REFERRAL, parties=None)
+
+
+def test_stored_parties_of_another_shape_are_corrupt() -> None:
+    value = orjson.loads(encode_calendar(Calendar("p-1", referrals={"r": REFERRAL})))
+    value[6][0][14] = {"person": "Jo Smith"}
+    with pytest.raises(ValueError, match="stored referral parties"):
+        decode_calendar(orjson.dumps(value))

@@ -164,7 +164,16 @@ def test_referral_bundle_is_a_bars_request_with_the_request_in_focus_and_its_tas
 
 
 def test_referral_naming_its_person_by_identifier_has_no_patient_entry() -> None:
-    envelope = example("referral.request.delivered.json")
+    """The hub contains the person's Patient in every referral it sends today; a request that
+    names them by identifier alone is still sent as it is."""
+    delivered = example("referral.request.delivered.json")
+    by_identifier = {
+        key: value
+        for key, value in delivered.resource.items()
+        if key not in ("contained", "requester")
+    }
+    by_identifier["subject"] = {"identifier": delivered.resource["subject"]["identifier"]}
+    envelope = delivered.model_copy(update={"resource": by_identifier})
     bundle = message_bundle(envelope, "gp-Y01234", URL)
     Bundle.model_validate(bundle)
     assert [e["resource"]["resourceType"] for e in bundle["entry"]] == [
@@ -339,14 +348,14 @@ def test_ref_i12_reads_back_through_the_hubs_own_referral_mapping() -> None:
     ]
 
 
-def test_ref_i12_without_the_person_names_them_by_identifier_and_adds_nothing() -> None:
-    envelope = example("referral.request.delivered.json")
+def test_ref_i12_without_the_persons_details_names_them_by_identifier_and_adds_nothing() -> None:
+    envelope = example("wire/inputs/referral-without-details.request.delivered.json")
     parts = segments(hl7_message(envelope, "mht-rv5", "c.1", envelope.recorded_at))
     assert parts["PID"][0] == [
         "PID",
         "1",
         "",
-        "p-468c6e946e3611ce49a1^^^&urn:concord:id:person&URI",
+        "9434765919^^^NHS^NH~p-468c6e946e3611ce49a1^^^&urn:concord:id:person&URI",
     ]
     assert parts["PRD"][0] == ["PRD", "RP^Referring Provider^HL70286"]
     assert len(parts["RF1"][0]) == 8, "no reason field: the resource carries none"
