@@ -71,6 +71,7 @@ class Evidence:
     status: str
     start: datetime | None
     end: datetime | None
+    recorded: datetime  # when the service last recorded it (its version's lastUpdated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,8 @@ class BreachCheck:
 def _evidence(slots: list[Slot]) -> tuple[Evidence, ...]:
     ordered = sorted(slots, key=lambda s: (s.start, s.appointment_id))
     return tuple(
-        Evidence(s.appointment_id, s.partner, s.kind, s.status, s.start, s.end) for s in ordered
+        Evidence(s.appointment_id, s.partner, s.kind, s.status, s.start, s.end, s.version.updated)
+        for s in ordered
     )
 
 
@@ -202,6 +204,7 @@ def breach_check_answer(
             "status": e.status,
             "start": _when(e.start),
             "end": _when(e.end),
+            "recorded": _when(e.recorded),
             "service_type": calendar.slots[e.appointment_id].service_type,
         }
         shown = disclose(

@@ -88,7 +88,7 @@ DETECTED_ISSUE = Rule(
 )
 # The evidence shows the type of organisation; its name and the service come with consent.
 BREACH_EVIDENCE = Rule(
-    default=elements("appointment_id organisation_type status start end"),
+    default=elements("appointment_id organisation_type status start end recorded"),
     by_consent=MappingProxyType({"appointment-detail": elements("organisation service_type")}),
     enrich_kinds=HEALTH_KINDS,
 )

@@ -285,6 +285,16 @@ def _organisation(evidence: Mapping[str, Any]) -> str:
 ATTENDANCE = {"arrived": "arrived for", "checked-in": "checked in for", "fulfilled": "attended"}
 
 
+def _confirmed(evidence: list[Mapping[str, Any]]) -> str:
+    """When the service recorded the attendance, as the officer's evidence note needs it:
+    "confirmed by the service at 09:12 on 3 December" (the latest, if several)."""
+    recorded = [r for e in evidence if (r := _local(e.get("recorded"))) is not None]
+    if not recorded:
+        return "as the service confirmed"
+    latest = max(recorded)
+    return f"confirmed by the service at {latest:%H:%M} on {latest.day} {latest:%B}"
+
+
 def verdict_sentence(answer: Mapping[str, Any]) -> str:
     """The breach check's verdict as an officer would say it, from the answer they may see."""
     verdict = answer["verdict"]
@@ -296,7 +306,7 @@ def verdict_sentence(answer: Mapping[str, Any]) -> str:
             for e in evidence
         ]
         said = "; and ".join(parts)
-        return f"Explained: the person {said}, as the service confirmed."
+        return f"Explained: the person {said}, {_confirmed(evidence)}."
     if verdict == "possible-conflict":
         parts = [
             f"{_organisation(e)} was booked {spoken_time(e.get('start'), e.get('end'))}"

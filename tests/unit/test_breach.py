@@ -83,7 +83,7 @@ def test_booked_health_appointment_is_a_possible_conflict() -> None:
     result = check(slot("m", "mht", partner="mht-nelft", status="booked", at=-60))
     assert result.verdict == "possible-conflict"
     assert result.evidence == (
-        Evidence("mht-nelft/m", "mht-nelft", "mht", "booked", T0 - timedelta(hours=1), T0),
+        Evidence("mht-nelft/m", "mht-nelft", "mht", "booked", T0 - timedelta(hours=1), T0, T0),
     )
 
 
@@ -126,7 +126,7 @@ def test_verdict_does_not_depend_on_the_missed_appointment_status() -> None:
 def test_evidence_is_minimised() -> None:
     (evidence,) = check(slot("m", "mht", partner="mht-nelft", status="fulfilled")).evidence
     names = {f.name for f in dataclasses.fields(evidence)}
-    assert names == {"appointment_id", "partner", "kind", "status", "start", "end"}
+    assert names == {"appointment_id", "partner", "kind", "status", "start", "end", "recorded"}
 
 
 def test_every_health_partner_that_could_hold_evidence_is_listed_with_freshness() -> None:
@@ -317,6 +317,7 @@ def test_a_stay_over_several_days_explains_the_absence_like_an_attended_appointm
             "status": "fulfilled",
             "start": "2025-03-02T09:00:00Z",
             "end": "2025-03-05T09:00:00Z",
+            "recorded": "2025-03-03T09:00:00Z",
         }
     ]
 
@@ -330,6 +331,7 @@ def test_a_stay_under_way_is_evidence_from_its_start_with_no_end_shown() -> None
             "organisation_type": "health-service",
             "status": "arrived",
             "start": "2025-03-02T09:00:00Z",
+            "recorded": "2025-03-03T09:00:00Z",
         }
     ]
 

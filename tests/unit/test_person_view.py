@@ -32,7 +32,9 @@ def partner(partner_id: str) -> Partner:
     return found
 
 
-def slot(name: str, partner_id: str, kind: AgencyKind, status: str, at: int = 0) -> Slot:
+def slot(
+    name: str, partner_id: str, kind: AgencyKind, status: str, at: int = 0, recorded: int = 0
+) -> Slot:
     start = T0 + timedelta(minutes=at)
     return Slot(
         appointment_id=f"{partner_id}/{name}",
@@ -42,7 +44,7 @@ def slot(name: str, partner_id: str, kind: AgencyKind, status: str, at: int = 0)
         start=start,
         end=start + timedelta(minutes=30),
         location=None,
-        version=Version(1, T0, f"e-{name}"),
+        version=Version(1, T0 + timedelta(minutes=recorded), f"e-{name}"),
         service_type="Psychiatry: psychosis follow-up",
     )
 
@@ -78,7 +80,7 @@ def view(
 
 
 SUPERVISION = slot("sup-1", "probation-london", "probation", "noshow", at=-15)
-MHT_VISIT = slot("mht-1", "mht-rv5", "mht", "fulfilled")
+MHT_VISIT = slot("mht-1", "mht-rv5", "mht", "fulfilled", recorded=42)  # recorded at 10:42
 
 
 def test_a_missed_appointment_gets_the_breach_checks_verdict_in_a_sentence() -> None:
@@ -87,7 +89,7 @@ def test_a_missed_appointment_gets_the_breach_checks_verdict_in_a_sentence() -> 
     assert missed["verdict"] == "explained"
     assert missed["sentence"] == (
         "Explained: the person attended a health service appointment 10:00–10:30 on "
-        "3 December, as the service confirmed."
+        "3 December, confirmed by the service at 10:42 on 3 December."
     )
     assert shown["partners"] == [
         {"organisation_label": "Health service", "last_heard": "2026-12-03T09:12:00Z"}

@@ -89,6 +89,7 @@ def test_by_default_the_officer_sees_a_health_service_and_no_partner_ids() -> No
             "status": "fulfilled",
             "start": "2026-12-03T10:00:00Z",
             "end": "2026-12-03T11:00:00Z",
+            "recorded": "2026-12-03T10:00:00Z",  # when the service said so: for the evidence note
         }
     ]
     assert shown["partners"] == [
