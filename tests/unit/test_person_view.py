@@ -33,7 +33,7 @@ def partner(partner_id: str) -> Partner:
 
 
 def slot(
-    name: str, partner_id: str, kind: AgencyKind, status: str, at: int = 0, recorded: int = 0
+    name: str, partner_id: str, kind: AgencyKind, status: str, *, at: int = 0, recorded: int = 0
 ) -> Slot:
     start = T0 + timedelta(minutes=at)
     return Slot(
