@@ -162,7 +162,7 @@ def test_the_page_shows_no_more_of_another_agency_than_the_policy_allows(
     """Without consent, another agency's appointment shows only the role's default elements:
     never its service, its organisation's name or its partner id."""
     slots = [
-        slot(f"a{n}", partner_id, kind, status, at)
+        slot(f"a{n}", partner_id, kind, status, at=at)
         for n, ((partner_id, kind), status, at) in enumerate(appointments)
     ]
     role = ROLE_OF_KIND[partner(asking).kind]
