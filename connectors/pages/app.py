@@ -15,6 +15,7 @@ import base64
 import contextlib
 import hmac
 import os
+import re
 import secrets
 import sys
 import time
@@ -36,7 +37,7 @@ from aiokafka.errors import KafkaError
 
 from connectors.delivery.service import group_id as delivery_group
 from connectors.kafka_io import Publisher
-from connectors.pages import operations, referrals
+from connectors.pages import charts, operations, referrals
 from connectors.pages.oidc import OidcRefused, Provider, as_session, oidc_config, user_from_claims
 from connectors.pages.users import User, UserDirectory
 from schemas import topics
@@ -289,6 +290,8 @@ async def home(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/referrals")
     if user.role == "operator":
         raise web.HTTPSeeOther("/dead-letters")
+    if user.role == "commissioner":
+        raise web.HTTPSeeOther("/figures")
     return await render(request, "home.html")
 
 
@@ -322,8 +325,20 @@ def reference_label(user: User) -> str:
     return {"probation-officer": "CRN", "clinician": "NHS number"}.get(user.role, "Client ID")
 
 
-async def find_person(request: web.Request) -> web.StreamResponse:
+# The roles that work with people; operators and commissioners never open a person's page.
+WORKS_WITH_PEOPLE = frozenset({"probation-officer", "clinician", "voluntary-worker"})
+
+
+def works_with_people(request: web.Request) -> User:
+    """The signed-in user, when their role works with people; 403 otherwise."""
     user: User = request[USER]
+    if user.role not in WORKS_WITH_PEOPLE:
+        raise web.HTTPForbidden(text="Your role sees no person's records")
+    return user
+
+
+async def find_person(request: web.Request) -> web.StreamResponse:
+    user = works_with_people(request)
     # As people write them: a CRN in any case, an NHS number with spaces; a client id as it is.
     wanted = request.query.get("reference", "").strip()
     if person_system(user) in (PROBATION_CRN, NHS_NUMBER):
@@ -339,7 +354,7 @@ async def find_person(request: web.Request) -> web.StreamResponse:
 
 
 async def person_page(request: web.Request) -> web.StreamResponse:
-    user: User = request[USER]
+    user = works_with_people(request)
     reference = request.match_info["reference"]
     identifier = quote(f"{person_system(user)}|{reference}", safe="")
     status, answer = await ask_worker(request, f"/person-view?identifier={identifier}")
@@ -413,7 +428,7 @@ async def follow_alerts(alerts: Alerts) -> None:
 async def person_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events for one person page: `changed` when an alert about the person arrives
     for the user's partner. The person is found as the page found them (the workers answer)."""
-    user: User = request[USER]
+    user = works_with_people(request)
     reference = request.match_info["reference"]
     identifier = quote(f"{person_system(user)}|{reference}", safe="")
     status, answer = await ask_worker(request, f"/person-view?identifier={identifier}")
@@ -454,6 +469,7 @@ async def worker_trouble(request: web.Request, handler: Handler) -> web.StreamRe
 
 async def referral_entries(request: web.Request) -> list[dict[str, Any]]:
     """The user's partner's referrals (sent or received), as the workers' inbox gives them."""
+    works_with_people(request)
     status, answer = await ask_worker(request, "/referrals")
     if status != 200:
         raise WorkerUnavailable(str(status))
@@ -651,6 +667,50 @@ async def partner_feeds(request: web.Request) -> web.StreamResponse:
     )
 
 
+MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+
+
+async def figures(request: web.Request) -> web.StreamResponse:
+    """The commissioners' figures of a month: a chart per figure by area, with its table."""
+    user: User = request[USER]
+    if user.role != "commissioner":
+        raise web.HTTPForbidden(text="Only commissioners see the figures")
+    month = request.query.get("month") or datetime.now(UTC).strftime("%Y-%m")
+    if not MONTH.fullmatch(month):
+        month = datetime.now(UTC).strftime("%Y-%m")
+    status, bundle = await ask_worker(request, f"/measures?month={month}")
+    if status != 200:
+        raise WorkerUnavailable(f"HTTP {status}")
+    reports = [entry["resource"] for entry in bundle.get("entry", [])]
+    return await render(request, "figures.html", month=month, figures=charts.by_figure(reports))
+
+
+async def figures_csv(request: web.Request) -> web.StreamResponse:
+    """The month's figures as CSV (schemas/measures/data-dictionary.md), as the workers give it."""
+    user: User = request[USER]
+    if user.role != "commissioner":
+        raise web.HTTPForbidden(text="Only commissioners see the figures")
+    month = request.query.get("month", "")
+    if not MONTH.fullmatch(month):
+        raise web.HTTPBadRequest(text="month: give it as YYYY-MM")
+    config: PagesConfig = request.app[CONFIG]
+    header = statement(user.staff, pages_secret(), datetime.now(UTC))
+    client: aiohttp.ClientSession = request.app[CLIENT]
+    url = f"{config.worker}/measures?month={month}&format=csv"
+    try:
+        async with client.get(url, headers={STAFF_HEADER: header}) as answer:
+            if answer.status != 200:
+                raise WorkerUnavailable(f"HTTP {answer.status}")
+            body = await answer.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise WorkerUnavailable(type(exc).__name__) from None
+    return web.Response(
+        body=body,
+        content_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="figures-{month}.csv"'},
+    )
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"ready": True})
 
@@ -688,6 +748,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/dead-letters/{ref}/replay", replay_dead_letter),
     ("GET", "/identity-conflicts", identity_conflicts),
     ("GET", "/partners", partner_feeds),
+    ("GET", "/figures", figures),
+    ("GET", "/figures.csv", figures_csv),
 )
 
 

@@ -26,15 +26,15 @@ StaffRole = Literal[
     "probation-officer", "clinician", "voluntary-worker", "operator", "commissioner"
 ]
 STAFF_ROLES: tuple[StaffRole, ...] = get_args(StaffRole)
-# The partner kinds each role works for. Operators and commissioners work for the hub or a
-# commissioning body, not a partner that exchanges events, so no kind: they get no person pages.
+# The partner kinds each role works for. Operators work for the hub, no partner: no person
+# pages. Commissioners work for a commissioning body, whose partner kind reads figures only.
 ROLE_KINDS: Mapping[StaffRole, frozenset[AgencyKind]] = MappingProxyType(
     {
         "probation-officer": frozenset({"probation"}),
         "clinician": frozenset({"gp", "mht"}),
         "voluntary-worker": frozenset({"voluntary"}),
         "operator": frozenset(),
-        "commissioner": frozenset(),
+        "commissioner": frozenset({"commissioner"}),
     }
 )
 ROLE_LABELS: Mapping[StaffRole, str] = MappingProxyType(

@@ -170,9 +170,9 @@ def show_figures(worker: str, commissioner: str, secret: str, charts: Path) -> N
     chart per figure."""
     import time
 
+    from connectors.pages.charts import bar_chart, breakdown_chart
     from services.domain.signin import basic_header
     from services.ops.client import get_json
-    from services.web.charts import bar_chart, breakdown_chart
 
     headers = {"Authorization": basic_header(commissioner, secret)}
     deadline = time.monotonic() + 90

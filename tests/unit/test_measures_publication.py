@@ -15,6 +15,7 @@ import pytest
 from fhir.resources.R4B.measure import Measure
 from fhir.resources.R4B.measurereport import MeasureReport
 
+from connectors.pages.charts import bar_chart, breakdown_chart
 from schemas.measures import BY_CODE, FIGURES, HERE, measure
 from schemas.referrals import CATEGORIES
 from services.domain.intake import unusable
@@ -29,7 +30,6 @@ from services.domain.measures import Counted, add_to_cells
 from services.domain.partners import PartnerDirectory
 from services.runtime import ROOT, area_map
 from services.stream.outbox import report_outs
-from services.web.charts import bar_chart, breakdown_chart
 from services.web.measures import bundle_of, chosen_reports, report_of, reports_csv
 
 AREAS = area_map(ROOT / "deploy" / "areas.yaml")

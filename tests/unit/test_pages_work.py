@@ -4,6 +4,7 @@ Appointment, the operator's dead-letter filters and pages, and who may open the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import uuid
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
@@ -21,6 +23,8 @@ from connectors.publish import Encoded, decide_encoded
 from schemas.envelope import DeadLetter
 from schemas.identifiers import NHS_NUMBER, PersonIdentifier
 from services.domain.audit import STAFF_USER_SYSTEM, replay_audit
+from services.domain.staff import STAFF_HEADER
+from services.runtime import ROOT
 from tests.unit.test_pages_sessions import CONFIG, USERS, sign_in
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
@@ -216,3 +220,44 @@ def test_the_pages_keep_each_referral_as_it_was_delivered_to_its_recipient() -> 
     )
     state.outbound(b"probation-london", other)
     assert state.delivered == {("mht-rv5", "p-1", "ref-1"): resource}
+
+
+REPORT = json.loads((ROOT / "schemas" / "examples" / "stats.measure.reported.json").read_text())[
+    "resource"
+]
+
+
+def test_a_commissioner_sees_the_months_figures_as_charts_and_tables_and_nothing_else() -> None:
+    """The figures page asks the workers' /measures as the signed-in commissioner and draws
+    what comes back; officers may not open it, and commissioners reach no person page."""
+    asked: list[tuple[str, str | None]] = []
+
+    async def measures(request: web.Request) -> web.Response:
+        asked.append((request.query_string, request.headers.get(STAFF_HEADER)))
+        if request.query.get("format") == "csv":
+            return web.Response(text="figure,month\nreferrals-accepted,2026-11\n")
+        bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": REPORT}]}
+        return web.json_response(bundle)
+
+    async def main() -> None:
+        worker = web.Application()
+        worker.router.add_get("/measures", measures)
+        async with TestServer(worker) as stand_in:
+            config = dataclasses.replace(CONFIG, worker=str(stand_in.make_url("")).rstrip("/"))
+            async with TestClient(TestServer(build_app(config, USERS, live_updates=False))) as c:
+                await sign_in(c, "commissioner.achebe", "demo-commissioner.achebe")
+                page = await (await c.get("/figures?month=2026-11")).text()
+                assert "<svg" in page
+                assert "Lambeth" in page
+                assert re.search(r"<h1[^>]*>Figures for 2026-11</h1>", page)
+                csv_answer = await c.get("/figures.csv?month=2026-11")
+                assert csv_answer.headers["Content-Disposition"].endswith('-2026-11.csv"')
+                for person_level in ("/people/X123456", "/people?reference=X1", "/referrals"):
+                    assert (await c.get(person_level)).status == 403, person_level
+            async with TestClient(TestServer(build_app(config, USERS, live_updates=False))) as c:
+                await sign_in(c, "officer.adeyemi", "demo-officer.adeyemi")
+                assert (await c.get("/figures")).status == 403
+        assert [query for query, _ in asked] == ["month=2026-11", "month=2026-11&format=csv"]
+        assert all(statement for _, statement in asked), "asked as the signed-in commissioner"
+
+    asyncio.run(main())

@@ -39,9 +39,7 @@ def bar_chart(reports: Iterable[Mapping[str, Any]], title: str | None = None) ->
     chosen = list(reports)
     bars = []
     for report in chosen:
-        subject = report.get("subject") or {}
-        label = subject.get("display") or subject.get("identifier", {}).get("value", "all areas")
-        bars.append((str(label), *_shown(report["group"][0])))
+        bars.append((_label(report), *_shown(report["group"][0])))
     return _draw(title or (_title(chosen[0]) if chosen else ""), bars)
 
 
@@ -58,6 +56,27 @@ def breakdown_chart(report: Mapping[str, Any], breakdown: str, title: str | None
             area = (report.get("subject") or {}).get("display", "all areas")
             return _draw(title or f"{_title(report)}, {area}, by {breakdown}", bars)
     raise ValueError(f"the report {report.get('id')} has no breakdown by {breakdown!r}")
+
+
+def by_figure(reports: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One month's reports as the figures page lays them out: per figure (in the order the
+    Measures are defined), its title, its chart by area, and the same bars as table rows."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for report in reports:
+        grouped.setdefault(str(report["measure"]).rpartition(":")[2], []).append(report)
+    laid_out = []
+    for code in [c for c in BY_CODE if c in grouped]:
+        chosen = sorted(grouped[code], key=lambda r: str(r["id"]))
+        rows = [(_label(r), _shown(r["group"][0])[1]) for r in chosen]
+        laid_out.append(
+            {"code": code, "title": _title(chosen[0]), "svg": bar_chart(chosen), "rows": rows}
+        )
+    return laid_out
+
+
+def _label(report: Mapping[str, Any]) -> str:
+    subject = report.get("subject") or {}
+    return str(subject.get("display") or subject.get("identifier", {}).get("value", "all areas"))
 
 
 def _draw(title: str, bars: list[tuple[str, int | None, str]]) -> str:
