@@ -142,6 +142,7 @@ def test_without_consent_the_officer_sees_time_type_and_attendance_only(
         "status",
         "start",
         "end",
+        "recorded",  # when the service recorded the attendance: no detail of it
     }
 
 
