@@ -66,6 +66,7 @@ from services.domain.measures import Counted
 from services.domain.referrals import Referral
 from services.domain.refusals import (
     Refusal,
+    Sender,
     refusal_id,
     refusal_outcome,
     refused_event_type,
@@ -245,19 +246,35 @@ def refusal_outs(
     outs = [dead_letter(message, refusal.reason, now, origin=origin, raw=raw)]
     if sender is None:
         return outs
-    refused = uuid.UUID(sender.event_id)
+    outs.append(
+        _to_sender(
+            sender,
+            refusal_id(sender),
+            refused_event_type(sender.event_type),
+            refusal_outcome(sender, refusal),
+            now,
+        )
+    )
+    return outs
+
+
+def _to_sender(
+    sender: Sender, event_id: uuid.UUID, event_type: str, outcome: dict[str, Any], now: datetime
+) -> Out:
+    """An answer about the sender's own input (a refusal, a flag), on the outbound topic keyed by
+    the sender; correlated to its message, else to the event it answers."""
+    answered = uuid.UUID(sender.correlation_id or sender.event_id)
     told = Envelope(
-        event_id=refusal_id(sender),
-        event_type=refused_event_type(sender.event_type),
+        event_id=event_id,
+        event_type=event_type,
         source=HUB_SOURCE,
         subject=None,
         occurred_at=now,
         recorded_at=now,
-        correlation_id=uuid.UUID(sender.correlation_id) if sender.correlation_id else refused,
-        resource=refusal_outcome(sender, refusal),
+        correlation_id=answered,
+        resource=outcome,
     )
-    outs.append(Out(topics.OUTBOUND, sender.partner.encode(), encode(told)))
-    return outs
+    return Out(topics.OUTBOUND, sender.partner.encode(), encode(told))
 
 
 def _update_refused(d: UpdateRefused, now: datetime) -> list[Out]:
@@ -283,18 +300,11 @@ def _data_quality_flagged(d: DataQualityFlagged, now: datetime) -> list[Out]:
         outs.append(dead_letter(d.message, reason, now, origin=DATA_QUALITY_ORIGIN))
     if sender is None:
         return outs
-    flagged = uuid.UUID(sender.event_id)
-    told = Envelope(
-        event_id=flag_id(sender),
-        event_type=flagged_event_type(sender.event_type),
-        source=HUB_SOURCE,
-        subject=None,
-        occurred_at=now,
-        recorded_at=now,
-        correlation_id=uuid.UUID(sender.correlation_id) if sender.correlation_id else flagged,
-        resource=data_quality_outcome(sender, d.issues),
-    )
-    return [*outs, Out(topics.OUTBOUND, sender.partner.encode(), encode(told))]
+    outcome = data_quality_outcome(sender, d.issues)
+    return [
+        *outs,
+        _to_sender(sender, flag_id(sender), flagged_event_type(sender.event_type), outcome, now),
+    ]
 
 
 # --- referral inboxes --------------------------------------------------------------------------
