@@ -7,7 +7,7 @@ CONCORD = $(VENV)/bin/concord
 # connectors/pages/package-lock.json (git-ignored node_modules, as the Kafka jars are fetched).
 PAGES_ASSETS = connectors/pages/node_modules
 
-.PHONY: install kafka topics run demo test unit fuzz lint format bench stop clean
+.PHONY: install kafka topics run demo test unit fuzz lint format bench manifests stop clean
 
 install: $(VENV)/.installed $(PAGES_ASSETS)/.installed
 
@@ -63,6 +63,9 @@ format: install
 
 bench: kafka  ## every benchmark, printing its figures (BENCH_ARGS=--quick for a smoke run)
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+manifests: install  ## render and validate deploy/k8s, deploy/compose.yaml and the Dockerfile
+	deploy/k8s/validate.sh
 
 stop:
 	-$(CONCORD) kafka stop

