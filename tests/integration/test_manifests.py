@@ -286,3 +286,13 @@ def test_the_kafka_cluster_is_three_kraft_nodes_with_sasl_and_no_topic_creation(
     topics = of_kind(rendered, "KafkaTopic")
     assert topics
     assert all(t["spec"]["replicas"] == 3 for t in topics)
+
+
+def test_the_topics_match_the_partition_count_and_replication_the_processes_are_given(rendered):
+    settings = of_kind(rendered, "ConfigMap")[0]["data"]
+    topics = {t["spec"]["topicName"]: t["spec"] for t in of_kind(rendered, "KafkaTopic")}
+    for per_person in ("inbound", "person-events", "assignments", "alerts", "outbound"):
+        assert topics[f"concord.{per_person}"]["partitions"] == int(settings["CONCORD_PARTITIONS"])
+    for spec in topics.values():
+        assert spec["replicas"] == int(settings["CONCORD_REPLICATION_FACTOR"])
+        assert spec["config"]["min.insync.replicas"] == "2"
