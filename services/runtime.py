@@ -319,7 +319,11 @@ def configure_logging(level: str | None = None) -> None:
             ],
         )
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), handlers=[handler], force=True)
+    # The libraries' own lines (faust, aiokafka, kafka-python...) from CONCORD_LIBRARY_LOG_LEVEL:
+    # warnings and worse unless asked, as their info lines come several per message.
+    library = os.environ.get("CONCORD_LIBRARY_LOG_LEVEL", "warning").upper()
+    library_level = logging.getLevelNamesMapping().get(library, logging.WARNING)
+    logging.basicConfig(level=library_level, handlers=[handler], force=True)
     logging.captureWarnings(True)  # Python's warnings too, as log lines rather than plain text
     # kafka-python's selector times its own polling and warns about it under load: noise to a reader.
     logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
