@@ -22,7 +22,12 @@ from schemas.internal import IdentityConflictRecord, PartnerActivity
 from schemas.topics import topic_prefix
 from services.domain.feed_silence import silences
 from services.domain.partners import PartnerDirectory
-from services.observe.metrics import set_backlog, set_consumer_lag, set_feed_ages
+from services.observe.metrics import (
+    set_backlog,
+    set_consumer_lag,
+    set_expected_intervals,
+    set_feed_ages,
+)
 from services.observe.operator import OperatorAlerts
 from services.runtime import bootstrap_servers, partner_directory
 
@@ -126,6 +131,7 @@ class OperatorWatch:
     def check(self, now: datetime) -> None:
         """Update the feed ages and alert partners newly silent for longer than expected."""
         set_feed_ages(self.last_heard, now)
+        set_expected_intervals(self._expected)
         new, self._told_silent = silences(
             self._expected, self.last_heard, self._since, now, self._told_silent
         )

@@ -218,6 +218,7 @@ class Listener:
         count_message(
             partner,
             "hl7v2",
+            stage="mllp",
             events=len(reply.envelopes),
             stored=outcome.stored,
             refused=reply.code != "AA",

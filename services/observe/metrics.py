@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -98,6 +98,12 @@ CONSUMER_LAG = Gauge(
 FEED_AGE = Gauge(
     "concord_partner_feed_age_seconds",
     "Seconds since the hub last heard from each partner (its feed's freshness)",
+    ["partner"],
+    registry=REGISTRY,
+)
+FEED_EXPECTED = Gauge(
+    "concord_partner_expected_interval_seconds",
+    "How long each partner's feed may be quiet before operators are told (silent_after)",
     ["partner"],
     registry=REGISTRY,
 )
@@ -193,13 +199,20 @@ def count_gateway_request(
 
 
 def count_message(
-    partner: str, fmt: str, *, events: int, stored: bool, refused: bool, dead_lettered: bool
+    partner: str,
+    fmt: str,
+    *,
+    stage: str,
+    events: int,
+    stored: bool,
+    refused: bool,
+    dead_lettered: bool,
 ) -> None:
     """Count one message an edge answered (an MLLP frame): its events when Kafka stored them, a
     refusal when it was refused or could not be stored, and its dead letter."""
     count_input(partner, fmt, accepted=events if stored else 0, refused=int(refused or not stored))
     if dead_lettered and stored:
-        count_dead_letter(fmt, "refused")
+        count_dead_letter(stage, "refused")
 
 
 def count_dead_letter(stage: str, reason: str) -> None:
@@ -239,6 +252,12 @@ def set_feed_ages(last_heard: Mapping[str, datetime], now: datetime) -> None:
     """Set how long ago each partner was last heard from."""
     for partner, heard in last_heard.items():
         FEED_AGE.labels(partner).set(max(0.0, (now - heard).total_seconds()))
+
+
+def set_expected_intervals(expected: Mapping[str, timedelta]) -> None:
+    """Set each partner's silent_after, for the alerting rule that compares it with the age."""
+    for partner, interval in expected.items():
+        FEED_EXPECTED.labels(partner).set(interval.total_seconds())
 
 
 # --- the deliverer -----------------------------------------------------------------------------

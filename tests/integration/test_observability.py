@@ -163,12 +163,14 @@ def test_deliverer_is_ready_once_assigned_and_tells_the_operator_webhook_when_it
                 assert json.loads(await wait_for_status(base + "/ready", 200))["ready"] is True
                 await wait_until(lambda: ops.requests >= 1, "the operator webhook to be told")
                 scrape = (await http_get(base + "/metrics"))[1]
-                assert sample(
-                    scrape, "concord_delivery_attempts_total", partner=GP, outcome="refused"
-                ) == 1
-                assert sample(
-                    scrape, "concord_deliveries_total", partner=GP, outcome="dead-lettered"
-                ) == 1
+                assert (
+                    sample(scrape, "concord_delivery_attempts_total", partner=GP, outcome="refused")
+                    == 1
+                )
+                assert (
+                    sample(scrape, "concord_deliveries_total", partner=GP, outcome="dead-lettered")
+                    == 1
+                )
                 assert (await http_get(base + "/livez"))[0] == 200
                 monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", CLOSED)
                 failing = json.loads(await wait_for_status(base + "/ready", 503))["failing"]
