@@ -69,7 +69,12 @@ from schemas.envelope import Envelope
 from schemas.internal import ReferralInboxEntry
 from schemas.topics import topic_prefix
 from services.observe.health import Check, KafkaProbe, http_address, serve_health
-from services.observe.metrics import count_attempt, count_given_up
+from services.observe.metrics import (
+    allow_partner_labels,
+    count_attempt,
+    count_given_up,
+    partner_label,
+)
 from services.observe.operator import operator_alerts
 from services.runtime import bootstrap_servers
 
@@ -729,7 +734,7 @@ class Deliverer:
                 await asyncio.sleep(backoff_delay(attempt, self.settings))
         log.warning("delivery.dead_lettered", partner=partner, event_id=event_id, reason=reason)
         count_given_up(partner, gave_up_class(reason))
-        operator_alerts().raise_alert("delivery-gave-up", partner or "unknown", {"messages": 1})
+        operator_alerts().raise_alert("delivery-gave-up", partner_label(partner), {"messages": 1})
         if told is not None:
             log.info(
                 "delivery.referrer_told",
@@ -799,6 +804,7 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     deliverer = Deliverer(endpoints, settings, credentials)
+    allow_partner_labels(endpoints)  # a stray key on a topic is labelled "unknown"
 
     async def assigned() -> bool:
         return deliverer.assigned

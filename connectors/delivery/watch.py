@@ -23,6 +23,7 @@ from schemas.topics import topic_prefix
 from services.domain.feed_silence import silences
 from services.domain.partners import PartnerDirectory
 from services.observe.metrics import (
+    allow_partner_labels,
     set_backlog,
     set_consumer_lag,
     set_expected_intervals,
@@ -104,7 +105,9 @@ class OperatorWatch:
         """The watch over the partners of CONCORD_PARTNERS (none: no silence check), checking
         every CONCORD_SILENCE_CHECK_SECONDS (60)."""
         path = os.environ.get("CONCORD_PARTNERS")
-        expected = expected_intervals(partner_directory(Path(path))) if path else {}
+        directory = partner_directory(Path(path)) if path else PartnerDirectory()
+        allow_partner_labels(directory.partners)
+        expected = expected_intervals(directory)
         return cls(alerts, expected, float(os.environ.get(SILENCE_CHECK_ENV, "60")))
 
     def conflict(self, value: bytes | None) -> None:

@@ -121,6 +121,23 @@ OPERATOR_WEBHOOK = Counter(
 )
 
 
+# The partner ids a partner label may carry, once a process has named them (the deliverer: its
+# endpoints and the partner directory); any other key read from Kafka is labelled "unknown".
+_PARTNER_LABELS: set[str] = set()
+
+
+def allow_partner_labels(partners: Iterable[str]) -> None:
+    """Name partner ids this process may label series with (see `partner_label`)."""
+    _PARTNER_LABELS.update(partners)
+
+
+def partner_label(partner: str | None) -> str:
+    """The partner label: the id when no list was named or the id is on it, else unknown."""
+    if not partner or (_PARTNER_LABELS and partner not in _PARTNER_LABELS):
+        return UNKNOWN
+    return partner
+
+
 def exposition() -> tuple[bytes, str]:
     """The metrics in Prometheus's text format, and its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_PLAIN_0_0_4
@@ -177,7 +194,7 @@ def input_format(content_type: str | None, path: str = "") -> str:
 def count_input(partner: str | None, fmt: str, *, accepted: int, refused: int) -> None:
     """Count what an edge did with one input: the events Kafka stored, the inputs (or CSV rows)
     it refused."""
-    label = partner or UNKNOWN
+    label = partner_label(partner)
     if accepted:
         EVENTS_ACCEPTED.labels(label, fmt).inc(accepted)
     if refused:
@@ -251,13 +268,13 @@ def set_consumer_lag(lags: Mapping[tuple[str, int], int]) -> None:
 def set_feed_ages(last_heard: Mapping[str, datetime], now: datetime) -> None:
     """Set how long ago each partner was last heard from."""
     for partner, heard in last_heard.items():
-        FEED_AGE.labels(partner).set(max(0.0, (now - heard).total_seconds()))
+        FEED_AGE.labels(partner_label(partner)).set(max(0.0, (now - heard).total_seconds()))
 
 
 def set_expected_intervals(expected: Mapping[str, timedelta]) -> None:
     """Set each partner's silent_after, for the alerting rule that compares it with the age."""
     for partner, interval in expected.items():
-        FEED_EXPECTED.labels(partner).set(interval.total_seconds())
+        FEED_EXPECTED.labels(partner_label(partner)).set(interval.total_seconds())
 
 
 # --- the deliverer -----------------------------------------------------------------------------
@@ -265,21 +282,25 @@ def set_expected_intervals(expected: Mapping[str, timedelta]) -> None:
 
 def count_attempt(partner: str, verdict: str) -> None:
     """Count one delivery attempt (delivered, retry, refused), and a delivery when it worked."""
-    DELIVERY_ATTEMPTS.labels(partner, verdict).inc()
+    DELIVERY_ATTEMPTS.labels(partner_label(partner), verdict).inc()
     if verdict == "delivered":
-        DELIVERIES.labels(partner, "delivered").inc()
+        DELIVERIES.labels(partner_label(partner), "delivered").inc()
 
 
 def count_given_up(partner: str, reason: str) -> None:
     """Count a message the deliverer dead-lettered instead of delivering."""
-    DELIVERIES.labels(partner or UNKNOWN, "dead-lettered").inc()
+    DELIVERIES.labels(partner_label(partner), "dead-lettered").inc()
     count_dead_letter("delivery", reason)
 
 
 def set_backlog(waiting: Mapping[str, int]) -> None:
     """Set each partner's delivery backlog (partners with none read 0)."""
+    totals: dict[str, int] = {}
     for partner, count in waiting.items():
-        DELIVERY_BACKLOG.labels(partner).set(count)
+        label = partner_label(partner)
+        totals[label] = totals.get(label, 0) + count
+    for label, count in totals.items():
+        DELIVERY_BACKLOG.labels(label).set(count)
 
 
 def _label_sets(metric: Gauge) -> Iterable[tuple[str, ...]]:

@@ -104,6 +104,26 @@ def test_an_alert_sent_is_counted_by_kind_with_its_latency_and_other_outputs_are
     assert 2.0 <= metrics.ALERT_LATENCY._sum.get() - observed < 10.0
 
 
+def test_a_partner_label_is_a_named_partner_id_or_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key read from Kafka that is no partner the process knows (a stray record's key, which
+    could be anything) never becomes a label."""
+    monkeypatch.setattr(metrics, "_PARTNER_LABELS", set())
+    assert metrics.partner_label("gp-Y01234") == "gp-Y01234"
+    assert metrics.partner_label(None) == "unknown"
+    metrics.allow_partner_labels(["gp-Y01234", "mht-rv5"])
+    assert metrics.partner_label("gp-Y01234") == "gp-Y01234"
+    assert metrics.partner_label("9434765919") == "unknown"
+    metrics.set_backlog({"9434765919": 2, "x123456": 3, "mht-rv5": 1})
+    backlog = {
+        s.labels["partner"]: s.value
+        for family in metrics.DELIVERY_BACKLOG.collect()
+        for s in family.samples
+    }
+    assert backlog["unknown"] == 5
+    assert backlog["mht-rv5"] == 1
+    assert "9434765919" not in backlog
+
+
 def test_consumer_lag_drops_partitions_no_longer_held() -> None:
     metrics.set_consumer_lag({("t-a", 0): 5, ("t-a", 1): 0})
     metrics.set_consumer_lag({("t-a", 1): 7})
