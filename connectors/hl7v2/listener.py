@@ -336,9 +336,11 @@ async def serve(
         # Only the main thread may take signals; elsewhere cancellation stops the server.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stopping.set)
-    async with server:
-        await stopping.wait()
-    await health.cleanup()
+    try:
+        async with server:
+            await stopping.wait()
+    finally:
+        await health.cleanup()
     log.info("mllp.stopped", address=bound)
 
 
