@@ -379,6 +379,10 @@ def test_every_alerting_rule_reads_only_metrics_the_hub_defines() -> None:
         assert set(rule) <= {"alert", "expr", "for", "labels", "annotations", "keep_firing_for"}
         assert rule["labels"]["severity"] in {"page", "ticket"}
         assert rule["annotations"]["summary"]
+        assert balanced(rule["expr"]), rule["alert"]
+        assert re.search(r"(>|<|==|!=)\s*[\d.]+$|> on \(partner\)", rule["expr"]), (
+            f"{rule['alert']} fires on a comparison"
+        )
         used = series_in(rule["expr"])
         assert used, rule["alert"]
         assert used <= defined, f"{rule['alert']} reads {sorted(used - defined)}"
@@ -393,6 +397,7 @@ def test_every_dashboard_panel_reads_only_metrics_the_hub_defines() -> None:
     for panel in panels:
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
+            assert balanced(target["expr"]), panel["title"]
             used = series_in(target["expr"])
             assert used <= defined, f"{panel['title']} reads {sorted(used - defined)}"
             shown |= used
@@ -403,11 +408,24 @@ def test_every_dashboard_panel_reads_only_metrics_the_hub_defines() -> None:
     )
 
 
+def balanced(expression: str) -> bool:
+    """Brackets, braces and parentheses open and close in order (outside strings)."""
+    pairs, stack = {")": "(", "]": "[", "}": "{"}, []
+    for char in re.sub(r'"[^"]*"', "", expression):
+        if char in "([{":
+            stack.append(char)
+        elif char in pairs and (not stack or stack.pop() != pairs[char]):
+            return False
+    return not stack
+
+
 def test_the_expression_reader_finds_the_series_and_only_them() -> None:
     expression = (
         'histogram_quantile(0.95, sum by (le) (rate(concord_alert_latency_seconds_bucket{job="w"}'
         "[5m]))) > 30 and on() max(concord_partner_feed_age_seconds) > 3600"
     )
+    assert balanced(expression)
+    assert not balanced("sum(rate(concord_deliveries_total[5m)")
     assert series_in(expression) == {
         "concord_alert_latency_seconds_bucket",
         "concord_partner_feed_age_seconds",
