@@ -68,7 +68,13 @@ from schemas.codec import CodecError, decode, decode_internal, encode, peek
 from schemas.envelope import Envelope
 from schemas.internal import ReferralInboxEntry
 from schemas.topics import topic_prefix
-from services.observe.health import Check, KafkaProbe, http_address, serve_health
+from services.observe.health import (
+    DELIVERY_HTTP,
+    Check,
+    KafkaProbe,
+    http_address,
+    serve_health,
+)
 from services.observe.metrics import (
     allow_partner_labels,
     count_attempt,
@@ -810,7 +816,7 @@ async def serve(
         return deliverer.assigned
 
     ready: dict[str, Check] = {"kafka": KafkaProbe(), "assigned": assigned}
-    health = await serve_health(*http_address("CONCORD_DELIVERY_HTTP_PORT", 8083), ready)
+    health = await serve_health(*http_address(*DELIVERY_HTTP), ready)
     watch = asyncio.create_task(OperatorWatch.from_env(operator_alerts()).run())
     try:
         await deliverer.run(stop)
@@ -838,6 +844,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoints = read_endpoints(path)
         credentials = resolve_credentials(endpoints, path.parent, os.environ)
         settings = settings_from_env(os.environ)
+        http_address(*DELIVERY_HTTP)  # a malformed port is refused before anything starts
     except ValueError as exc:
         print(f"concord deliver: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -47,7 +47,7 @@ from connectors.publish import Accepted, Rejected, decide, partner_kind, rejecti
 from schemas.envelope import DeadLetter, Envelope, utc_now
 from schemas.fhir import Problem
 from schemas.identifiers import PARTNER_ID
-from services.observe.health import KafkaProbe, http_address, serve_health
+from services.observe.health import MLLP_HTTP, KafkaProbe, http_address, serve_health
 from services.observe.metrics import count_message
 
 log = structlog.get_logger(__name__)
@@ -327,9 +327,7 @@ async def serve(
     server = await start_server(host, port, partner_for_peer, publisher)
     bound = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets)
     log.info("mllp.listening", address=bound)
-    health = await serve_health(
-        *http_address("CONCORD_MLLP_HTTP_PORT", 8082), {"kafka": KafkaProbe()}
-    )
+    health = await serve_health(*http_address(*MLLP_HTTP), {"kafka": KafkaProbe()})
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -387,6 +385,10 @@ def run(args: argparse.Namespace) -> int:
     partner: str = args.partner
     if not PARTNER_ID.match(partner):
         return fail(f"--as {partner!r} is not a valid partner id", EXIT_USAGE)
+    try:
+        http_address(*MLLP_HTTP)
+    except ValueError as exc:
+        return fail(str(exc), EXIT_USAGE)
     refusal = _signed_in(partner, args.secret_file)
     if refusal is not None:
         code = EXIT_USAGE if refusal.startswith("cannot read") else EXIT_AUTH

@@ -24,6 +24,9 @@ from services.runtime import bootstrap_servers
 log = structlog.get_logger(__name__)
 
 Check = Callable[[], Awaitable[bool]]
+# The settings naming the health ports of the processes that serve them on a port of their own.
+MLLP_HTTP = ("CONCORD_MLLP_HTTP_PORT", 8082)
+DELIVERY_HTTP = ("CONCORD_DELIVERY_HTTP_PORT", 8083)
 KAFKA_PROBE_TIMEOUT_S = 3.0
 KAFKA_PROBE_EVERY_S = 5.0  # probes arriving faster share the last answer: Kafka is asked no more
 

@@ -430,3 +430,16 @@ def test_the_expression_reader_finds_the_series_and_only_them() -> None:
         "concord_alert_latency_seconds_bucket",
         "concord_partner_feed_age_seconds",
     }
+
+
+@pytest.mark.parametrize("written", ["abc", "99999", "-1", "8o83"])
+def test_a_malformed_health_port_is_refused_naming_the_setting(
+    written: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.observe.health import DELIVERY_HTTP, http_address
+
+    monkeypatch.setenv("CONCORD_DELIVERY_HTTP_PORT", written)
+    with pytest.raises(ValueError, match="CONCORD_DELIVERY_HTTP_PORT must be a TCP port"):
+        http_address(*DELIVERY_HTTP)
+    monkeypatch.setenv("CONCORD_DELIVERY_HTTP_PORT", "9183")
+    assert http_address(*DELIVERY_HTTP) == ("127.0.0.1", 9183)
