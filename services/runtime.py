@@ -286,7 +286,9 @@ def secret_from(secret_file: str | None) -> str | None:
 
 
 def configure_logging(level: str | None = None) -> None:
-    """Configure structlog and the standard library logging it shares a stream with."""
+    """Configure structlog, and route the standard library's logging (faust, mode, aiokafka,
+    kafka-python, aiohttp, warnings) through the same renderer: every line one JSON object when
+    not on a terminal."""
     name = (level or os.environ.get("CONCORD_LOG_LEVEL", "info")).upper()
     numeric = logging.getLevelNamesMapping().get(name, logging.INFO)
     json_lines = os.environ.get("CONCORD_LOG_FORMAT", "auto") == "json" or not sys.stderr.isatty()
@@ -295,18 +297,33 @@ def configure_logging(level: str | None = None) -> None:
         if json_lines
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    stamped: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*stamped, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*stamped, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    # The libraries' own lines (faust, aiokafka, kafka-python...) from CONCORD_LIBRARY_LOG_LEVEL:
+    # warnings and worse unless asked, as their info lines come several per message.
+    library = os.environ.get("CONCORD_LIBRARY_LOG_LEVEL", "warning").upper()
+    library_level = logging.getLevelNamesMapping().get(library, logging.WARNING)
+    logging.basicConfig(level=library_level, handlers=[handler], force=True)
+    logging.captureWarnings(True)  # Python's warnings too, as log lines rather than plain text
     # kafka-python's selector times its own polling and warns about it under load: noise to a reader.
     logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)

@@ -59,6 +59,7 @@ from connectors.delivery.rules import (
     settings_from_env,
     undeliverable_letter,
 )
+from connectors.delivery.watch import OperatorWatch, gave_up_class, observe_delivery
 from connectors.hl7v2.ack import AckError, parse_ack, read_ack
 from connectors.hl7v2.framing import MAX_FRAME_BYTES, Frame, FrameDecoder, Oversized, frame
 from connectors.hl7v2.from_fhir import control_id, hl7_message
@@ -67,6 +68,20 @@ from schemas.codec import CodecError, decode, decode_internal, encode, peek
 from schemas.envelope import Envelope
 from schemas.internal import ReferralInboxEntry
 from schemas.topics import topic_prefix
+from services.observe.health import (
+    DELIVERY_HTTP,
+    Check,
+    KafkaProbe,
+    http_address,
+    serve_health,
+)
+from services.observe.metrics import (
+    allow_partner_labels,
+    count_attempt,
+    count_given_up,
+    partner_label,
+)
+from services.observe.operator import operator_alerts
 from services.runtime import bootstrap_servers
 
 log = structlog.get_logger(__name__)
@@ -379,6 +394,7 @@ class Lane:
         self._transport = transport
         for attempt in range(1, settings.max_attempts + 1):
             outcome = await transport.send(envelope, raw, attempt)
+            count_attempt(self.partner, outcome.verdict)
             last = attempt == settings.max_attempts
             wait = None if outcome.verdict != "retry" or last else self._wait(attempt, outcome)
             log.info(
@@ -530,6 +546,7 @@ class Deliverer:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._session: aiohttp.ClientSession | None = None
+        self.assigned = False  # a rebalance has given this deliverer its partitions
 
     def transport_for(self, endpoint: Endpoint) -> Transport:
         """A new transport for one partner's lane."""
@@ -590,6 +607,7 @@ class Deliverer:
                 for record in records:
                     self._route(partition, record.offset, record.key, record.value)
             self._apply_backpressure(consumer)
+            observe_delivery(consumer, self._offsets, self._lanes)
             now = asyncio.get_running_loop().time()
             if now >= next_commit:
                 await self._commit(self._offsets)
@@ -672,6 +690,7 @@ class Deliverer:
         """Partitions now ours: track them from the committed offset the consumer resumes at."""
         for partition in partitions:
             self._offsets.setdefault(partition, PartitionOffsets())
+        self.assigned = True
         log.info("delivery.assigned", partitions=len(partitions))
 
     async def give_up(
@@ -720,6 +739,8 @@ class Deliverer:
                 )
                 await asyncio.sleep(backoff_delay(attempt, self.settings))
         log.warning("delivery.dead_lettered", partner=partner, event_id=event_id, reason=reason)
+        count_given_up(partner, gave_up_class(reason))
+        operator_alerts().raise_alert("delivery-gave-up", partner_label(partner), {"messages": 1})
         if told is not None:
             log.info(
                 "delivery.referrer_told",
@@ -788,7 +809,21 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await Deliverer(endpoints, settings, credentials).run(stop)
+    deliverer = Deliverer(endpoints, settings, credentials)
+    allow_partner_labels(endpoints)  # a stray key on a topic is labelled "unknown"
+
+    async def assigned() -> bool:
+        return deliverer.assigned
+
+    ready: dict[str, Check] = {"kafka": KafkaProbe(), "assigned": assigned}
+    health = await serve_health(*http_address(*DELIVERY_HTTP), ready)
+    watch = asyncio.create_task(OperatorWatch.from_env(operator_alerts()).run())
+    try:
+        await deliverer.run(stop)
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+        await health.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -809,6 +844,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoints = read_endpoints(path)
         credentials = resolve_credentials(endpoints, path.parent, os.environ)
         settings = settings_from_env(os.environ)
+        http_address(*DELIVERY_HTTP)  # a malformed port is refused before anything starts
     except ValueError as exc:
         print(f"concord deliver: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -59,6 +59,9 @@ from schemas.fhir import PARTNER_RESOURCE_TYPES
 from schemas.identifiers import PARTNER_ID
 from services.domain.partners import Partner
 from services.domain.signin import AuthError, basic_credentials
+from services.observe.health import KafkaProbe
+from services.observe.health import add_routes as add_health_routes
+from services.observe.metrics import count_gateway_request
 from services.runtime import authenticate, partner_directory, settings
 
 log = structlog.get_logger(__name__)
@@ -564,6 +567,9 @@ async def every_request(
         log.error("gateway.failed", error=type(exc).__name__)
         failed = refuse(500, "exception", "(server)", "the gateway failed; nothing was accepted")
         response = respond(request, refused_reply(failed))
+    count_gateway_request(
+        request.method, request.path, request.content_type, response.status, facts
+    )
     route_type = request.match_info.get("resource_type")
     log.info(
         "gateway.request",
@@ -600,6 +606,7 @@ def build_app(
     from connectors.gateway.upload import upload_csv  # it builds on this module: imported here
 
     app.router.add_post("/upload/csv", upload_csv)
+    add_health_routes(app, ready={"kafka": KafkaProbe()})
 
     async def close_lanes(_: web.Application) -> None:
         await gateway.lanes.close()

@@ -47,6 +47,8 @@ from connectors.publish import Accepted, Rejected, decide, partner_kind, rejecti
 from schemas.envelope import DeadLetter, Envelope, utc_now
 from schemas.fhir import Problem
 from schemas.identifiers import PARTNER_ID
+from services.observe.health import MLLP_HTTP, KafkaProbe, http_address, serve_health
+from services.observe.metrics import count_message
 
 log = structlog.get_logger(__name__)
 
@@ -213,6 +215,15 @@ class Listener:
         if not await self.stored(reply):
             try_again = ErrorReport(TRY_AGAIN, "", APPLICATION_INTERNAL_ERROR)
             outcome = Outcome("AE", (*reply.errors, try_again), stored=False)
+        count_message(
+            partner,
+            "hl7v2",
+            stage="mllp",
+            events=len(reply.envelopes),
+            stored=outcome.stored,
+            refused=reply.code != "AA",
+            dead_lettered=reply.letter is not None,
+        )
         # An ACK control id of 19 characters leaves room for enhanced mode's C and A suffixes.
         acks = acknowledgements(
             header, outcome, ack_control_id=uuid.uuid4().hex[:19], now=utc_now()
@@ -316,14 +327,18 @@ async def serve(
     server = await start_server(host, port, partner_for_peer, publisher)
     bound = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets)
     log.info("mllp.listening", address=bound)
+    health = await serve_health(*http_address(*MLLP_HTTP), {"kafka": KafkaProbe()})
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         # Only the main thread may take signals; elsewhere cancellation stops the server.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stopping.set)
-    async with server:
-        await stopping.wait()
+    try:
+        async with server:
+            await stopping.wait()
+    finally:
+        await health.cleanup()
     log.info("mllp.stopped", address=bound)
 
 
@@ -370,6 +385,10 @@ def run(args: argparse.Namespace) -> int:
     partner: str = args.partner
     if not PARTNER_ID.match(partner):
         return fail(f"--as {partner!r} is not a valid partner id", EXIT_USAGE)
+    try:
+        http_address(*MLLP_HTTP)
+    except ValueError as exc:
+        return fail(str(exc), EXIT_USAGE)
     refusal = _signed_in(partner, args.secret_file)
     if refusal is not None:
         code = EXIT_USAGE if refusal.startswith("cannot read") else EXIT_AUTH

@@ -47,6 +47,7 @@ from services.domain.instants import fhir_instant
 from services.domain.partners import PartnerDirectory
 from services.domain.person_view import spoken_time
 from services.domain.staff import ROLE_LABELS, STAFF_HEADER, statement
+from services.observe.health import add_routes as add_health_routes
 from services.runtime import (
     MissingConfiguration,
     bootstrap_servers,
@@ -200,7 +201,9 @@ def signed_in_user(users: UserDirectory, idle_s: float) -> Any:
     return middleware
 
 
-PUBLIC = frozenset({"/sign-in", "/sign-in/oidc", "/sign-in/oidc/callback", "/health"})
+PUBLIC = frozenset(
+    {"/sign-in", "/sign-in/oidc", "/sign-in/oidc/callback", "/health", "/livez", "/metrics"}
+)
 
 
 async def sign_in_page(request: web.Request) -> web.Response:
@@ -822,6 +825,7 @@ def build_app(
         app.cleanup_ctx.append(live)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
+    add_health_routes(app)  # /metrics and /livez
     app.router.add_static("/assets", ASSETS / "assets")
     app.router.add_static("/static/govuk", ASSETS)
     app.router.add_static("/static/pages", HERE / "static")

@@ -6,8 +6,10 @@ checked whole, so a typo stops the worker at start-up rather than misrouting an 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, get_args
 
@@ -36,7 +38,9 @@ _PREFIX_KINDS: tuple[tuple[str, AgencyKind], ...] = (
     ("commissioner-", "commissioner"),
 )
 _FIELDS = ("id", "kind", "name")
-_OPTIONAL = ("secret_hash", "next_secret_hash", "csv_columns")
+_OPTIONAL = ("secret_hash", "next_secret_hash", "csv_columns", "silent_after")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class UnknownPartner(KeyError):  # noqa: N818 -- name fixed by the shared API
@@ -57,6 +61,26 @@ class Partner:
     # The partner's CSV export headers that the usual names do not cover: their header → our
     # column (connectors/feeds/README.md). Checked against the columns where a CSV is read.
     csv_columns: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # How long the partner's feed may be quiet before the operators are told (None: never).
+    silent_after: timedelta | None = None
+
+
+def duration(text: str) -> timedelta:
+    """A duration written as a whole number and a unit, s, m, h or d (`6h`, `2d`); ValueError
+    otherwise."""
+    match = _DURATION.match(text)
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(f"{text!r} is not a duration such as 90m, 6h or 2d")
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def _silent_after(where: str, value: Any) -> timedelta | None:
+    if value is None:
+        return None
+    try:
+        return duration(str(value))
+    except ValueError as exc:
+        raise ValueError(f"{where}: silent_after {exc}") from None
 
 
 def _partner(position: int, entry: Any) -> Partner:
@@ -97,6 +121,7 @@ def _partner(position: int, entry: Any) -> Partner:
         secret_hash=secret_hash,
         next_secret_hash=next_secret_hash,
         csv_columns=_csv_columns(where, entry.get("csv_columns", {})),
+        silent_after=_silent_after(where, entry.get("silent_after")),
     )
 
 

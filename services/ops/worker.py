@@ -21,9 +21,11 @@ def main(loglevel: str = "warning") -> int:
 
     from services.stream import agents  # noqa: F401 -- importing registers the agents
     from services.stream.app import app
-    from services.web import views  # noqa: F401 -- and the pages
+    from services.web import observe, views  # noqa: F401 -- and the pages
 
-    worker = faust.Worker(app, loglevel=loglevel.upper(), quiet=True)
+    # override_logging off: faust would replace the JSON handler configure_logging installed
+    # with its own plain-text one (mode's loghandlers/logging_config).
+    worker = faust.Worker(app, loglevel=loglevel.upper(), quiet=True, override_logging=False)
     # faust's terminal spinner sets the root logger to DEBUG so that it sees every record: then
     # each debug call in faust and aiokafka (several per message) builds a record for nothing.
     worker.spinner = None

@@ -41,6 +41,7 @@ from services.domain.identity import (
     to_linker,
 )
 from services.domain.refusals import IssueType, Refusal, sender_of
+from services.observe.metrics import count_dead_letter
 from services.runtime import area_map, partner_directory, person_key, service_directory
 from services.stream.activity import activity_record
 from services.stream.app import (
@@ -99,6 +100,7 @@ async def reject(
         message = {}  # not even JSON: kept for the operator, with no sender to tell
     refusal = Refusal(reason, code or ("invalid" if stage == "person-index" else "processing"))
     await emit(refusal_outs(message, refusal, runtime.now(), origin=stage, raw=raw), sent)
+    count_dead_letter(stage, refusal.code)
     sender = sender_of(message)  # logged only as far as it is a partner id and an event id
     log.warning(
         "message.refused",

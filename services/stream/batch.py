@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import faust
 from faust.types import TP
 
+from services.observe.metrics import observe_output
 from services.stream.app import app
 from services.stream.outbox import Out
 
@@ -28,6 +29,7 @@ async def emit(outs: Iterable[Out], sent: list[Awaitable[Any]] | None = None) ->
     """
     producer = app.producer
     for out in outs:
+        observe_output(out.topic.name, out.value, faust.current_event())
         delivery = await producer.send(
             out.topic.name,
             out.key,

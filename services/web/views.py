@@ -37,6 +37,7 @@ from services.domain.partners import Partner
 from services.domain.person_view import person_view
 from services.domain.signin import AuthError, basic_credentials
 from services.domain.staff import STAFF_HEADER, StaffRefused, may_act_for, verify_statement
+from services.observe.metrics import BREACH_CHECK_SECONDS, timed
 from services.runtime import (
     authenticate,
     bootstrap_servers,
@@ -348,6 +349,7 @@ async def breach_check_view(web: Any, request: Any, person_id: str) -> Any:
         return _problem(web, refused)
 
 
+@timed(BREACH_CHECK_SECONDS)
 async def _breach_check(web: Any, request: Any, person_id: str) -> Any:
     """The breach check answered here, by the worker holding the person's calendar: the domain
     decides the answer, and it is given once its audit record is on the audit topic."""

@@ -17,9 +17,10 @@ from tests.e2e.test_reconciliation import breach_check
 from tests.integration.test_gateway import Served
 from tests.keys import person_id_for_token
 
-# Answer without sign-in, by design: readiness, and the gateway's description of what it
-# accepts (the FHIR CapabilityStatement, its readiness probe, and the OpenAPI document).
-PUBLIC = {"/ready", "/metadata", "/fhir/metadata", "/openapi.json"}
+# Answer without sign-in, by design: liveness, readiness and metrics (which name partners,
+# never people), and the gateway's description of what it accepts (the FHIR
+# CapabilityStatement, its readiness probe, and the OpenAPI document).
+PUBLIC = {"/ready", "/livez", "/metrics", "/metadata", "/fhir/metadata", "/openapi.json"}
 # What a request without sign-in may be answered: refused, or not found.
 REFUSED = {401, 404, 405}
 PERSON = person_id_for_token(f"{CRN}|X123456")
@@ -41,7 +42,7 @@ def worker_routes() -> list[tuple[str, str]]:
     """
     from services.stream import agents  # noqa: F401 -- registers the agents
     from services.stream.app import app
-    from services.web import views  # noqa: F401 -- and the pages
+    from services.web import observe, views  # noqa: F401 -- and the pages
 
     app.web.init_server()
     return routes_of(app.web.web_app.router.routes())

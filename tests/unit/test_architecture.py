@@ -5,11 +5,11 @@
 - services/domain/ (the rules) imports only the standard library, itself and the plain-data
   parts of the contract: no I/O.
 - services/runtime.py (settings, broker address, clock, sign-in, logs) builds on the domain
-  and the contract only.
+  and the contract only; services/observe/ (metrics, health, operator alerts) on the runtime.
 - services/stream/ (the processors) uses the domain and the runtime; services/web/ (the views,
   served by the same workers) may use the processors' tables too; neither reaches the edges.
 - connectors/ (the edges) reach the processors only through Kafka: from services/ they import
-  the domain and the runtime, nothing else.
+  the domain, the runtime and services/observe/, nothing else.
 - services/ops/ (the operator's commands) may use any layer.
 """
 
@@ -36,15 +36,30 @@ DOMAIN_SAFE_SCHEMAS = {
 MAY_IMPORT = {
     "schemas": ("schemas",),
     "services.runtime": ("schemas", "services.domain", "services.runtime"),
-    "services.stream": ("schemas", "services.domain", "services.runtime", "services.stream"),
+    "services.observe": ("schemas", "services.domain", "services.runtime", "services.observe"),
+    "services.stream": (
+        "schemas",
+        "services.domain",
+        "services.runtime",
+        "services.observe",
+        "services.stream",
+    ),
     "services.web": (
         "schemas",
         "services.domain",
         "services.runtime",
+        "services.observe",
         "services.stream",
         "services.web",
     ),
-    "connectors": ("schemas", "services.domain", "services.runtime", "connectors", "deploy.topics"),
+    "connectors": (
+        "schemas",
+        "services.domain",
+        "services.runtime",
+        "services.observe",
+        "connectors",
+        "deploy.topics",
+    ),
     "deploy": ("schemas", "services.runtime", "deploy"),
 }
 PROJECT = ("schemas", "services", "connectors", "deploy", "bench", "tests")

@@ -162,3 +162,16 @@ def test_a_crn_is_found_as_the_officer_writes_it() -> None:
         assert "Enter the person&#39;s CRN" in await empty.text()
 
     run(CONFIG, scenario)
+
+
+def test_metrics_and_liveness_answer_without_sign_in() -> None:
+    """A probe and Prometheus do not sign in; what they see names no person."""
+
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        live = await client.get("/livez", allow_redirects=False)
+        assert (live.status, await live.json()) == (200, {"live": True})
+        scraped = await client.get("/metrics", allow_redirects=False)
+        assert scraped.status == 200
+        assert "# TYPE concord_events_accepted_total counter" in await scraped.text()
+
+    run(CONFIG, scenario)
