@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from deploy.topics import create_topics, delete_topics_with_prefix, partition_counts
+from deploy.topics import create_topics, delete_topics_with_prefix, list_topics, partition_counts
 from schemas import topics
 from schemas.identifiers import nhs_number_is_valid
 from schemas.keys import person_partition
@@ -94,6 +94,8 @@ def test_a_hub_moved_to_more_partitions_keeps_its_people_and_pending_events(
     after = Worker(tmp_path)  # a fresh store: the calendars come from the new changelogs
     after.start()
     wait_for_calendars(after, PEOPLE)
+    # A worker starts on topics it may not create, and creates none of its own.
+    assert {n for n in list_topics() if n.startswith(new_prefix)} == {t.name for t in topics.plan()}
     for i in range(1, PEOPLE):
         publish("vol-recovery", rehab_booked(i))
     # Each new event by CRN meets the GP's appointment by NHS number: the links survived.
