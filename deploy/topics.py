@@ -130,24 +130,34 @@ def create_topics(
     admin = _admin(wait_s)
     try:
         existing = set(admin.list_topics())
-        created = []
-        for topic in (t for t in wanted if t.name not in existing):
-            new = NewTopic(
-                topic.name,
-                topic.partitions,
-                topic.replication_factor,
-                topic_configs=dict(topic.configs),
-            )
-            try:
-                admin.create_topics([new])
-                created.append(topic.name)
-            except TopicAlreadyExistsError:
-                pass  # another process made it between our listing and creating: fine
-            except KafkaError as exc:
-                raise TopicSetupError(f"cannot create topic {topic.name}: {exc}") from exc
-        return created
+        missing = [t for t in wanted if t.name not in existing]
+        if not missing:
+            return []
+        new = [
+            NewTopic(t.name, t.partitions, t.replication_factor, topic_configs=dict(t.configs))
+            for t in missing
+        ]
+        try:
+            # Returned only once the cluster's metadata shows them: a worker may check them next.
+            admin.create_topics(new, wait_for_metadata=True)
+        except TopicAlreadyExistsError:
+            # Another process made one between our listing and creating: the rest one by one.
+            return [t.name for t in new if _create_one(admin, t)]
+        except KafkaError as exc:
+            raise TopicSetupError(f"cannot create the hub's topics: {exc}") from exc
+        return [t.name for t in missing]
     finally:
         admin.close()
+
+
+def _create_one(admin: KafkaAdminClient, topic: NewTopic) -> bool:
+    try:
+        admin.create_topics([topic], wait_for_metadata=True)
+    except TopicAlreadyExistsError:
+        return False
+    except KafkaError as exc:
+        raise TopicSetupError(f"cannot create topic {topic.name}: {exc}") from exc
+    return True
 
 
 def partition_counts(names: Iterable[str], wait_s: float = 10.0) -> dict[str, int]:
