@@ -107,3 +107,13 @@ def _secret(partner: str) -> dict[str, str]:
 
     secrets = json.loads((ROOT / "deploy" / "demo" / "secrets.json").read_text())
     return {"CONCORD_PARTNER_SECRET": secrets[partner]}
+
+
+def test_the_deliverer_refuses_to_start_on_missing_topics_and_creates_none(
+    bare_prefix: str,
+) -> None:
+    refused = run_concord("deliver", timeout_s=60)
+
+    assert refused.returncode == 3
+    assert f"topic {bare_prefix}inbound does not exist" in refused.stderr
+    assert ours(bare_prefix) == set()
