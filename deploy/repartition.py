@@ -37,6 +37,8 @@ from services.runtime import person_key
 
 # A consumer group with members is running: its offsets would move under the copy.
 IDLE_GROUP_STATES = {"Empty", "Dead"}
+# Empty polls in a row before a partition that stops short of its end is given up on.
+IDLE_POLLS = 30
 
 
 class RepartitionError(RuntimeError):
@@ -178,7 +180,11 @@ def _move(copies: list[Copy], plan: _Plan, admin: KafkaAdminClient, moved: Moved
         client_id="concord-repartition",
     )
     consumer = KafkaConsumer(
-        **client_config(), group_id=None, enable_auto_commit=False, client_id="concord-repartition"
+        **client_config(),
+        group_id=None,
+        enable_auto_commit=False,
+        client_id="concord-repartition",
+        isolation_level="read_committed",  # never a record of an aborted transaction
     )
     copier = _Copier(consumer, producer, person_key())
     try:
@@ -267,8 +273,18 @@ def _records(consumer: KafkaConsumer, tp: TopicPartition, start: int, stop: int)
         return
     consumer.assign([tp])
     consumer.seek(tp, start)
+    idle = 0
     while consumer.position(tp) < stop:
-        for record in consumer.poll(timeout_ms=1000, max_records=2000).get(tp, []):
+        batch = consumer.poll(timeout_ms=1000, max_records=2000).get(tp, [])
+        idle = 0 if batch else idle + 1
+        if idle > IDLE_POLLS:
+            raise RepartitionError(
+                f"{tp.topic} partition {tp.partition} could not be read past offset "
+                f"{consumer.position(tp)} (its end is {stop}); nothing was started on the new "
+                "topics: delete them and run the command again",
+                3,
+            )
+        for record in batch:
             if record.offset >= stop:
                 return
             yield record

@@ -145,3 +145,27 @@ def test_a_person_id_is_placed_on_its_person_partition_for_any_count(
     assert placed_partition(person.encode(), KEY, partitions) == person_partition(
         person, partitions
     )
+
+
+@pytest.mark.parametrize(
+    ("to", "prefix", "why"),
+    [(0, "concord2.", "at least 1"), (8, "concord.", "its own prefix")],
+)
+def test_repartition_refuses_a_move_that_cannot_be_made_before_touching_kafka(
+    default_names: None, to: int, prefix: str, why: str
+) -> None:
+    from deploy.repartition import RepartitionError, repartition
+
+    with pytest.raises(RepartitionError, match=why):
+        repartition(to=to, into_prefix=prefix)
+
+
+def test_a_changelog_record_is_re_placed_by_its_bare_key(default_names: None) -> None:
+    """Changelogs hold keys as JSON strings; the rule places the key itself."""
+    from deploy.repartition import Copy, _placed
+
+    person = person_id_for_token("urn:concord:id:probation-crn|X123456", KEY)
+    old, new = planned(partitions=2), planned(partitions=8, prefix="concord2.")
+    index = topics.plan().index(topics.CALENDARS.changelog)
+    copy = Copy(old[index], new[index], changelog=True, group=None)
+    assert _placed(f'"{person}"'.encode(), copy, KEY, 0) == person_partition(person, 8)
