@@ -228,7 +228,7 @@ def seed_records(people: int, seed: int) -> list[Record]:
 
 def calendars_changelog() -> str:
     """The calendars table's changelog topic, named as faust names it: <app id>-<table>-changelog."""
-    return f"{settings().app_id}-calendars-changelog"
+    return topics.CALENDARS.changelog.name
 
 
 def create_changelog(name: str) -> None:
@@ -243,7 +243,7 @@ def create_changelog(name: str) -> None:
         )
         admin.create_topics([topic])
     except TopicAlreadyExistsError:
-        pass  # create_topics() may make changelogs one day: the same topic
+        pass  # create_topics() makes the changelogs too: the same topic
     finally:
         admin.close()
 

@@ -12,19 +12,34 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
+import structlog
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from pydantic import BaseModel
 
+from deploy.topics import TopicSetupError, partition_counts
 from schemas import topics
 from schemas.codec import encode
 from schemas.envelope import DeadLetter, Envelope
 from schemas.keys import home_partition
 from services.runtime import bootstrap_servers, person_key
 
+log = structlog.get_logger(__name__)
+
 
 class DeliveryError(RuntimeError):
     """Kafka did not acknowledge a message within the delivery timeout."""
+
+
+class MissingTopicError(DeliveryError):
+    """The topic a message is for does not exist on the cluster: nothing was sent."""
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(
+            f"topic {topic} does not exist on the cluster: run `concord topics create` (or have "
+            "the cluster's administrator create what `concord topics plan` lists)"
+        )
+        self.topic = topic
 
 
 def new_producer(**overrides: Any) -> KafkaProducer:
@@ -39,6 +54,9 @@ def new_producer(**overrides: Any) -> KafkaProducer:
         "request_timeout_ms": 30_000,
         "delivery_timeout_ms": 120_000,
         "client_id": "concord-connector",
+        # A topic is created only by `concord topics create`, with its partitions and configs:
+        # never by a publish that comes first (on a broker that would, a one-partition inbound).
+        "allow_auto_create_topics": False,
     }
     config.update(overrides)
     return KafkaProducer(**config)
@@ -50,6 +68,7 @@ class Publisher:
     def __init__(self, producer: KafkaProducer | None = None) -> None:
         self._producer = producer or new_producer()
         self._pending: list[Future[Any]] = []
+        self._present: set[str] = set()  # topics seen to exist, checked once each
 
     def send(self, topic: str, key: bytes, message: BaseModel) -> Future[Any]:
         """Queue one message; its future resolves once Kafka has acknowledged it."""
@@ -57,12 +76,28 @@ class Publisher:
 
     def send_encoded(self, topic: str, key: bytes, value: bytes) -> Future[Any]:
         """Queue a message the codec (schemas/codec.py) has already encoded, sending its bytes as
-        they are: the gateway and `concord publish` encode each envelope once, then send it."""
+        they are: the gateway and `concord publish` encode each envelope once, then send it.
+
+        MissingTopicError, with nothing sent, when the topic does not exist: the producer would wait
+        for it until its max_block_ms and then say only that metadata did not come."""
+        self._require(topic)
         # Inbound events go to their person's partition, so the hub handles them in one hop.
         partition = home_partition(key, person_key()) if topic == topics.INBOUND.name else None
         future: Future[Any] = self._producer.send(topic, key=key, value=value, partition=partition)
         self._pending.append(future)
         return future
+
+    def _require(self, topic: str) -> None:
+        if topic in self._present:
+            return
+        try:
+            exists = topic in partition_counts([topic])
+        except TopicSetupError as exc:
+            raise DeliveryError(str(exc)) from exc
+        if not exists:
+            log.error("kafka.topic_missing", topic=topic, fix="concord topics create")
+            raise MissingTopicError(topic)
+        self._present.add(topic)
 
     def send_envelope(self, envelope: Envelope, topic: str | None = None) -> Future[Any]:
         """Queue an envelope, keyed by its subject, on the inbound topic (or another)."""

@@ -83,18 +83,20 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
 
 
-def person_partition(person: str) -> int:
-    """The person's partition on the person-events topic (and of the tables that follow it)."""
-    return partition_for(person.encode(), topics.PERSON_EVENTS.partitions)
+def person_partition(person: str, partitions: int | None = None) -> int:
+    """The person's partition on the person-events topic (and of the tables that follow it),
+    of `partitions` (default: the topic's, CONCORD_PARTITIONS)."""
+    return partition_for(person.encode(), partitions or topics.PERSON_EVENTS.partitions)
 
 
-def token_home(token: str, key: PersonKey) -> int:
+def token_home(token: str, key: PersonKey, partitions: int | None = None) -> int:
     """The partition of the person an identifier token (`system|value`) resolves to unlinked;
     of a referral token, where the hub keeps the referral's person."""
     system, _, value = token.rpartition("|")
     if system == REFERRAL:
-        return referral_home(token)
-    return person_partition(value if system == HUB_PERSON else person_id_for_token(token, key))
+        return referral_home(token, partitions)
+    person = value if system == HUB_PERSON else person_id_for_token(token, key)
+    return person_partition(person, partitions)
 
 
 def referral_token(partner: str, service_request_id: str) -> str:
@@ -114,10 +116,10 @@ def checked_referral_token(token: str) -> str:
     return token
 
 
-def referral_home(token: str) -> int:
+def referral_home(token: str, partitions: int | None = None) -> int:
     """The partition a referral token's Tasks arrive on and its person is kept on: unkeyed, as
     a referral id says nothing about a person."""
-    return person_partition(token)
+    return person_partition(token, partitions)
 
 
 def referral_named(resource: Mapping[str, Any]) -> str | None:
@@ -155,11 +157,20 @@ def inbound_key(
     return subject[0].token() if subject else source
 
 
-def home_partition(message_key: bytes, key: PersonKey) -> int | None:
+def home_partition(message_key: bytes, key: PersonKey, partitions: int | None = None) -> int | None:
     """The inbound (or assignments) partition of a message keyed by an identifier token.
 
     None for other keys (a partner id, a hub person id): the default partitioner's choice.
     """
     token = message_key.decode("utf-8", errors="replace")
     system, sep, _ = token.rpartition("|")
-    return token_home(token, key) if sep and system else None
+    return token_home(token, key, partitions) if sep and system else None
+
+
+def placed_partition(message_key: bytes, key: PersonKey, partitions: int) -> int:
+    """The partition of `partitions` where the hub puts a record keyed `message_key`, on any of
+    its topics or tables: an identifier or referral token's home, else the default partitioner's
+    (a hub person id's partition, a partner's, a referral's). `concord topics repartition`
+    re-places every record by it when the count changes."""
+    home = home_partition(message_key, key, partitions)
+    return partition_for(message_key, partitions) if home is None else home

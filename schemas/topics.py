@@ -1,7 +1,11 @@
-"""The topic catalogue: every Kafka topic the hub uses, declared once as data.
+"""The topic catalogue: every Kafka topic the hub uses, declared once as data, with the workers'
+tables (whose changelog topics the hub's processors keep) and the settings that size them.
 
 Names carry a configurable prefix (CONCORD_TOPIC_PREFIX, default "concord.") so
-that tests and parallel environments can share one cluster without meeting.
+that tests and parallel environments can share one cluster without meeting. The topics an
+administrator must create are the catalogue's and the tables' changelogs (`plan()`); the
+per-person topics have CONCORD_PARTITIONS partitions, every topic CONCORD_REPLICATION_FACTOR
+replicas and min.insync.replicas one fewer (at least 1).
 """
 
 from __future__ import annotations
@@ -19,21 +23,44 @@ class Topic:
 
     short_name: str
     key: str
-    partitions: int
+    layout: Literal["hub", "single"]  # hub: CONCORD_PARTITIONS partitions; single: one
     cleanup: Literal["delete", "compact"]
     retention_ms: int  # -1 keeps messages for ever
     produced_by: str
     consumed_by: str
     purpose: str
+    changelog: bool = False  # a worker table's changelog, named by faust's rule
 
     @property
     def name(self) -> str:
-        """The full topic name, with the environment's prefix."""
-        return topic_prefix() + self.short_name
+        """The full topic name, with the environment's prefix (or app id, for a changelog)."""
+        return self.name_in(topic_prefix(), app_id())
 
-    def configs(self) -> dict[str, str]:
-        """Topic-level configs for creation."""
-        return {"cleanup.policy": self.cleanup, "retention.ms": str(self.retention_ms)}
+    def name_in(self, prefix: str, app: str) -> str:
+        """The topic's name in the generation of topics under `prefix`, app id `app`."""
+        # faust's rule for a table's changelog (faust/tables/base.py, _changelog_topic_name)
+        return f"{app}-{self.short_name}-changelog" if self.changelog else prefix + self.short_name
+
+    @property
+    def partitions(self) -> int:
+        """Partitions in this environment: CONCORD_PARTITIONS for per-person topics, else 1."""
+        return self.partitions_in(hub_partitions())
+
+    def partitions_in(self, hub: int) -> int:
+        """Partitions when the per-person topics have `hub` partitions."""
+        return hub if self.layout == "hub" else 1
+
+    def configs(self, replicas: int | None = None) -> dict[str, str]:
+        """Topic-level configs for creation, for `replicas` replicas (default: the setting)."""
+        return {
+            "cleanup.policy": self.cleanup,
+            "retention.ms": str(self.retention_ms),
+            "min.insync.replicas": str(min_insync_replicas(replicas or replication_factor())),
+        }
+
+
+class SettingError(ValueError):
+    """A topic setting has a value the hub cannot use; the message names it and says why."""
 
 
 def topic_prefix() -> str:
@@ -41,10 +68,49 @@ def topic_prefix() -> str:
     return os.environ.get("CONCORD_TOPIC_PREFIX", "concord.")
 
 
+def app_id() -> str:
+    """The workers' faust application id: their consumer group and changelog topics' prefix."""
+    return os.environ.get("CONCORD_APP_ID", f"{topic_prefix()}hub")
+
+
+def _whole_number(name: str, default: int, *, low: int, high: int) -> int:
+    text = os.environ.get(name, str(default)).strip()
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise SettingError(f"{name} must be a whole number from {low} to {high}, not {text!r}")
+    return int(text)
+
+
+def hub_partitions() -> int:
+    """Partitions of the per-person topics (CONCORD_PARTITIONS, default 4): the most workers
+    that share the reconciler's work. Changing it for a running hub needs
+    `concord topics repartition` (the key-to-partition rule depends on it)."""
+    return _whole_number("CONCORD_PARTITIONS", 4, low=1, high=1000)
+
+
+def replication_factor() -> int:
+    """Replicas of every topic and changelog (CONCORD_REPLICATION_FACTOR, default 1: one broker)."""
+    return _whole_number("CONCORD_REPLICATION_FACTOR", 1, low=1, high=16)
+
+
+def min_insync_replicas(replicas: int) -> int:
+    """Replicas that must hold a write before it is acknowledged: all but one, so one broker
+    may be down (or restarting) while writes go on, and an acknowledged write survives it."""
+    return max(1, replicas - 1)
+
+
+def workers_create_topics() -> bool:
+    """Whether `concord worker` creates missing topics before it starts (CONCORD_CREATE_TOPICS,
+    default false: a managed cluster's administrator creates them from `concord topics plan`)."""
+    text = os.environ.get("CONCORD_CREATE_TOPICS", "false").strip().lower()
+    if text not in {"true", "false", "1", "0", "yes", "no"}:
+        raise SettingError(f"CONCORD_CREATE_TOPICS must be true or false, not {text!r}")
+    return text in {"true", "1", "yes"}
+
+
 INBOUND = Topic(
     "inbound",
     key="subject identifier token (system|value) as the source knows the person",
-    partitions=4,
+    layout="hub",
     cleanup="delete",
     retention_ms=14 * DAY_MS,
     produced_by="connectors (publish CLI, HTTP gateway, MLLP listener, partner feeds)",
@@ -54,7 +120,7 @@ INBOUND = Topic(
 PERSON_EVENTS = Topic(
     "person-events",
     key="hub person id",
-    partitions=4,
+    layout="hub",
     cleanup="delete",
     retention_ms=14 * DAY_MS,
     produced_by="person index",
@@ -65,7 +131,7 @@ PERSON_EVENTS = Topic(
 LINKS = Topic(
     "links",
     key="first identifier token of the linking resource",
-    partitions=1,
+    layout="single",
     cleanup="delete",
     retention_ms=14 * DAY_MS,
     produced_by="person index (Patients, and events naming a person by several identifiers); "
@@ -77,7 +143,7 @@ LINKS = Topic(
 ASSIGNMENTS = Topic(
     "assignments",
     key="identifier token (or referral token)",
-    partitions=4,
+    layout="hub",
     cleanup="compact",
     retention_ms=-1,
     produced_by="identity linker; reconciler (a referral's person, under the referral's token)",
@@ -87,7 +153,7 @@ ASSIGNMENTS = Topic(
 IDENTITY_CONFLICTS = Topic(
     "identity-conflicts",
     key="conflict id",
-    partitions=1,
+    layout="single",
     cleanup="compact",
     retention_ms=-1,
     produced_by="identity linker",
@@ -97,7 +163,7 @@ IDENTITY_CONFLICTS = Topic(
 PARTNER_ACTIVITY = Topic(
     "partner-activity",
     key="partner id",
-    partitions=1,
+    layout="single",
     cleanup="compact",
     retention_ms=-1,
     produced_by="person index",
@@ -107,7 +173,7 @@ PARTNER_ACTIVITY = Topic(
 ALERTS = Topic(
     "alerts",
     key="recipient partner id",
-    partitions=4,
+    layout="hub",
     cleanup="delete",
     retention_ms=30 * DAY_MS,
     produced_by="reconciler, referrals, outbound delivery (failures: operator, referrer)",
@@ -117,7 +183,7 @@ ALERTS = Topic(
 OUTBOUND = Topic(
     "outbound",
     key="recipient partner id",
-    partitions=4,
+    layout="hub",
     cleanup="delete",
     retention_ms=14 * DAY_MS,
     produced_by="reconciler, referrals",
@@ -127,7 +193,7 @@ OUTBOUND = Topic(
 REFERRALS = Topic(
     "referrals",
     key="referral id (<referrer>/<ServiceRequest.id>)",
-    partitions=4,
+    layout="hub",
     cleanup="compact",
     retention_ms=-1,
     produced_by="reconciler (referral steps)",
@@ -137,7 +203,7 @@ REFERRALS = Topic(
 AUDIT = Topic(
     "audit",
     key="hub person id",
-    partitions=4,
+    layout="hub",
     cleanup="delete",
     retention_ms=-1,
     produced_by="every service that discloses to a partner",
@@ -147,7 +213,7 @@ AUDIT = Topic(
 DEADLETTER = Topic(
     "deadletter",
     key="source partner id",
-    partitions=1,
+    layout="single",
     cleanup="delete",
     retention_ms=90 * DAY_MS,
     produced_by="every connector and service that rejects input",
@@ -158,7 +224,7 @@ DEADLETTER = Topic(
 MEASURE_EVENTS = Topic(
     "measure-events",
     key="month and area (<YYYY-MM>|<area>)",
-    partitions=1,
+    layout="single",
     cleanup="delete",
     retention_ms=62 * DAY_MS,
     produced_by="reconciler and identity linker (what each change counts)",
@@ -169,7 +235,7 @@ MEASURE_EVENTS = Topic(
 MEASURES = Topic(
     "measures",
     key="report id (<figure>-<YYYY-MM>-<area>)",
-    partitions=1,
+    layout="single",
     cleanup="compact",
     retention_ms=-1,
     produced_by="measures",
@@ -192,6 +258,68 @@ CATALOGUE: tuple[Topic, ...] = (
     MEASURE_EVENTS,
     MEASURES,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A worker table: kept in RocksDB on the worker holding each partition, and in a compacted
+    changelog topic from which a worker rebuilds it. It has the partitions of the topic whose
+    events write it, each key on the partition of the event that wrote it."""
+
+    name: str
+    key: str
+    follows: Topic
+    purpose: str
+
+    @property
+    def changelog(self) -> Topic:
+        """The table's changelog topic."""
+        return Topic(
+            self.name,
+            key=f"{self.key} (as a JSON string)",
+            layout=self.follows.layout,
+            cleanup="compact",
+            retention_ms=-1,
+            produced_by=f"workers (the {self.name} table)",
+            consumed_by="workers, rebuilding the table after a restart or a rebalance",
+            purpose=self.purpose,
+            changelog=True,
+        )
+
+
+TOKEN_PERSON = Table("token-person", "identifier token", INBOUND, "linked identifier -> person")
+# the linker's global view (one partition): token -> person, person -> its tokens; token -> the
+# sources whose links named it; conflict id -> conflict; token -> its conflicts' ids
+LINKED_PERSON_OF = Table("linked-person-of", "identifier token", LINKS, "token -> person")
+LINKED_MEMBERS = Table("linked-members", "hub person id", LINKS, "person -> tokens")
+LINKED_SOURCES = Table("linked-sources", "identifier token", LINKS, "token -> sources")
+LINKED_CONFLICTS = Table("linked-conflicts", "conflict id", LINKS, "conflict id -> conflict")
+LINKED_CONFLICT_IDS = Table("linked-conflict-ids", "identifier token", LINKS, "token -> conflicts")
+CALENDARS = Table("calendars", "hub person id", PERSON_EVENTS, "person -> calendar")
+# people with referrals awaiting acceptance -> the earliest deadline (ISO)
+DEADLINES = Table("deadlines", "hub person id", PERSON_EVENTS, "person -> next deadline")
+IDENTITY_FLAGS = Table("identity-flags", "hub person id", PERSON_EVENTS, "person -> conflicts")
+# the commissioners' figures: aggregate cell (figure|month|area|category|urgency|reason) -> counts
+# and days (services/domain/measures.py); no person, no identifier
+MEASURE_CELLS = Table("measure-cells", "aggregate cell", MEASURE_EVENTS, "cell -> counts")
+
+TABLES: tuple[Table, ...] = (
+    TOKEN_PERSON,
+    LINKED_PERSON_OF,
+    LINKED_MEMBERS,
+    LINKED_SOURCES,
+    LINKED_CONFLICTS,
+    LINKED_CONFLICT_IDS,
+    CALENDARS,
+    DEADLINES,
+    IDENTITY_FLAGS,
+    MEASURE_CELLS,
+)
+
+
+def plan() -> tuple[Topic, ...]:
+    """Every topic the hub needs on the cluster: the catalogue's, then the tables' changelogs."""
+    return CATALOGUE + tuple(table.changelog for table in TABLES)
 
 
 def by_short_name(short_name: str) -> Topic:

@@ -22,7 +22,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from schemas.keys import PersonKey
-from schemas.topics import topic_prefix
+from schemas.topics import app_id as topics_app_id
 from services.domain.credentials import is_argon2id_hash, verify_secret
 from services.domain.measure_reports import AreaMap
 from services.domain.partners import Partner, PartnerDirectory
@@ -93,7 +93,7 @@ def settings() -> Settings:
     web_port = int(os.environ.get("CONCORD_WEB_PORT", "6066"))
     cache_dir = Path(os.environ.get("CONCORD_CACHE_DIR", ROOT / ".cache"))
     brokers = ";".join(f"kafka://{server}" for server in bootstrap_servers().split(","))
-    app_id = os.environ.get("CONCORD_APP_ID", f"{topic_prefix()}hub")
+    app_id = topics_app_id()
     # Faust keys its local table files by table name only: one folder per app, or they mix.
     default_data_dir = cache_dir / "workers" / f"{app_id}-{web_port}"
     return Settings(

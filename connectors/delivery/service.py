@@ -855,13 +855,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"{endpoint.describe_auth()}"
             )
         return EXIT_OK
-    from deploy.topics import TopicSetupError, create_topics
+    from deploy.topics import TopicSetupError, check_topics, create_topics, planned
+    from schemas.topics import CATALOGUE, workers_create_topics
     from services.runtime import configure_logging as configure
 
     configure()
 
     try:
-        create_topics()
+        # As a worker: creates topics only when told to, and refuses to start on missing ones.
+        if workers_create_topics():
+            create_topics()
+        check_topics(planned(CATALOGUE))
     except TopicSetupError as exc:
         print(f"concord deliver: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE

@@ -52,18 +52,77 @@ def _kafka(args: argparse.Namespace) -> int:
 
 
 def _topics(args: argparse.Namespace) -> int:
-    from deploy.topics import TopicSetupError, create_topics, list_topics
+    from deploy import topics as provision
+    from schemas.topics import SettingError
 
     try:
         if args.action == "create":
-            created = create_topics()
+            created = provision.create_topics()
             print(
                 f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else "")
             )
+        elif args.action == "plan":
+            return _plan(args)
+        elif args.action == "repartition":
+            return _repartition(args)
         else:
-            print("\n".join(list_topics()))
-    except TopicSetupError as exc:
+            print("\n".join(provision.list_topics()))
+    except provision.TopicSetupError as exc:
         raise CommandError(str(exc)) from exc
+    except SettingError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    return EXIT_OK
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from deploy import topics as provision
+
+    if (args.write or args.check) and args.format != "strimzi":
+        raise CommandError("--write and --check go with --format strimzi", EXIT_USAGE)
+
+    plan = provision.planned(partitions=args.partitions, replicas=args.replication_factor)
+    if args.format == "json":
+        print(json.dumps([t.as_dict() for t in plan], indent=2))
+        return EXIT_OK
+    if args.format == "table":
+        print(provision.table(plan))
+        return EXIT_OK
+    made_by = "concord topics plan --format strimzi" + "".join(
+        f" --{flag} {value}"
+        for flag, value in (
+            ("partitions", args.partitions),
+            ("replication-factor", args.replication_factor),
+        )
+        if value
+    )
+    manifest = provision.strimzi_manifest(plan, f"{made_by} --write")
+    target = Path(provision.__file__).resolve().parent.parent / provision.STRIMZI_FILE
+    if args.check:
+        current = target.read_text(encoding="utf-8") if target.exists() else ""
+        if current != manifest:
+            raise CommandError(
+                f"{provision.STRIMZI_FILE} is not what the catalogue gives: run `{made_by} --write`",
+                EXIT_REJECTED,
+            )
+        print(f"{provision.STRIMZI_FILE} is current")
+    elif args.write:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(manifest, encoding="utf-8")
+        print(f"wrote {len(plan)} KafkaTopic resources to {provision.STRIMZI_FILE}")
+    else:
+        print(manifest, end="")
+    return EXIT_OK
+
+
+def _repartition(args: argparse.Namespace) -> int:
+    from deploy.repartition import RepartitionError, repartition
+
+    try:
+        moved = repartition(to=args.to, into_prefix=args.into_prefix, into_app=args.into_app_id)
+    except RepartitionError as exc:
+        raise CommandError(str(exc), exc.code) from exc
+    for line in moved.summary():
+        print(line)
     return EXIT_OK
 
 
@@ -401,6 +460,55 @@ def _identity_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     identity.set_defaults(run=_identity)
 
 
+def _topics_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    topics = commands.add_parser(
+        "topics", help="plan, create, list or repartition the hub's topics"
+    )
+    actions = topics.add_subparsers(dest="action", required=True)
+    actions.add_parser("create", help="create the missing topics and table changelogs")
+    actions.add_parser("list", help="list the cluster's topics")
+    plan = actions.add_parser(
+        "plan", help="print the topics an administrator must create: name, partitions, RF, configs"
+    )
+    plan.add_argument("--format", choices=["table", "json", "strimzi"], default="table")
+    plan.add_argument(
+        "--partitions",
+        type=int,
+        default=None,
+        help="per-person topics' partitions (default: CONCORD_PARTITIONS)",
+    )
+    plan.add_argument(
+        "--replication-factor",
+        type=int,
+        default=None,
+        help="replicas per topic (default: CONCORD_REPLICATION_FACTOR)",
+    )
+    written = plan.add_mutually_exclusive_group()
+    written.add_argument(
+        "--write", action="store_true", help="strimzi: write deploy/k8s/base/kafka-topics.yaml"
+    )
+    written.add_argument(
+        "--check",
+        action="store_true",
+        help="strimzi: exit 1 unless deploy/k8s/base/kafka-topics.yaml is current",
+    )
+    move = actions.add_parser(
+        "repartition",
+        help="with every worker and deliverer stopped, copy the hub's topics into a new "
+        "generation with another partition count (docs/operations-partitions.md)",
+    )
+    move.add_argument("--to", type=int, required=True, help="the new partition count")
+    move.add_argument(
+        "--into-prefix", required=True, help="the new generation's CONCORD_TOPIC_PREFIX"
+    )
+    move.add_argument(
+        "--into-app-id",
+        default=None,
+        help="the new generation's CONCORD_APP_ID (default: PREFIXhub)",
+    )
+    topics.set_defaults(run=_topics)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
     parser = argparse.ArgumentParser(prog="concord", description=__doc__)
@@ -411,9 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["start", "stop", "status"])
     kafka.set_defaults(run=_kafka)
 
-    topics = commands.add_parser("topics", help="create or list the hub's topics")
-    topics.add_argument("action", choices=["create", "list"])
-    topics.set_defaults(run=_topics)
+    _topics_parser(commands)
 
     publish = commands.add_parser(
         "publish",

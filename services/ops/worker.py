@@ -1,4 +1,5 @@
-"""`concord worker`: create the topics if needed, then run the stream processors and HTTP API."""
+"""`concord worker`: check its topics (creating them first only when CONCORD_CREATE_TOPICS says
+so), then run the stream processors and HTTP API."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from schemas.identifiers import configured_placeholders
 
 def main(loglevel: str = "warning") -> int:
     """Run one faust worker in the foreground until interrupted."""
-    from deploy.topics import create_topics
+    from deploy.topics import check_topics, create_topics
+    from schemas.topics import workers_create_topics
     from services.runtime import partner_directory, service_directory, settings
 
     current = settings()
@@ -16,7 +18,11 @@ def main(loglevel: str = "warning") -> int:
     service_directory(current.services_file)
     configured_placeholders()
     current.data_dir.mkdir(parents=True, exist_ok=True)
-    create_topics()
+    # Managed clusters rarely let a worker create topics: by default it only checks them, and
+    # refuses to start on a missing one or one with another partition count.
+    if workers_create_topics():
+        create_topics()
+    check_topics()
     import faust
 
     from services.stream import agents  # noqa: F401 -- importing registers the agents

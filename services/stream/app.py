@@ -68,7 +68,11 @@ app = HubApp(
     consumer_auto_offset_reset="earliest",
     # Standby replicas keep a copy of other workers' table partitions, for a quick takeover.
     table_standby_replicas=SETTINGS.standby_replicas,
-    topic_allow_declare=True,
+    # Workers create no topics: `concord topics create` (or the cluster's administrator, from
+    # `concord topics plan`) does, changelogs included, and the worker checks them at start.
+    topic_allow_declare=False,
+    topic_replication_factor=topics.replication_factor(),
+    topic_disable_leader=True,  # no timer runs on the leader only: no leader topic to create
     web_in_thread=False,
     Router=PersonRouter,
 )
@@ -119,36 +123,30 @@ ROCKSDB_OPTIONS = {
 }
 
 
-def _table(name: str, partitions: int, help_text: str) -> Any:
+def _table(table: topics.Table) -> Any:
     return app.Table(
-        name,
+        table.name,
         default=None,
-        partitions=partitions,
+        partitions=table.follows.partitions,
         key_type=str,
         value_type=bytes,
-        help=help_text,
+        help=table.purpose,
         options=ROCKSDB_OPTIONS,
+        extra_topic_configs=table.changelog.configs(),
     )
 
 
-# token -> person id, for identifiers the linker has joined (co-partitioned with inbound)
-token_person = _table("token-person", topics.INBOUND.partitions, "linked identifier -> person")
-# the linker's global view (one partition): token -> person, person -> its tokens
-linked_person_of = _table("linked-person-of", topics.LINKS.partitions, "token -> person")
-linked_members = _table("linked-members", topics.LINKS.partitions, "person -> tokens")
-# token -> the sources whose links named it; conflict id -> conflict; token -> its conflicts' ids
-linked_sources = _table("linked-sources", topics.LINKS.partitions, "token -> sources")
-linked_conflicts = _table("linked-conflicts", topics.LINKS.partitions, "conflict id -> conflict")
-linked_conflict_ids = _table("linked-conflict-ids", topics.LINKS.partitions, "token -> conflicts")
-# person id -> encoded calendar (services/stream/state.py)
-calendars = _table("calendars", topics.PERSON_EVENTS.partitions, "person -> calendar")
-# person id -> earliest referral deadline (ISO), for people with referrals awaiting acceptance
-deadlines = _table("deadlines", topics.PERSON_EVENTS.partitions, "person -> next deadline")
-# person id -> the identity conflicts the person is under (set by the linker's commands)
-identity_flags = _table("identity-flags", topics.PERSON_EVENTS.partitions, "person -> conflicts")
-# the commissioners' figures: aggregate cell (figure|month|area|category|urgency|reason) -> counts
-# and days (services/domain/measures.py); no person, no identifier
-measure_cells = _table("measure-cells", topics.MEASURE_EVENTS.partitions, "cell -> counts")
+# Declared in schemas/topics.py (TABLES), from which `concord topics plan` lists their changelogs.
+token_person = _table(topics.TOKEN_PERSON)  # co-partitioned with inbound
+linked_person_of = _table(topics.LINKED_PERSON_OF)  # the linker's global view (one partition)
+linked_members = _table(topics.LINKED_MEMBERS)
+linked_sources = _table(topics.LINKED_SOURCES)
+linked_conflicts = _table(topics.LINKED_CONFLICTS)
+linked_conflict_ids = _table(topics.LINKED_CONFLICT_IDS)
+calendars = _table(topics.CALENDARS)  # person id -> encoded calendar (services/stream/state.py)
+deadlines = _table(topics.DEADLINES)
+identity_flags = _table(topics.IDENTITY_FLAGS)
+measure_cells = _table(topics.MEASURE_CELLS)
 
 # Where each routed table keeps a key: the partition its events were written to.
 PARTITION_RULES: dict[str, Callable[[str], int]] = {

@@ -262,7 +262,8 @@ def test_a_replay_from_the_start_gives_the_same_figures(
     assert _headline_of(live, f"referrals-accepted-{MONTH}-{LAMBETH}") == 10  # 8, rounded
 
     replay_began = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    replaying = Worker(tmp_path, CONCORD_APP_ID=f"{topics}replay")
+    # A second app id: its own consumer group and changelogs, which its worker creates.
+    replaying = Worker(tmp_path, CONCORD_APP_ID=f"{topics}replay", CONCORD_CREATE_TOPICS="true")
     replaying.start()
     try:
         deadline = time.monotonic() + 90
