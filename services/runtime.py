@@ -285,6 +285,20 @@ def secret_from(secret_file: str | None) -> str | None:
 # identifiers, names, dates of birth or clinical text.
 
 
+class _CurrentStderr:
+    """Whatever sys.stderr is when a line is written: a stream captured once would outlive a
+    caller that swaps stderr and closes its own (a test's capture, a redirected command)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_STDERR = _CurrentStderr()
+
+
 def configure_logging(level: str | None = None) -> None:
     """Configure structlog, and route the standard library's logging (faust, mode, aiokafka,
     kafka-python, aiohttp, warnings) through the same renderer: every line one JSON object when
@@ -305,10 +319,10 @@ def configure_logging(level: str | None = None) -> None:
     structlog.configure(
         processors=[*stamped, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_STDERR)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*stamped, structlog.stdlib.add_logger_name],
