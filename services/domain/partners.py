@@ -14,6 +14,7 @@ from typing import Any, get_args
 from schemas.identifiers import PARTNER_ID
 from services.domain.credentials import is_secret_hash
 from services.domain.kinds import AgencyKind
+from services.domain.peers import PeerAllowList, parse_peers
 
 KINDS: tuple[AgencyKind, ...] = get_args(AgencyKind)
 
@@ -36,7 +37,7 @@ _PREFIX_KINDS: tuple[tuple[str, AgencyKind], ...] = (
     ("commissioner-", "commissioner"),
 )
 _FIELDS = ("id", "kind", "name")
-_OPTIONAL = ("secret_hash", "next_secret_hash", "csv_columns")
+_OPTIONAL = ("secret_hash", "next_secret_hash", "csv_columns", "mllp_peers")
 
 
 class UnknownPartner(KeyError):  # noqa: N818 -- name fixed by the shared API
@@ -57,6 +58,9 @@ class Partner:
     # The partner's CSV export headers that the usual names do not cover: their header → our
     # column (connectors/feeds/README.md). Checked against the columns where a CSV is read.
     csv_columns: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # The hosts that may connect to the MLLP listener as this partner (services/domain/peers.py);
+    # None: this machine only.
+    mllp_peers: PeerAllowList | None = None
 
 
 def _partner(position: int, entry: Any) -> Partner:
@@ -97,6 +101,7 @@ def _partner(position: int, entry: Any) -> Partner:
         secret_hash=secret_hash,
         next_secret_hash=next_secret_hash,
         csv_columns=_csv_columns(where, entry.get("csv_columns", {})),
+        mllp_peers=parse_peers(where, entry["mllp_peers"]) if "mllp_peers" in entry else None,
     )
 
 
