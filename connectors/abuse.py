@@ -127,3 +127,24 @@ class SignInPool:
     def close(self) -> None:
         """Stop the threads once their checks are done."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class PasswordGuard:
+    """For a sign-in form (the pages): each password checked on the sign-in threads, and an
+    address with too many refused sign-ins told to wait before its next one is even checked."""
+
+    def __init__(self, limits: EdgeLimits | None = None) -> None:
+        limits = limits or EdgeLimits()
+        self.rates = RateLimits(limits)
+        self.pool = SignInPool(limits.sign_in_threads, limits.sign_in_queue)
+
+    async def check(self, source: str, check: Callable[[], T | None]) -> T | int | None:
+        """`check()`'s answer (None: refused, and counted against `source`), or the seconds
+        `source` must wait first; SignInBusy when too many checks wait."""
+        wait = self.rates.check("failed-sign-in", source)
+        if wait is not None:
+            return wait
+        found = await self.pool.run(check)
+        if found is None:
+            self.rates.hit("failed-sign-in", source)
+        return found
