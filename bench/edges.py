@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     create_topics()
     try:
         print("1. gateway: a good partner's POST latency")
-        lifted = EdgeLimits(failed_sign_in_rate="1000000/minute", source_rate="1000000/minute")
+        lifted = EdgeLimits(sign_in_check_rate="1000000/minute", source_rate="1000000/minute")
         for label, wrong, limits in (
             ("alone", 0, lifted),
             (f"with {args.wrong} wrong secrets, each hashed", args.wrong, lifted),

@@ -9,8 +9,10 @@ this process's memory: each gateway process limits what reaches it (see the gate
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,8 @@ from typing import Literal, TypeVar
 from limits import RateLimitItem, parse, storage, strategies
 
 T = TypeVar("T")
-Counted = Literal["partner", "source", "failed-sign-in"]
+SIGN_IN_NICENESS = 10
+Counted = Literal["partner", "source", "sign-in-check", "failed-sign-in"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,14 +33,19 @@ class EdgeLimits:
 
     partner_rate: str = "600/minute"  # requests per signed-in partner
     source_rate: str = "1200/minute"  # requests per source address, signed in or not
-    failed_sign_in_rate: str = "10/minute"  # refused sign-ins per source address
-    sign_in_threads: int = 2  # threads checking secrets (argon2id: ~64 MiB and tens of ms each)
+    # Secret checks per source address (the gateway): every sign-in whose secret is not already
+    # proven counts before it is checked, so a flood of wrong secrets is cut off at once.
+    sign_in_check_rate: str = "10/minute"
+    failed_sign_in_rate: str = "10/minute"  # refused password sign-ins per address (the pages)
+    # Threads checking secrets: each argon2id check itself runs 4 lanes in parallel (~64 MiB).
+    sign_in_threads: int = 1
     sign_in_queue: int = 64  # sign-ins waiting for those threads before more are turned away
 
 
 LIMIT_SETTINGS = {
     "CONCORD_RATE_PARTNER": "partner_rate",
     "CONCORD_RATE_SOURCE": "source_rate",
+    "CONCORD_RATE_SIGN_IN_CHECK": "sign_in_check_rate",
     "CONCORD_RATE_FAILED_SIGN_IN": "failed_sign_in_rate",
 }
 
@@ -79,6 +87,7 @@ class RateLimits:
         self._rates: dict[Counted, RateLimitItem] = {
             "partner": parse(limits.partner_rate),
             "source": parse(limits.source_rate),
+            "sign-in-check": parse(limits.sign_in_check_rate),
             "failed-sign-in": parse(limits.failed_sign_in_rate),
         }
         self._limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
@@ -101,6 +110,13 @@ class RateLimits:
         return max(1, math.ceil(reset - self._clock()))
 
 
+def _yield_the_processor() -> None:
+    """Run this sign-in thread, and the argon2 lane threads it starts (they inherit it), at a
+    lower scheduling priority than the event loop and request work (Linux: per-thread nice)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SIGN_IN_NICENESS)
+
+
 class SignInBusy(Exception):  # noqa: N818 -- reads as the condition it reports
     """More sign-ins are waiting for a secret check than the queue holds."""
 
@@ -110,7 +126,9 @@ class SignInPool:
     other work (nor other work behind them); at most `queue` wait, the rest are turned away."""
 
     def __init__(self, threads: int, queue: int) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sign-in")
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="sign-in", initializer=_yield_the_processor
+        )
         self._queue = queue
         self._waiting = 0
 

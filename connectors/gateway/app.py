@@ -171,8 +171,10 @@ class Lanes:
 def gateway_producer(timeout_s: float) -> KafkaProducer:
     """A durable producer (acks=all) that gives up within the gateway's Kafka timeout."""
     timeout_ms = int(timeout_s * 1000)
+    # Finding no broker at all takes half the timeout, so even a request that has to open a
+    # producer is answered 503 within it.
     return new_producer(
-        client_id="concord-gateway", max_block_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms
+        client_id="concord-gateway", max_block_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms // 2
     )
 
 
@@ -199,13 +201,13 @@ class Gateway:
 
     async def publish(self, admitted: Admitted) -> None:
         """Send every envelope, as encoded when admitted; return once Kafka has acknowledged all."""
-        timeout_s = self.config.kafka_timeout_s
+        deadline = time.monotonic() + self.config.kafka_timeout_s
         inbound = topics.INBOUND.name
 
         def job(publisher: Publisher) -> None:
             for item in admitted.accepted:
                 publisher.send_encoded(inbound, item.key, item.value)
-            publisher.confirm(timeout_s)
+            publisher.confirm(max(0.0, deadline - time.monotonic()))  # one deadline in all
 
         await self.lanes.run(job)
 

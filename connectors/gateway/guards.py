@@ -1,5 +1,5 @@
 """The gateway's defences against abuse: sign-in within rates (per source address, per partner,
-and stricter for refused sign-ins), secrets checked on their own threads, bodies read within a
+and far stricter for secret checks), secrets checked on their own threads, bodies read within a
 time limit, idle and stalled connections closed, and a cap on open connections.
 
 See connectors/gateway/README.md, "Limits".
@@ -77,17 +77,20 @@ class Guards:
         self, directory: PartnerDirectory, partner_id: str, secret: str | None, source: str
     ) -> Partner | RefusedRequest:
         """The partner proven by its secret, or the refusal: 429 when its source address has made
-        too many requests or too many refused sign-ins (then its secret is not even checked), or
-        the partner too many requests; 401 for a wrong credential; 503 when too many sign-ins
+        too many requests or asked for too many secret checks (a secret already proven is not
+        checked again, so in practice: wrong secrets; the secret is then not checked), or the
+        partner too many requests; 401 for a wrong credential; 503 when too many sign-ins
         wait for a check."""
         wait = self.rates.hit("source", source)
         if wait is not None:
             return too_many(wait, "requests from your address")
         partner = already_proven(directory, partner_id, secret)
         if partner is None:
-            wait = self.rates.check("failed-sign-in", source)
+            # Counted before the check, so that a burst of wrong secrets is cut off at once,
+            # not only once the first of them have been found wrong.
+            wait = self.rates.hit("sign-in-check", source)
             if wait is not None:
-                return too_many(wait, "refused sign-ins from your address")
+                return too_many(wait, "sign-ins from your address")
             try:
                 partner = await self.pool.run(authenticate, directory, partner_id, secret)
             except SignInBusy:
@@ -95,7 +98,6 @@ class Guards:
                 busy = refuse(503, "transient", "(Authorization)", message, dead_letter=False)
                 return replace(busy, retry_after=BUSY_RETRY_S)
             except AuthError as exc:
-                self.rates.hit("failed-sign-in", source)
                 reason = str(exc) if partner_id and secret else "no credential"
                 message = f"{reason}: sign in with HTTP Basic (your partner id and secret)"
                 return refuse(401, "security", "(Authorization)", message, dead_letter=False)

@@ -24,7 +24,7 @@ def gateway(**guards: object) -> Served:
 
 
 def test_wrong_secrets_from_one_address_are_429_after_the_limit(topics: str) -> None:
-    with gateway(limits=EdgeLimits(failed_sign_in_rate="2/minute")) as served:
+    with gateway(limits=EdgeLimits(sign_in_check_rate="2/minute")) as served:
         client = Client(served.port)
         statuses = [client.post("/fhir/Appointment", APPOINTMENT, secret="wrong") for _ in range(3)]
         refused = statuses[-1]

@@ -90,10 +90,10 @@ def test_a_proven_partner_signs_in_while_the_sign_in_threads_are_all_busy() -> N
     assert getattr(stranger, "status", None) == 503, "the queue was full: turned away, not queued"
 
 
-def test_refused_sign_ins_from_one_address_are_stopped_before_their_secret_is_checked() -> None:
+def test_secret_checks_from_one_address_beyond_its_rate_are_429_unchecked() -> None:
     checked: list[str] = []
     directory = _directory(hash_partner_secret("right"))
-    limits = EdgeLimits(failed_sign_in_rate="2/minute")
+    limits = EdgeLimits(sign_in_check_rate="2/minute")
     guards = Guards(GuardSettings(limits=limits))
 
     async def attempt(source: str) -> int:
