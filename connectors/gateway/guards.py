@@ -67,9 +67,9 @@ def too_many(wait_s: int, whose: str) -> RefusedRequest:
 class Guards:
     """The rate counters and the sign-in pool of one gateway process."""
 
-    def __init__(self, settings: GuardSettings, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, settings: GuardSettings) -> None:
         self.settings = settings
-        self.rates = RateLimits(settings.limits, *(() if clock is None else (clock,)))
+        self.rates = RateLimits(settings.limits)
         limits = settings.limits
         self.pool = SignInPool(limits.sign_in_threads, limits.sign_in_queue)
 
