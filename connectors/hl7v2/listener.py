@@ -58,6 +58,7 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_PORT = 2575
 READ_CHUNK = 64 * 1024
+CAPPED_KEPT_CHARS = 64 * 1024  # of a message over a shape cap, kept on the dead-letter topic
 # Of the partner's ACK timeout, what is kept back to write the ACK after Kafka's answer.
 ACK_MARGIN_S = 1.0
 TRY_AGAIN = (
@@ -152,7 +153,9 @@ def reply_to_over_caps(text: str, reason: str, partner: str, origin: str) -> Mll
     refused without being parsed; it goes whole to the dead-letter topic."""
     report = ErrorReport(f"message refused unread: {reason}", "", APPLICATION_INTERNAL_ERROR)
     problem = Problem("(message)", f"message refused unread: {reason}")
-    return _rejection("AR", text, origin, partner, problems=[problem], reports=[report])
+    # Enough for an operator to see what it was, and small enough for the dead-letter topic.
+    kept = text if len(text) <= CAPPED_KEPT_CHARS else f"{text[:CAPPED_KEPT_CHARS]}\n…[not kept]"
+    return _rejection("AR", kept, origin, partner, problems=[problem], reports=[report])
 
 
 def reply_to_oversized(item: Oversized, partner: str, origin: str, max_bytes: int) -> MllpReply:

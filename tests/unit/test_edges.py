@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from connectors.abuse import EdgeLimits, RateLimits, SignInBusy, SignInPool, edge_limits
 from connectors.gateway.guards import Guards, GuardSettings
 from connectors.hl7v2.caps import MessageCaps, over_caps
-from connectors.hl7v2.listener import listener_settings
+from connectors.hl7v2.listener import listener_settings, reply_to_over_caps
 from services.domain.partners import Partner, PartnerDirectory
 from services.domain.peers import PeerAllowList, parse_peers, refusal
 from services.domain.signin import DECOY_HASH, SignInRefused, check_secret
@@ -246,3 +246,14 @@ def test_listener_settings_name_what_is_wrong() -> None:
         listener_settings({"CONCORD_MLLP_ACK_TIMEOUT_S": "soon"})
     with pytest.raises(ValueError, match="together"):
         listener_settings({"CONCORD_MLLP_TLS_CERT_FILE": "cert.pem"})
+
+
+def test_a_message_over_a_cap_is_refused_ar_and_only_its_head_is_kept() -> None:
+    text = MSH + "NTE|1||" + "x" * 200_000 + "\r"
+    reply = reply_to_over_caps(text, "a field repeats too often", "mht-rv5", "mllp://peer")
+    assert reply.code == "AR"
+    assert reply.envelopes == ()
+    assert reply.letter is not None
+    assert reply.letter.raw.startswith(MSH)
+    assert len(reply.letter.raw) < 70_000
+    assert "a field repeats too often" in reply.letter.reason
