@@ -6,6 +6,7 @@ nothing is reported accepted that Kafka has not stored.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -108,15 +109,20 @@ class Publisher:
         return self.send(topics.DEADLETTER.name, letter.source.encode(), letter)
 
     def confirm(self, timeout_s: float = 60.0) -> None:
-        """Flush and wait for every queued message; raise DeliveryError if any failed."""
-        self._producer.flush(timeout=timeout_s)
+        """Flush and wait for every queued message, `timeout_s` in all; raise DeliveryError if any
+        failed or is still unacknowledged then. Either way the queue is empty afterwards, so a
+        later confirm answers for later messages only."""
+        deadline = time.monotonic() + timeout_s
+        pending, self._pending = self._pending, []
+        # A flush that times out raises: each message's own answer is read below instead.
+        with contextlib.suppress(KafkaError):
+            self._producer.flush(timeout=timeout_s)
         failures = 0
-        for future in self._pending:
+        for future in pending:
             try:
-                future.get(timeout=timeout_s)  # type: ignore[attr-defined]  # kafka-python's FutureRecordMetadata
+                future.get(timeout=max(0.0, deadline - time.monotonic()))  # type: ignore[attr-defined]  # kafka-python's FutureRecordMetadata
             except KafkaError:
                 failures += 1
-        self._pending.clear()
         if failures:
             raise DeliveryError(f"Kafka did not acknowledge {failures} message(s)")
 

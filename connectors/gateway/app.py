@@ -24,6 +24,7 @@ from aiohttp import web
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, MessageSizeTooLargeError
 
+from connectors.gateway.guards import Guards, GuardSettings, guard_settings, read_within, serve
 from connectors.gateway.negotiation import (
     AcceptedForm,
     Format,
@@ -58,11 +59,11 @@ from schemas import topics
 from schemas.fhir import PARTNER_RESOURCE_TYPES
 from schemas.identifiers import PARTNER_ID
 from services.domain.partners import Partner
-from services.domain.signin import AuthError, basic_credentials
+from services.domain.signin import basic_credentials
 from services.observe.health import KafkaProbe
 from services.observe.health import add_routes as add_health_routes
 from services.observe.metrics import count_gateway_request
-from services.runtime import authenticate, partner_directory, settings
+from services.runtime import partner_directory, settings
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +88,7 @@ class GatewayConfig:
     idempotency_max_keys: int = 10_000
     versions_max_keys: int = 100_000
     public_url: str | None = None  # the address callers reach the gateway at, behind a proxy
+    guards: GuardSettings = field(default_factory=GuardSettings)  # rates and timeouts
 
 
 def gateway_config() -> GatewayConfig:
@@ -104,7 +106,11 @@ def gateway_config() -> GatewayConfig:
         )
     except ValueError as exc:
         raise ValueError(f"a CONCORD_GATEWAY_* setting is not a number: {exc}") from exc
-    return replace(config, public_url=public_url_setting(env.get("CONCORD_GATEWAY_PUBLIC_URL")))
+    return replace(
+        config,
+        public_url=public_url_setting(env.get("CONCORD_GATEWAY_PUBLIC_URL")),
+        guards=guard_settings(),
+    )
 
 
 class KafkaUnavailable(Exception):  # noqa: N818 -- reads as the condition it reports
@@ -168,8 +174,10 @@ class Lanes:
 def gateway_producer(timeout_s: float) -> KafkaProducer:
     """A durable producer (acks=all) that gives up within the gateway's Kafka timeout."""
     timeout_ms = int(timeout_s * 1000)
+    # Finding no broker at all takes half the timeout, so even a request that has to open a
+    # producer is answered 503 within it.
     return new_producer(
-        client_id="concord-gateway", max_block_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms
+        client_id="concord-gateway", max_block_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms // 2
     )
 
 
@@ -185,29 +193,24 @@ class Gateway:
         self.lanes = Lanes(
             config.producers, make_producer or (lambda: gateway_producer(config.kafka_timeout_s))
         )
+        self.guards = Guards(config.guards)
 
     async def sign_in(self, request: web.Request) -> Partner | RefusedRequest:
-        """The partner proven by HTTP Basic, or a 401 refusal."""
+        """The partner proven by HTTP Basic, within the rates of its source and its own;
+        otherwise a 401, 429 or 503 refusal (`guards.Guards.sign_in`)."""
         partner_id, secret = basic_credentials(request.headers.get("Authorization"))
         directory = partner_directory(self.config.partners_file)
-        loop = asyncio.get_running_loop()
-        try:
-            # PBKDF2 takes tens of milliseconds: keep it off the event loop.
-            return await loop.run_in_executor(None, authenticate, directory, partner_id, secret)
-        except AuthError as exc:
-            reason = str(exc) if partner_id and secret else "no credential"
-            message = f"{reason}: sign in with HTTP Basic (your partner id and secret)"
-            return refuse(401, "security", "(Authorization)", message, dead_letter=False)
+        return await self.guards.sign_in(directory, partner_id, secret, request.remote or "")
 
     async def publish(self, admitted: Admitted) -> None:
         """Send every envelope, as encoded when admitted; return once Kafka has acknowledged all."""
-        timeout_s = self.config.kafka_timeout_s
+        deadline = time.monotonic() + self.config.kafka_timeout_s
         inbound = topics.INBOUND.name
 
         def job(publisher: Publisher) -> None:
             for item in admitted.accepted:
                 publisher.send_encoded(inbound, item.key, item.value)
-            publisher.confirm(timeout_s)
+            publisher.confirm(max(0.0, deadline - time.monotonic()))  # one deadline in all
 
         await self.lanes.run(job)
 
@@ -245,7 +248,7 @@ class Reply:
     answer: Answer
     final: bool = False
     replayed: bool = False
-    retry_after: bool = False
+    retry_after: int = 0  # seconds, for a Retry-After header (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,9 +287,11 @@ class Post:
         return Answer(202, admitted.answer())
 
 
-def refused_reply(refusal: RefusedRequest, final: bool = False, retry_after: bool = False) -> Reply:
-    """The reply to a refused request: its status and OperationOutcome."""
-    return Reply(Answer(refusal.status, refusal.outcome()), final=final, retry_after=retry_after)
+def refused_reply(refusal: RefusedRequest, final: bool = False, retry_after: int = 0) -> Reply:
+    """The reply to a refused request: its status and OperationOutcome, and how long to wait
+    before retrying when the refusal or the caller says."""
+    wait = retry_after or refusal.retry_after
+    return Reply(Answer(refusal.status, refusal.outcome()), final=final, retry_after=wait)
 
 
 def answer_in(request: web.Request) -> Format:
@@ -308,7 +313,7 @@ def respond(request: web.Request, reply: Reply) -> web.Response:
     if answer.status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="concord"'
     if reply.retry_after:
-        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        response.headers["Retry-After"] = str(reply.retry_after)
     if reply.replayed:
         response.headers["Idempotent-Replayed"] = "true"
         facts["replayed"] = True
@@ -316,14 +321,10 @@ def respond(request: web.Request, reply: Reply) -> web.Response:
 
 
 async def read_limited(request: web.Request, limit: int) -> tuple[bytes, bool]:
-    """Up to `limit` bytes of the body, and whether there was more."""
-    chunks, size = [], 0
-    while chunk := await request.content.readany():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return b"".join(chunks)[:limit], True
-    return b"".join(chunks), False
+    """Up to `limit` bytes of the body, and whether there was more; TimeoutError (answered 408)
+    when it has not all arrived within the read timeout."""
+    timeout_s = request.app[GATEWAY].config.guards.read_timeout_s
+    return await read_within(request, limit, timeout_s)
 
 
 def too_large(declared: int | None, limit: int) -> RefusedRequest:
@@ -436,7 +437,7 @@ async def once(
     if isinstance(seen, Busy):
         message = "the first request with this key is still being answered; retry shortly"
         return refused_reply(
-            refuse(409, "conflict", "(Idempotency-Key)", message), retry_after=True
+            refuse(409, "conflict", "(Idempotency-Key)", message), retry_after=RETRY_AFTER_S
         )
     if isinstance(seen, Mismatch):
         return await on_mismatch()
@@ -489,7 +490,9 @@ async def publish(gateway: Gateway, facts: dict[str, Any], admitted: Admitted, p
         await gateway.publish(admitted)
     except KafkaUnavailable:
         message = "the hub could not store your request just now; nothing was accepted: retry later"
-        return refused_reply(refuse(503, "transient", "(Kafka)", message), retry_after=True)
+        return refused_reply(
+            refuse(503, "transient", "(Kafka)", message), retry_after=RETRY_AFTER_S
+        )
     except MessageSizeTooLargeError:
         too_big = refuse(413, "too-long", "(body)", "an event is over the broker's message limit")
         return refused_reply(too_big, final=True)
@@ -556,6 +559,10 @@ async def every_request(
             response = respond(request, refused_reply(wanted))  # 406, before anything is read
         else:
             response = await handler(request)
+    except TimeoutError:  # the body did not arrive within the read timeout
+        message = "the request body did not arrive in time; nothing was accepted"
+        response = respond(request, refused_reply(refuse(408, "timeout", "(body)", message)))
+        response.force_close()
     except web.HTTPException as exc:  # the router's 404 and 405
         code: IssueCode = "not-supported"
         message = f"{exc.reason}: the endpoints are listed at /openapi.json"
@@ -610,6 +617,7 @@ def build_app(
 
     async def close_lanes(_: web.Application) -> None:
         await gateway.lanes.close()
+        gateway.guards.close()
 
     app.on_cleanup.append(close_lanes)
     return app
@@ -645,9 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     config = replace(config, host=args.host or config.host, port=args.port or config.port)
     log.info("gateway.starting", host=config.host, port=config.port, max_body=config.max_body)
     try:
-        web.run_app(
-            build_app(config), host=config.host, port=config.port, access_log=None, print=None
-        )
+        asyncio.run(serve(build_app(config), config.host, config.port, config.guards))
     except OSError as exc:
         print(
             f"concord gateway: cannot listen on {config.host}:{config.port}: {exc.strerror}",

@@ -45,6 +45,8 @@ IssueCode = Literal[
     "processing",
     "conflict",
     "transient",
+    "throttled",
+    "timeout",
     "exception",
     "informational",
 ]
@@ -86,6 +88,7 @@ class RefusedRequest:
     issues: tuple[Issue, ...]
     # 401/403 inputs come from a sender who is unknown or not trusted: not kept as theirs.
     dead_letter: bool = True
+    retry_after: int = 0  # seconds the sender should wait before trying again (0: say nothing)
 
     def outcome(self) -> dict[str, Any]:
         """The FHIR OperationOutcome answering this refusal."""

@@ -137,8 +137,15 @@ def _post_responses(bundle: bool) -> dict[str, Any]:
         "422": _outcome(
             "FHIR validation failed, or a resource is one the hub could not act on (an Appointment or Task without an id, a Task whose focus is not ServiceRequest/<id>, a Consent the hub cannot read, a referral from a partner that is not probation): every problem listed, nothing from the request is published; or the Idempotency-Key was used for a different request; kept on the dead-letter topic"
         ),
+        "408": _outcome(
+            "the body did not all arrive within the read timeout (default 30 s); nothing was read or published; the connection is closed"
+        ),
+        "429": _outcome(
+            "too many requests from this source address or partner, or too many refused sign-ins from this address (then the secret is not checked); nothing was read; retry after Retry-After seconds",
+            retry_after,
+        ),
         "503": _outcome(
-            "Kafka did not acknowledge in time; nothing is reported accepted; retry after Retry-After seconds",
+            "Kafka did not acknowledge in time, or too many sign-ins wait to be checked; nothing is reported accepted; retry after Retry-After seconds",
             retry_after,
         ),
     }

@@ -25,6 +25,7 @@ from connectors.gateway.app import (
     DEAD_LETTER_PREFIX,
     FACTS,
     GATEWAY,
+    RETRY_AFTER_S,
     Gateway,
     KafkaUnavailable,
     Reply,
@@ -188,7 +189,7 @@ async def upload_csv(request: web.Request) -> web.Response:
         message = "the hub could not store your file just now: send the whole file again later"
         return respond(
             request,
-            refused_reply(refuse(503, "transient", "(Kafka)", message), retry_after=True),
+            refused_reply(refuse(503, "transient", "(Kafka)", message), retry_after=RETRY_AFTER_S),
         )
     except MessageSizeTooLargeError:
         too_big = refuse(413, "too-long", "(body)", "a row is over the broker's message limit")

@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -35,6 +36,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from connectors.abuse import PasswordGuard, SignInBusy, edge_limits
 from connectors.delivery.service import group_id as delivery_group
 from connectors.kafka_io import Publisher
 from connectors.pages import charts, operations, referrals
@@ -259,7 +261,20 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     user_id, password = str(form.get("user", "")), str(form.get("password", ""))
     users: UserDirectory = request.app[USERS]
-    user = users.sign_in(user_id, password) if user_id and password else None
+    user = None
+    if user_id and password:  # argon2id on the sign-in threads, within the address's rate
+        try:
+            checked = await request.app[PASSWORDS].check(
+                request.remote or "", partial(users.sign_in, user_id, password)
+            )
+        except SignInBusy:
+            text = "Too many sign-ins are being checked just now: try again in a few seconds"
+            return web.Response(text=text, status=503, headers={"Retry-After": "5"})
+        if isinstance(checked, int):
+            log.info("pages.sign_in_throttled")
+            text = f"Too many refused sign-ins from your address: try again in {checked} seconds"
+            return web.Response(text=text, status=429, headers={"Retry-After": str(checked)})
+        user = checked
     if user is None:
         log.info("pages.sign_in_refused")
         error = "Enter a correct user name and password"
@@ -721,6 +736,7 @@ async def health(request: web.Request) -> web.Response:
 # --- the application ----------------------------------------------------------------------------
 
 USERS = web.AppKey("users", UserDirectory)
+PASSWORDS = web.AppKey("passwords", PasswordGuard)  # sign-in threads and refused sign-in rates
 ALERTS = web.AppKey("alerts", Alerts)
 CONFIG = web.AppKey("config", PagesConfig)
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
@@ -783,6 +799,7 @@ def build_app(
         ]
     )
     app[USERS], app[CONFIG] = users, config
+    app[PASSWORDS] = PasswordGuard(edge_limits())
     app[DIRECTORY] = directory or PartnerDirectory()
     app[HUB], app[PARTNERS] = operations.HubState(), sorted(app[DIRECTORY].partners)
     app[OIDC] = oidc

@@ -16,6 +16,7 @@ from typing import Any, get_args
 from schemas.identifiers import PARTNER_ID
 from services.domain.credentials import is_secret_hash
 from services.domain.kinds import AgencyKind
+from services.domain.peers import PeerAllowList, parse_peers
 
 KINDS: tuple[AgencyKind, ...] = get_args(AgencyKind)
 
@@ -38,7 +39,7 @@ _PREFIX_KINDS: tuple[tuple[str, AgencyKind], ...] = (
     ("commissioner-", "commissioner"),
 )
 _FIELDS = ("id", "kind", "name")
-_OPTIONAL = ("secret_hash", "next_secret_hash", "csv_columns", "silent_after")
+_OPTIONAL = ("secret_hash", "next_secret_hash", "csv_columns", "silent_after", "mllp_peers")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -63,6 +64,9 @@ class Partner:
     csv_columns: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # How long the partner's feed may be quiet before the operators are told (None: never).
     silent_after: timedelta | None = None
+    # The hosts that may connect to the MLLP listener as this partner (services/domain/peers.py);
+    # None: this machine only.
+    mllp_peers: PeerAllowList | None = None
 
 
 def duration(text: str) -> timedelta:
@@ -122,6 +126,7 @@ def _partner(position: int, entry: Any) -> Partner:
         next_secret_hash=next_secret_hash,
         csv_columns=_csv_columns(where, entry.get("csv_columns", {})),
         silent_after=_silent_after(where, entry.get("silent_after")),
+        mllp_peers=parse_peers(where, entry["mllp_peers"]) if "mllp_peers" in entry else None,
     )
 
 

@@ -7,19 +7,22 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hl7apy.parser import parse_message as hl7apy_parse
-from pydantic import BaseModel
+from kafka import KafkaProducer
 from structlog.testing import capture_logs
 
-from connectors.hl7v2.framing import MAX_FRAME_BYTES, Frame, FrameDecoder, decode_text, frame
-from connectors.hl7v2.listener import listener_producer, start_server
-from connectors.kafka_io import DeliveryError, Publisher, read_topic
+from connectors.hl7v2.framing import Frame, FrameDecoder, decode_text, frame
+from connectors.hl7v2.listener import (
+    ListenerSettings,
+    PartnerForPeer,
+    listener_producer,
+    start_server,
+)
+from connectors.kafka_io import new_producer, read_topic
 from schemas import topics as catalogue
 from schemas.codec import decode, decode_dead_letter
 
@@ -41,11 +44,15 @@ def fixture_text(name: str) -> str:
 
 
 @contextmanager
-def listening(publisher: Publisher, max_bytes: int = MAX_FRAME_BYTES) -> Iterator[Address]:
+def listening(
+    producer: KafkaProducer,
+    settings: ListenerSettings | None = None,
+    partner_for_peer: PartnerForPeer = lambda _peer: PARTNER,
+) -> Iterator[Address]:
     """The listener in-process, on a free port, its event loop on a background thread."""
     loop = asyncio.new_event_loop()
     server = loop.run_until_complete(
-        start_server("127.0.0.1", 0, lambda _peer: PARTNER, publisher, max_bytes)
+        start_server("127.0.0.1", 0, partner_for_peer, producer, settings)
     )
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -70,16 +77,25 @@ async def _shut_down(server: asyncio.Server) -> None:
 
 
 @pytest.fixture
-def kafka_publisher(topics: str) -> Iterator[Publisher]:
-    publisher = Publisher(listener_producer())
-    yield publisher
-    publisher.close()
+def kafka_producer(topics: str) -> Iterator[KafkaProducer]:
+    producer = listener_producer()
+    yield producer
+    producer.close()
 
 
 @pytest.fixture
-def mllp(kafka_publisher: Publisher) -> Iterator[Address]:
-    with listening(kafka_publisher) as address:
+def mllp(kafka_producer: KafkaProducer) -> Iterator[Address]:
+    with listening(kafka_producer) as address:
         yield address
+
+
+def unreachable_kafka(block_s: float) -> KafkaProducer:
+    """A real producer whose broker address has nothing listening (a broker outage): every send
+    waits `block_s` for the broker, then fails. api_version is given so that making it does not
+    first wait to learn the broker's version."""
+    return new_producer(
+        bootstrap_servers="127.0.0.1:1", api_version=(3, 9), max_block_ms=int(block_s * 1000)
+    )
 
 
 def exchange(address: Address, payload: bytes, acks: int, timeout_s: float = 30.0) -> list[str]:
@@ -217,10 +233,10 @@ def test_two_messages_on_one_connection_are_answered_in_order(mllp: Address) -> 
     assert [a["start"] for a in appointments] == ["2026-12-04T13:00:00Z", "2026-12-07T10:30:00Z"]
 
 
-def test_message_over_the_size_limit_is_rejected_ar(kafka_publisher: Publisher) -> None:
+def test_message_over_the_size_limit_is_rejected_ar(kafka_producer: KafkaProducer) -> None:
     message = fixture_text("siu-s12.hl7")
     big = message + "NTE|1||" + "x" * 5000 + "\r"
-    with listening(kafka_publisher, max_bytes=2000) as address:
+    with listening(kafka_producer, ListenerSettings(max_bytes=2000)) as address:
         acks = exchange(address, frame(big) + frame(message), acks=2)
     big_msa, [err] = msa_and_errs(acks[0])
     assert big_msa[1:3] == ["AR", "RV5-0001"]
@@ -230,29 +246,19 @@ def test_message_over_the_size_limit_is_rejected_ar(kafka_publisher: Publisher) 
     assert "over the 2000-byte limit" in letter.reason
 
 
-class UnavailableKafka(Publisher):
-    """A publisher whose broker never acknowledges."""
-
-    def __init__(self) -> None:
-        self.sent: list[BaseModel] = []
-
-    def send(self, topic: str, key: bytes, message: BaseModel) -> Future[Any]:
-        self.sent.append(message)
-        return Future()
-
-    def confirm(self, timeout_s: float = 60.0) -> None:
-        raise DeliveryError("Kafka did not acknowledge 1 message(s)")
-
-
-def test_kafka_unavailable_is_answered_ae_try_again_never_aa() -> None:
-    publisher = UnavailableKafka()
-    with listening(publisher) as address:
-        [ack] = exchange(address, frame(fixture_text("siu-s12.hl7")), acks=1)
+def test_kafka_unavailable_is_answered_ae_try_again_within_the_ack_timeout_never_aa() -> None:
+    """The broker is down: the partner hears AE "send it again" within its ACK timeout (2 s
+    here; the socket gives up at 8 s), never AA, and nothing waits for Kafka's own timeouts."""
+    producer = unreachable_kafka(
+        block_s=30
+    )  # longer than the ACK timeout: the listener's bound holds
+    with listening(producer, ListenerSettings(ack_timeout_s=2)) as address:
+        [ack] = exchange(address, frame(fixture_text("siu-s12.hl7")), acks=1, timeout_s=8)
+    producer.close(timeout=0)
     msa, [err] = msa_and_errs(ack)
     assert msa[1:3] == ["AE", "RV5-0001"]
     assert err[3].startswith("207^")
     assert "send it again" in err[8]
-    assert len(publisher.sent) == 2, "it tried: the Patient and the Appointment"
 
 
 # --- enhanced acknowledgement mode (MSH-15, MSH-16) ---------------------------------------
@@ -299,11 +305,12 @@ def test_enhanced_mode_rejects_an_unsupported_message_with_cr(mllp: Address) -> 
 
 def test_enhanced_mode_when_kafka_is_unavailable_is_a_commit_error_never_ca() -> None:
     """A CE and nothing after it: the next answer on the connection is the next message's."""
-    publisher = UnavailableKafka()
+    producer = unreachable_kafka(block_s=1)
     enhanced = fixture_as_sent("siu-s12.hl7").replace("|||AL|NE", "|||AL|AL", 1)
     following = fixture_text("siu-s13.hl7")
-    with listening(publisher) as address:
-        acks = exchange(address, frame(enhanced) + frame(following), acks=2, timeout_s=60)
+    with listening(producer, ListenerSettings(ack_timeout_s=2)) as address:
+        acks = exchange(address, frame(enhanced) + frame(following), acks=2, timeout_s=30)
+    producer.close(timeout=0)
     assert [msa_and_errs(a)[0][1:3] for a in acks] == [["CE", "RV5-0001"], ["AE", "RV5-0002"]]
     assert "send it again" in msa_and_errs(acks[0])[1][0][8]
 

@@ -21,7 +21,6 @@ from connectors.gateway.app import GatewayConfig, build_app
 from connectors.hl7v2.framing import FrameDecoder, decode_text, frame
 from connectors.hl7v2.listener import listener_producer
 from connectors.hl7v2.listener import serve as serve_mllp
-from connectors.kafka_io import Publisher
 from schemas import topics as catalogue
 from services.observe import health, operator
 from tests.e2e.conftest import free_port
@@ -115,10 +114,10 @@ def test_mllp_listener_serves_metrics_and_health_on_its_http_port(
     http_port, mllp_port = free_port(), free_port()
     monkeypatch.setenv("CONCORD_MLLP_HTTP_PORT", str(http_port))
     base = f"http://127.0.0.1:{http_port}"
-    publisher = Publisher(listener_producer())
+    producer = listener_producer()
 
     async def scenario() -> None:
-        task = asyncio.create_task(serve_mllp("127.0.0.1", mllp_port, lambda _: PARTNER, publisher))
+        task = asyncio.create_task(serve_mllp("127.0.0.1", mllp_port, lambda _: PARTNER, producer))
         async with running(task):
             await wait_for_status(base + "/ready", 200)
             reader, writer = await asyncio.open_connection("127.0.0.1", mllp_port)
@@ -127,7 +126,9 @@ def test_mllp_listener_serves_metrics_and_health_on_its_http_port(
             decoder = FrameDecoder()
             acks: list[str] = []
             while not acks:
-                acks = [decode_text(f.data) for f in decoder.feed(await reader.read(65536))]
+                chunk = await asyncio.wait_for(reader.read(65536), timeout=30)
+                assert chunk, "the listener closed the connection without an ACK"
+                acks = [decode_text(f.data) for f in decoder.feed(chunk)]
             writer.close()
             assert "MSA|AA" in acks[0]
             scrape = (await http_get(base + "/metrics"))[1]
@@ -142,7 +143,7 @@ def test_mllp_listener_serves_metrics_and_health_on_its_http_port(
     try:
         asyncio.run(scenario())
     finally:
-        publisher.close()
+        producer.close()
 
 
 def test_deliverer_is_ready_once_assigned_and_tells_the_operator_webhook_when_it_gives_up(

@@ -175,3 +175,20 @@ def test_metrics_and_liveness_answer_without_sign_in() -> None:
         assert "# TYPE concord_events_accepted_total counter" in await scraped.text()
 
     run(CONFIG, scenario)
+
+
+def test_too_many_refused_sign_ins_from_one_address_must_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past CONCORD_RATE_FAILED_SIGN_IN the next attempt is 429 with Retry-After, before its
+    password is even checked, and whatever password it brings."""
+    monkeypatch.setenv("CONCORD_RATE_FAILED_SIGN_IN", "2/minute")
+
+    async def scenario(client: TestClient[Any, Any]) -> None:
+        statuses = [(await sign_in(client, "officer.adeyemi", "guess")).status for _ in range(2)]
+        held = await sign_in(client, "officer.adeyemi", "demo-officer.adeyemi")
+        assert statuses == [401, 401]
+        assert held.status == 429
+        assert 1 <= int(held.headers["Retry-After"]) <= 60
+
+    run(CONFIG, scenario)
