@@ -82,7 +82,7 @@ from services.domain.calendar import Calendar, Slot, Version
 from services.domain.signin import basic_header
 from services.ops.client import get_json
 from services.ops.demo import demo_secret
-from services.runtime import bootstrap_servers, partner_directory, person_key, settings
+from services.runtime import kafka_client_config, partner_directory, person_key, settings
 from services.stream.state import encode_calendar
 
 # The table's rows, in order; the smoke test checks each is printed.
@@ -233,7 +233,7 @@ def calendars_changelog() -> str:
 
 def create_changelog(name: str) -> None:
     """Create the changelog as faust would (compacted, person-events' partitions), before it does."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(), client_id="concord-bench")
+    admin = KafkaAdminClient(**kafka_client_config(), client_id="concord-bench")
     try:
         topic = NewTopic(
             name,

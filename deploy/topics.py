@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from schemas.topics import CATALOGUE, Topic
-from services.runtime import bootstrap_servers
+from services.runtime import bootstrap_servers, config, kafka_client_config
 
 
 class TopicSetupError(RuntimeError):
@@ -21,7 +20,8 @@ def _admin(wait_s: float, bootstrap: str | None = None) -> KafkaAdminClient:
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return KafkaAdminClient(bootstrap_servers=servers, client_id="concord-admin")
+            options = kafka_client_config() | {"bootstrap_servers": servers}
+            return KafkaAdminClient(**options, client_id="concord-admin")
         except KafkaTimeoutError as exc:
             if time.monotonic() > deadline:
                 raise TopicSetupError(
@@ -65,7 +65,7 @@ def list_topics(wait_s: float = 10.0) -> list[str]:
 
 def replication_factor() -> int:
     """Replicas per topic: 1 for the local broker, CONCORD_REPLICATION_FACTOR on a cluster."""
-    return int(os.environ.get("CONCORD_REPLICATION_FACTOR", "1"))
+    return config().replication_factor
 
 
 def delete_topics_with_prefix(

@@ -67,7 +67,7 @@ from schemas.codec import CodecError, decode, decode_internal, encode, peek
 from schemas.envelope import Envelope
 from schemas.internal import ReferralInboxEntry
 from schemas.topics import topic_prefix
-from services.runtime import bootstrap_servers
+from services.runtime import aiokafka_client_config
 
 log = structlog.get_logger(__name__)
 
@@ -442,7 +442,7 @@ class ReferralIndex:
         """Follow every partition of the referrals topic from its beginning."""
         consumer = AIOKafkaConsumer(
             topics.REFERRALS.name,
-            bootstrap_servers=bootstrap_servers(),
+            **aiokafka_client_config(),
             group_id=None,  # without a group the consumer takes every partition, from nothing
             client_id="concord-delivery-referrals",
             enable_auto_commit=False,
@@ -557,13 +557,13 @@ class Deliverer:
         """Deliver until `stop` is set; then commit what is done and close everything."""
         self._session = aiohttp.ClientSession()
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers(),
+            **aiokafka_client_config(),
             acks="all",
             enable_idempotence=True,
             client_id="concord-delivery",
         )
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers(),
+            **aiokafka_client_config(),
             group_id=group_id(),
             client_id="concord-delivery",
             enable_auto_commit=False,

@@ -49,7 +49,7 @@ from services.domain.person_view import spoken_time
 from services.domain.staff import ROLE_LABELS, STAFF_HEADER, statement
 from services.runtime import (
     MissingConfiguration,
-    bootstrap_servers,
+    aiokafka_client_config,
     pages_secret,
     partner_directory,
     worker_url,
@@ -406,7 +406,7 @@ async def follow_alerts(alerts: Alerts) -> None:
     watches that person for that partner. Only what is new: a page loads what came before."""
     consumer = AIOKafkaConsumer(
         topics.ALERTS.name,
-        bootstrap_servers=bootstrap_servers(),
+        **aiokafka_client_config(),
         group_id=None,
         auto_offset_reset="latest",
         enable_auto_commit=False,
