@@ -93,7 +93,7 @@ class Config(BaseSettings):
     )
 
     # the broker and its security
-    kafka_bootstrap_servers: str = Field("", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_bootstrap_servers: str = Field(default="", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
     kafka_port: Port = 9092
     kafka_controller_port: Port | None = None
     kafka_heap: str = "1g"
@@ -129,8 +129,8 @@ class Config(BaseSettings):
     standby_replicas: Count = 1
     audit_timeout_s: Positive = 10
     # the rules' parameters and directories
-    partners: str = Field("", repr=False)
-    person_key: str = Field("", repr=False)
+    partners: str = Field(default="", repr=False)
+    person_key: str = Field(default="", repr=False)
     services: Path = ROOT / "deploy" / "services.yaml"
     areas: Path = ROOT / "deploy" / "areas.yaml"
     placeholder_identifiers: str = ""
@@ -140,19 +140,19 @@ class Config(BaseSettings):
     escalation_check_seconds: Positive = 60
     clock_shift_hours: float = 0
     # commands
-    partner_secret: str = Field("", repr=False)
+    partner_secret: str = Field(default="", repr=False)
     # the probation API
     probation_api_url: str = ""
     probation_api_token_url: str = ""
     probation_api_client_id: str = ""
-    probation_api_client_secret: str = Field("", repr=False)
+    probation_api_client_secret: str = Field(default="", repr=False)
     probation_api_timeout_s: Positive = 10
     # the pages
-    pages_secret: str = Field("", repr=False)
+    pages_secret: str = Field(default="", repr=False)
     users: Path | None = None
     pages_host: str = "127.0.0.1"
     pages_port: Port = 8090
-    pages_cookie_key: str = Field("", repr=False)
+    pages_cookie_key: str = Field(default="", repr=False)
     pages_secure_cookies: Flag = True
     pages_idle_minutes: Positive = 20
     oidc_issuer: str = ""
@@ -215,7 +215,7 @@ class Config(BaseSettings):
         if missing:
             raise ValueError(
                 f"CONCORD_KAFKA_SECURITY_PROTOCOL={protocol} (mechanism {mechanism}) "
-                f"needs {' and '.join(missing)} set too"
+                f"needs {' and '.join(missing)} set too."
             )
         return self
 
@@ -254,7 +254,7 @@ def _config(env: tuple[tuple[str, str], ...]) -> Config:
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise InvalidSetting(
             f"{name} is not a concord setting{hint}: correct or remove it "
-            "(the README's configuration table lists every setting)"
+            "(the README's configuration table lists every setting)."
         )
     try:
         return Config()
@@ -272,7 +272,7 @@ def _first_problem(invalid: ValidationError, given: Mapping[str, str]) -> str:
     wanted = Config.model_fields[field].description or _WANTED.get(error["type"], error["msg"])
     if "expected" in error.get("ctx", {}):
         wanted = f"one of {error['ctx']['expected']}"
-    return f"{name} must be {wanted}, not {given.get(name, '')!r}"
+    return f"{name} must be {wanted}, not {given.get(name, '')!r}."
 
 
 _WANTED = {
