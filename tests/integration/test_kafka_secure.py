@@ -16,13 +16,17 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from connectors.kafka_io import new_admin
+from connectors.fhir_input import read_text
+from connectors.kafka_io import Publisher, new_admin
+from connectors.publish import publish_records
 from deploy.kafka import local
 from deploy.topics import create_topics
 from tests.conftest import run_concord
 from tests.e2e.conftest import CRN, DEMO_SECRETS, NHS, Worker, alerts, appointment, patient
 
 PORT, CONTROLLER_PORT = 19410, 19411
+GP_TIME = ("2026-12-03T10:00:00Z", "2026-12-03T10:30:00Z")
+PROBATION_TIME = ("2026-12-03T10:15:00Z", "2026-12-03T11:00:00Z")  # overlaps the GP's
 ROOT = Path(__file__).parents[2]
 
 
@@ -54,7 +58,7 @@ def broker_log() -> str:
     return local._files(PORT).log.read_text(errors="replace")
 
 
-def publish(partner: str, resource: dict[str, object], folder: Path) -> None:
+def publish_cli(partner: str, resource: dict[str, object], folder: Path) -> None:
     """`concord publish --as partner`: the publish path, as an operator runs it."""
     path = folder / f"{uuid.uuid4().hex}.json"
     path.write_text(json.dumps(resource))
@@ -79,21 +83,15 @@ def test_publish_and_a_worker_alert_a_clash_over_sasl_ssl(
     worker.start(timeout_s=120.0)
     try:
         person_crn, person_nhs = (CRN, "X123456"), (NHS, "9434765919")
-        publish("probation-london", patient(person_crn, person_nhs), tmp_path)
-        publish(
-            "gp-Y01234",
-            appointment(
-                "gp-1", "booked", "2026-12-03T10:00:00Z", "2026-12-03T10:30:00Z", person_nhs
-            ),
-            tmp_path,
-        )
-        publish(
-            "probation-london",
-            appointment(
-                "prob-1", "booked", "2026-12-03T10:15:00Z", "2026-12-03T11:00:00Z", person_crn
-            ),
-            tmp_path,
-        )
+        publish_cli("probation-london", patient(person_crn, person_nhs), tmp_path)
+        publisher = Publisher()  # the same path in-process, as the gateway uses it
+        for partner, resource in (
+            ("gp-Y01234", appointment("gp-1", "booked", *GP_TIME, person_nhs)),
+            ("probation-london", appointment("prob-1", "booked", *PROBATION_TIME, person_crn)),
+        ):
+            summary = publish_records(read_text(json.dumps(resource), "a.json"), partner, publisher)
+            assert summary.accepted == 1, summary.errors
+        publisher.close()
         found = alerts(2, timeout_s=60.0)  # read back over SASL_SSL too
         assert {(a["event_type"], a["recipient"]) for a in found} == {
             ("alert.clash.raised", "gp-Y01234"),
