@@ -67,12 +67,10 @@ from schemas.codec import CodecError, decode, decode_internal, encode, peek
 from schemas.envelope import Envelope
 from schemas.internal import ReferralInboxEntry
 from schemas.topics import topic_prefix
-from services.runtime import aiokafka_client_config
+from services.runtime import aiokafka_client_config, config
 
 log = structlog.get_logger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_ENDPOINTS = ROOT / "deploy" / "endpoints.yaml"
 EXIT_OK, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 2, 3
 REFUSAL_EXCERPT = 500  # characters of a partner's refusal kept in the dead letter (never logged)
 READ_CHUNK = 64 * 1024
@@ -804,7 +802,7 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="validate the endpoints and settings, then exit"
     )
     args = parser.parse_args(argv)
-    path = Path(args.endpoints or os.environ.get("CONCORD_ENDPOINTS") or DEFAULT_ENDPOINTS)
+    path = Path(args.endpoints or config().endpoints)
     try:
         endpoints = read_endpoints(path)
         credentials = resolve_credentials(endpoints, path.parent, os.environ)
