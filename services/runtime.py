@@ -1,8 +1,10 @@
 """What every concord process shares at run time: settings from the environment, the partner
-and service directories, the broker address, the clock, partner sign-in and log set-up.
+and service directories, the broker address and how to connect to it (TLS, SASL), the clock,
+partner sign-in and log set-up.
 
-Connectors, stream workers and commands all import this module; none of them reads the
-environment for these things anywhere else.
+Every setting is a field of `Config`, read and checked by `config()`; connectors, stream workers
+and commands read the environment through it. Every Kafka client is built from
+`kafka_client_config()` (kafka-python) or `aiokafka_client_config()` (aiokafka).
 """
 
 from __future__ import annotations
