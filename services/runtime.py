@@ -97,7 +97,9 @@ class Config(BaseSettings):
     # the broker and its security
     kafka_bootstrap_servers: str = Field(default="", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
     kafka_port: Port = 9092
-    kafka_controller_port: Port | None = None
+    kafka_controller_port: Port | None = Field(
+        default=None, description="a TCP port number from 1 to 65535"
+    )
     kafka_heap: str = "1g"
     maven_opts: str = ""
     kafka_security_protocol: KafkaProtocol = "PLAINTEXT"
@@ -270,11 +272,13 @@ def _first_problem(invalid: ValidationError, given: Mapping[str, str]) -> str:
     field = str(error["loc"][0]) if error["loc"] else ""
     if field not in names:  # a rule across fields: its message names them
         return str(error["msg"]).removeprefix("Value error, ")
-    name = names[field]
-    wanted = Config.model_fields[field].description or _WANTED.get(error["type"], error["msg"])
+    name, value = names[field], given.get(names[field], "")
+    wanted = Config.model_fields[field].description or _WANTED.get(error["type"])
     if "expected" in error.get("ctx", {}):
         wanted = f"one of {error['ctx']['expected']}"
-    return f"{name} must be {wanted}, not {given.get(name, '')!r}."
+    if wanted is None:
+        return f"{name}={value!r} is refused: {str(error['msg']).lower()}."
+    return f"{name} must be {wanted}, not {value!r}."
 
 
 _WANTED = {

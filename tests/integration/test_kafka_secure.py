@@ -101,6 +101,14 @@ def test_publish_and_a_worker_alert_a_clash_over_sasl_ssl(
         worker.stop()
 
 
+def test_start_secure_prints_the_client_settings(secure_broker: dict[str, str]) -> None:
+    result = run_concord("kafka", "start", "--secure")  # already up: answers at once
+    assert result.returncode == 0, result.stderr
+    header, *exports = result.stdout.splitlines()
+    assert header == f"# Kafka {local.KAFKA_VERSION} ready at 127.0.0.1:{PORT} (SASL_SSL)"
+    assert exports == [f"export {name}={value}" for name, value in secure_broker.items()]
+
+
 def test_a_plaintext_client_is_refused(secure_broker: dict[str, str]) -> None:
     before = broker_log().count("SSL handshake failed")
     with pytest.raises(KafkaError):
