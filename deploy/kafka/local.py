@@ -54,7 +54,7 @@ class _Files(NamedTuple):
 
 
 def uses_external_cluster() -> bool:
-    return bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip())
+    return bool(runtime.config().kafka_bootstrap_servers.strip())
 
 
 def _env_port(name: str, default: int) -> int:
@@ -86,8 +86,7 @@ def _controller_port() -> int:
 
 
 def _kafka_dir() -> Path:
-    cache = os.environ.get("CONCORD_CACHE_DIR") or _HERE.parent.parent / ".cache"
-    return Path(cache).expanduser().resolve() / "kafka"
+    return runtime.config().cache_dir.expanduser().resolve() / "kafka"
 
 
 def _lib_dir() -> Path:
@@ -159,7 +158,7 @@ def fetch() -> Path:
         partial = libs.with_name("libs.partial")
         shutil.rmtree(partial, ignore_errors=True)
         cmd = [mvn, "-B", "-q", "-Dstyle.color=never"]
-        cmd += shlex.split(os.environ.get("CONCORD_MAVEN_OPTS", ""))
+        cmd += shlex.split(runtime.config().maven_opts)
         cmd += ["-f", str(_HERE / "pom.xml"), "dependency:copy-dependencies"]
         cmd += [f"-DoutputDirectory={partial}", "-DincludeScope=runtime"]
         cmd += [f"-Dkafka.version={KAFKA_VERSION}"]
