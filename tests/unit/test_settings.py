@@ -4,6 +4,7 @@ reads none of its own environment names."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -282,3 +283,29 @@ def test_a_command_stops_on_a_bad_setting_before_it_starts() -> None:
         "not 'tcp://10.0.0.1:80'.\n"
     )
     assert done.stdout == ""
+
+
+def test_faust_connects_as_every_other_client(
+    monkeypatch: pytest.MonkeyPatch, pki: secure.SecureFiles, token_url: str, tmp_path: Path
+) -> None:
+    from faust.auth import OAuthCredentials, SASLCredentials
+
+    from services.stream.kafka_auth import broker_credentials
+
+    assert broker_credentials() is None  # plaintext
+    for name, value in secure.client_settings(pki).items():
+        monkeypatch.setenv(name, value)
+    scram = broker_credentials()
+    assert isinstance(scram, SASLCredentials)
+    assert (scram.protocol.value, scram.mechanism.value) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert scram.password == pki.client_password.read_text().strip()
+    secret = tmp_path / "client.secret"
+    secret.write_text("s3cret")
+    monkeypatch.setenv("CONCORD_KAFKA_SASL_MECHANISM", "OAUTHBEARER")
+    monkeypatch.setenv("CONCORD_KAFKA_OAUTH_TOKEN_URL", token_url)
+    monkeypatch.setenv("CONCORD_KAFKA_OAUTH_CLIENT_ID", "concord-hub")
+    monkeypatch.setenv("CONCORD_KAFKA_OAUTH_CLIENT_SECRET_FILE", str(secret))
+    oauth = broker_credentials()
+    assert isinstance(oauth, OAuthCredentials)
+    assert oauth.protocol.value == "SASL_SSL"
+    assert asyncio.run(oauth.oauth_cb.token()) == "token-1"
