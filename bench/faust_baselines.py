@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from connectors.kafka_io import new_admin, new_consumer
 from schemas import topics
-from services.runtime import bootstrap_servers
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("noop", "naive")
@@ -148,7 +148,7 @@ def run_worker(mode: str) -> None:
 
 
 def _ensure_topic(name: str, partitions: int) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(), client_id="concord-bench")
+    admin = new_admin(client_id="concord-bench")
     try:
         admin.create_topics([NewTopic(name, partitions, 1)])
     except TopicAlreadyExistsError:
@@ -174,7 +174,7 @@ def measure(mode: str, tmp: Path, log: Path, timeout_s: float = 600.0) -> dict[s
     from bench.reconciler import free_port
 
     inbound = topics.INBOUND
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers(), group_id=None)
+    consumer = new_consumer(group_id=None)
     ends = consumer.end_offsets(
         [TopicPartition(inbound.name, p) for p in range(inbound.partitions)]
     )
@@ -190,7 +190,7 @@ def measure(mode: str, tmp: Path, log: Path, timeout_s: float = 600.0) -> dict[s
         "CONCORD_LOG_LEVEL": os.environ.get("BENCH_BASELINE_LOG_LEVEL", "warning"),
         "CONCORD_LOG_FORMAT": "json",
     }
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(), client_id="concord-bench")
+    admin = new_admin(client_id="concord-bench")
     started = time.monotonic()
     with log.open("ab") as sink:
         process = subprocess.Popen(

@@ -34,14 +34,14 @@ from rocksdict import AccessType, Options, Rdict
 from bench import faust_baselines, report
 from bench.population import clash_pairs, generate
 from bench.report import Row, number, say
-from connectors.kafka_io import new_producer, read_topic
+from connectors.kafka_io import new_admin, new_consumer, new_producer, read_topic
 from deploy.topics import create_topics
 from schemas import fhir, topics
 from schemas.envelope import wrap
 from schemas.identifiers import NHS_NUMBER
 from schemas.keys import home_partition
 from services.ops.client import get_json
-from services.runtime import bootstrap_servers, person_key
+from services.runtime import aiokafka_client_config, person_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,9 +186,7 @@ def produce_timed(
 
 
 async def _raw_consume(topic: str, partitions: int) -> tuple[int, float]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers(), group_id=None, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**aiokafka_client_config(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [AioTopicPartition(topic, p) for p in range(partitions)]
@@ -212,7 +210,7 @@ def raw_consume(topic: str, partitions: int) -> tuple[int, float]:
 
 def end_offsets(topic: str, partitions: int) -> dict[int, int]:
     """Partition -> end offset of a topic now."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers(), group_id=None)
+    consumer = new_consumer(group_id=None)
     try:
         ends = consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
         return {tp.partition: offset for tp, offset in ends.items()}
@@ -370,8 +368,8 @@ def wait_drained(group: str, timeout_s: float) -> Drain:
     # Links and assignments too: a backlog is only drained once the linker has caught up.
     read = (topics.INBOUND, topics.ASSIGNMENTS, topics.LINKS, topics.PERSON_EVENTS)
     tps = [TopicPartition(t.name, p) for t in read for p in range(t.partitions)]
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(), client_id="concord-bench")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers(), group_id=None)
+    admin = new_admin(client_id="concord-bench")
+    consumer = new_consumer(group_id=None)
     started = time.monotonic()
     caught_up_at: float | None = None
     last_said = 0.0
@@ -466,9 +464,7 @@ def offer_clashes(first_person: int, rate: float, seconds: float, seed: int) -> 
 def collect_latencies(offer: Offer, timeout_s: float) -> tuple[list[int], int]:
     """(latency ms per matched alert, alerts seen that no offered event caused); bounded wait."""
     expected = 2 * offer.pairs  # a clash alert to each of the two bookers
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_servers(), group_id=None, enable_auto_commit=False
-    )
+    consumer = new_consumer(group_id=None, enable_auto_commit=False)
     latencies: list[int] = []
     unmatched = 0
     try:

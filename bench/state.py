@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from rocksdict import AccessType, Options, Rdict
 
@@ -74,6 +74,7 @@ from bench.reconciler import (
     wait_ready,
 )
 from bench.report import Row, number, say
+from connectors.kafka_io import new_admin
 from deploy.topics import create_topics, replication_factor
 from schemas import fhir, topics
 from schemas.identifiers import PROBATION_CRN, PersonIdentifier
@@ -82,7 +83,7 @@ from services.domain.calendar import Calendar, Slot, Version
 from services.domain.signin import basic_header
 from services.ops.client import get_json
 from services.ops.demo import demo_secret
-from services.runtime import bootstrap_servers, partner_directory, person_key, settings
+from services.runtime import partner_directory, person_key, settings
 from services.stream.state import encode_calendar
 
 # The table's rows, in order; the smoke test checks each is printed.
@@ -233,7 +234,7 @@ def calendars_changelog() -> str:
 
 def create_changelog(name: str) -> None:
     """Create the changelog as faust would (compacted, person-events' partitions), before it does."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(), client_id="concord-bench")
+    admin = new_admin(client_id="concord-bench")
     try:
         topic = NewTopic(
             name,

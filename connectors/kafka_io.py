@@ -1,5 +1,8 @@
 """kafka-python adapters for connectors and tools: a durable producer and a topic reader.
 
+Every Kafka client is made by `new_producer`, `new_consumer` or `new_admin`, which connect as
+the CONCORD_KAFKA_* settings say (TLS, SASL: services.runtime.kafka_client_config).
+
 Every send waits for `acks=all` before the caller may acknowledge its partner:
 nothing is reported accepted that Kafka has not stored.
 """
@@ -7,14 +10,13 @@ nothing is reported accepted that Kafka has not stored.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
 import structlog
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from pydantic import BaseModel
 
@@ -23,7 +25,7 @@ from schemas import topics
 from schemas.codec import encode
 from schemas.envelope import DeadLetter, Envelope
 from schemas.keys import home_partition
-from services.runtime import bootstrap_servers, person_key
+from services.runtime import bootstrap_servers, config, kafka_client_config, person_key
 
 log = structlog.get_logger(__name__)
 
@@ -45,11 +47,10 @@ class MissingTopicError(DeliveryError):
 
 def new_producer(**overrides: Any) -> KafkaProducer:
     """A producer tuned for durability first: acks=all, idempotent, ordered per key."""
-    config: dict[str, Any] = {
-        "bootstrap_servers": bootstrap_servers(),
+    options: dict[str, Any] = kafka_client_config() | {
         "acks": "all",
         "enable_idempotence": True,
-        "linger_ms": int(os.environ.get("CONCORD_PRODUCER_LINGER_MS", "5")),
+        "linger_ms": config().producer_linger_ms,
         "batch_size": 256 * 1024,
         "max_request_size": 1024 * 1024,
         "request_timeout_ms": 30_000,
@@ -59,8 +60,18 @@ def new_producer(**overrides: Any) -> KafkaProducer:
         # never by a publish that comes first (on a broker that would, a one-partition inbound).
         "allow_auto_create_topics": False,
     }
-    config.update(overrides)
-    return KafkaProducer(**config)
+    options.update(overrides)
+    return KafkaProducer(**options)
+
+
+def new_consumer(*subscribed: str, **overrides: Any) -> KafkaConsumer:
+    """A consumer of the `subscribed` topics (none: assign partitions), connected as configured."""
+    return KafkaConsumer(*subscribed, **(kafka_client_config() | overrides))
+
+
+def new_admin(**overrides: Any) -> KafkaAdminClient:
+    """An admin client, connected as configured."""
+    return KafkaAdminClient(**(kafka_client_config() | {"client_id": "concord-admin"} | overrides))
 
 
 class Publisher:
@@ -135,8 +146,7 @@ def read_topic(
     topic: str, *, max_messages: int | None = None, idle_timeout_s: float = 5.0
 ) -> Iterator[tuple[bytes | None, bytes]]:
     """(key, value) of every message on a topic from the beginning, until idle or max."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_servers(),
+    consumer = new_consumer(
         enable_auto_commit=False,
         group_id=None,
         consumer_timeout_ms=int(idle_timeout_s * 1000),

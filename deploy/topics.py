@@ -22,7 +22,7 @@ from schemas.topics import (
     replication_factor,
     topic_prefix,
 )
-from services.runtime import bootstrap_servers
+from services.runtime import bootstrap_servers, kafka_client_config
 
 __all__ = [
     "PlannedTopic",
@@ -100,7 +100,7 @@ def planned(
 
 def client_config(bootstrap: str | None = None) -> dict[str, Any]:
     """kafka-python keyword arguments reaching the cluster (the broker address and security)."""
-    return {"bootstrap_servers": bootstrap or bootstrap_servers()}
+    return kafka_client_config() | {"bootstrap_servers": bootstrap or bootstrap_servers()}
 
 
 def _admin(wait_s: float, bootstrap: str | None = None) -> KafkaAdminClient:

@@ -82,12 +82,10 @@ from services.observe.metrics import (
     partner_label,
 )
 from services.observe.operator import operator_alerts
-from services.runtime import bootstrap_servers
+from services.runtime import aiokafka_client_config, config
 
 log = structlog.get_logger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_ENDPOINTS = ROOT / "deploy" / "endpoints.yaml"
 EXIT_OK, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 2, 3
 REFUSAL_EXCERPT = 500  # characters of a partner's refusal kept in the dead letter (never logged)
 READ_CHUNK = 64 * 1024
@@ -458,7 +456,7 @@ class ReferralIndex:
         """Follow every partition of the referrals topic from its beginning."""
         consumer = AIOKafkaConsumer(
             topics.REFERRALS.name,
-            bootstrap_servers=bootstrap_servers(),
+            **aiokafka_client_config(),
             group_id=None,  # without a group the consumer takes every partition, from nothing
             client_id="concord-delivery-referrals",
             enable_auto_commit=False,
@@ -574,13 +572,13 @@ class Deliverer:
         """Deliver until `stop` is set; then commit what is done and close everything."""
         self._session = aiohttp.ClientSession()
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers(),
+            **aiokafka_client_config(),
             acks="all",
             enable_idempotence=True,
             client_id="concord-delivery",
         )
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers(),
+            **aiokafka_client_config(),
             group_id=group_id(),
             client_id="concord-delivery",
             enable_auto_commit=False,
@@ -839,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="validate the endpoints and settings, then exit"
     )
     args = parser.parse_args(argv)
-    path = Path(args.endpoints or os.environ.get("CONCORD_ENDPOINTS") or DEFAULT_ENDPOINTS)
+    path = Path(args.endpoints or config().endpoints)
     try:
         endpoints = read_endpoints(path)
         credentials = resolve_credentials(endpoints, path.parent, os.environ)

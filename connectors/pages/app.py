@@ -14,7 +14,6 @@ import asyncio
 import base64
 import contextlib
 import hmac
-import os
 import re
 import secrets
 import sys
@@ -52,7 +51,8 @@ from services.domain.staff import ROLE_LABELS, STAFF_HEADER, statement
 from services.observe.health import add_routes as add_health_routes
 from services.runtime import (
     MissingConfiguration,
-    bootstrap_servers,
+    aiokafka_client_config,
+    config,
     pages_secret,
     partner_directory,
     worker_url,
@@ -81,20 +81,20 @@ class PagesConfig:
 def pages_config() -> PagesConfig:
     """The configuration from the environment; a new random cookie key when none is set (every
     session then ends when the pages restart)."""
-    key = os.environ.get("CONCORD_PAGES_COOKIE_KEY")
-    users_file = os.environ.get("CONCORD_USERS")
+    current = config()
+    key, users_file = current.pages_cookie_key, current.users
     if not users_file:
         raise MissingConfiguration(
             "set CONCORD_USERS (the pages' user directory; `make run` sets the demo's)"
         )
     return PagesConfig(
-        host=os.environ.get("CONCORD_PAGES_HOST", "127.0.0.1"),
-        port=int(os.environ.get("CONCORD_PAGES_PORT", "8090")),
-        users_file=Path(users_file),
+        host=current.pages_host,
+        port=current.pages_port,
+        users_file=users_file,
         worker=worker_url(),
         cookie_key=base64.urlsafe_b64decode(key) if key else secrets.token_bytes(32),
-        secure_cookies=os.environ.get("CONCORD_PAGES_SECURE_COOKIES", "true") != "false",
-        idle_minutes=float(os.environ.get("CONCORD_PAGES_IDLE_MINUTES", "20")),
+        secure_cookies=current.pages_secure_cookies,
+        idle_minutes=current.pages_idle_minutes,
     )
 
 
@@ -424,7 +424,7 @@ async def follow_alerts(alerts: Alerts) -> None:
     watches that person for that partner. Only what is new: a page loads what came before."""
     consumer = AIOKafkaConsumer(
         topics.ALERTS.name,
-        bootstrap_servers=bootstrap_servers(),
+        **aiokafka_client_config(),
         group_id=None,
         auto_offset_reset="latest",
         enable_auto_commit=False,

@@ -10,11 +10,9 @@ its partner's kind is refused, as in the local user directory.
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,6 +25,7 @@ from joserfc.jwk import KeySet
 from connectors.pages.users import HUB, User
 from services.domain.partners import PartnerDirectory
 from services.domain.staff import ROLE_KINDS, STAFF_ROLES, may_act_for
+from services.runtime import config
 
 SESSION_KEY = "oidc_flow"
 
@@ -50,24 +49,28 @@ class OidcConfig:
 
 def oidc_config() -> OidcConfig | None:
     """The provider from CONCORD_OIDC_*; None when no issuer is set (local sign-in only)."""
-    issuer = os.environ.get("CONCORD_OIDC_ISSUER")
+    current = config()
+    issuer, secret_file = current.oidc_issuer, current.oidc_client_secret_file
     if not issuer:
         return None
-    secret_file = os.environ.get("CONCORD_OIDC_CLIENT_SECRET_FILE", "")
     missing = [
         name
-        for name in ("CONCORD_OIDC_CLIENT_ID", "CONCORD_OIDC_REDIRECT_URL")
-        if not os.environ.get(name)
-    ] + ([] if secret_file else ["CONCORD_OIDC_CLIENT_SECRET_FILE"])
-    if missing:
+        for name, value in (
+            ("CONCORD_OIDC_CLIENT_ID", current.oidc_client_id),
+            ("CONCORD_OIDC_REDIRECT_URL", current.oidc_redirect_url),
+            ("CONCORD_OIDC_CLIENT_SECRET_FILE", secret_file),
+        )
+        if not value
+    ]
+    if missing or secret_file is None:
         raise ValueError(f"with CONCORD_OIDC_ISSUER set, also set {', '.join(missing)}")
     return OidcConfig(
         issuer=issuer.rstrip("/"),
-        client_id=os.environ["CONCORD_OIDC_CLIENT_ID"],
-        client_secret=Path(secret_file).read_text(encoding="utf-8").strip(),
-        redirect_url=os.environ["CONCORD_OIDC_REDIRECT_URL"],
-        partner_claim=os.environ.get("CONCORD_OIDC_PARTNER_CLAIM", "concord_partner"),
-        role_claim=os.environ.get("CONCORD_OIDC_ROLE_CLAIM", "concord_role"),
+        client_id=current.oidc_client_id,
+        client_secret=secret_file.read_text(encoding="utf-8").strip(),
+        redirect_url=current.oidc_redirect_url,
+        partner_claim=current.oidc_partner_claim,
+        role_claim=current.oidc_role_claim,
     )
 
 

@@ -36,7 +36,7 @@ from schemas.envelope import DeadLetter
 from schemas.internal import IdentityConflictRecord, PartnerActivity
 from schemas.topics import Topic
 from services.domain.audit import replay_audit
-from services.runtime import bootstrap_servers
+from services.runtime import aiokafka_client_config
 
 log = structlog.get_logger(__name__)
 PAGE_SIZE = 20
@@ -205,9 +205,7 @@ DELIVERED = "referral.request.delivered"
 async def follow(topic: Topic, apply: Any, *, keyed: bool = False) -> None:
     """Read a topic from its beginning and keep up with it, passing each record to `apply`:
     (partition, offset, value), or (key, value) when `keyed`."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers(), enable_auto_commit=False, group_id=None
-    )
+    consumer = AIOKafkaConsumer(**aiokafka_client_config(), enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
@@ -256,10 +254,8 @@ async def delivery_backlog(group: str) -> tuple[dict[str, int], bool]:
     group first commits). The flag is True when a partition held more than BACKLOG_SCAN."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers())
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers(), enable_auto_commit=False, group_id=None
-    )
+    admin = AIOKafkaAdminClient(**aiokafka_client_config())
+    consumer = AIOKafkaConsumer(**aiokafka_client_config(), enable_auto_commit=False, group_id=None)
     await admin.start()
     await consumer.start()
     waiting: dict[str, int] = {}

@@ -20,12 +20,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import structlog
 
+from deploy.kafka import secure as secure_listener
 from services import runtime
 
 KAFKA_VERSION = "4.1.1"
@@ -53,7 +54,7 @@ class _Files(NamedTuple):
 
 
 def uses_external_cluster() -> bool:
-    return bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip())
+    return bool(runtime.config().kafka_bootstrap_servers.strip())
 
 
 def _env_port(name: str, default: int) -> int:
@@ -85,8 +86,7 @@ def _controller_port() -> int:
 
 
 def _kafka_dir() -> Path:
-    cache = os.environ.get("CONCORD_CACHE_DIR") or _HERE.parent.parent / ".cache"
-    return Path(cache).expanduser().resolve() / "kafka"
+    return runtime.config().cache_dir.expanduser().resolve() / "kafka"
 
 
 def _lib_dir() -> Path:
@@ -158,7 +158,7 @@ def fetch() -> Path:
         partial = libs.with_name("libs.partial")
         shutil.rmtree(partial, ignore_errors=True)
         cmd = [mvn, "-B", "-q", "-Dstyle.color=never"]
-        cmd += shlex.split(os.environ.get("CONCORD_MAVEN_OPTS", ""))
+        cmd += shlex.split(runtime.config().maven_opts)
         cmd += ["-f", str(_HERE / "pom.xml"), "dependency:copy-dependencies"]
         cmd += [f"-DoutputDirectory={partial}", "-DincludeScope=runtime"]
         cmd += [f"-Dkafka.version={KAFKA_VERSION}"]
@@ -205,11 +205,11 @@ def _new_cluster_id() -> str:
             return cluster_id
 
 
-def _format_storage(java: str, libs: Path, files: _Files) -> None:
+def _format_storage(java: str, libs: Path, files: _Files, extra: Sequence[str] = ()) -> None:
     if (files.data / "meta.properties").is_file():
         return  # formatted before: keeps its cluster id and topics
     cmd = [*_jvm(java, libs), "kafka.tools.StorageTool", "format", "-t", _new_cluster_id()]
-    cmd += ["-c", str(files.props), "--standalone"]
+    cmd += ["-c", str(files.props), "--standalone", *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise KafkaSetupError(
@@ -254,7 +254,7 @@ def _listening(host: str, port: int, timeout_s: float = 0.5) -> bool:
     return False
 
 
-def _answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
+def _answers(bootstrap: str, timeout_s: float = 3.0, client: Mapping[str, str] = {}) -> bool:
     host, _, port = bootstrap.rpartition(":")
     if not _listening(host, int(port)):
         return False  # spares kafka-python's connection-refused warnings while the JVM boots
@@ -264,7 +264,7 @@ def _answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
     ms = int(timeout_s * 1000)
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=ms, bootstrap_timeout_ms=ms
+            bootstrap_servers=bootstrap, request_timeout_ms=ms, bootstrap_timeout_ms=ms, **client
         )
     except (KafkaError, OSError):
         return False
@@ -276,9 +276,11 @@ def _answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
         admin.close()
 
 
-def _wait_until_ready(bootstrap: str, pid: int, log_file: Path, timeout_s: float) -> None:
+def _wait_until_ready(
+    bootstrap: str, pid: int, log_file: Path, timeout_s: float, client: Mapping[str, str] = {}
+) -> None:
     deadline = time.monotonic() + timeout_s
-    while not _answers(bootstrap):
+    while not _answers(bootstrap, client=client):
         if not _alive(pid):
             tail = _tail(log_file.read_text(errors="replace")) if log_file.is_file() else ""
             raise KafkaSetupError(
@@ -311,17 +313,19 @@ def _terminate(pid: int, timeout_s: float) -> None:
         log.warning("kafka.stop_slow", pid=pid, signal=sig.name)
 
 
-def start(timeout_s: float = 90.0) -> str:
+def start(timeout_s: float = 90.0, *, secure: bool = False) -> str:
+    """Start the local broker (with `secure`, its SASL_SSL listener: `secure_start`)."""
     bootstrap = bootstrap_servers()
     if uses_external_cluster():
         log.info("kafka.external", bootstrap=bootstrap)
         return bootstrap
     port, controller_port = _port(), _controller_port()
-    files = _files(port)
+    files = _secure_files(port) if secure else _files(port)
+    client = secure_listener.client_options(_secure_dir(port)) if secure else {}
     with _locked(files.lock):
         pid = _running_pid(files.pid)
         if pid is not None:
-            _wait_until_ready(bootstrap, pid, files.log, timeout_s)
+            _wait_until_ready(bootstrap, pid, files.log, timeout_s, client)
             return bootstrap
         for taken in (port, controller_port):
             if _listening("127.0.0.1", taken):
@@ -332,8 +336,13 @@ def start(timeout_s: float = 90.0) -> str:
                 )
         java = _java()
         libs = fetch()
-        files.props.write_text(server_properties(port, controller_port, files.data))
-        _format_storage(java, libs, files)
+        properties = server_properties(port, controller_port, files.data)
+        users: list[str] = []
+        if secure:
+            properties, users = _secure_properties(properties, port, controller_port)
+        files.props.write_text(properties)
+        files.props.chmod(0o600)  # the secure broker's holds its own SCRAM password
+        _format_storage(java, libs, files, users)
         heap = os.environ.get("CONCORD_KAFKA_HEAP", "").strip() or "1g"
         cmd = [*_jvm(java, libs), f"-Xmx{heap}", "kafka.Kafka", str(files.props)]
         with files.log.open("wb") as out:
@@ -349,13 +358,44 @@ def start(timeout_s: float = 90.0) -> str:
         files.pid.write_text(f"{child.pid}\n")
         log.info("kafka.starting", pid=child.pid, bootstrap=bootstrap, log=str(files.log))
         try:
-            _wait_until_ready(bootstrap, child.pid, files.log, timeout_s)
+            _wait_until_ready(bootstrap, child.pid, files.log, timeout_s, client)
         except KafkaSetupError:
             _terminate(child.pid, 10.0)  # a broker that failed to start must not linger
             files.pid.unlink(missing_ok=True)
             raise
     log.info("kafka.started", pid=child.pid, bootstrap=bootstrap)
     return bootstrap
+
+
+# --- the secure listener (deploy/kafka/secure.py): its own data and properties, same pid file ---
+
+
+def _secure_dir(port: int) -> secure_listener.SecureFiles:
+    return secure_listener.ensure_files(_kafka_dir() / f"secure-{port}")
+
+
+def _secure_files(port: int) -> _Files:
+    # Its own storage (its users are written in when formatted); the pid, log and lock are the
+    # port's, so `stop` and `status` find the broker on the port whichever kind it is.
+    base = _kafka_dir()
+    return _files(port)._replace(
+        data=base / f"data-secure-{port}", props=base / f"server-secure-{port}.properties"
+    )
+
+
+def _secure_properties(plain: str, port: int, controller_port: int) -> tuple[str, list[str]]:
+    """The broker's properties with the SASL_SSL listener, and the format arguments that
+    create its SCRAM users."""
+    files = _secure_dir(port)
+    settings = dict(line.split("=", 1) for line in plain.splitlines() if "=" in line)
+    settings |= secure_listener.listener_properties(port, controller_port, files)
+    properties = "".join(f"{key}={value}\n" for key, value in settings.items())
+    return properties, secure_listener.scram_users(files)
+
+
+def secure_client_settings() -> dict[str, str]:
+    """The settings a client of the local secure broker sets (printed by `start --secure`)."""
+    return secure_listener.client_settings(_secure_dir(_port()))
 
 
 def stop(timeout_s: float = 30.0) -> bool:
@@ -400,14 +440,16 @@ def status() -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.kafka.local", description=__doc__)
     parser.add_argument("command", choices=["start", "stop", "status", "fetch"])
-    command = parser.parse_args(argv).command
+    parser.add_argument("--secure", action="store_true", help="start: a SASL_SSL listener")
+    parsed = parser.parse_args(argv)
+    command = parsed.command
     if not structlog.is_configured():
         # stdout carries only the one-line result (status is JSON for scripts).
         structlog.configure(logger_factory=lambda *_: structlog.PrintLogger(sys.stderr))
     try:
         if command == "start":
             where = "external cluster" if uses_external_cluster() else "local broker"
-            print(f"Kafka ({where}) is up at {start()}.")
+            print(f"Kafka ({where}) is up at {start(secure=parsed.secure)}.")
         elif command == "stop" and uses_external_cluster():
             print("Nothing stopped: KAFKA_BOOTSTRAP_SERVERS points at an external cluster.")
         elif command == "stop":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,7 +41,12 @@ def _kafka(args: argparse.Namespace) -> int:
     from deploy.kafka import local
 
     try:
-        if args.action == "start":
+        if args.action == "start" and args.secure:
+            # Shell lines: `eval "$(concord kafka start --secure)"` configures this shell.
+            print(f"# Kafka {local.KAFKA_VERSION} ready at {local.start(secure=True)} (SASL_SSL)")
+            for name, value in local.secure_client_settings().items():
+                print(f"export {name}={shlex.quote(value)}")
+        elif args.action == "start":
             print(f"Kafka {local.KAFKA_VERSION} ready at {local.start()}")
         elif args.action == "stop":
             print("Kafka stopped" if local.stop() else "Kafka was not running")
@@ -517,6 +523,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     kafka = commands.add_parser("kafka", help="run the local Apache Kafka broker")
     kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka.add_argument(
+        "--secure",
+        action="store_true",
+        help="start: a SASL_SSL listener (SCRAM-SHA-512, a CA made for this machine); "
+        "prints the settings a client needs",
+    )
     kafka.set_defaults(run=_kafka)
 
     _topics_parser(commands)
@@ -605,10 +617,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `concord` console command."""
+    from services.runtime import InvalidSetting, config
+
+    try:
+        config()  # every setting is checked before any command starts
+    except InvalidSetting as exc:
+        print(f"concord: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return _command(list(sys.argv[1:] if argv is None else argv))
+
+
+def _command(words: list[str]) -> int:
     from services.runtime import MissingConfiguration
     from services.runtime import configure_logging as configure
 
-    words = list(sys.argv[1:] if argv is None else argv)
     if words and words[0] in SERVICES:
         import importlib
 

@@ -131,19 +131,16 @@ def referred_person(recipient: str) -> str:
     raise SystemExit(f"no referral reached {recipient}")
 
 
-PAGES_PORT = os.environ.get("CONCORD_PAGES_PORT", "8090")
-
-
 def start_pages(worker: str) -> subprocess.Popen[bytes]:
     """`concord pages` for the demo's people, printing where they sign in and as whom."""
     from connectors.pages.users import UserDirectory
-    from services.runtime import ROOT, partner_directory, settings
+    from services.runtime import ROOT, config, partner_directory, settings
 
-    address = f"http://localhost:{PAGES_PORT}"
+    address = f"http://localhost:{config().pages_port}"
     os.environ.setdefault("CONCORD_WORKER_URL", worker)
     pages = start_service(["pages"], f"{address}/health", ROOT / ".cache" / "demo-pages.log")
     users = UserDirectory.load(
-        Path(os.environ["CONCORD_USERS"]), partner_directory(settings().partners_file)
+        Path(str(config().users)), partner_directory(settings().partners_file)
     )
     print(f"\nThe pages: {address}  (sign in as one of the demo's people; person X123456)")
     for user in users:
@@ -168,13 +165,13 @@ def main(argv: list[str] | None = None) -> int:
 
     use_demo_settings()  # the demo, and only the demo, runs on the committed demo partners
     from deploy.topics import create_topics
-    from services.runtime import ROOT, worker_url
+    from services.runtime import ROOT, config, worker_url
     from services.runtime import configure_logging as configure
 
     configure("warning")
     create_topics()
     url = worker_url()
-    gateway = f"http://127.0.0.1:{os.environ.get('CONCORD_GATEWAY_PORT', '8080')}"
+    gateway = f"http://127.0.0.1:{config().gateway_port}"
     log_file = ROOT / ".cache" / "demo-worker.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     print(

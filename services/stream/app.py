@@ -8,7 +8,6 @@ serves the hub's own pages only.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -19,8 +18,9 @@ from yarl import URL
 from schemas import topics
 from schemas.keys import person_partition, token_home
 from schemas.topics import Topic
-from services.runtime import person_key, settings
+from services.runtime import config, person_key, settings
 from services.stream.faust_private import HubApp
+from services.stream.kafka_auth import broker_credentials
 
 SETTINGS = settings()
 
@@ -51,6 +51,8 @@ class PersonRouter(Router):
 app = HubApp(
     SETTINGS.app_id,
     broker=SETTINGS.broker,
+    broker_credentials=broker_credentials(),
+    env={},  # faust's own variable names (WEB_PORT, BROKER, ...) never override the hub's
     store=SETTINGS.store,
     datadir=str(SETTINGS.data_dir),
     web_host=SETTINGS.web_host,
@@ -64,7 +66,7 @@ app = HubApp(
     # Agents send a batch's outputs together and wait for all of them before taking the next
     # batch, so records batch anyway while a request is in flight; a longer linger only adds
     # to every batch's cycle (the drain rate is the same at 1 ms as at 5).
-    producer_linger=float(os.environ.get("CONCORD_WORKER_LINGER_MS", "1")) / 1000.0,
+    producer_linger=config().worker_linger_ms / 1000.0,
     consumer_auto_offset_reset="earliest",
     # Standby replicas keep a copy of other workers' table partitions, for a quick takeover.
     table_standby_replicas=SETTINGS.standby_replicas,

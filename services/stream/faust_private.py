@@ -9,7 +9,6 @@ in pyproject.toml; importing this module with another version fails with what to
 
 from __future__ import annotations
 
-import os
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,8 @@ from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.utils.functional import consecutive_numbers
 from faust.web.drivers import aiohttp as faust_aiohttp
+
+from services.runtime import config
 
 # The version whose internals this module was written against (pinned in pyproject.toml).
 FAUST_VERSION = "0.15.3"
@@ -46,7 +47,7 @@ check_faust_version(faust.__version__)
 # How long a fetch waits on the broker for data to arrive. faust-streaming hard-codes 1,500 ms
 # in its aiokafka driver, with no setting, and an event waits that long at each hop between
 # agents when traffic is light (alert latency p99 at 500 events/s: 1.7 s with it, 68 ms at 100).
-FETCH_MAX_WAIT_MS = int(os.environ.get("CONCORD_FETCH_MAX_WAIT_MS", "100"))
+FETCH_MAX_WAIT_MS = config().fetch_max_wait_ms
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

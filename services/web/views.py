@@ -39,8 +39,8 @@ from services.domain.signin import AuthError, basic_credentials
 from services.domain.staff import STAFF_HEADER, StaffRefused, may_act_for, verify_statement
 from services.observe.metrics import BREACH_CHECK_SECONDS, timed
 from services.runtime import (
+    aiokafka_client_config,
     authenticate,
-    bootstrap_servers,
     pages_secret,
     partner_directory,
     person_key,
@@ -436,9 +436,7 @@ async def record_disclosure(answered: Answered, at: datetime) -> Exception | Non
 
 async def follow(topic: Topic, apply: Any) -> None:
     """Read a compacted topic whole, then keep up with it, passing each message to `apply`."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers(), enable_auto_commit=False, group_id=None
-    )
+    consumer = AIOKafkaConsumer(**aiokafka_client_config(), enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]

@@ -12,7 +12,7 @@ from connectors.kafka_io import read_topic
 from connectors.publish import Encoded, decide_encoded
 from schemas import topics
 from schemas.keys import person_partition
-from services.runtime import bootstrap_servers
+from services.runtime import kafka_client_config
 from tests.e2e.conftest import NHS, Worker, alerts, appointment
 from tests.keys import home_partition, person_id_for_token
 
@@ -37,7 +37,7 @@ def test_an_event_on_its_home_partition_and_one_elsewhere_meet_in_one_calendar(
     publish("gp-Y01234", GP_BOOKED)  # the edge sends it home: reconciled where it lands
     elsewhere = (home + 1) % topics.INBOUND.partitions
     mht = encoded("mht-rv5", MHT_BOOKED)
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers(), acks="all")
+    producer = KafkaProducer(**kafka_client_config(), acks="all")
     try:
         producer.send(topics.INBOUND.name, key=mht.key, value=mht.value, partition=elsewhere)
         producer.flush(timeout=30)
