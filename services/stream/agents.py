@@ -206,7 +206,9 @@ async def _index_one(
         await reject(event.value, f"subject identifier rejected: {exc}", "person-index", sent)
         return
     except MALFORMED as exc:
-        reason = f"not a valid envelope: {exc.__class__.__name__}"
+        # A codec error names the field and quotes no value; another only its type.
+        detail = str(exc) if isinstance(exc, CodecError) else exc.__class__.__name__
+        reason = f"not a valid envelope: {detail}"
         await reject(event.value, reason, "person-index", sent)
         return
     if person is not None and here:

@@ -438,13 +438,15 @@ async def record_disclosure(answered: Answered, at: datetime) -> Exception | Non
     return failure
 
 
-async def follow(topic: Topic, apply: Any) -> None:
-    """Read a compacted topic whole, then keep up with it, passing each message to `apply`.
+async def follow(topic: Topic, apply: Any, entries: dict[str, Any]) -> None:
+    """Read a compacted topic whole, then keep up with it, passing each message to `apply`,
+    which keeps the latest of each key in `entries`.
 
-    A record `apply` cannot take (a tombstone, another producer's bytes, anything it raises
-    on) is passed by and dead-lettered with the reason: every worker reads these topics whole
-    at start, so one such record must not stop them all. A follower that stops for any other
-    reason (Kafka) is noted as crashed, and /ready says so.
+    A tombstone (a key with no value) deletes its key's entry, as compaction will. A record
+    `apply` cannot take (another producer's bytes, anything it raises on) is passed by and
+    dead-lettered with the reason: every worker reads these topics whole at start, so one
+    such record must not stop them all. A follower that stops for any other reason (Kafka) is
+    noted as crashed, and /ready says so.
     """
     try:
         consumer = AIOKafkaConsumer(
@@ -463,7 +465,10 @@ async def follow(topic: Topic, apply: Any) -> None:
             for messages in batch.values():
                 for message in messages:
                     try:
-                        apply(message.key, message.value)
+                        if message.value is None and message.key:
+                            entries.pop(message.key.decode(), None)
+                        else:
+                            apply(message.key, message.value)
                     except Exception as exc:  # the one catch of this follower: pass it by
                         await passed_by(topic, message.value, exc)
     except asyncio.CancelledError:
@@ -504,13 +509,13 @@ def _referral_entry(key: bytes | None, value: bytes | None) -> None:
 @app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped
 async def follow_partner_activity() -> None:
     """Keep LAST_HEARD current from the compacted partner-activity topic, read whole."""
-    await follow(topics.PARTNER_ACTIVITY, _heard)
+    await follow(topics.PARTNER_ACTIVITY, _heard, LAST_HEARD)
 
 
 @app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped
 async def follow_referrals() -> None:
     """Keep the referral inboxes current from the compacted referrals topic, read whole."""
-    await follow(topics.REFERRALS, _referral_entry)
+    await follow(topics.REFERRALS, _referral_entry, REFERRAL_INBOX)
 
 
 REFERRAL_INBOX: dict[str, dict[str, Any]] = {}
@@ -549,7 +554,7 @@ def _measure(key: bytes | None, value: bytes | None) -> None:
 @app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped
 async def follow_measures() -> None:
     """Keep the published figures current from the compacted measures topic, read whole."""
-    await follow(topics.MEASURES, _measure)
+    await follow(topics.MEASURES, _measure, MEASURES)
 
 
 @app.page("/measures")
