@@ -98,11 +98,11 @@ CASES: dict[str, dict[str, tuple[bytes | None, bytes | None, str]]] = {
         "not-a-person-command": (b"p-1", b'{"command": "merge", "absorbed": 1}', "MergeCommand"),
     },
     "measure-events": {
-        **COMMON,
-        # a fact is validated by its model, whose parser names these its own way
+        # A fact is validated by its model, whose parser names these its own way. Fewer kinds:
+        # each waits for a report the agent publishes a second after the fact, and the codec
+        # path of the others is the one every topic takes (tests/fuzz/test_worker_records.py).
+        "tombstone": COMMON["tombstone"],
         "not-json": (b"k", b"this is not JSON", "Invalid JSON"),
-        "not-utf8": (b"k", b"\xff\xfe{\x00\x9c", "Invalid JSON"),
-        "json-array": (b"k", b"[1, 2]", "Input should be an object"),
         "oversize": (b"k", b"{" + b"x" * 1_000_000, "Invalid JSON"),
         "wrong-shape": (b"k", b'{"counted_id": 1}', "MeasureFact"),
         "unknown-figure": (
