@@ -261,13 +261,20 @@ def current_rules() -> Rules:
 async def escalation_check() -> None:
     """Ask the reconciler to escalate referrals past their deadline (it decides, in order)."""
     now = runtime.now()
-    due = [
-        person
-        for person, when in list(deadlines.items())
-        if datetime.fromisoformat(when.decode()) <= now
-    ]
+    due = [person for person, when in list(deadlines.items()) if _due(person, when, now)]
     for out in render([CheckDeadlines(person, now) for person in due], now):
         await TOPICS[out.topic.name].send(key=out.key, value=out.value)
+
+
+def _due(person: str, when: bytes | None, now: datetime) -> bool:
+    """True when the person's next referral deadline has passed. An entry that cannot be read
+    (the hub writes each one; a corrupt store) is logged and passed by, not a stopped timer:
+    the person's next change writes it again."""
+    try:
+        return datetime.fromisoformat((when or b"").decode()) <= now
+    except (UnicodeDecodeError, ValueError, TypeError):
+        log.error("escalation_check.unreadable_deadline", person_id=person)
+        return False
 
 
 @app.agent(person_events)

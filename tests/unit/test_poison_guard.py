@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from structlog.testing import capture_logs
@@ -66,3 +67,13 @@ def test_a_huge_record_is_cut_short_in_its_dead_letter() -> None:
     assert len(text) < 600_000
     assert text.startswith("\ufffdxxx")
     assert text.endswith("[truncated from 2000001 characters]")
+
+
+def test_an_unreadable_deadline_is_passed_by_not_a_stopped_escalation_timer() -> None:
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    assert agents._due("p-1", b"2026-11-30T09:00:00+00:00", now)
+    assert not agents._due("p-1", b"2026-12-02T09:00:00+00:00", now)
+    with capture_logs() as logs:
+        for unreadable in (b"soon", b"\xff", b"2026-11-30T09:00:00", None):
+            assert not agents._due("p-1", unreadable, now)
+    assert {line["event"] for line in logs} == {"escalation_check.unreadable_deadline"}
