@@ -55,8 +55,10 @@ def record_value(data: bytes | None) -> bytes:
 
 
 def _decode(data: bytes | None, model: type[_Model]) -> _Model:
+    if data is None:
+        raise CodecError(f"not a valid {model.__name__}: {TOMBSTONE}")
     try:
-        return model.model_validate_json(record_value(data))
+        return model.model_validate_json(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or model.__name__
