@@ -23,6 +23,7 @@ from schemas.envelope import (
     utc_now,
     wrap,
 )
+from schemas.fhir import PARTNER_RESOURCE_TYPES, event_type_for
 from schemas.identifiers import PARTNER_ID, PersonIdentifier, parse_token
 from schemas.internal import (
     PERSON_COMMANDS,
@@ -40,9 +41,24 @@ class CodecError(ValueError):
     """Bytes that are not a valid message of the expected kind."""
 
 
+TOMBSTONE = "a tombstone: the record has no value"
+
+
+def record_value(data: bytes | None) -> bytes:
+    """A record's value as bytes; CodecError for a tombstone (a record with no value), which
+    no topic the hub reads as messages carries, or for a value that is not bytes."""
+    if data is None:
+        raise CodecError(TOMBSTONE)
+    if not isinstance(data, bytes):
+        raise CodecError(f"a record value must be bytes, not {type(data).__name__}")
+    return data
+
+
 def _decode(data: bytes | None, model: type[_Model]) -> _Model:
+    if data is None:
+        raise CodecError(f"not a valid {model.__name__}: {TOMBSTONE}")
     try:
-        return model.model_validate_json(data or b"")
+        return model.model_validate_json(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or model.__name__
@@ -218,12 +234,26 @@ def _plain_parts(
     )
 
 
-def decode(data: bytes) -> Envelope:
+def decode(data: bytes | None) -> Envelope:
     """Parse and validate envelope bytes; raise CodecError naming the first problem."""
     return _decode(data, Envelope)
 
 
-def decode_dead_letter(data: bytes) -> DeadLetter:
+# A dead letter keeps the refused record whole up to this many characters, so the letter itself
+# stays well under the broker's 1 MiB message limit (an oversize record is a reason to refuse).
+DEAD_LETTER_RAW_CHARS = 512 * 1024
+
+
+def letter_text(raw: bytes | None) -> str:
+    """A refused record's bytes as a dead letter keeps them: UTF-8 text (bytes that are not are
+    replaced), cut short with a note when huge, and empty for a tombstone."""
+    text = (raw or b"").decode("utf-8", errors="replace")
+    if len(text) > DEAD_LETTER_RAW_CHARS:
+        return text[:DEAD_LETTER_RAW_CHARS] + f"\n…[truncated from {len(text)} characters]"
+    return text
+
+
+def decode_dead_letter(data: bytes | None) -> DeadLetter:
     """Parse and validate dead-letter bytes."""
     return _decode(data, DeadLetter)
 
@@ -232,10 +262,10 @@ def decode_dead_letter(data: bytes) -> DeadLetter:
 # happened once, at the edge, and is not repeated inside the hub.
 
 
-def peek(data: bytes) -> dict[str, Any]:
+def peek(data: bytes | None) -> dict[str, Any]:
     """The JSON object of a message already validated at the edge, without re-validating it."""
     try:
-        value = orjson.loads(data)
+        value = orjson.loads(record_value(data))
     except orjson.JSONDecodeError as exc:
         raise CodecError(f"not JSON: {exc}") from exc
     if not isinstance(value, dict):
@@ -273,9 +303,30 @@ _READ_FIELDS: dict[str, type] = {
 }
 
 
-def peek_envelope(data: bytes) -> dict[str, Any]:
+def peek_envelope(data: bytes | None) -> dict[str, Any]:
     """`peek` for an envelope: CodecError unless every field the hub reads has its JSON type."""
     return checked_envelope(peek(data))
+
+
+def decode_inbound(data: bytes | None) -> dict[str, Any]:
+    """An inbound record as the person index takes it: an envelope (`peek_envelope`) carrying a
+    resource partners send, under that resource's event type; else CodecError naming which.
+
+    The edge sets the event type from the resource (schemas/fhir.py CARRIED); any other pairing
+    comes from a producer that bypassed the edge, and the hub would not know what it means.
+    """
+    value = peek_envelope(data)
+    resource_type = value["resource"]["resourceType"]
+    if resource_type not in PARTNER_RESOURCE_TYPES:
+        raise CodecError(
+            "not an event the hub takes: resource.resourceType is not one partners send"
+        )
+    if value["event_type"] != event_type_for(resource_type):
+        raise CodecError(
+            f"not an event the hub takes: event_type is not {event_type_for(resource_type)}, "
+            f"the event type of a {resource_type}"
+        )
+    return value
 
 
 def checked_envelope(value: dict[str, Any]) -> dict[str, Any]:
@@ -330,12 +381,12 @@ def decode_internal(data: bytes | None, kind: type[_Model]) -> _Model:
     return _decode(data, kind)
 
 
-def decode_command(data: bytes) -> PersonCommand:
+def decode_command(data: bytes | None) -> PersonCommand:
     """A hub command on person-events, as the model its `command` names; else CodecError."""
     return _person_command(peek(data), data)
 
 
-def _person_command(value: dict[str, Any], data: bytes) -> PersonCommand:
+def _person_command(value: dict[str, Any], data: bytes | None) -> PersonCommand:
     command = value.get("command")
     kind = PERSON_COMMANDS.get(command) if isinstance(command, str) else None
     if kind is None:
@@ -345,7 +396,7 @@ def _person_command(value: dict[str, Any], data: bytes) -> PersonCommand:
     return _decode(data, kind)
 
 
-def decode_person_message(data: bytes) -> dict[str, Any] | PersonCommand:
+def decode_person_message(data: bytes | None) -> dict[str, Any] | PersonCommand:
     """A person-events record: a hub command, or an envelope (a dict) resolved to a person;
     CodecError naming what is wrong."""
     value = peek(data)
@@ -358,7 +409,7 @@ def decode_person_message(data: bytes) -> dict[str, Any] | PersonCommand:
     return value
 
 
-def decode_link_message(data: bytes) -> dict[str, Any] | ResolveConflictCommand:
+def decode_link_message(data: bytes | None) -> dict[str, Any] | ResolveConflictCommand:
     """A links record: an operator's decision on a conflict, or an envelope (a dict) for the
     identity linker; CodecError naming what is wrong."""
     value = peek(data)

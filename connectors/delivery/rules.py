@@ -407,10 +407,17 @@ class PartitionOffsets:
 
 
 def undeliverable_letter(
-    raw: bytes, *, reason: str, partner: str, source: str, event_id: str | None, now: datetime
+    raw: bytes | None,
+    *,
+    reason: str,
+    partner: str,
+    source: str,
+    event_id: str | None,
+    now: datetime,
 ) -> DeadLetter:
-    """The undeliverable message, whole (trimmed only if huge), with why, for an operator to replay."""
-    text = raw.decode("utf-8", errors="replace")
+    """The undeliverable message, whole (trimmed only if huge), with why, for an operator to
+    replay; a tombstone (no value) is kept as an empty text."""
+    text = (raw or b"").decode("utf-8", errors="replace")
     if len(text) > MAX_RAW_CHARS:
         text = text[:MAX_RAW_CHARS] + f"\n…[truncated from {len(text)} characters]"
     return DeadLetter(

@@ -433,12 +433,13 @@ async def follow_alerts(alerts: Alerts) -> None:
     try:
         async for message in consumer:
             try:
-                envelope = decode(message.value or b"")
-            except CodecError:
-                continue
+                envelope = decode(message.value)
+                partner = (message.key or b"").decode()
+            except (CodecError, UnicodeDecodeError):
+                continue  # not an alert the hub wrote; the deliverer dead-letters it
             subject = envelope.subject
-            if message.key and subject is not None and subject.person_id:
-                alerts.arrived(message.key.decode(), subject.person_id, envelope.event_type)
+            if partner and subject is not None and subject.person_id:
+                alerts.arrived(partner, subject.person_id, envelope.event_type)
     finally:
         await consumer.stop()
 

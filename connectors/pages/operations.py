@@ -220,8 +220,12 @@ async def follow(topic: Topic, apply: Any, *, keyed: bool = False) -> None:
                             apply(message.key, message.value)
                         else:
                             apply(message.partition, message.offset, message.value)
-                    except CodecError as exc:  # not a record the hub wrote: pass it by
-                        log.warning("pages.follow_skipped", topic=topic.name, reason=str(exc))
+                    except Exception as exc:  # the one catch of this follower: pass it by
+                        # A view only: the workers and the deliverer, which act on these
+                        # records, dead-letter what they cannot take; a dead letter from here
+                        # could feed this very follower of the dead-letter topic.
+                        reason = str(exc) if isinstance(exc, CodecError) else type(exc).__name__
+                        log.warning("pages.follow_skipped", topic=topic.name, reason=reason)
     finally:
         await consumer.stop()
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -22,10 +23,10 @@ from schemas import topics
 from schemas.codec import (
     CodecError,
     decode_assignment,
+    decode_inbound,
     decode_link_message,
     decode_person_message,
     peek,
-    peek_envelope,
     resolved,
 )
 from schemas.identifiers import IdentifierError
@@ -95,11 +96,12 @@ async def reject(
     """Refuse a message the hub cannot process: dead-lettered with the reason, and told to its
     sender when the message says who that is (services.stream.outbox.refusal_outs)."""
     try:
-        message = peek(raw or b"")
+        message = peek(raw)
     except CodecError:
-        message = {}  # not even JSON: kept for the operator, with no sender to tell
+        message = {}  # not even JSON, or no value at all: kept for the operator, no one to tell
     refusal = Refusal(reason, code or ("invalid" if stage == "person-index" else "processing"))
-    await emit(refusal_outs(message, refusal, runtime.now(), origin=stage, raw=raw), sent)
+    kept = raw if raw is not None else b""  # a tombstone's letter holds nothing, not "{}"
+    await emit(refusal_outs(message, refusal, runtime.now(), origin=stage, raw=kept), sent)
     count_dead_letter(stage, refusal.code)
     sender = sender_of(message)  # logged only as far as it is a partner id and an event id
     log.warning(
@@ -108,6 +110,32 @@ async def reject(
         event_id=sender.event_id if sender else None,
         partner=sender.partner if sender else None,
         reason=reason.split(":", maxsplit=1)[0],
+    )
+
+
+@asynccontextmanager
+async def refusing(
+    raw: bytes | None, stage: str, sent: list[Awaitable[Any]] | None = None
+) -> AsyncIterator[None]:
+    """Handle one record, refusing it (`reject`) if handling raises anything at all.
+
+    The one broadest catch of each agent: a record no step can handle, for whatever reason, is
+    dead-lettered with its reason and the agent carries on with the next, rather than crash and
+    leave every later record unhandled (a crashed agent cannot be trusted, services/web/views.py
+    says so on /ready). The steps' own catches give the expected refusals their better reasons.
+    An exception from the refusal itself (Kafka will not take the dead letter) does crash it.
+    """
+    try:
+        yield
+    except Exception as exc:
+        await reject(raw, unhandled(stage, exc), stage, sent)
+
+
+def unhandled(stage: str, exc: Exception) -> str:
+    """The reason a record that raised `exc` in `stage` is refused: what was wrong, by type."""
+    detail = str(exc) if isinstance(exc, CodecError) else ""  # a codec error quotes no value
+    return f"{stage} could not handle the record: {type(exc).__name__}" + (
+        f": {detail}" if detail else ""
     )
 
 
@@ -140,7 +168,8 @@ async def person_index(stream: Any) -> None:
         rules = current_rules()  # one clock reading per batch: a batch spans milliseconds
         for event in batch:
             with handling(event):
-                await _index_one(event, activity, rules, sent)
+                async with refusing(event.value, "person-index", sent):
+                    await _index_one(event, activity, rules, sent)
         await asyncio.gather(*sent)  # Kafka has every output before the batch's offsets commit
         log.debug("person_index.batch", events=len(batch))
 
@@ -158,7 +187,7 @@ async def _index_one(
         return
     partition = event.message.partition
     try:
-        envelope = peek_envelope(event.value)
+        envelope = decode_inbound(event.value)
         identifiers = identifiers_of(envelope)
         referral = found_by_referral(envelope["resource"], envelope["source"], identifiers)
         if referral is not None:  # the person is the one its referral is filed under
@@ -179,7 +208,9 @@ async def _index_one(
         await reject(event.value, f"subject identifier rejected: {exc}", "person-index", sent)
         return
     except MALFORMED as exc:
-        reason = f"not a valid envelope: {exc.__class__.__name__}"
+        # A codec error names the field and quotes no value; another only its type.
+        detail = str(exc) if isinstance(exc, CodecError) else exc.__class__.__name__
+        reason = f"not a valid envelope: {detail}"
         await reject(event.value, reason, "person-index", sent)
         return
     if person is not None and here:
@@ -200,16 +231,21 @@ async def linker(stream: Any) -> None:
     """Join identifiers named together, or refuse a link as an identity conflict; apply the
     operator's decisions on conflicts (one partition: the one global view of links)."""
     async for event in stream.events():
-        try:
-            message = decode_link_message(event.value)
-            index = load_index(tokens_of(message))
-            step = link_step(message, index, current_rules())
-        except MALFORMED as exc:
-            await reject(event.value, f"cannot link: {exc.__class__.__name__}: {exc}", "linker")
-            continue
-        await emit([*step.outs, *step.counted])
-        save_index(index, step.updated)
-        log.info("linker.handled", **step.summary)
+        async with refusing(event.value, "linker"):
+            await _link_one(event.value)
+
+
+async def _link_one(raw: bytes | None) -> None:
+    try:
+        message = decode_link_message(raw)
+        index = load_index(tokens_of(message))
+        step = link_step(message, index, current_rules())
+    except MALFORMED as exc:
+        await reject(raw, f"cannot link: {exc.__class__.__name__}: {exc}", "linker")
+        return
+    await emit([*step.outs, *step.counted])
+    save_index(index, step.updated)
+    log.info("linker.handled", **step.summary)
 
 
 def current_rules() -> Rules:
@@ -227,13 +263,20 @@ def current_rules() -> Rules:
 async def escalation_check() -> None:
     """Ask the reconciler to escalate referrals past their deadline (it decides, in order)."""
     now = runtime.now()
-    due = [
-        person
-        for person, when in list(deadlines.items())
-        if datetime.fromisoformat(when.decode()) <= now
-    ]
+    due = [person for person, when in list(deadlines.items()) if _due(person, when, now)]
     for out in render([CheckDeadlines(person, now) for person in due], now):
         await TOPICS[out.topic.name].send(key=out.key, value=out.value)
+
+
+def _due(person: str, when: bytes | None, now: datetime) -> bool:
+    """True when the person's next referral deadline has passed. An entry that cannot be read
+    (the hub writes each one; a corrupt store) is logged and passed by, not a stopped timer:
+    the person's next change writes it again."""
+    try:
+        return datetime.fromisoformat((when or b"").decode()) <= now
+    except (UnicodeDecodeError, ValueError, TypeError):
+        log.error("escalation_check.unreadable_deadline", person_id=person)
+        return False
 
 
 @app.agent(person_events)
@@ -245,7 +288,8 @@ async def reconciler(stream: Any) -> None:
         rules = current_rules()
         for event in batch:
             with handling(event):
-                alerts += await _reconcile_one(event, rules, sent)
+                async with refusing(event.value, "reconciler", sent):
+                    alerts += await _reconcile_one(event, rules, sent)
         await asyncio.gather(*sent)  # Kafka has every output before the batch's offsets commit
         # One line per batch: a line per event cost more than the event at full speed.
         log.info("reconciler.handled", events=len(batch), alerts=alerts)
@@ -316,19 +360,35 @@ async def measures(stream: Any) -> None:
         months: set[str] = set()
         for event in batch:
             with handling(event):
-                try:
-                    month, writes = count_step(
-                        event.value, partial(read, measure_cells), measure_cells.data.items
-                    )
-                except MALFORMED as exc:
-                    await reject(event.value, f"cannot count: {exc}", "measures", sent)
-                    continue
-                await record([put(measure_cells, k, v) for k, v in writes.items()], sent)
-                months.add(month)
-        now = runtime.now()
-        cells = cells_of(measure_cells.data.items())
-        areas = area_map(SETTINGS.areas_file)
-        for month in sorted(months):
-            await emit(report_outs(month_reports(cells, areas, month, now), now), sent)
+                async with refusing(event.value, "measures", sent):
+                    months.update(await _count_one(event.value, sent))
+        await _publish_months(months, sent)
         await asyncio.gather(*sent)  # Kafka has every output before the batch's offsets commit
         log.info("measures.counted", events=len(batch), months=len(months))
+
+
+async def _count_one(raw: bytes | None, sent: list[Awaitable[Any]]) -> list[str]:
+    """Count one fact; the month it counted in (none when refused)."""
+    try:
+        month, writes = count_step(raw, partial(read, measure_cells), measure_cells.data.items)
+    except MALFORMED as exc:
+        await reject(raw, f"cannot count: {exc}", "measures", sent)
+        return []
+    await record([put(measure_cells, k, v) for k, v in writes.items()], sent)
+    return [month]
+
+
+async def _publish_months(months: set[str], sent: list[Awaitable[Any]]) -> None:
+    """Publish the MeasureReports of the months a batch changed. The counts are kept whatever
+    happens here: a month that cannot be reported now is reported with the next fact counted."""
+    now = runtime.now()
+    try:
+        cells = cells_of(measure_cells.data.items())
+        areas = area_map(SETTINGS.areas_file)
+        outs = [
+            o for m in sorted(months) for o in report_outs(month_reports(cells, areas, m, now), now)
+        ]
+    except Exception as exc:  # a stored cell or the area map, not a record: nothing to refuse
+        log.error("measures.not_reported", months=len(months), error=type(exc).__name__)
+        return
+    await emit(outs, sent)

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiokafka
 import faust
+import structlog
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.utils.functional import consecutive_numbers
@@ -116,7 +117,26 @@ class HubWeb(faust_aiohttp.Web):
 
 class HubApp(faust.App):
     """faust's App, on a Kafka transport whose consumer waits FETCH_MAX_WAIT_MS per fetch,
-    serving only the hub's web pages."""
+    serving only the hub's web pages, remembering which of its agents have crashed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # agent (or follower) name -> the exception type that stopped it, for /ready. Kept until
+        # the process restarts: on a crash faust commits the offsets it holds (Consumer.
+        # on_task_error) before its supervisor restarts the actor, so what the crashed batch
+        # left unhandled may never be handled; the operator must look, not a restart hide it.
+        self.crashed_agents: dict[str, str] = {}
+
+    def note_crash(self, name: str, exc: BaseException) -> None:
+        """Record that `name` stopped on `exc` (its type only: an exception can quote data)."""
+        self.crashed_agents[name] = type(exc).__name__
+        structlog.get_logger(__name__).error("agent.crashed", agent=name, error=type(exc).__name__)
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        # faust (app/base.py, App.agent) passes this as every agent's on_error, called from
+        # Agent._execute_actor when the agent's function raises, before the actor is marked dead.
+        self.note_crash(agent.name, exc)
+        await super()._on_agent_error(agent, exc)
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)

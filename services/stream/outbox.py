@@ -24,6 +24,7 @@ from schemas.codec import (
     encode_assignment,
     encode_hub_envelope,
     encode_internal,
+    letter_text,
     with_person,
 )
 from schemas.envelope import DeadLetter, Envelope
@@ -222,7 +223,7 @@ def dead_letter(
         source=source if isinstance(source, str) and source else "unknown",
         origin=origin,
         received_at=now,
-        raw=(raw if raw is not None else orjson.dumps(message)).decode("utf-8", errors="replace"),
+        raw=letter_text(raw if raw is not None else orjson.dumps(message)),
         event_id=uuid.UUID(sender.event_id) if sender else None,
     )
     return Out(topics.DEADLETTER, letter.source.encode(), encode(letter))

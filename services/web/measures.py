@@ -19,7 +19,7 @@ MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 def report_of(value: bytes | None) -> dict[str, Any]:
     """The MeasureReport a measures-topic record carries; CodecError when it carries none."""
-    envelope = decode(value or b"")
+    envelope = decode(value)
     resource = envelope.resource
     if resource.get("resourceType") != "MeasureReport" or not resource.get("id"):
         raise CodecError("a measures record must carry a MeasureReport with an id")

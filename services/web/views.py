@@ -30,6 +30,7 @@ from schemas.codec import CodecError
 from schemas.identifiers import HUB_PERSON
 from schemas.keys import person_id_for
 from schemas.topics import Topic
+from services import runtime
 from services.domain.breach import NotAnswered, answer_breach_check, asked_by, check_asker
 from services.domain.decisions import Answered
 from services.domain.kinds import AGGREGATE_ONLY_KINDS
@@ -47,7 +48,7 @@ from services.runtime import (
 )
 from services.stream.activity import heard_from
 from services.stream.app import SETTINGS, app, calendars, identity_flags, token_person
-from services.stream.outbox import render
+from services.stream.outbox import dead_letter, render
 from services.stream.state import decode_calendar
 from services.web.inbox import entry_of, inbox
 from services.web.measures import bundle_of, chosen_reports, report_of, reports_csv
@@ -59,15 +60,20 @@ LAST_HEARD: dict[str, datetime] = {}
 
 
 def is_ready() -> bool:
-    """True once tables are recovered and no rebalance is under way."""
+    """True once tables are recovered, no rebalance is under way, and no agent has crashed."""
     recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-    return not app.rebalancing and recovered
+    return not app.rebalancing and recovered and not app.crashed_agents
 
 
 @app.page("/ready")
 async def ready(web: Any, request: Any) -> Any:
-    """200 when this worker can answer routed requests, 503 while it is starting or rebalancing."""
-    return web.json({"ready": is_ready()}, status=200 if is_ready() else 503)
+    """200 when this worker can answer routed requests; 503 while it is starting or
+    rebalancing, or for good once one of its agents or followers has crashed (`crashed` names
+    them: the worker must be restarted)."""
+    body: dict[str, Any] = {"ready": is_ready()}
+    if app.crashed_agents:
+        body["crashed"] = sorted(app.crashed_agents)
+    return web.json(body, status=200 if body["ready"] else 503)
 
 
 SIGN_IN = "sign in as a partner (HTTP Basic: partner id and secret)"
@@ -434,10 +440,24 @@ async def record_disclosure(answered: Answered, at: datetime) -> Exception | Non
     return failure
 
 
-async def follow(topic: Topic, apply: Any) -> None:
-    """Read a compacted topic whole, then keep up with it, passing each message to `apply`."""
-    consumer = AIOKafkaConsumer(**aiokafka_client_config(), enable_auto_commit=False, group_id=None)
-    await consumer.start()
+async def follow(topic: Topic, apply: Any, entries: dict[str, Any]) -> None:
+    """Read a compacted topic whole, then keep up with it, passing each message to `apply`,
+    which keeps the latest of each key in `entries`.
+
+    A tombstone (a key with no value) deletes its key's entry, as compaction will. A record
+    `apply` cannot take (another producer's bytes, anything it raises on) is passed by and
+    dead-lettered with the reason: every worker reads these topics whole at start, so one
+    such record must not stop them all. A follower that stops for any other reason (Kafka) is
+    noted as crashed, and /ready says so.
+    """
+    try:
+        consumer = AIOKafkaConsumer(
+            **aiokafka_client_config(), enable_auto_commit=False, group_id=None
+        )
+        await consumer.start()
+    except Exception as exc:
+        app.note_crash(f"follow:{topic.name}", exc)
+        raise
     try:
         partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
         consumer.assign(partitions)
@@ -447,13 +467,33 @@ async def follow(topic: Topic, apply: Any) -> None:
             for messages in batch.values():
                 for message in messages:
                     try:
-                        apply(message.key, message.value)
-                    except CodecError as exc:  # not a record the hub wrote: pass it by
-                        log.warning("follow.skipped", topic=topic.name, reason=str(exc))
+                        if message.value is None and message.key:
+                            entries.pop(message.key.decode(), None)
+                        else:
+                            apply(message.key, message.value)
+                    except Exception as exc:  # the one catch of this follower: pass it by
+                        await passed_by(topic, message.value, exc)
     except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        app.note_crash(f"follow:{topic.name}", exc)
         raise
     finally:
         await consumer.stop()
+
+
+async def passed_by(topic: Topic, raw: bytes | None, exc: Exception) -> None:
+    """Dead-letter a record of a followed topic that could not be taken, with the reason.
+
+    Every worker reads the topic whole at each start, so the same record is dead-lettered once
+    per worker start, under the same origin and reason, until it is compacted away or replaced.
+    """
+    reason = f"follow {topic.name}: {type(exc).__name__}"
+    if isinstance(exc, CodecError):
+        reason += f": {exc}"  # a codec error quotes no value
+    letter = dead_letter({}, reason, runtime.now(), origin=f"follow:{topic.name}", raw=raw or b"")
+    await app.producer.send(letter.topic.name, letter.key, letter.value, None, None, None)
+    log.warning("follow.dead_lettered", topic=topic.name, error=type(exc).__name__)
 
 
 def _heard(key: bytes | None, value: bytes | None) -> None:
@@ -471,13 +511,13 @@ def _referral_entry(key: bytes | None, value: bytes | None) -> None:
 @app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped
 async def follow_partner_activity() -> None:
     """Keep LAST_HEARD current from the compacted partner-activity topic, read whole."""
-    await follow(topics.PARTNER_ACTIVITY, _heard)
+    await follow(topics.PARTNER_ACTIVITY, _heard, LAST_HEARD)
 
 
 @app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped
 async def follow_referrals() -> None:
     """Keep the referral inboxes current from the compacted referrals topic, read whole."""
-    await follow(topics.REFERRALS, _referral_entry)
+    await follow(topics.REFERRALS, _referral_entry, REFERRAL_INBOX)
 
 
 REFERRAL_INBOX: dict[str, dict[str, Any]] = {}
@@ -516,7 +556,7 @@ def _measure(key: bytes | None, value: bytes | None) -> None:
 @app.task  # type: ignore[untyped-decorator]  # faust decorators are untyped
 async def follow_measures() -> None:
     """Keep the published figures current from the compacted measures topic, read whole."""
-    await follow(topics.MEASURES, _measure)
+    await follow(topics.MEASURES, _measure, MEASURES)
 
 
 @app.page("/measures")

@@ -1,5 +1,8 @@
 """The worker's decoding of every topic's records, and the steps its agents take inside their
-try blocks, raise on a malformed record only what the agent dead-letters (`MALFORMED`).
+try blocks, raise on a malformed record only what the agent dead-letters by name (`MALFORMED`);
+the deliverer's and the followers' only a CodecError. (Each agent also dead-letters anything
+else, services/stream/agents.py `refusing`; that is its last resort, which the fuzz run must
+never reach.) A tombstone, no value at all, is a CodecError on every topic.
 
 Each test replays what one agent or reader does with a record (services/stream/agents.py,
 services/web/views.py), starting from the records a scenario put on that topic.
@@ -8,16 +11,19 @@ services/web/views.py), starting from the records a scenario put on that topic.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import orjson
+import pytest
 
 from schemas import topics
 from schemas.codec import (
     CodecError,
+    decode,
     decode_assignment,
+    decode_inbound,
+    decode_link_message,
     decode_person_message,
-    peek,
-    peek_envelope,
     resolved,
 )
 from schemas.identifiers import parse_token
@@ -27,6 +33,8 @@ from services.stream.activity import activity_record, heard_from
 from services.stream.outbox import routed
 from services.stream.pipeline import (
     MALFORMED,
+    count_step,
+    fact_of,
     identifiers_of,
     link_step,
     person_event,
@@ -34,10 +42,19 @@ from services.stream.pipeline import (
 )
 from services.stream.state import decode_calendar
 from services.web.inbox import entry_of, inbox, inbox_line
+from services.web.measures import report_of
 from tests.fuzz.conftest import Fuzz
-from tests.fuzz.corpus import CONTEXT, example_envelopes, fixture_envelopes, played, topic_seeds
+from tests.fuzz.corpus import (
+    CONTEXT,
+    ROOT,
+    example_envelopes,
+    fixture_envelopes,
+    played,
+    topic_seeds,
+)
 from tests.keys import KEY
 
+INTERNAL = ROOT / "schemas" / "examples" / "internal-messages"
 READ_AFTER_THE_TRY = ("event_id", "event_type", "source", "recorded_at")
 
 
@@ -52,7 +69,7 @@ def test_inbound_envelopes(fuzz: Fuzz) -> None:
     seeds = topic_seeds(topics.INBOUND.name) + example_envelopes() + fixture_envelopes()
 
     def entry_point(raw: bytes) -> None:
-        envelope = peek_envelope(raw)
+        envelope = decode_inbound(raw)
         identifiers = identifiers_of(envelope)
         assigned = rng.choice([None, "p-assigned"])
         linked = to_linker(envelope, identifiers)
@@ -68,7 +85,7 @@ def test_inbound_envelopes(fuzz: Fuzz) -> None:
 
 def test_links(fuzz: Fuzz) -> None:
     def entry_point(raw: bytes) -> None:
-        link_step(peek(raw), PersonIndex(KEY), CONTEXT)  # as the linker agent takes it
+        link_step(decode_link_message(raw), PersonIndex(KEY), CONTEXT)  # as the linker takes it
 
     seeds = topic_seeds(topics.LINKS.name) + topic_seeds(topics.INBOUND.name)
     fuzz.run("worker links", seeds, "json", 300, entry_point, allowed=MALFORMED)
@@ -134,3 +151,46 @@ def test_referral_inbox(fuzz: Fuzz) -> None:
     fuzz.run(
         "worker referrals", [v for _, v in records], "json", 300, entry_point, allowed=(CodecError,)
     )
+
+
+def test_measure_events(fuzz: Fuzz) -> None:
+    """The measures agent: a countable fact counted into cells (held here in a dict)."""
+    cells: dict[str, bytes] = {}
+
+    def entry_point(raw: bytes) -> None:
+        _, writes = count_step(raw, cells.get, lambda: list(cells.items()))
+        cells.update(writes)
+
+    seeds = [(INTERNAL / "measurefact.json").read_bytes()]
+    fuzz.run("worker measure-events", seeds, "json", 300, entry_point, allowed=MALFORMED)
+
+
+def test_published_measures(fuzz: Fuzz) -> None:
+    """The measures topic as every worker reads it whole: the MeasureReport a record carries."""
+    seeds = [(ROOT / "schemas" / "examples" / "stats.measure.reported.json").read_bytes()]
+    fuzz.run("worker measures", seeds, "json", 300, report_of, allowed=(CodecError,))
+
+
+def test_deliveries(fuzz: Fuzz) -> None:
+    """The deliverer's decoding of alerts and outbound messages before it renders them."""
+    records = played().records[topics.ALERTS.name] + played().records[topics.OUTBOUND.name]
+    seeds = [v for _, v in records if v is not None]
+    fuzz.run("delivery records", seeds, "json", 300, decode, allowed=(CodecError,))
+
+
+@pytest.mark.parametrize(
+    "decoder",
+    [
+        decode_inbound,
+        decode_person_message,
+        decode_link_message,
+        fact_of,
+        heard_from,
+        report_of,
+        decode,
+    ],
+    ids=lambda f: f.__name__,
+)
+def test_a_tombstone_is_a_codec_error_everywhere(decoder: Callable[[None], object]) -> None:
+    with pytest.raises(CodecError, match="tombstone"):
+        decoder(None)
