@@ -30,7 +30,7 @@ from services.observe.metrics import (
     set_feed_ages,
 )
 from services.observe.operator import OperatorAlerts
-from services.runtime import bootstrap_servers, partner_directory
+from services.runtime import aiokafka_client_config, partner_directory
 
 log = structlog.get_logger(__name__)
 
@@ -158,13 +158,13 @@ class OperatorWatch:
     async def _follow(self) -> None:
         conflicts = AIOKafkaConsumer(
             topics.IDENTITY_CONFLICTS.name,
-            bootstrap_servers=bootstrap_servers(),
+            **aiokafka_client_config(),
             group_id=f"{topic_prefix()}operator-watch",
             client_id="concord-operator-watch",
             auto_offset_reset="latest",
         )
         activity = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers(),
+            **aiokafka_client_config(),
             group_id=None,
             client_id="concord-operator-watch",
             enable_auto_commit=False,

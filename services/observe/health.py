@@ -19,7 +19,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from services.observe.metrics import exposition
-from services.runtime import bootstrap_servers
+from services.runtime import bootstrap_servers, kafka_client_config
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +102,10 @@ class KafkaProbe:
         timeout_ms = int(self._timeout_s * 1000)
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=self._bootstrap or bootstrap_servers(),
+                **(
+                    kafka_client_config()
+                    | {"bootstrap_servers": self._bootstrap or bootstrap_servers()}
+                ),
                 client_id="concord-ready",
                 request_timeout_ms=timeout_ms,
                 bootstrap_timeout_ms=timeout_ms,
