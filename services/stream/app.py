@@ -66,6 +66,13 @@ app = HubApp(
     # to every batch's cycle (the drain rate is the same at 1 ms as at 5).
     producer_linger=float(os.environ.get("CONCORD_WORKER_LINGER_MS", "1")) / 1000.0,
     consumer_auto_offset_reset="earliest",
+    # A worker killed without leaving the group holds its partitions until its session expires
+    # (faust's default: 60 s); a short session lets a survivor take over within 15 s. Dynamic
+    # membership, not static (group_instance_id): a static member's partitions wait for its
+    # session to expire even when it stops cleanly, and a dead one's wait as long either way.
+    broker_session_timeout=float(os.environ.get("CONCORD_SESSION_TIMEOUT_S", "10")),
+    broker_heartbeat_interval=float(os.environ.get("CONCORD_HEARTBEAT_INTERVAL_S", "1")),
+    broker_rebalance_timeout=float(os.environ.get("CONCORD_REBALANCE_TIMEOUT_S", "20")),
     # Standby replicas keep a copy of other workers' table partitions, for a quick takeover.
     table_standby_replicas=SETTINGS.standby_replicas,
     topic_allow_declare=True,
