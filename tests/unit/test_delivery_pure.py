@@ -124,7 +124,7 @@ def task_envelope() -> Envelope:
 
 
 def test_a_task_update_becomes_an_oru_r01_whose_first_obx_says_its_status() -> None:
-    control = control_id(EVENT_ID, 3)
+    control = control_id(EVENT_ID)
     message = hl7_message(task_envelope(), "mht-rv5", control, NOW)
     parts = segments(message)
 
@@ -161,7 +161,7 @@ def test_every_element_of_the_resource_is_an_obx_named_by_its_path() -> None:
 def test_an_alert_becomes_an_mdm_t02_note_whose_obx_is_the_detail() -> None:
     """MDM^T02: filed against the person as a document; TXA-2 the alert's code, TXA-12 the
     event id (the same document on every attempt), the one OBX a LOINC Note with the text."""
-    parts = segments(hl7_message(alert_envelope(), "mht-rv5", control_id(EVENT_ID, 2), NOW))
+    parts = segments(hl7_message(alert_envelope(), "mht-rv5", control_id(EVENT_ID), NOW))
     assert list(parts) == ["MSH", "EVN", "PID", "PV1", "TXA", "OBX"]
     assert parts["MSH"][0][8] == "MDM^T02^MDM_T02"
     assert parts["EVN"][0][1:] == ["T02", "20261201090005+0000"]
@@ -188,11 +188,8 @@ def test_separators_and_line_breaks_in_text_are_escaped() -> None:
     assert escape("plain text") == "plain text"
 
 
-def test_control_ids_are_fresh_per_attempt_and_carry_the_event_id() -> None:
-    ids = {control_id(EVENT_ID, n) for n in range(1, 6)}
-    assert len(ids) == 5
-    # A partner drops duplicates by the part before the last ".".
-    assert {c.rsplit(".", 1)[0] for c in ids} == {EVENT_ID}
+def test_the_control_id_is_the_event_id_a_partner_drops_a_repeat_by() -> None:
+    assert control_id(EVENT_ID) == EVENT_ID
 
 
 # --- MLLP and ACKs ------------------------------------------------------------------------
@@ -242,8 +239,8 @@ def test_an_ack_for_this_attempt_decides_it(code: str, verdict: str) -> None:
     assert read_ack(parse_ack(ack(code, "ctl-2")), "ctl-2") == verdict
 
 
-def test_a_late_ack_for_an_earlier_attempt_does_not_count() -> None:
-    earlier, current = control_id(EVENT_ID, 1), control_id(EVENT_ID, 2)
+def test_a_late_ack_for_an_earlier_message_does_not_count() -> None:
+    earlier, current = control_id("e-1"), control_id(EVENT_ID)
     assert read_ack(parse_ack(ack("AA", earlier)), current) == "not-ours"
 
 
