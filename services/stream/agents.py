@@ -286,7 +286,8 @@ async def _reconcile(
             deadline = step.next_deadline
             put(deadlines, person, deadline.isoformat().encode() if deadline else None)
     await emit([*step.outs, *counted], sent)
-    crash_point("state-written", bool(step.outs) and step.stored is not None)
+    alerted = any(out.topic is topics.ALERTS for out in step.outs)
+    crash_point("state-written", alerted and step.stored is not None)
     if isinstance(message, dict):
         log.debug(
             "reconciler.event",
