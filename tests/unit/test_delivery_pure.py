@@ -15,17 +15,21 @@ from fhir.resources.R4B.detectedissue import DetectedIssue
 from connectors.delivery import service as delivery
 from connectors.delivery.formats import message_bundle
 from connectors.delivery.rules import (
+    DeliveredKeys,
     DeliverySettings,
     EndpointConfigError,
     PartitionOffsets,
     backoff_delay,
+    delivery_key,
     http_verdict,
+    journal_keys,
     load_endpoints,
     operator_alert,
     retry_after,
     settings_from_env,
     undeliverable_letter,
 )
+from connectors.delivery.service import Journal
 from connectors.hl7v2.ack import AckError, parse_ack, read_ack
 from connectors.hl7v2.framing import Frame, FrameDecoder, frame
 from connectors.hl7v2.from_fhir import control_id, hl7_message
@@ -449,3 +453,43 @@ def _json(value: dict[str, Any]) -> bytes:
     import orjson
 
     return orjson.dumps(value)
+
+
+# --- repeats --------------------------------------------------------------------------------
+
+
+def test_delivered_keys_forget_the_oldest_beyond_their_limit() -> None:
+    keys = DeliveredKeys(2, ["gp a", "gp b"])
+    assert keys.add("gp c")
+    assert not keys.add("gp c")  # already kept
+    assert list(keys) == ["gp b", "gp c"]
+    assert "gp a" not in keys
+
+
+def test_a_journal_line_cut_short_by_a_crash_is_left_out() -> None:
+    text = f"gp-Y01234 {EVENT_ID}\nnot a key at all\nmht-rv5 e-2\nmht-rv5 e-"
+    assert journal_keys(text) == [f"gp-Y01234 {EVENT_ID}", "mht-rv5 e-2"]
+    assert delivery_key("gp-Y01234", EVENT_ID) == f"gp-Y01234 {EVENT_ID}"
+
+
+def test_the_journal_keeps_delivered_keys_across_a_restart_and_compacts(tmp_path: Path) -> None:
+    path = tmp_path / "delivery" / "hub.journal"
+    first = Journal(path, limit=3)
+    first.open()
+    for n in range(7):  # the sixth line reaches twice the limit: rewritten with the last three
+        first.add(f"gp e-{n}")
+    first.add("gp e-6")  # a key kept already is not written again
+    # Killed: not closed. What was written is on the file.
+    assert journal_keys(path.read_text()) == ["gp e-3", "gp e-4", "gp e-5", "gp e-6"]
+    again = Journal(path, limit=3)
+    again.open()
+    assert "gp e-6" in again
+    assert "gp e-3" not in again  # beyond the limit: forgotten
+    again.close()
+
+
+def test_no_journal_path_keeps_keys_in_memory_only() -> None:
+    journal = Journal(None, limit=3)
+    journal.open()
+    journal.add("gp e-1")
+    assert "gp e-1" in journal
