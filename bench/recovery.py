@@ -7,13 +7,16 @@ started again at once (same store); with two, the survivor takes the dead one's 
 every pair the delay is from when it was published (or the kill, if later) to its alert's Kafka
 timestamp; the longest is the time to resume. Then every alert is counted by its event id.
 
-    python -m bench.recovery [--workers 1 2] [--rate 10] [--seconds 40] [--kill-at 12]
+    python -m bench.recovery [--workers 2 1] [--rate 10] [--seconds 40] [--kill-at 12] [--quick]
+
+The figures go to bench/results/recovery-<stamp>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -26,8 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
 from kafka import KafkaConsumer, TopicPartition
 
+from bench import report
 from bench.reconciler import ROOT, Worker, free_port, wait_ready
 from connectors.fhir_input import read_text
 from connectors.kafka_io import Publisher
@@ -41,12 +46,16 @@ CRN = "urn:concord:id:probation-crn"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="runs: workers")
+    parser.add_argument("--workers", type=int, nargs="+", default=[2, 1], help="runs: workers")
     parser.add_argument("--rate", type=float, default=10.0, help="clashing pairs a second")
-    parser.add_argument("--seconds", type=float, default=40.0, help="how long the feed runs")
+    parser.add_argument("--seconds", type=float, default=None, help="how long the feed runs (40)")
     parser.add_argument("--kill-at", type=float, default=12.0, help="seconds into the feed")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    return parser.parse_args(argv)
+    parser.add_argument("--quick", action="store_true", help="a 30-second feed")
+    report.add_output_options(parser, results_help="where the JSON figures go")
+    args = parser.parse_args(argv)
+    if args.seconds is None:
+        args.seconds = 30.0 if args.quick else 40.0
+    return args
 
 
 def start_worker(tmp: Path, name: str, port: int | None = None) -> Worker:
@@ -155,7 +164,8 @@ def run_once(workers: int, args: argparse.Namespace, tmp: Path) -> Result:
     try:
         return _measure(workers, args, tmp / run, run)
     finally:
-        delete_topics_with_prefix(os.environ["CONCORD_TOPIC_PREFIX"])
+        if not args.keep_topics:
+            delete_topics_with_prefix(os.environ["CONCORD_TOPIC_PREFIX"])
 
 
 def _measure(workers: int, args: argparse.Namespace, tmp: Path, run: str) -> Result:
@@ -181,7 +191,7 @@ def _measure(workers: int, args: argparse.Namespace, tmp: Path, run: str) -> Res
             restart_s = time.time() - killed
         feeder.join()
         expected = 2 * len(published.published)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while True:
             found = alerts_on_topic()
             first: dict[str, float] = {}
@@ -214,13 +224,18 @@ def _measure(workers: int, args: argparse.Namespace, tmp: Path, run: str) -> Res
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # The feed publishes through the connectors' path, which logs a line per record.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    stamp = report.start_run(args)
     results = []
     with tempfile.TemporaryDirectory(prefix="concord-recovery-") as tmp:
         for workers in args.workers:
+            report.say(
+                f"{workers} worker(s): feeding {args.rate:g} pairs/s, kill -9 at {args.kill_at:g} s"
+            )
             results.append(run_once(workers, args, Path(tmp)))
-    if args.json:
-        print(json.dumps([r.__dict__ for r in results], indent=2))
-        return 0
+    path = report.write_results("recovery", stamp, args, runs=[r.__dict__ for r in results])
+    report.say(f"figures in {path}")
     print("workers  pairs  alerts expected  distinct  lost  duplicated  resume after kill -9 (s)")
     for r in results:
         restart = f" (restarted, ready after {r.restart_s} s)" if r.restart_s is not None else ""

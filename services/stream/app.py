@@ -72,7 +72,9 @@ app = HubApp(
     # session to expire even when it stops cleanly, and a dead one's wait as long either way.
     broker_session_timeout=float(os.environ.get("CONCORD_SESSION_TIMEOUT_S", "10")),
     broker_heartbeat_interval=float(os.environ.get("CONCORD_HEARTBEAT_INTERVAL_S", "1")),
-    broker_rebalance_timeout=float(os.environ.get("CONCORD_REBALANCE_TIMEOUT_S", "20")),
+    # How long a live worker may take to rejoin a rebalance (faust first waits for its agents
+    # to finish what they hold): not how long a dead one is waited for, so left long.
+    broker_rebalance_timeout=float(os.environ.get("CONCORD_REBALANCE_TIMEOUT_S", "60")),
     # Standby replicas keep a copy of other workers' table partitions, for a quick takeover.
     table_standby_replicas=SETTINGS.standby_replicas,
     topic_allow_declare=True,
