@@ -55,15 +55,7 @@ def exited(worker: Worker, timeout_s: float = 60.0) -> int | None:
 def test_worker_killed_mid_batch_loses_no_alert_and_makes_none_anew(
     topics: str, tmp_path: Path, publish, point: str, copies: int
 ) -> None:
-    # A session long enough that a busy test machine does not drop the restarted worker from
-    # its group; how fast a survivor takes over is measured by bench/recovery.py.
-    worker = Worker(
-        tmp_path,
-        CONCORD_STORE="rocksdb://",
-        CONCORD_TEST_CRASH_AT=point,
-        CONCORD_SESSION_TIMEOUT_S="20",
-        CONCORD_HEARTBEAT_INTERVAL_S="2",
-    )
+    worker = Worker(tmp_path, CONCORD_STORE="rocksdb://", CONCORD_TEST_CRASH_AT=point)
     worker.start()
     for partner, resource in clash():
         publish(partner, resource)
