@@ -70,7 +70,7 @@ app = HubApp(
     # (faust's default: 60 s); a short session lets a survivor take over within 15 s. Dynamic
     # membership, not static (group_instance_id): a static member's partitions wait for its
     # session to expire even when it stops cleanly, and a dead one's wait as long either way.
-    broker_session_timeout=float(os.environ.get("CONCORD_SESSION_TIMEOUT_S", "10")),
+    broker_session_timeout=float(os.environ.get("CONCORD_SESSION_TIMEOUT_S", "8")),
     broker_heartbeat_interval=float(os.environ.get("CONCORD_HEARTBEAT_INTERVAL_S", "1")),
     # How long a live worker may take to rejoin a rebalance (faust first waits for its agents
     # to finish what they hold): not how long a dead one is waited for, so left long.
