@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -296,7 +296,8 @@ class DeliverySettings:
     backoff_cap_s: float = 120.0
     timeout_s: float = 10.0
     max_backlog: int = 1000  # fetched, undelivered messages per partition before it is paused
-    commit_interval_s: float = 1.0
+    commit_interval_s: float = 0.2
+    journal_keys: int = 100_000  # delivered keys the journal keeps (DeliveredKeys)
 
 
 _ENV: Mapping[str, tuple[str, type[int] | type[float]]] = {
@@ -306,6 +307,7 @@ _ENV: Mapping[str, tuple[str, type[int] | type[float]]] = {
     "timeout_s": ("CONCORD_DELIVERY_TIMEOUT_S", float),
     "max_backlog": ("CONCORD_DELIVERY_MAX_BACKLOG", int),
     "commit_interval_s": ("CONCORD_DELIVERY_COMMIT_INTERVAL_S", float),
+    "journal_keys": ("CONCORD_DELIVERY_JOURNAL_KEYS", int),
 }
 
 
@@ -323,6 +325,54 @@ def settings_from_env(env: Mapping[str, str]) -> DeliverySettings:
             raise ValueError(f"{variable}: must be greater than 0")
         values[name] = value
     return DeliverySettings(**values)
+
+
+# --- repeats --------------------------------------------------------------------------------
+
+
+def delivery_key(partner: str, event_id: str) -> str:
+    """What a delivered message is remembered by: its recipient and its event id (the
+    idempotency key the partner is given)."""
+    return f"{partner} {event_id}"
+
+
+class DeliveredKeys:
+    """The keys of the most recent `limit` messages delivered, oldest forgotten first.
+
+    After a crash the messages past the committed offset are fetched again; those kept here are
+    not sent again. A repeat older than the limit is sent again, with the same idempotency key.
+    """
+
+    def __init__(self, limit: int, keys: Iterable[str] = ()) -> None:
+        self.limit = limit
+        self._keys: dict[str, None] = {}  # insertion-ordered: the oldest first
+        for key in keys:
+            self.add(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, key: str) -> bool:
+        """Remember `key`; False when it was remembered already."""
+        if key in self._keys:
+            return False
+        self._keys[key] = None
+        while len(self._keys) > self.limit:
+            del self._keys[next(iter(self._keys))]
+        return True
+
+
+def journal_keys(text: str) -> list[str]:
+    """The delivered keys a journal file holds, one a line, oldest first. A last line with no
+    newline was cut short by a crash and is left out, as is any line that is not a key."""
+    complete = text.split("\n")[:-1]
+    return [line for line in complete if len(line.split(" ")) == 2 and all(line.split(" "))]
 
 
 # --- retries --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TextIO
 
 import aiohttp
 import orjson
@@ -41,6 +41,7 @@ from connectors.delivery.formats import message_bundle
 from connectors.delivery.rules import (
     OPERATOR,
     AttemptVerdict,
+    DeliveredKeys,
     DeliverySettings,
     Endpoint,
     EndpointConfigError,
@@ -48,7 +49,9 @@ from connectors.delivery.rules import (
     ReferralParties,
     ReferralSent,
     backoff_delay,
+    delivery_key,
     http_verdict,
+    journal_keys,
     load_endpoints,
     notice_audit,
     operator_alert,
@@ -102,6 +105,69 @@ def utc_now() -> datetime:
 def group_id() -> str:
     """The consumer group: one per environment, shared by every `concord deliver` process."""
     return f"{topic_prefix()}delivery"
+
+
+def journal_path(env: Mapping[str, str]) -> Path | None:
+    """Where the delivered keys are kept (`CONCORD_DELIVERY_JOURNAL`; empty: nowhere)."""
+    cache = Path(env.get("CONCORD_CACHE_DIR", ROOT / ".cache"))
+    path = env.get("CONCORD_DELIVERY_JOURNAL", str(cache / "delivery" / f"{group_id()}.journal"))
+    return Path(path) if path else None
+
+
+class Journal:
+    """The keys of the messages this process delivered, appended to a local file as each is
+    confirmed, so that after a crash a repeat of one is not sent again.
+
+    One line a key, written through to the operating system at once: a process killed after the
+    partner's confirmation and before the line is written sends that one message again, with the
+    same idempotency key. Rewritten with only the kept keys on opening, and when it reaches twice
+    their number.
+    """
+
+    def __init__(self, path: Path | None, limit: int) -> None:
+        self._path = path
+        self._keys = DeliveredKeys(limit)
+        self._file: TextIO | None = None
+        self._lines = 0
+
+    def open(self) -> None:
+        """Read the keys kept before, then keep appending."""
+        if self._path is None:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        text = self._path.read_text(encoding="utf-8") if self._path.exists() else ""
+        self._keys = DeliveredKeys(self._keys.limit, journal_keys(text))
+        self._rewrite()
+        log.info("delivery.journal_opened", keys=len(self._keys))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def add(self, key: str) -> None:
+        """Keep the key of a message the partner confirmed."""
+        if not self._keys.add(key) or self._file is None:
+            return
+        self._file.write(key + "\n")
+        self._file.flush()
+        self._lines += 1
+        if self._lines >= 2 * self._keys.limit:
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        if self._path is None:
+            return
+        self.close()
+        fresh = self._path.with_suffix(".new")
+        fresh.write_text("".join(key + "\n" for key in self._keys), encoding="utf-8")
+        fresh.replace(self._path)  # whole or not at all, even when killed meanwhile
+        self._file = self._path.open("a", encoding="utf-8")
+        self._lines = len(self._keys)
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,8 +281,9 @@ class HttpTransport:
 class MllpTransport:
     """Sends HL7 v2 over one persistent MLLP connection and waits for the matching ACK.
 
-    The connection is kept across a timeout, so an ACK that arrives late is read, and
-    discarded, while waiting for the next attempt's: every attempt has its own MSH-10. ACK frames
+    The connection is kept across a timeout, so an ACK that arrives late is read off it: one
+    for an earlier message is discarded, one for this message's earlier attempt answers this
+    message (every attempt carries the event id as MSH-10). ACK frames
     are read with the listener's decoder and size limit, so a partner cannot fill the memory.
     With a TLS context the connection is TLS, the partner's certificate checked against its CA
     and host name.
@@ -239,7 +306,6 @@ class MllpTransport:
         self._max_frame_bytes = max_frame_bytes
         self._decoder = FrameDecoder(max_frame_bytes)
         self._frames: deque[Frame | Oversized] = deque()  # read, not yet looked at
-        self._sequence = 0  # never reused while this process runs, so control ids are fresh
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if (
@@ -259,9 +325,8 @@ class MllpTransport:
         return self._reader, self._writer
 
     async def send(self, envelope: Envelope, raw: bytes, attempt: int) -> AttemptResult:
-        """Send once with a fresh control id; only an ACK naming that id decides the outcome."""
-        self._sequence += 1
-        control = control_id(str(envelope.event_id), self._sequence)
+        """Send once, the event id as control id; only an ACK naming it decides the outcome."""
+        control = control_id(str(envelope.event_id))
         try:
             message = hl7_message(envelope, self._endpoint.partner, control, datetime.now(UTC))
         except Exception as exc:
@@ -392,9 +457,19 @@ class Lane:
             reason = "no endpoint is configured for this partner"
             await self._deliverer.give_up(raw, self.partner, envelope, reason, reason)
             return
-        await self._deliver(endpoint, envelope, value)
+        key = delivery_key(self.partner, str(envelope.event_id))
+        journal = self._deliverer.journal
+        if key in journal:
+            # Delivered before a restart, and fetched again from past the committed offset.
+            log.info(
+                "delivery.repeat_dropped", partner=self.partner, event_id=str(envelope.event_id)
+            )
+            return
+        if await self._deliver(endpoint, envelope, value):
+            journal.add(key)
 
-    async def _deliver(self, endpoint: Endpoint, envelope: Envelope, raw: bytes) -> None:
+    async def _deliver(self, endpoint: Endpoint, envelope: Envelope, raw: bytes) -> bool:
+        """Deliver with retries; True once the partner confirmed it, False when given up."""
         settings = self._deliverer.settings
         transport = self._transport or self._deliverer.transport_for(endpoint)
         self._transport = transport
@@ -416,7 +491,7 @@ class Lane:
                 retry_in_s=None if wait is None else round(wait, 3),
             )
             if outcome.verdict == "delivered":
-                return
+                return True
             if outcome.verdict == "refused" or wait is None:
                 reason = (
                     f"refused: {outcome.detail}"
@@ -425,8 +500,9 @@ class Lane:
                 )
                 said = f"{reason}; partner said: {outcome.said}" if outcome.said else reason
                 await self._deliverer.give_up(raw, self.partner, envelope, reason, said)
-                return
+                return False
             await asyncio.sleep(wait)
+        return False  # not reached: the last attempt either delivers or gives up
 
     def _wait(self, attempt: int, outcome: AttemptResult) -> float:
         settings = self._deliverer.settings
@@ -543,9 +619,11 @@ class Deliverer:
         settings: DeliverySettings,
         credentials: Mapping[str, Credentials] | None = None,
         clock: Clock = utc_now,
+        journal: Path | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.settings = settings
+        self.journal = Journal(journal, settings.journal_keys)
         self._credentials = credentials or {}
         self._clock = clock
         self._referrals = ReferralIndex()
@@ -597,6 +675,7 @@ class Deliverer:
             auto_offset_reset="earliest",
         )
         try:
+            self.journal.open()
             await self._producer.start()
             await self._referrals.start()
             await self._consumer.start()
@@ -791,6 +870,7 @@ class Deliverer:
             await self._producer.stop()
         if self._session is not None:
             await self._session.close()
+        self.journal.close()
         log.info("delivery.stopped")
 
 
@@ -818,7 +898,8 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    deliverer = Deliverer(endpoints, settings, credentials)
+    journal = journal_path(os.environ)
+    deliverer = Deliverer(endpoints, settings, credentials, journal=journal)
     allow_partner_labels(endpoints)  # a stray key on a topic is labelled "unknown"
 
     async def assigned() -> bool:

@@ -50,7 +50,7 @@ class WireExample:
         if self.format == "fhir":
             bundle = message_bundle(envelope, self.partner, FHIR_ENDPOINT)
             return (json.dumps(bundle, indent=2, ensure_ascii=False) + "\n").encode()
-        control = control_id(str(envelope.event_id), 1)
+        control = control_id(str(envelope.event_id))
         # One segment a line in the file, as HL7 v2 files are kept; on the wire they end in \r.
         text = hl7_message(envelope, self.partner, control, envelope.recorded_at)
         return text.replace("\r", "\n").encode()

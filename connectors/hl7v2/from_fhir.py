@@ -43,13 +43,10 @@ def _escape(value: str) -> str:
     return escape(value, keep_lines=True)
 
 
-def control_id(event_id: str, sequence: int) -> str:
-    """MSH-10 for one attempt: the event id (the idempotency key) and a per-attempt number.
-
-    The number makes every attempt's control id new, so an ACK that arrives late for an
-    earlier attempt can never be taken for the ACK of the current one.
-    """
-    return f"{event_id}.{sequence}"
+def control_id(event_id: str) -> str:
+    """MSH-10 of every attempt at one message: its event id, the idempotency key a partner
+    drops a repeat by. An ACK naming it answers this message, whichever attempt it answers."""
+    return event_id
 
 
 def leaves(value: Any, path: str) -> Iterator[tuple[str, str]]:

@@ -1,15 +1,13 @@
 """The stream processors: each decodes a message, has the domain decide and the outbox render
 (services/stream/pipeline.py), and emits.
 
-Alerts reach the producer before the table write that records them (faust queues
-changelog writes in its own buffer), and a batch's offsets are committed only after
-Kafka confirmed its outputs, so a crash repeats an alert (same deterministic id)
-rather than losing it.
+A batch's table writes reach the changelog and the store only once Kafka has confirmed its
+outputs, and its offsets are committed only after that (services/stream/batch.py), so a crash
+repeats an alert (same deterministic id) rather than losing it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -59,7 +57,8 @@ from services.stream.app import (
     person_events,
     token_person,
 )
-from services.stream.batch import Change, emit, put, read, record
+from services.stream.batch import PERSON_RECORDS, emit, entries, put, read, unit_of_work
+from services.stream.crash_points import crash_point
 from services.stream.faust_private import handling
 from services.stream.linker_index import load_index, save_index, tokens_of
 from services.stream.outbox import flags_entry, refusal_outs, render, report_outs, routed
@@ -164,13 +163,13 @@ async def person_index(stream: Any) -> None:
     """
     activity = ActivityThrottle()
     async for batch in stream.take_events(BATCH_MAX, BATCH_WITHIN_S):
-        sent: list[Awaitable[Any]] = []
-        rules = current_rules()  # one clock reading per batch: a batch spans milliseconds
-        for event in batch:
-            with handling(event):
-                async with refusing(event.value, "person-index", sent):
-                    await _index_one(event, activity, rules, sent)
-        await asyncio.gather(*sent)  # Kafka has every output before the batch's offsets commit
+        # Settled (outputs, then state) before the batch's offsets commit
+        async with unit_of_work(PERSON_RECORDS) as sent:
+            rules = current_rules()  # one clock reading per batch: a batch spans milliseconds
+            for event in batch:
+                with handling(event):
+                    async with refusing(event.value, "person-index", sent):
+                        await _index_one(event, activity, rules, sent)
         log.debug("person_index.batch", events=len(batch))
 
 
@@ -183,7 +182,7 @@ async def _index_one(
         except CodecError as exc:
             await reject(event.value, str(exc), "person-index")
             return
-        await record([put(token_person, token, person_id)], sent)
+        put(token_person, token, person_id)
         return
     partition = event.message.partition
     try:
@@ -284,13 +283,12 @@ async def reconciler(stream: Any) -> None:
     """Keep each person's calendar; raise and resolve clash and explained-absence alerts."""
     async for batch in stream.take_events(BATCH_MAX, BATCH_WITHIN_S):
         alerts = 0
-        sent: list[Awaitable[Any]] = []
-        rules = current_rules()
-        for event in batch:
-            with handling(event):
-                async with refusing(event.value, "reconciler", sent):
-                    alerts += await _reconcile_one(event, rules, sent)
-        await asyncio.gather(*sent)  # Kafka has every output before the batch's offsets commit
+        async with unit_of_work(PERSON_RECORDS) as sent:  # settled before the offsets commit
+            rules = current_rules()
+            for event in batch:
+                with handling(event):
+                    async with refusing(event.value, "reconciler", sent):
+                        alerts += await _reconcile_one(event, rules, sent)
         # One line per batch: a line per event cost more than the event at full speed.
         log.info("reconciler.handled", events=len(batch), alerts=alerts)
 
@@ -303,7 +301,7 @@ async def _reconcile_one(event: Any, rules: Rules, sent: list[Awaitable[Any]]) -
         await reject(event.value, f"cannot reconcile: {exc}", "reconciler", sent)
         return 0
     if isinstance(message, IdentityFlagsCommand):  # the linker's word on identity conflicts
-        await record([put(identity_flags, person, flags_entry(message))], sent)
+        put(identity_flags, person, flags_entry(message))
         return 0
     return await _reconcile(person, message, event.value, rules, sent)
 
@@ -318,25 +316,24 @@ async def _reconcile(
     """Apply one message to the person's record: the table write, then its outputs.
 
     Reading and writing the record with no await between is what keeps the two agents that
-    reconcile (person index, reconciler) from interleaving on one person. The outputs reach
-    the producer before the record's changelog write; a crash before Kafka confirmed them
-    leaves the batch's offsets uncommitted, so the event is handled again.
+    reconcile (person index, reconciler) from interleaving on one person. The write reaches the
+    store only after Kafka confirmed the outputs (services/stream/batch.py): a crash before
+    leaves the record as it was and the batch's offsets uncommitted, so the event is handled
+    again and raises the same outputs.
     """
     try:
         step, counted = counted_person_event(read(calendars, person), message, rules)
     except MALFORMED as exc:
         await reject(raw, f"cannot reconcile: {exc}", "reconciler", sent)
         return 0
-    changes: list[Change | None] = []
     if step.stored is not None:
-        changes.append(put(calendars, person, step.stored))
+        put(calendars, person, step.stored)
         if step.has_referrals:  # the escalation timer's index of referral deadlines
             deadline = step.next_deadline
-            changes.append(
-                put(deadlines, person, deadline.isoformat().encode() if deadline else None)
-            )
+            put(deadlines, person, deadline.isoformat().encode() if deadline else None)
     await emit([*step.outs, *counted], sent)
-    await record(changes, sent)
+    alerted = any(out.topic is topics.ALERTS for out in step.outs)
+    crash_point("state-written", alerted and step.stored is not None)
     if isinstance(message, dict):
         log.debug(
             "reconciler.event",
@@ -356,25 +353,27 @@ async def measures(stream: Any) -> None:
     """Count each fact once into the aggregate cells; publish the months it changed as
     MeasureReports, small numbers suppressed (one partition: the cells are one small table)."""
     async for batch in stream.take_events(BATCH_MAX, MEASURES_WITHIN_S):
-        sent: list[Awaitable[Any]] = []
         months: set[str] = set()
-        for event in batch:
-            with handling(event):
-                async with refusing(event.value, "measures", sent):
-                    months.update(await _count_one(event.value, sent))
-        await _publish_months(months, sent)
-        await asyncio.gather(*sent)  # Kafka has every output before the batch's offsets commit
+        async with unit_of_work() as sent:  # settled before the batch's offsets commit
+            for event in batch:
+                with handling(event):
+                    async with refusing(event.value, "measures", sent):
+                        months.update(await _count_one(event.value, sent))
+            await _publish_months(months, sent)
         log.info("measures.counted", events=len(batch), months=len(months))
 
 
 async def _count_one(raw: bytes | None, sent: list[Awaitable[Any]]) -> list[str]:
     """Count one fact; the month it counted in (none when refused)."""
     try:
-        month, writes = count_step(raw, partial(read, measure_cells), measure_cells.data.items)
+        month, writes = count_step(
+            raw, partial(read, measure_cells), partial(entries, measure_cells)
+        )
     except MALFORMED as exc:
         await reject(raw, f"cannot count: {exc}", "measures", sent)
         return []
-    await record([put(measure_cells, k, v) for k, v in writes.items()], sent)
+    for key, value in writes.items():
+        put(measure_cells, key, value)
     return [month]
 
 
@@ -383,7 +382,7 @@ async def _publish_months(months: set[str], sent: list[Awaitable[Any]]) -> None:
     happens here: a month that cannot be reported now is reported with the next fact counted."""
     now = runtime.now()
     try:
-        cells = cells_of(measure_cells.data.items())
+        cells = cells_of(entries(measure_cells))
         areas = area_map(SETTINGS.areas_file)
         outs = [
             o for m in sorted(months) for o in report_outs(month_reports(cells, areas, m, now), now)

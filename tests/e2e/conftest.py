@@ -49,6 +49,9 @@ class Worker:
             "CONCORD_DATA_DIR": str(tmp / f"data-{self.port}"),
             "CONCORD_LOG_FORMAT": "json",
             "CONCORD_ESCALATION_CHECK_SECONDS": "1",
+            # Longer than the 8 s default: on a busy test machine a worker can take longer than
+            # that to handle a rebalance, and would be dropped from its group again and again.
+            "CONCORD_SESSION_TIMEOUT_S": "30",
             **extra_env,
         }
         self.process: subprocess.Popen[bytes] | None = None

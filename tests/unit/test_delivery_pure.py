@@ -15,17 +15,21 @@ from fhir.resources.R4B.detectedissue import DetectedIssue
 from connectors.delivery import service as delivery
 from connectors.delivery.formats import message_bundle
 from connectors.delivery.rules import (
+    DeliveredKeys,
     DeliverySettings,
     EndpointConfigError,
     PartitionOffsets,
     backoff_delay,
+    delivery_key,
     http_verdict,
+    journal_keys,
     load_endpoints,
     operator_alert,
     retry_after,
     settings_from_env,
     undeliverable_letter,
 )
+from connectors.delivery.service import Journal
 from connectors.hl7v2.ack import AckError, parse_ack, read_ack
 from connectors.hl7v2.framing import Frame, FrameDecoder, frame
 from connectors.hl7v2.from_fhir import control_id, hl7_message
@@ -124,7 +128,7 @@ def task_envelope() -> Envelope:
 
 
 def test_a_task_update_becomes_an_oru_r01_whose_first_obx_says_its_status() -> None:
-    control = control_id(EVENT_ID, 3)
+    control = control_id(EVENT_ID)
     message = hl7_message(task_envelope(), "mht-rv5", control, NOW)
     parts = segments(message)
 
@@ -161,7 +165,7 @@ def test_every_element_of_the_resource_is_an_obx_named_by_its_path() -> None:
 def test_an_alert_becomes_an_mdm_t02_note_whose_obx_is_the_detail() -> None:
     """MDM^T02: filed against the person as a document; TXA-2 the alert's code, TXA-12 the
     event id (the same document on every attempt), the one OBX a LOINC Note with the text."""
-    parts = segments(hl7_message(alert_envelope(), "mht-rv5", control_id(EVENT_ID, 2), NOW))
+    parts = segments(hl7_message(alert_envelope(), "mht-rv5", control_id(EVENT_ID), NOW))
     assert list(parts) == ["MSH", "EVN", "PID", "PV1", "TXA", "OBX"]
     assert parts["MSH"][0][8] == "MDM^T02^MDM_T02"
     assert parts["EVN"][0][1:] == ["T02", "20261201090005+0000"]
@@ -188,11 +192,8 @@ def test_separators_and_line_breaks_in_text_are_escaped() -> None:
     assert escape("plain text") == "plain text"
 
 
-def test_control_ids_are_fresh_per_attempt_and_carry_the_event_id() -> None:
-    ids = {control_id(EVENT_ID, n) for n in range(1, 6)}
-    assert len(ids) == 5
-    # A partner drops duplicates by the part before the last ".".
-    assert {c.rsplit(".", 1)[0] for c in ids} == {EVENT_ID}
+def test_the_control_id_is_the_event_id_a_partner_drops_a_repeat_by() -> None:
+    assert control_id(EVENT_ID) == EVENT_ID
 
 
 # --- MLLP and ACKs ------------------------------------------------------------------------
@@ -242,8 +243,8 @@ def test_an_ack_for_this_attempt_decides_it(code: str, verdict: str) -> None:
     assert read_ack(parse_ack(ack(code, "ctl-2")), "ctl-2") == verdict
 
 
-def test_a_late_ack_for_an_earlier_attempt_does_not_count() -> None:
-    earlier, current = control_id(EVENT_ID, 1), control_id(EVENT_ID, 2)
+def test_a_late_ack_for_an_earlier_message_does_not_count() -> None:
+    earlier, current = control_id("e-1"), control_id(EVENT_ID)
     assert read_ack(parse_ack(ack("AA", earlier)), current) == "not-ours"
 
 
@@ -452,3 +453,43 @@ def _json(value: dict[str, Any]) -> bytes:
     import orjson
 
     return orjson.dumps(value)
+
+
+# --- repeats --------------------------------------------------------------------------------
+
+
+def test_delivered_keys_forget_the_oldest_beyond_their_limit() -> None:
+    keys = DeliveredKeys(2, ["gp a", "gp b"])
+    assert keys.add("gp c")
+    assert not keys.add("gp c")  # already kept
+    assert list(keys) == ["gp b", "gp c"]
+    assert "gp a" not in keys
+
+
+def test_a_journal_line_cut_short_by_a_crash_is_left_out() -> None:
+    text = f"gp-Y01234 {EVENT_ID}\nnot a key at all\nmht-rv5 e-2\nmht-rv5 e-"
+    assert journal_keys(text) == [f"gp-Y01234 {EVENT_ID}", "mht-rv5 e-2"]
+    assert delivery_key("gp-Y01234", EVENT_ID) == f"gp-Y01234 {EVENT_ID}"
+
+
+def test_the_journal_keeps_delivered_keys_across_a_restart_and_compacts(tmp_path: Path) -> None:
+    path = tmp_path / "delivery" / "hub.journal"
+    first = Journal(path, limit=3)
+    first.open()
+    for n in range(7):  # the sixth line reaches twice the limit: rewritten with the last three
+        first.add(f"gp e-{n}")
+    first.add("gp e-6")  # a key kept already is not written again
+    # Killed: not closed. What was written is on the file.
+    assert journal_keys(path.read_text()) == ["gp e-3", "gp e-4", "gp e-5", "gp e-6"]
+    again = Journal(path, limit=3)
+    again.open()
+    assert "gp e-6" in again
+    assert "gp e-3" not in again  # beyond the limit: forgotten
+    again.close()
+
+
+def test_no_journal_path_keeps_keys_in_memory_only() -> None:
+    journal = Journal(None, limit=3)
+    journal.open()
+    journal.add("gp e-1")
+    assert "gp e-1" in journal
