@@ -40,12 +40,17 @@ def _kafka(args: argparse.Namespace) -> int:
     from deploy.kafka import local
 
     try:
-        if args.action == "start":
+        if args.action == "start" and args.brokers > 1:
+            print(
+                f"Kafka {local.KAFKA_VERSION} cluster ready at {local.start_cluster(args.brokers)}"
+            )
+        elif args.action == "start":
             print(f"Kafka {local.KAFKA_VERSION} ready at {local.start()}")
         elif args.action == "stop":
-            print("Kafka stopped" if local.stop() else "Kafka was not running")
+            stopped = [local.stop(), local.stop_cluster()]  # the single broker and the cluster
+            print("Kafka stopped" if any(stopped) else "Kafka was not running")
         else:
-            print(json.dumps(local.status(), default=str))
+            print(json.dumps(local.cluster_status() or local.status(), default=str))
     except local.KafkaSetupError as exc:
         raise CommandError(str(exc)) from exc
     return EXIT_OK
@@ -409,6 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     kafka = commands.add_parser("kafka", help="run the local Apache Kafka broker")
     kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        help="start a KRaft cluster of this many nodes on ports from CONCORD_KAFKA_PORT up",
+    )
     kafka.set_defaults(run=_kafka)
 
     topics = commands.add_parser("topics", help="create or list the hub's topics")

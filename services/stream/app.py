@@ -69,6 +69,8 @@ app = HubApp(
     # Standby replicas keep a copy of other workers' table partitions, for a quick takeover.
     table_standby_replicas=SETTINGS.standby_replicas,
     topic_allow_declare=True,
+    # Changelogs and faust's own topics replicated as the catalogue's (a cluster's min.insync 2).
+    topic_replication_factor=int(os.environ.get("CONCORD_REPLICATION_FACTOR", "1")),
     web_in_thread=False,
     Router=PersonRouter,
 )
