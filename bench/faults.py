@@ -45,7 +45,7 @@ import orjson
 from kafka.admin import KafkaAdminClient
 
 from bench import report
-from bench.partner_stub import PartnerStub
+from bench.partner_stub import Delivery, PartnerStub
 from bench.population import GP, MHT, PROBATION, VOLUNTARY, clash_pairs
 from bench.reconciler import Worker, encode, free_port, start_worker, wait_ready
 from bench.report import say
@@ -221,6 +221,10 @@ class Feed:
     def join(self) -> None:
         assert self.thread is not None
         self.thread.join()
+
+    def pair_of(self) -> dict[str, int]:
+        """Event id -> the number of its pair."""
+        return {event_id: k for k, pair in enumerate(self.pairs) for event_id in pair[:2]}
 
     def expected(self) -> dict[tuple[str, int], float]:
         """(recipient, pair) -> when the pair's clash could first be seen: the alerts owed."""
@@ -420,13 +424,11 @@ def run_scenario(
 def settle(feed: Feed, run: Run, timeout_s: float, tag: str) -> dict[str, Any]:
     """Wait (bounded) until every owed alert has reached the partner; then count."""
     owed = feed.expected()
-    pair_of = {eid: k for k, pair in enumerate(feed.pairs) for eid in pair[:2]}
+    pair_of = feed.pair_of()
     deadline = time.monotonic() + timeout_s
     last_said = 0.0
-    while True:
-        first_at = first_deliveries(run.stub, pair_of)
-        missing = [k for k in owed if k not in first_at]
-        if not missing or time.monotonic() > deadline:
+    while missing := [k for k in owed if k not in first_deliveries(run.stub.deliveries, pair_of)]:
+        if time.monotonic() > deadline:
             break
         if time.monotonic() - last_said > 10:
             say(f"{tag} waiting for {len(missing)} of {len(owed)} alerts")
@@ -435,23 +437,33 @@ def settle(feed: Feed, run: Run, timeout_s: float, tag: str) -> dict[str, Any]:
     on_inbound = {
         _event_id(value) for _, value in read_topic(topics.INBOUND.name, idle_timeout_s=3.0)
     }
-    ours = [d for d in run.stub.deliveries if d.correlation_id in pair_of]
+    return tally(feed, list(run.stub.deliveries), on_inbound, run.fault_started)
+
+
+def tally(
+    feed: Feed, deliveries: list[Delivery], on_inbound: set[str | None], fault_started: float
+) -> dict[str, Any]:
+    """The figures of one run, from what was sent, what the partner got and what is on inbound."""
+    owed = feed.expected()
+    pair_of = feed.pair_of()
+    first_at = first_deliveries(deliveries, pair_of)
+    ours = [d for d in deliveries if d.correlation_id in pair_of]
     by_alert = {(d.partner, pair_of[str(d.correlation_id)], d.event_type) for d in ours}
+    # What is left once the partner drops a delivery whose Idempotency-Key it has seen.
     by_key = {(d.partner, d.idempotency_key or d.event_id) for d in ours}
-    after = [
-        at - owed[k] for k, at in first_at.items() if k in owed and owed[k] >= run.fault_started
-    ]
+    delays = {k: at - owed[k] for k, at in first_at.items() if k in owed}
+    after_fault = [delay for k, delay in delays.items() if owed[k] >= fault_started]
     return {
         "sent": len(feed.sent_at),
         "acked": len(feed.acked),
         "alerts expected": len(owed),
-        "delivered": sum(1 for k in owed if k in first_at),
+        "delivered": len(delays),
         "events lost": len(feed.acked - on_inbound),
-        "alerts lost": len(missing),
+        "alerts lost": len(owed) - len(delays),
         "dup raw": len(ours) - len(by_alert),
         "dup by key": len(by_key) - len(by_alert),
-        "recover s": max(after) if after else math.nan,
-        "p50 s": _median([at - owed[k] for k, at in first_at.items() if k in owed]),
+        "recover s": max(after_fault) if after_fault else math.nan,
+        "p50 s": _median(list(delays.values())),
     }
 
 
@@ -462,10 +474,12 @@ def _event_id(value: bytes | None) -> str | None:
         return None  # a poison record
 
 
-def first_deliveries(stub: PartnerStub, pair_of: dict[str, int]) -> dict[tuple[str, int], float]:
+def first_deliveries(
+    deliveries: list[Delivery], pair_of: dict[str, int]
+) -> dict[tuple[str, int], float]:
     """(recipient, pair) -> when its first clash alert arrived."""
     first: dict[tuple[str, int], float] = {}
-    for d in list(stub.deliveries):
+    for d in list(deliveries):
         if d.correlation_id in pair_of and d.event_type.startswith("alert.clash"):
             first.setdefault((d.partner, pair_of[d.correlation_id]), d.at)
     return first
