@@ -464,6 +464,10 @@ def tally(
         "dup by key": len(by_key) - len(by_alert),
         "recover s": max(after_fault) if after_fault else math.nan,
         "p50 s": _median(list(delays.values())),
+        # For the JSON: when each lost alert's event was published, relative to the fault.
+        "lost alerts sent at s": sorted(
+            round(owed[k] - fault_started, 1) for k in owed if k not in delays
+        ),
     }
 
 
