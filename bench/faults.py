@@ -85,6 +85,7 @@ class Process:
 
     name: str
     spawn: Callable[[], subprocess.Popen[bytes]]
+    ready: Callable[[], None] = lambda: None  # returns once the latest start is serving
     process: subprocess.Popen[bytes] | None = None
     crashes: int = 0
     paused: bool = False  # stopped on purpose: not a crash
@@ -141,9 +142,7 @@ def _worker_process(tmp: Path, n: int) -> Process:
         holder["worker"] = start_worker(folder, folder / "worker.log")
         return holder["worker"].process
 
-    process = Process(f"worker {n}", spawn)
-    process.worker = holder  # type: ignore[attr-defined]  # the latest start, for /ready
-    return process
+    return Process(f"worker {n}", spawn, ready=lambda: wait_ready(holder["worker"], 240.0))
 
 
 def _deliverer_process(tmp: Path, endpoints: Path) -> Process:
@@ -257,11 +256,6 @@ class Scenario:
     workers: int
     fault: Callable[[Run], None]
     needs_cluster: bool = False
-
-
-def wait_workers_ready(workers: list[Process], timeout_s: float = 240.0) -> None:
-    for p in workers:
-        wait_ready(p.worker["worker"], timeout_s)  # type: ignore[attr-defined]
 
 
 def kill_worker_and_restart(run: Run) -> None:
@@ -397,7 +391,8 @@ def run_scenario(
             p.start()
         supervisor = Supervisor(everyone)
         try:
-            wait_workers_ready(run.workers)
+            for worker in run.workers:
+                worker.ready()
             supervisor.start()
             say(f"{tag} {scenario.workers} worker(s) ready; streaming {args.seconds:g} s")
             feed = Feed(args.rate, args.seconds)
@@ -410,7 +405,8 @@ def run_scenario(
             say(f"{tag} stream done: {len(feed.sent_at)} sent, {len(feed.acked)} acknowledged")
             figures = settle(feed, run, args.settle, tag)
         finally:
-            supervisor.stop() if supervisor.is_alive() else None
+            if supervisor.is_alive():
+                supervisor.stop()
             for p in everyone:
                 p.stop()
         figures["crashes"] = sum(p.crashes for p in everyone)
