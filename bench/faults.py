@@ -311,7 +311,7 @@ def restart_cluster(run: Run) -> None:
 
 
 def poison_every_topic(run: Run) -> None:
-    """Undecodable values, the wrong shape and tombstones on every topic of the catalogue."""
+    """Undecodable values, the wrong shape and tombstones on every partition of every topic."""
     poison: list[bytes | None] = [
         b"\xff\xfenot json",
         b'{"subject": "a string", "event_type": 7}',
@@ -320,14 +320,17 @@ def poison_every_topic(run: Run) -> None:
         None,  # a tombstone
     ]
     producer = new_producer()
+    sent = 0
     try:
         for topic in topics.CATALOGUE:
-            for value in poison:
-                producer.send(topic.name, key=b"poison", value=value)
+            for partition in range(topic.partitions):
+                for value in poison:
+                    producer.send(topic.name, key=b"poison", value=value, partition=partition)
+                    sent += 1
         producer.flush(timeout=60)
     finally:
         producer.close()
-    run.notes.append(f"{len(poison)} records on each of {len(topics.CATALOGUE)} topics")
+    run.notes.append(f"{sent} poison records on {len(topics.CATALOGUE)} topics")
 
 
 SCENARIOS = (
@@ -346,7 +349,7 @@ SCENARIOS = (
     Scenario("partner-hang", "partner endpoint not answering for 20 s", 1,
              partner_fault("hang")),
     Scenario("deliverer-kill", "kill -9 of the deliverer, started again", 1, kill_deliverer),
-    Scenario("poison", "5 poison records (bad bytes, wrong shape, tombstone) on every topic", 1,
+    Scenario("poison", "5 poison records (bad bytes, wrong shape, tombstone) on every partition", 1,
              poison_every_topic),
 )  # fmt: skip
 BY_NAME = {s.name: s for s in SCENARIOS}
