@@ -7,7 +7,7 @@ CONCORD = $(VENV)/bin/concord
 # connectors/pages/package-lock.json (git-ignored node_modules, as the Kafka jars are fetched).
 PAGES_ASSETS = connectors/pages/node_modules
 
-.PHONY: install kafka topics run demo test unit fuzz lint format bench manifests stop clean
+.PHONY: install kafka topics run demo test unit fuzz lint format bench manifests faults stop clean
 
 install: $(VENV)/.installed $(PAGES_ASSETS)/.installed
 
@@ -66,6 +66,14 @@ bench: kafka  ## every benchmark, printing its figures (BENCH_ARGS=--quick for a
 
 manifests: install  ## render and validate deploy/k8s, deploy/compose.yaml and the Dockerfile
 	deploy/k8s/validate.sh
+
+# The fault suite on its own three-broker cluster (started on 127.0.0.1:19720-19725 if needed):
+# every scenario, or FAULTS=short for three of them once; FAULTS_ARGS for more (--help).
+FAULTS ?= full
+FAULTS_ARGS ?=
+
+faults: install  ## faults injected mid-stream, a table of events and alerts lost, duplicated, recovery
+	$(PY) -m bench.faults $(if $(filter short,$(FAULTS)),--short) $(FAULTS_ARGS)
 
 stop:
 	-$(CONCORD) kafka stop

@@ -132,6 +132,10 @@ class Config(BaseSettings):
     rocksdb_cache_mb: AtLeastOne = 16
     standby_replicas: Count = 1
     audit_timeout_s: Positive = 10
+    session_timeout_s: Positive = 8
+    heartbeat_interval_s: Positive = 1
+    rebalance_timeout_s: Positive = 60
+    test_crash_at: Literal["", "state-written", "outputs-confirmed", "changelog-confirmed"] = ""
     # the rules' parameters and directories
     partners: str = Field(default="", repr=False)
     person_key: str = Field(default="", repr=False)
@@ -172,7 +176,28 @@ class Config(BaseSettings):
     gateway_kafka_timeout_s: Positive = 10
     gateway_producers: AtLeastOne = 4
     gateway_public_url: str = ""
+    gateway_idle_timeout_s: Positive = 15
+    gateway_read_timeout_s: Positive = 30
+    gateway_max_connections: AtLeastOne = 512
+    rate_source: str = "1200/minute"
+    rate_partner: str = "600/minute"
+    rate_sign_in_check: str = "10/minute"
+    rate_failed_sign_in: str = "10/minute"
+    sign_in_threads: AtLeastOne = 1
+    sign_in_queue: AtLeastOne = 64
     mllp_http_port: Port = 8082
+    mllp_ack_timeout_s: Positive = 10
+    mllp_read_timeout_s: Positive = 30
+    mllp_idle_timeout_s: Positive = 300
+    mllp_max_connections: AtLeastOne = 64
+    mllp_max_bytes: AtLeastOne = 1024 * 1024
+    mllp_max_segments: AtLeastOne = 500
+    mllp_max_repetitions: AtLeastOne = 100
+    mllp_max_elements: AtLeastOne = 2000
+    mllp_tls_cert_file: Path | None = None
+    mllp_tls_key_file: Path | None = None
+    mllp_tls_client_ca_file: Path | None = None
+    health_host: str = "127.0.0.1"
     endpoints: Path = ROOT / "deploy" / "endpoints.yaml"
     delivery_http_port: Port = 8083
     delivery_max_attempts: AtLeastOne = 60
@@ -180,16 +205,20 @@ class Config(BaseSettings):
     delivery_backoff_cap_s: Positive = 120
     delivery_timeout_s: Positive = 10
     delivery_max_backlog: AtLeastOne = 1000
-    delivery_commit_interval_s: Positive = 1
+    delivery_commit_interval_s: Positive = 0.2
+    delivery_journal: str = ""
+    delivery_journal_keys: AtLeastOne = 100_000
     operator_webhook_url: str = ""
+    silence_check_seconds: Positive = 60
     # logs
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    library_log_level: Literal["debug", "info", "warning", "error", "critical"] = "warning"
     # the fuzz tests (tests/fuzz)
     fuzz_seed: Count = 0
     fuzz_inputs: Count = 0
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("log_level", "log_format", "library_log_level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
@@ -699,7 +728,7 @@ def configure_logging(level: str | None = None) -> None:
     )
     # The libraries' own lines (faust, aiokafka, kafka-python...) from CONCORD_LIBRARY_LOG_LEVEL:
     # warnings and worse unless asked, as their info lines come several per message.
-    library = os.environ.get("CONCORD_LIBRARY_LOG_LEVEL", "warning").upper()
+    library = current.library_log_level.upper()
     library_level = logging.getLevelNamesMapping().get(library, logging.WARNING)
     logging.basicConfig(level=library_level, handlers=[handler], force=True)
     logging.captureWarnings(True)  # Python's warnings too, as log lines rather than plain text

@@ -109,7 +109,7 @@ def group_id() -> str:
 
 def journal_path(env: Mapping[str, str]) -> Path | None:
     """Where the delivered keys are kept (`CONCORD_DELIVERY_JOURNAL`; empty: nowhere)."""
-    cache = Path(env.get("CONCORD_CACHE_DIR", ROOT / ".cache"))
+    cache = config().cache_dir
     path = env.get("CONCORD_DELIVERY_JOURNAL", str(cache / "delivery" / f"{group_id()}.journal"))
     return Path(path) if path else None
 

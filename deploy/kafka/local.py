@@ -1,4 +1,5 @@
-"""Fetch, start, stop and inspect a single-node Kafka broker (KRaft) for development and tests.
+"""Fetch, start, stop and inspect a local Kafka broker (KRaft) for development and tests: a single
+node, or a cluster of several (`--brokers 3`) to try replication and broker failures.
 
 When KAFKA_BOOTSTRAP_SERVERS names an existing cluster, nothing is fetched, started or stopped.
 """
@@ -39,6 +40,9 @@ _JAVA_HINT = f"install it (Debian: apt-get install openjdk-17-jre-headless) {_OR
 # Popen objects of brokers spawned by this process, kept so that they can be reaped
 # (an unreaped child stays a zombie and would look alive to os.kill(pid, 0)).
 _children: dict[int, subprocess.Popen[bytes]] = {}
+# Every local broker: a publish before `concord topics create` must fail, not make a one-partition
+# topic that the key-to-partition rule then disagrees with.
+NO_AUTO_CREATE = {"auto.create.topics.enable": "false"}
 
 
 class KafkaSetupError(Exception):
@@ -124,6 +128,7 @@ def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
         "transaction.state.log.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
         "num.partitions": "1",
+        **NO_AUTO_CREATE,
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -437,25 +442,314 @@ def status() -> dict[str, object]:
     }
 
 
+# --- a local cluster of several nodes (`concord kafka start --brokers 3`) ---
+#
+# Each node is a broker and a KRaft controller in one JVM; the controllers form one static
+# quorum, so the cluster stays writable (acks=all, min.insync.replicas 2) with one node down.
+
+CLUSTER_HEAP = "384m"  # per node: three JVMs share a small machine with the hub's processes
+
+
+class Node(NamedTuple):
+    """One node of the local cluster: its id, client and controller ports, and its files."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    files: _Files
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def _cluster_dir() -> Path:
+    return _kafka_dir() / f"cluster-{_port()}"
+
+
+def _cluster_brokers() -> int | None:
+    """How many nodes the cluster on CONCORD_KAFKA_PORT was made with; None if there is none."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return int(json.loads((_cluster_dir() / "cluster.json").read_text())["brokers"])
+    return None
+
+
+def cluster_nodes(brokers: int | None = None) -> list[Node]:
+    """The nodes: client ports from CONCORD_KAFKA_PORT up, controller ports from
+    CONCORD_KAFKA_CONTROLLER_PORT (default: just above the client ports) up."""
+    count = brokers or _cluster_brokers() or 3
+    port = _port()
+    controller = _env_port("CONCORD_KAFKA_CONTROLLER_PORT", port + count)
+    base = _cluster_dir()
+    return [
+        Node(
+            n,
+            port + n - 1,
+            controller + n - 1,
+            _Files(
+                data=base / f"data-{n}",
+                props=base / f"server-{n}.properties",
+                pid=base / f"kafka-{n}.pid",
+                log=base / f"kafka-{n}.log",
+                lock=base / "cluster.lock",
+            ),
+        )
+        for n in range(1, count + 1)
+    ]
+
+
+def cluster_bootstrap(nodes: list[Node]) -> str:
+    """Every node's address: a client that knows them all can start while one is down."""
+    return ",".join(node.bootstrap for node in nodes)
+
+
+def cluster_properties(node: Node, nodes: list[Node]) -> str:
+    """One node of the cluster: broker and controller, with replication defaults for its size."""
+    size = len(nodes)
+    in_sync = str(max(1, size - 1))  # one replica may be down and writes still go on
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": ",".join(
+            f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes
+        ),
+        "listeners": f"PLAINTEXT://{node.bootstrap},CONTROLLER://127.0.0.1:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{node.bootstrap}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(node.files.data),
+        "default.replication.factor": str(size),
+        "min.insync.replicas": in_sync,
+        "offsets.topic.replication.factor": str(size),
+        "transaction.state.log.replication.factor": str(size),
+        "transaction.state.log.min.isr": in_sync,
+        "unclean.leader.election.enable": "false",  # never elect a replica that lost writes
+        "group.initial.rebalance.delay.ms": "0",
+        "num.partitions": "1",
+        **NO_AUTO_CREATE,
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def _format_nodes(java: str, libs: Path, nodes: list[Node], cluster_id: str) -> None:
+    # Nodes formatted before keep their cluster id and topics; the others are formatted at once
+    # (a JVM each, about ten seconds) with the cluster's one id.
+    tool = [*_jvm(java, libs), "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c"]
+    formats = {
+        node: subprocess.Popen(
+            [*tool, str(node.files.props)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for node in nodes
+        if not (node.files.data / "meta.properties").is_file()
+    }
+    for node, process in formats.items():
+        output, _ = process.communicate()
+        if process.returncode != 0:
+            raise KafkaSetupError(
+                f"Formatting Kafka storage in {node.files.data} failed:\n{_tail(output)}"
+            )
+
+
+def _spawn_node(java: str, libs: Path, node: Node) -> int:
+    heap = os.environ.get("CONCORD_KAFKA_HEAP", "").strip() or CLUSTER_HEAP
+    cmd = [*_jvm(java, libs), f"-Xmx{heap}", f"-Xms{heap}", "kafka.Kafka", str(node.files.props)]
+    with node.files.log.open("wb") as out:
+        child = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=node.files.data.parent,
+            start_new_session=True,
+        )
+    _children[child.pid] = child
+    node.files.pid.write_text(f"{child.pid}\n")
+    log.info("kafka.node_starting", node=node.node_id, pid=child.pid, log=str(node.files.log))
+    return child.pid
+
+
+def _cluster_size(bootstrap: str) -> int:
+    """Brokers the cluster reports through one node; 0 when it does not answer."""
+    host, _, port = bootstrap.rpartition(":")
+    if not _listening(host, int(port)):
+        return 0
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=3000, bootstrap_timeout_ms=3000
+        )
+    except (KafkaError, OSError):
+        return 0
+    try:
+        return len(admin.describe_cluster().get("brokers") or ())
+    except (KafkaError, OSError):
+        return 0
+    finally:
+        admin.close()
+
+
+def _wait_cluster(nodes: list[Node], pids: dict[int, int], timeout_s: float) -> None:
+    """Until every node answers and counts every broker; a node that dies names its log."""
+    deadline = time.monotonic() + timeout_s
+    waiting = list(nodes)
+    while waiting:
+        for node in list(waiting):
+            if not _alive(pids[node.node_id]):
+                log_file = node.files.log
+                tail = _tail(log_file.read_text(errors="replace")) if log_file.is_file() else ""
+                raise KafkaSetupError(
+                    f"Kafka node {node.node_id} exited while starting; see {log_file}, "
+                    f"which ends:\n{tail}"
+                )
+            if _cluster_size(node.bootstrap) >= len(nodes):
+                waiting.remove(node)
+        if waiting and time.monotonic() > deadline:
+            raise KafkaSetupError(
+                f"Kafka node(s) {', '.join(str(n.node_id) for n in waiting)} did not join the "
+                f"cluster within {timeout_s:g} s; see their logs in {_cluster_dir()}."
+            )
+        if waiting:
+            time.sleep(0.5)
+
+
+def start_cluster(brokers: int = 3, timeout_s: float = 180.0) -> str:
+    """Start (or find running) a cluster of `brokers` nodes; every node's address, comma-separated."""
+    if uses_external_cluster():
+        log.info("kafka.external", bootstrap=bootstrap_servers())
+        return bootstrap_servers()
+    if brokers < 1:
+        raise KafkaSetupError(f"A cluster needs at least one broker, not {brokers}.")
+    made_with = _cluster_brokers()
+    if made_with is not None and made_with != brokers:
+        raise KafkaSetupError(
+            f"The local cluster in {_cluster_dir()} was made with {made_with} brokers: start it "
+            f"with --brokers {made_with}, or stop it and delete that directory for a new one."
+        )
+    nodes = cluster_nodes(brokers)
+    base = _cluster_dir()
+    base.mkdir(parents=True, exist_ok=True)
+    with _locked(base / "cluster.lock"):
+        pids = {n.node_id: pid for n in nodes if (pid := _running_pid(n.files.pid)) is not None}
+        to_start = [n for n in nodes if n.node_id not in pids]
+        for node in to_start:
+            for taken in (node.port, node.controller_port):
+                if _listening("127.0.0.1", taken):
+                    raise KafkaSetupError(
+                        f"Port {taken} on 127.0.0.1 is already in use by another program: stop "
+                        "it or choose other ports with CONCORD_KAFKA_PORT and "
+                        "CONCORD_KAFKA_CONTROLLER_PORT."
+                    )
+        if to_start:
+            java, libs = _java(), fetch()
+            settings = base / "cluster.json"
+            if not settings.is_file():
+                cluster = {"brokers": brokers, "cluster_id": _new_cluster_id()}
+                settings.write_text(json.dumps(cluster) + "\n")
+            cluster_id = json.loads(settings.read_text())["cluster_id"]
+            for node in to_start:
+                node.files.props.write_text(cluster_properties(node, nodes))
+            _format_nodes(java, libs, to_start, cluster_id)
+            for node in to_start:
+                pids[node.node_id] = _spawn_node(java, libs, node)
+        try:
+            _wait_cluster(nodes, pids, timeout_s)
+        except KafkaSetupError:
+            for node in to_start:  # nodes that failed to start must not linger
+                _terminate(pids[node.node_id], 10.0)
+                node.files.pid.unlink(missing_ok=True)
+            raise
+    bootstrap = cluster_bootstrap(nodes)
+    log.info("kafka.cluster_started", brokers=brokers, bootstrap=bootstrap)
+    return bootstrap
+
+
+def start_node(node_id: int, timeout_s: float = 120.0) -> None:
+    """Start one stopped node of the cluster again (after a crash) and wait until it has joined."""
+    nodes = cluster_nodes()
+    [node] = [n for n in nodes if n.node_id == node_id]
+    with _locked(node.files.lock):
+        pid = _running_pid(node.files.pid)
+        if pid is None:
+            pid = _spawn_node(_java(), fetch(), node)
+        _wait_cluster([node], {node_id: pid}, timeout_s)
+
+
+def stop_cluster(timeout_s: float = 30.0) -> bool:
+    """Stop every node of the cluster on CONCORD_KAFKA_PORT; False when none was running."""
+    if uses_external_cluster() or _cluster_brokers() is None:
+        return False
+    nodes = cluster_nodes()
+    with _locked(nodes[0].files.lock):
+        pids = [pid for node in nodes if (pid := _running_pid(node.files.pid)) is not None]
+        for node in nodes:
+            node.files.pid.unlink(missing_ok=True)
+        for pid in pids:  # all at once: each flushes its logs while the others do
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in pids:
+            _terminate(pid, timeout_s)
+    if pids:
+        log.info("kafka.cluster_stopped", brokers=len(nodes))
+    return bool(pids)
+
+
+def cluster_status() -> dict[str, object] | None:
+    """Each node of the local cluster (pid, running, ports, log); None when there is no cluster."""
+    if uses_external_cluster() or _cluster_brokers() is None:
+        return None
+    nodes = cluster_nodes()
+    rows = []
+    for node in nodes:
+        pid = _running_pid(node.files.pid)
+        rows.append(
+            {
+                "node": node.node_id,
+                "bootstrap": node.bootstrap,
+                "controller_port": node.controller_port,
+                "running": pid is not None,
+                "pid": pid,
+                "log": str(node.files.log),
+            }
+        )
+    return {
+        "bootstrap": cluster_bootstrap(nodes),
+        "external": False,
+        "running": all(row["running"] for row in rows),
+        "brokers": len(nodes),
+        "version": KAFKA_VERSION,
+        "nodes": rows,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.kafka.local", description=__doc__)
     parser.add_argument("command", choices=["start", "stop", "status", "fetch"])
     parser.add_argument("--secure", action="store_true", help="start: a SASL_SSL listener")
     parsed = parser.parse_args(argv)
     command = parsed.command
+    parser.add_argument("--brokers", type=int, default=1, help="start a cluster of this many nodes")
     if not structlog.is_configured():
         # stdout carries only the one-line result (status is JSON for scripts).
         structlog.configure(logger_factory=lambda *_: structlog.PrintLogger(sys.stderr))
     try:
         if command == "start":
             where = "external cluster" if uses_external_cluster() else "local broker"
-            print(f"Kafka ({where}) is up at {start(secure=parsed.secure)}.")
+            secure = parsed.secure and parsed.brokers == 1
+            up = start(secure=secure) if parsed.brokers == 1 else start_cluster(parsed.brokers)
+            print(f"Kafka ({where}) is up at {up}.")
         elif command == "stop" and uses_external_cluster():
             print("Nothing stopped: KAFKA_BOOTSTRAP_SERVERS points at an external cluster.")
         elif command == "stop":
-            print("Kafka stopped." if stop() else "No local Kafka broker was running.")
+            stopped = [stop(), stop_cluster()]  # the single broker and the cluster, both
+            print("Kafka stopped." if any(stopped) else "No local Kafka broker was running.")
         elif command == "status":
-            print(json.dumps(status()))
+            print(json.dumps(cluster_status() or status()))
         else:
             print(f"Kafka {KAFKA_VERSION} jars are in {fetch()}.")
     except KafkaSetupError as exc:

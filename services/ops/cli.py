@@ -41,17 +41,26 @@ def _kafka(args: argparse.Namespace) -> int:
     from deploy.kafka import local
 
     try:
+        if args.action == "start" and args.secure and args.brokers > 1:
+            raise CommandError(
+                "--secure starts one broker: give --secure or --brokers, not both", EXIT_USAGE
+            )
         if args.action == "start" and args.secure:
             # Shell lines: `eval "$(concord kafka start --secure)"` configures this shell.
             print(f"# Kafka {local.KAFKA_VERSION} ready at {local.start(secure=True)} (SASL_SSL)")
             for name, value in local.secure_client_settings().items():
                 print(f"export {name}={shlex.quote(value)}")
+        elif args.action == "start" and args.brokers > 1:
+            print(
+                f"Kafka {local.KAFKA_VERSION} cluster ready at {local.start_cluster(args.brokers)}"
+            )
         elif args.action == "start":
             print(f"Kafka {local.KAFKA_VERSION} ready at {local.start()}")
         elif args.action == "stop":
-            print("Kafka stopped" if local.stop() else "Kafka was not running")
+            stopped = [local.stop(), local.stop_cluster()]  # the single broker and the cluster
+            print("Kafka stopped" if any(stopped) else "Kafka was not running")
         else:
-            print(json.dumps(local.status(), default=str))
+            print(json.dumps(local.cluster_status() or local.status(), default=str))
     except local.KafkaSetupError as exc:
         raise CommandError(str(exc)) from exc
     return EXIT_OK
@@ -528,6 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start: a SASL_SSL listener (SCRAM-SHA-512, a CA made for this machine); "
         "prints the settings a client needs",
+    )
+    kafka.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        help="start a KRaft cluster of this many nodes on ports from CONCORD_KAFKA_PORT up",
     )
     kafka.set_defaults(run=_kafka)
 

@@ -72,11 +72,11 @@ app = HubApp(
     # (faust's default: 60 s); a short session lets a survivor take over within 15 s. Dynamic
     # membership, not static (group_instance_id): a static member's partitions wait for its
     # session to expire even when it stops cleanly, and a dead one's wait as long either way.
-    broker_session_timeout=float(os.environ.get("CONCORD_SESSION_TIMEOUT_S", "8")),
-    broker_heartbeat_interval=float(os.environ.get("CONCORD_HEARTBEAT_INTERVAL_S", "1")),
+    broker_session_timeout=config().session_timeout_s,
+    broker_heartbeat_interval=config().heartbeat_interval_s,
     # How long a live worker may take to rejoin a rebalance (faust first waits for its agents
     # to finish what they hold): not how long a dead one is waited for, so left long.
-    broker_rebalance_timeout=float(os.environ.get("CONCORD_REBALANCE_TIMEOUT_S", "60")),
+    broker_rebalance_timeout=config().rebalance_timeout_s,
     # Standby replicas keep a copy of other workers' table partitions, for a quick takeover.
     table_standby_replicas=SETTINGS.standby_replicas,
     # Workers create no topics: `concord topics create` (or the cluster's administrator, from

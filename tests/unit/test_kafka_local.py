@@ -100,7 +100,7 @@ def test_properties_carry_ports_and_data_dir(tmp_path: Path) -> None:
     assert props["log.dirs"] == str(tmp_path / "data-19500")
     assert props["process.roles"] == "broker,controller"
     assert props["offsets.topic.replication.factor"] == "1"
-    assert "auto.create.topics.enable" not in props
+    assert props["auto.create.topics.enable"] == "false"  # a publish before `topics create` fails
 
 
 def test_files_are_per_port_and_jars_shared(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -232,3 +232,39 @@ def test_main_status_prints_json(capsys: pytest.CaptureFixture[str], no_processe
     out = capsys.readouterr().out
     assert out.count("\n") == 1
     assert '"running": false' in out
+
+
+def test_cluster_nodes_take_consecutive_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONCORD_KAFKA_CONTROLLER_PORT", raising=False)
+    monkeypatch.setenv("CONCORD_KAFKA_PORT", "19700")
+    nodes = local.cluster_nodes(3)
+    assert [(n.node_id, n.port, n.controller_port) for n in nodes] == [
+        (1, 19700, 19703),
+        (2, 19701, 19704),
+        (3, 19702, 19705),
+    ]
+    assert local.cluster_bootstrap(nodes) == "127.0.0.1:19700,127.0.0.1:19701,127.0.0.1:19702"
+    assert len({n.files.data for n in nodes} | {n.files.log for n in nodes}) == 6
+    monkeypatch.setenv("CONCORD_KAFKA_CONTROLLER_PORT", "19750")
+    assert [n.controller_port for n in local.cluster_nodes(3)] == [19750, 19751, 19752]
+
+
+def test_cluster_properties_replicate_everything_three_ways(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CONCORD_KAFKA_CONTROLLER_PORT", raising=False)
+    monkeypatch.setenv("CONCORD_KAFKA_PORT", "19700")
+    nodes = local.cluster_nodes(3)
+    props = parse_properties(local.cluster_properties(nodes[1], nodes))
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == (
+        "1@127.0.0.1:19703,2@127.0.0.1:19704,3@127.0.0.1:19705"
+    )
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19701,CONTROLLER://127.0.0.1:19704"
+    assert props["default.replication.factor"] == "3"
+    assert props["min.insync.replicas"] == "2"
+    assert props["offsets.topic.replication.factor"] == "3"
+    assert props["transaction.state.log.replication.factor"] == "3"
+    assert props["transaction.state.log.min.isr"] == "2"
+    assert props["unclean.leader.election.enable"] == "false"
+    assert props["auto.create.topics.enable"] == "false"
