@@ -38,7 +38,7 @@ PERSON_LEVEL = re.compile(
     r"(\bp-[0-9a-f]{20}\b|\bX\d{6}\b|probation-crn|nhs-number|urn:concord:id:)"
 )
 # Answer a commissioner, by design: readiness, and the figures.
-AGGREGATE = {"/ready", "/measures"}
+AGGREGATE = {"/ready", "/livez", "/metrics", "/measures"}  # about the hub, never a person
 
 
 def as_crn(referral_id: str, crn: str, **more: Any) -> dict[str, Any]:
