@@ -45,12 +45,13 @@ def exited(worker: Worker, timeout_s: float = 60.0) -> int | None:
     return None
 
 
-# The crash point, and how many copies of each alert may then be on the topic: killed before
-# Kafka confirmed the outputs, or after the changelog, exactly one; killed between the two, the
-# replay sends the outputs again under the same ids (the deliverer drops the repeat).
+# The crash point, and how many copies of each alert may then be on the topic: killed after the
+# changelog, exactly one; killed once the outputs were handed to the producer (which may already
+# have sent them) or after Kafka confirmed them, the replay sends them again under the same ids
+# (the deliverer drops the repeat). Never none, never a new id.
 @pytest.mark.parametrize(
     ("point", "copies"),
-    [("state-written", 1), ("outputs-confirmed", 2), ("changelog-confirmed", 1)],
+    [("state-written", 2), ("outputs-confirmed", 2), ("changelog-confirmed", 1)],
 )
 def test_worker_killed_mid_batch_loses_no_alert_and_makes_none_anew(
     topics: str, tmp_path: Path, publish, point: str, copies: int
