@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -112,7 +113,13 @@ def browser() -> Iterator[WebDriver]:
 def wait_for(
     browser: WebDriver, condition: Callable[[WebDriver], Any], timeout_s: float = 30.0
 ) -> Any:
-    return WebDriverWait(browser, timeout_s, poll_frequency=0.2).until(condition)
+    # A page replaced while the condition reads it is read again on the next poll.
+    return WebDriverWait(
+        browser,
+        timeout_s,
+        poll_frequency=0.2,
+        ignored_exceptions=(StaleElementReferenceException, NoSuchElementException),
+    ).until(condition)
 
 
 def check_page(browser: WebDriver, name: str) -> None:
