@@ -8,11 +8,19 @@ initAll()
 const view = document.getElementById('person-view')
 if (view && window.EventSource) {
   const status = document.getElementById('live-status')
-  const events = new EventSource(view.dataset.live)
-  events.addEventListener('changed', async () => {
+  const refresh = async () => {
     const response = await fetch(window.location.pathname + '?part=body', { headers: { Accept: 'text/html' } })
-    if (!response.ok) return
+    if (!response.ok) return false
     document.getElementById('person-view').outerHTML = await response.text()
-    status.textContent = 'Updated at ' + new Date().toLocaleTimeString('en-GB') + ' with new information.'
+    return true
+  }
+  const events = new EventSource(view.dataset.live)
+  // Once the stream is open the page hears every new alert; what arrived between the page being
+  // drawn and the stream opening (or while it reconnected) is taken in by reading the page again.
+  events.addEventListener('open', refresh)
+  events.addEventListener('changed', async () => {
+    if (await refresh()) {
+      status.textContent = 'Updated at ' + new Date().toLocaleTimeString('en-GB') + ' with new information.'
+    }
   })
 }
