@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
-from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.delivery.rules import Endpoint
@@ -24,6 +23,7 @@ from connectors.hl7v2.listener import listener_producer
 from connectors.hl7v2.listener import serve as serve_mllp
 from schemas import topics as catalogue
 from services.observe import health, operator
+from services.observe.metrics import REGISTRY
 from tests.e2e.conftest import free_port
 from tests.integration.test_delivery import FAST, publish, wait_until, webhook
 from tests.integration.test_gateway import APPOINTMENT, GP, Client, Served
