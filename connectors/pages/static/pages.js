@@ -8,19 +8,22 @@ initAll()
 const view = document.getElementById('person-view')
 if (view && window.EventSource) {
   const status = document.getElementById('live-status')
+  // Reads the person's page again; replaces it, and says so, only when it has changed.
   const refresh = async () => {
     const response = await fetch(window.location.pathname + '?part=body', { headers: { Accept: 'text/html' } })
-    if (!response.ok) return false
-    document.getElementById('person-view').outerHTML = await response.text()
-    return true
+    if (!response.ok) return
+    const template = document.createElement('template')
+    template.innerHTML = (await response.text()).trim()
+    const fresh = template.content.firstElementChild
+    const shown = document.getElementById('person-view')
+    if (!fresh || fresh.outerHTML === shown.outerHTML) return // both as this browser writes them
+    shown.replaceWith(fresh)
+    status.textContent = 'Updated at ' + new Date().toLocaleTimeString('en-GB') + ' with new information.'
   }
   const events = new EventSource(view.dataset.live)
-  // Once the stream is open the page hears every new alert; what arrived between the page being
-  // drawn and the stream opening (or while it reconnected) is taken in by reading the page again.
+  events.addEventListener('changed', refresh)
+  // What arrived before the stream opened (or while it reconnected, or a proxy held it) is taken
+  // in by reading the page again when it opens, and every 15 seconds.
   events.addEventListener('open', refresh)
-  events.addEventListener('changed', async () => {
-    if (await refresh()) {
-      status.textContent = 'Updated at ' + new Date().toLocaleTimeString('en-GB') + ' with new information.'
-    }
-  })
+  setInterval(refresh, 15000)
 }
